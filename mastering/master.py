@@ -1,0 +1,204 @@
+"""The master job: chain, one static gain, a true-peak limiter; every output at its target.
+
+Signal path (all offline, whole file):
+
+1. input trim: one static gain bringing the input to the working level (-18 LUFS), so the chain's
+   thresholds mean the same on a quiet acoustic take and a loud club master;
+2. the preset's chain (EQ, multiband compressor, stereo width, saturation);
+3. the loudness stage: one static gain, solved so that the limited output reads the target
+   integrated loudness (BS.1770-4), then the look-ahead true-peak limiter at the ceiling;
+4. for 16/24-bit output, TPDF dither; the result is re-metered and, should the true peak of the
+   quantized signal exceed the ceiling, the limiter is re-run a hair lower.
+
+The loudness change comes only from these static gains, the chain and the limiter: no gain riding.
+"""
+
+import platform as _platform
+import time
+
+import numpy as np
+
+import roomtone
+from mastering.presets import Platform, Preset, get_platform, load_preset
+from mastering.processors import Gain, TruePeakLimiter
+from roomtone.audio import quantize_tpdf, read_audio, validate_audio, write_audio, check_output_path
+from roomtone.errors import InvalidAudioError, TargetUnreachableError
+from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, measure
+
+WORKING_LEVEL_LUFS = -18.0
+MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
+LOUDNESS_TOLERANCE_LU = 0.01  # we aim well inside the 0.1 LU promise
+CEILING_MARGIN_DB = 0.02  # the limiter aims this far under the ceiling (float rounding, dither)
+
+
+def _resolve_target(platform, target_lufs, ceiling_dbtp):
+    plat = platform if isinstance(platform, Platform) else get_platform(platform)
+    target = plat.target_lufs if target_lufs is None else float(target_lufs)
+    ceiling = plat.ceiling_dbtp if ceiling_dbtp is None else float(ceiling_dbtp)
+    if not -40.0 <= target <= -5.0:
+        raise TargetUnreachableError(f"target_lufs={target:g} LUFS is outside -40..-5 LUFS")
+    if not -12.0 <= ceiling <= 0.0:
+        raise TargetUnreachableError(f"ceiling_dbtp={ceiling:g} dBTP is outside -12..0 dBTP")
+    return plat, target, ceiling
+
+
+def _solve_loudness(audio, sample_rate, limiter, detector, target, ceiling, max_limiting_lu, bits):
+    """Find the static gain (dB) so the limited output reads ``target`` LUFS, then quantize.
+
+    The limiter's gain curve for ``g * audio`` comes from the same held detector (peaks scale with
+    g), so each step costs one gain curve and one integrated-loudness reading: a secant search on
+    ``I(g) - target``, which rises monotonically with g. The quantized (dithered) result is
+    re-metered; should its true peak exceed the ceiling, the limiter aims lower and runs again.
+    Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
+    """
+    level = integrated_loudness(audio, sample_rate)
+    limiter_ceiling = ceiling - CEILING_MARGIN_DB
+    history = []
+    gain_db = target - level
+    for attempt in range(4):
+        for step in range(16):
+            gain = 10.0 ** (gain_db / 20.0)
+            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
+            out = audio * (gain * curve).astype(np.float32)[None, :]
+            result = integrated_loudness(out, sample_rate)
+            error = target - result
+            history.append((gain_db, result))
+            limiting_lu = level + gain_db - result
+            if abs(error) <= LOUDNESS_TOLERANCE_LU or limiting_lu > max_limiting_lu + 0.5:
+                break
+            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
+                (g0, r0), (g1, r1) = history[-2], history[-1]
+                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
+            else:
+                gain_db += error
+        if limiting_lu > max_limiting_lu or abs(target - result) > 0.05:
+            raise TargetUnreachableError(
+                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {max(limiting_lu, 0):.1f} LU of limiting "
+                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
+                f"or use a preset with more compression"
+            )
+        if bits:
+            out = (quantize_tpdf(out, bits) / float(2 ** (bits - 1))).astype(np.float32)
+        after = measure(out, sample_rate)
+        if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= 0.05:
+            return out, after, gain_db, limiting_lu, len(history)
+        limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
+    raise TargetUnreachableError(
+        f"true peak {after.true_peak_dbtp:.2f} dBTP stays above the {ceiling:g} dBTP ceiling")
+
+
+def _versions():
+    import numba
+    import soundfile
+
+    return {"roomtone": roomtone.__version__, "python": _platform.python_version(), "numpy": np.__version__,
+            "numba": numba.__version__, "soundfile": soundfile.__version__,
+            "libsndfile": soundfile.__libsndfile_version__}
+
+
+def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_lufs=None, ceiling_dbtp=None,
+           bit_depth="32f", progress=None):
+    """Master ``audio`` to a platform's loudness and true-peak ceiling.
+
+    Args:
+        audio: (channels, samples) float array, any channel count (mono, stereo, 5.1...).
+        sample_rate: Hz; kept as is.
+        preset: a shipped preset name, a path to a preset TOML file, or a :class:`Preset`.
+        platform: a platform name from ``presets/platforms.toml`` (``spotify``, ``apple``...).
+        target_lufs, ceiling_dbtp: override the platform's integrated loudness target (LUFS) and
+            true-peak ceiling (dBTP).
+        bit_depth: ``"16"`` or ``"24"`` to quantize (with TPDF dither) here, so the returned samples
+            are exactly what a file of that depth holds and meet the target; ``"32f"`` for float.
+        progress: optional ``callable(str)`` told of each stage.
+
+    Returns:
+        ``(audio_out, report)``: float32 (channels, samples), and a JSON-ready dict with versions,
+        the preset as applied, the target, per-stage gains and before/after meter readings.
+
+    Raises:
+        InvalidAudioError: empty, non-finite, shorter than one 400 ms gating block, or silent input.
+        TargetUnreachableError: the target needs more limiting than the preset allows.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    audio = validate_audio(audio, sample_rate)
+    sample_rate = int(sample_rate)
+    preset = load_preset(preset)
+    plat, target, ceiling = _resolve_target(platform, target_lufs, ceiling_dbtp)
+    bits = {"16": 16, "24": 24, "32f": None}[str(bit_depth)]
+    if audio.shape[1] < MOMENTARY_S * sample_rate:
+        raise InvalidAudioError(
+            f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long; integrated loudness needs at least one "
+            f"{MOMENTARY_S * 1000:.0f} ms gating block"
+        )
+    say("metering input")
+    before = measure(audio, sample_rate)
+    if not np.isfinite(before.integrated_lufs):
+        raise InvalidAudioError(
+            f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, no file written"
+        )
+    trim_db = WORKING_LEVEL_LUFS - before.integrated_lufs
+    if target - before.integrated_lufs > MAX_TOTAL_GAIN_DB:
+        raise TargetUnreachableError(
+            f"input reads {before.integrated_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
+            f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
+        )
+    stages = []
+    level = before.integrated_lufs
+    signal = Gain(gain_db=float(np.clip(trim_db, -60.0, 60.0)))(audio, sample_rate)
+    stages.append({"stage": "input_trim", "gain_db": round(trim_db, 3)})
+    level = WORKING_LEVEL_LUFS
+    for processor in preset.chain:
+        say(processor.kind)
+        signal = processor(signal, sample_rate)
+        new_level = integrated_loudness(signal, sample_rate)
+        stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
+        level = new_level
+    say("loudness and true-peak limiting")
+    limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms, release_ms=preset.release_ms)
+    detector = limiter.detector(signal, sample_rate)
+    out, after, gain_db, limiting_lu, iterations = _solve_loudness(
+        signal, sample_rate, limiter, detector, target, ceiling, preset.max_limiting_lu, bits)
+    stages.append({"stage": "loudness_gain", "gain_db": round(gain_db, 3)})
+    stages.append({"stage": "limiter", "gain_db": round(-limiting_lu, 3)})
+    report = {
+        "versions": _versions(),
+        "preset": preset.to_dict(),
+        "platform": plat.name,
+        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling},
+        "sample_rate": sample_rate,
+        "channels": int(audio.shape[0]),
+        "bit_depth": str(bit_depth),
+        "dither": "tpdf" if bits else None,
+        "stages": stages,
+        "loudness_iterations": iterations,
+        "before": before.as_dict(),
+        "after": after.as_dict(),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+    return out, report
+
+
+def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
+                ceiling_dbtp=None, bit_depth="24", overwrite_input=False, progress=None):
+    """Master a file into ``output_path`` (WAV or FLAC by extension), atomically.
+
+    The output keeps the input's sample rate and channel layout. The input is never modified; an
+    output path equal to the input is refused unless ``overwrite_input``. Returns the report (with
+    ``input`` and ``output`` paths added).
+    """
+    from roomtone.audio import output_format
+
+    output_format(output_path, bit_depth)
+    check_output_path(output_path, input_path, overwrite_input=overwrite_input)
+    say = progress or (lambda message: None)
+    say("reading")
+    audio, sample_rate, info = read_audio(input_path)
+    out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
+                         ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress)
+    say("writing")
+    write_audio(output_path, out, sample_rate, bit_depth=bit_depth, dither=False)
+    report["input"] = str(input_path)
+    report["output"] = str(output_path)
+    report["input_format"] = {"format": info.format, "subtype": info.subtype}
+    return report

@@ -1,0 +1,189 @@
+"""Presets as validated, versioned data: a TOML file fully describes a render's chain.
+
+A preset file has ``schema_version = 1``, ``name``, ``category`` ("style" | "genre"),
+``description``, a ``[limiter]`` table (``lookahead_ms``, ``release_ms``, ``max_limiting_lu``) and
+an array of ``[[chain]]`` tables, each a processor ``kind`` with its parameters. Any unknown key or
+out-of-range value raises :class:`PresetError` naming the file and the key.
+Chain -> TOML -> Chain round-trips (:meth:`Preset.to_toml`, :func:`parse_preset`).
+"""
+
+import dataclasses
+import math
+import tomllib
+from pathlib import Path
+
+import mastering.processors  # noqa: F401  (registers the processor kinds)
+from presets import PRESET_DIR
+from roomtone.errors import PresetError
+from roomtone.processor import Chain
+
+SCHEMA_VERSION = 1
+CATEGORIES = ("style", "genre")
+_TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain"}
+# limiter key -> (default, low, high, unit)
+_LIMITER_KEYS = {
+    "lookahead_ms": (3.0, 0.5, 20.0, "ms"),
+    "release_ms": (80.0, 1.0, 2000.0, "ms"),
+    "max_limiting_lu": (6.0, 0.0, 20.0, "LU"),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A mastering preset: the chain, the limiter's timing and how much limiting it tolerates.
+
+    ``max_limiting_lu`` is the most integrated loudness the limiter may remove to reach a target;
+    beyond it the target cannot be met without wrecking the audio and mastering stops.
+    """
+
+    name: str
+    category: str
+    description: str
+    chain: Chain
+    lookahead_ms: float = 3.0
+    release_ms: float = 80.0
+    max_limiting_lu: float = 6.0
+    source: str = ""
+
+    def to_dict(self):
+        return {
+            "schema_version": SCHEMA_VERSION, "name": self.name, "category": self.category,
+            "description": self.description,
+            "limiter": {"lookahead_ms": self.lookahead_ms, "release_ms": self.release_ms,
+                        "max_limiting_lu": self.max_limiting_lu},
+            "chain": self.chain.to_dicts(),
+        }
+
+    def to_toml(self):
+        """Serialise to TOML text that :func:`parse_preset` reads back to an equal preset."""
+        data = self.to_dict()
+        lines = [f"schema_version = {SCHEMA_VERSION}", f"name = {_toml_value(self.name)}",
+                 f"category = {_toml_value(self.category)}", f"description = {_toml_value(self.description)}",
+                 "", "[limiter]"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in data["limiter"].items()]
+        for item in data["chain"]:
+            lines += ["", "[[chain]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+        return "\n".join(lines) + "\n"
+
+
+def _toml_value(value):
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return str(value)
+
+
+def parse_preset(data, source="<data>"):
+    """Validate preset ``data`` (a dict as read from TOML) and build a :class:`Preset`."""
+    where = f"{source}"
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise PresetError(f"{where}: unknown key {key!r}; allowed: {', '.join(sorted(_TOP_KEYS))}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise PresetError(f"{where}: schema_version must be {SCHEMA_VERSION}; got {data.get('schema_version')!r}")
+    for key in ("name", "description"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            raise PresetError(f"{where}: key {key!r} must be a non-empty string")
+    if data.get("category") not in CATEGORIES:
+        raise PresetError(f"{where}: key 'category' must be one of {', '.join(CATEGORIES)}; got {data.get('category')!r}")
+    limiter = data.get("limiter", {})
+    if not isinstance(limiter, dict):
+        raise PresetError(f"{where}: key 'limiter' must be a table")
+    values = {}
+    for key, value in limiter.items():
+        if key not in _LIMITER_KEYS:
+            raise PresetError(f"{where}: unknown key 'limiter.{key}'; allowed: {', '.join(_LIMITER_KEYS)}")
+        _, low, high, unit = _LIMITER_KEYS[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise PresetError(f"{where}: key 'limiter.{key}'={value!r} is outside {low:g}..{high:g} {unit}")
+        values[key] = float(value)
+    chain_items = data.get("chain", [])
+    if not isinstance(chain_items, list):
+        raise PresetError(f"{where}: key 'chain' must be an array of tables ([[chain]])")
+    processors = []
+    for index, item in enumerate(chain_items):
+        if not isinstance(item, dict):
+            raise PresetError(f"{where}: chain[{index}] must be a table")
+        try:
+            processors.append(Chain.from_dicts([item])[0])
+        except PresetError as exc:
+            raise PresetError(f"{where}: chain[{index}] ({item.get('kind', '?')}): {exc}") from None
+        except TypeError as exc:
+            raise PresetError(f"{where}: chain[{index}] ({item.get('kind', '?')}): {exc}") from None
+    return Preset(name=data["name"], category=data["category"], description=data["description"],
+                  chain=Chain(processors), source=str(source), **values)
+
+
+def preset_paths():
+    """Shipped presets by name: ``{name: Path}`` over styles then genres."""
+    out = {}
+    for category in CATEGORIES:
+        for path in sorted((PRESET_DIR / f"{category}s").glob("*.toml")):
+            out[path.stem] = path
+    return out
+
+
+def load_preset(name_or_path):
+    """A shipped preset by name (``"warm"``, ``"jazz"``) or a preset file by path."""
+    if isinstance(name_or_path, Preset):
+        return name_or_path
+    text = str(name_or_path)
+    paths = preset_paths()
+    if text in paths:
+        path = paths[text]
+    elif text.endswith(".toml") or Path(text).exists():
+        path = Path(text)
+        if not path.is_file():
+            raise PresetError(f"{path}: preset file not found")
+    else:
+        raise PresetError(f"unknown preset {text!r}; known: {', '.join(paths)} (or a path to a .toml file)")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: not valid TOML ({exc})") from None
+    except OSError as exc:
+        raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
+    return parse_preset(data, source=path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Platform:
+    """A delivery target: integrated loudness in LUFS and true-peak ceiling in dBTP."""
+
+    name: str
+    target_lufs: float
+    ceiling_dbtp: float
+    description: str = ""
+
+
+def load_platforms(path=None):
+    """``{name: Platform}`` from ``presets/platforms.toml`` (or ``path``), validated."""
+    path = Path(path) if path else PRESET_DIR / "platforms.toml"
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    if data.pop("schema_version", None) != SCHEMA_VERSION:
+        raise PresetError(f"{path}: schema_version must be {SCHEMA_VERSION}")
+    platforms = {}
+    for name, table in data.items():
+        for key in table:
+            if key not in ("target_lufs", "ceiling_dbtp", "description"):
+                raise PresetError(f"{path}: unknown key '{name}.{key}'")
+        try:
+            target, ceiling = float(table["target_lufs"]), float(table["ceiling_dbtp"])
+        except (KeyError, TypeError, ValueError):
+            raise PresetError(f"{path}: platform {name!r} needs numeric target_lufs and ceiling_dbtp") from None
+        if not -40.0 <= target <= -5.0 or not -12.0 <= ceiling <= 0.0:
+            raise PresetError(f"{path}: platform {name!r} target {target} LUFS / ceiling {ceiling} dBTP out of range")
+        platforms[name] = Platform(name, target, ceiling, table.get("description", ""))
+    return platforms
+
+
+def get_platform(name):
+    platforms = load_platforms()
+    if name not in platforms:
+        raise PresetError(f"unknown platform {name!r}; known: {', '.join(platforms)}")
+    return platforms[name]

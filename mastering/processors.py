@@ -1,0 +1,232 @@
+"""The mastering processors: EQ, multiband compressor, stereo width, saturation, gain, and the
+look-ahead true-peak limiter. Each is a frozen dataclass with units in its parameter names and the
+common call ``processor(audio, sample_rate)`` (see :mod:`roomtone.processor`).
+
+Shape: audio (channels, samples) float32 in and out, same shape.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from kernels.biquad import sos_filter
+from kernels.dynamics import compress_into, limiter_gain_held, sliding_max_forward
+from kernels.saturation import tanh_saturate_2x
+from kernels.truepeak import oversampled_peaks
+from roomtone import filters
+from roomtone.errors import PresetError
+from roomtone.meter import peak_interpolator
+from roomtone.processor import Processor, param, register
+
+
+def _db_to_gain(db):
+    return 10.0 ** (db / 20.0)
+
+
+def _time_coef(ms, sample_rate):
+    """One-pole coefficient reaching 1 - 1/e of a step after ``ms`` milliseconds."""
+    return math.exp(-1.0 / (max(ms, 1e-3) * 1e-3 * sample_rate))
+
+
+def _safe_freq(freq_hz, sample_rate):
+    """Keep a corner frequency below 0.45 x the sample rate (e.g. a 16 kHz shelf on 22.05 kHz audio)."""
+    return min(freq_hz, 0.45 * sample_rate)
+
+
+@register("gain")
+@dataclasses.dataclass(frozen=True)
+class Gain(Processor):
+    """Static gain."""
+
+    gain_db: float = param(0.0, -60.0, 60.0, "dB")
+
+    def process(self, audio, sample_rate):
+        return audio * np.float32(_db_to_gain(self.gain_db))
+
+
+@register("eq")
+@dataclasses.dataclass(frozen=True)
+class Equalizer(Processor):
+    """Low shelf, high shelf and parametric bands (RBJ biquads, minimum phase).
+
+    ``bands`` is a tuple of ``(freq_hz, gain_db, q)``. A 0 dB shelf or band is skipped.
+    """
+
+    low_shelf_hz: float = param(100.0, 20.0, 1000.0, "Hz")
+    low_shelf_db: float = param(0.0, -12.0, 12.0, "dB")
+    high_shelf_hz: float = param(8000.0, 1000.0, 20000.0, "Hz")
+    high_shelf_db: float = param(0.0, -12.0, 12.0, "dB")
+    bands: tuple = ()
+
+    def __post_init__(self):
+        super().__post_init__()
+        for band in self.bands:
+            if len(band) != 3:
+                raise PresetError(f"eq.bands entries are [freq_hz, gain_db, q]; got {list(band)!r}")
+            freq_hz, gain_db, q = band
+            for name, value, low, high, unit in (("freq_hz", freq_hz, 20.0, 20000.0, "Hz"),
+                                                 ("gain_db", gain_db, -12.0, 12.0, "dB"),
+                                                 ("q", q, 0.1, 10.0, "")):
+                if not isinstance(value, (int, float)) or not low <= value <= high:
+                    raise PresetError(f"eq.bands {name}={value!r} is outside {low:g}..{high:g} {unit}".rstrip())
+
+    def sos(self, sample_rate):
+        """The cascade as SOS rows. Shape: (sections, 6)."""
+        rows = []
+        if self.low_shelf_db:
+            rows.append(filters.shelf_sos(_safe_freq(self.low_shelf_hz, sample_rate), self.low_shelf_db, sample_rate, "low"))
+        if self.high_shelf_db:
+            rows.append(filters.shelf_sos(_safe_freq(self.high_shelf_hz, sample_rate), self.high_shelf_db, sample_rate, "high"))
+        for freq_hz, gain_db, q in self.bands:
+            if gain_db and freq_hz < 0.45 * sample_rate:
+                rows.append(filters.peaking_sos(freq_hz, gain_db, q, sample_rate))
+        return np.concatenate(rows) if rows else np.zeros((0, 6))
+
+    def process(self, audio, sample_rate):
+        sos = self.sos(sample_rate)
+        if sos.shape[0] == 0:
+            return audio.copy()
+        return sos_filter(audio, sos)
+
+
+def split_bands(audio, sample_rate, crossovers_hz):
+    """Phase-coherent band split with Linkwitz-Riley 4th-order crossovers.
+
+    Each band but the top is all-passed at every higher crossover, so the bands sum to an all-pass
+    of the input (flat magnitude, no comb filtering). Shape: returns a list of (channels, samples)
+    float64, lowest band first.
+    """
+    bands = []
+    rest = audio
+    freqs = [_safe_freq(f, sample_rate) for f in crossovers_hz]
+    for i, freq_hz in enumerate(freqs):
+        low = sos_filter(rest, filters.linkwitz_riley4_sos(freq_hz, sample_rate, "low"))
+        rest = sos_filter(rest, filters.linkwitz_riley4_sos(freq_hz, sample_rate, "high"))
+        higher = freqs[i + 1:]
+        if higher:
+            low = sos_filter(low, np.concatenate([filters.allpass_lr4_sos(f, sample_rate) for f in higher]))
+        bands.append(low)
+    bands.append(np.asarray(rest, dtype=np.float64))
+    return bands
+
+
+@register("multiband")
+@dataclasses.dataclass(frozen=True)
+class MultibandCompressor(Processor):
+    """Downward compressor per band after a phase-coherent LR4 split.
+
+    Thresholds are peak levels in dBFS at the master's working level (-18 LUFS); one entry per band
+    (``len(crossovers_hz) + 1``) for ``threshold_db``, ``ratio`` and ``makeup_db``.
+    """
+
+    crossovers_hz: tuple = (120.0, 2500.0)
+    threshold_db: tuple = (-18.0, -20.0, -22.0)
+    ratio: tuple = (2.0, 1.8, 1.6)
+    makeup_db: tuple = (0.0, 0.0, 0.0)
+    attack_ms: float = param(20.0, 0.1, 200.0, "ms")
+    release_ms: float = param(150.0, 5.0, 2000.0, "ms")
+    knee_db: float = param(6.0, 0.0, 24.0, "dB")
+
+    def __post_init__(self):
+        super().__post_init__()
+        n = len(self.crossovers_hz) + 1
+        if list(self.crossovers_hz) != sorted(self.crossovers_hz) or any(not 20 <= f <= 20000 for f in self.crossovers_hz):
+            raise PresetError(f"multiband.crossovers_hz={list(self.crossovers_hz)} must ascend within 20..20000 Hz")
+        for name, low, high, unit in (("threshold_db", -60.0, 0.0, "dB"), ("ratio", 1.0, 20.0, ":1"),
+                                      ("makeup_db", -12.0, 12.0, "dB")):
+            values = getattr(self, name)
+            if len(values) != n:
+                raise PresetError(f"multiband.{name} needs {n} values (one per band); got {len(values)}")
+            for v in values:
+                if not isinstance(v, (int, float)) or not low <= v <= high:
+                    raise PresetError(f"multiband.{name} value {v!r} is outside {low:g}..{high:g} {unit}")
+
+    def process(self, audio, sample_rate):
+        attack = _time_coef(self.attack_ms, sample_rate)
+        release = _time_coef(self.release_ms, sample_rate)
+        out = np.zeros(audio.shape, dtype=np.float64)
+        for band, thr, ratio, makeup in zip(split_bands(audio, sample_rate, self.crossovers_hz),
+                                            self.threshold_db, self.ratio, self.makeup_db):
+            compress_into(out, band, float(thr), float(ratio), float(self.knee_db), attack, release, float(makeup))
+        return out
+
+
+@register("width")
+@dataclasses.dataclass(frozen=True)
+class StereoWidth(Processor):
+    """Mid/side width on the first two channels (L, R); ``width`` scales the side signal.
+
+    ``bass_mono_hz`` > 0 high-passes the side (2nd-order Butterworth), centring the low end.
+    Mono input is returned unchanged; channels beyond the first two pass through.
+    """
+
+    width: float = param(1.0, 0.0, 2.0, "x")
+    bass_mono_hz: float = param(0.0, 0.0, 500.0, "Hz")
+
+    def process(self, audio, sample_rate):
+        if audio.shape[0] < 2 or (self.width == 1.0 and self.bass_mono_hz == 0.0):
+            return audio.copy()
+        left = audio[0].astype(np.float64)
+        right = audio[1].astype(np.float64)
+        mid = 0.5 * (left + right)
+        side = 0.5 * (left - right) * self.width
+        if self.bass_mono_hz > 0.0:
+            side = sos_filter(side[None], filters.butterworth2_sos(_safe_freq(self.bass_mono_hz, sample_rate),
+                                                                   sample_rate, "high"))[0]
+        out = audio.astype(np.float64)
+        out[0] = mid + side
+        out[1] = mid - side
+        return out
+
+
+@register("saturation")
+@dataclasses.dataclass(frozen=True)
+class Saturation(Processor):
+    """Soft (tanh) saturation at 2x oversampling, unity small-signal gain, blended by ``mix``.
+
+    ``drive_db`` is the gain into the curve (the output is scaled back by the same amount).
+    """
+
+    drive_db: float = param(0.0, 0.0, 24.0, "dB")
+    mix: float = param(1.0, 0.0, 1.0, "fraction")
+
+    def process(self, audio, sample_rate):
+        if self.drive_db == 0.0 or self.mix == 0.0:
+            return audio.copy()
+        # Drive relative to the working level: full scale maps to tanh(drive).
+        drive = _db_to_gain(self.drive_db)
+        return tanh_saturate_2x(audio, filters.halfband_lowpass(), drive, float(self.mix))
+
+
+@register("limiter")
+@dataclasses.dataclass(frozen=True)
+class TruePeakLimiter(Processor):
+    """Look-ahead true-peak limiter: a 4x oversampled detector (with parabolic refinement between
+    interpolated points), a forward hold over the look-ahead, release, and smoothing, so every
+    detected peak lands at or under ``ceiling_dbtp``. Offline: zero latency in the output.
+    """
+
+    ceiling_dbtp: float = param(-1.0, -20.0, 0.0, "dBTP")
+    lookahead_ms: float = param(3.0, 0.5, 20.0, "ms")
+    release_ms: float = param(80.0, 1.0, 2000.0, "ms")
+
+    def _lookahead(self, sample_rate):
+        return max(2, int(round(self.lookahead_ms * 1e-3 * sample_rate)))
+
+    def detector(self, audio, sample_rate):
+        """Oversampled peak per sample, max over channels, held over the look-ahead window
+        (``max(peak[n : n + lookahead])``). It does not depend on gain or ceiling, so a loudness
+        search computes it once. Shape: (samples,) float64."""
+        peaks = oversampled_peaks(np.ascontiguousarray(audio, dtype=np.float32), peak_interpolator(sample_rate), True)
+        return sliding_max_forward(peaks.max(axis=0).astype(np.float64), self._lookahead(sample_rate))
+
+    def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
+        """Limiter gain per sample for ``pre_gain * audio``. Shape: (samples,) float64 in (0, 1]."""
+        ceiling = _db_to_gain(self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp)
+        return limiter_gain_held(detector, float(pre_gain), ceiling, self._lookahead(sample_rate),
+                                 _time_coef(self.release_ms, sample_rate))
+
+    def process(self, audio, sample_rate):
+        gain = self.gain_curve(self.detector(audio, sample_rate), sample_rate)
+        return audio * gain[None, :]

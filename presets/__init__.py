@@ -1,0 +1,6 @@
+"""Preset data (TOML): ``platforms.toml`` (loudness targets), ``styles/*.toml`` and ``genres/*.toml``
+(mastering chains). Loaded and validated by :mod:`mastering.presets`; this package holds only data."""
+
+from pathlib import Path
+
+PRESET_DIR = Path(__file__).resolve().parent

@@ -1,0 +1,226 @@
+"""File boundary: reading and validating audio, and writing it atomically with dither.
+
+Inside the library audio is float32 ``(channels, samples)``; files are frames x channels. The
+layout is converted here, once, from the file's own channel count, never guessed from a shape.
+"""
+
+import os
+import struct
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+
+from roomtone.errors import InvalidAudioError, OutputError
+
+# extension -> (libsndfile format, allowed bit depths)
+OUTPUT_FORMATS = {
+    ".wav": ("WAV", ("16", "24", "32f")),
+    ".flac": ("FLAC", ("16", "24")),
+}
+_SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
+
+
+@dataclass(frozen=True)
+class AudioFileInfo:
+    """What the reader found: ``subtype`` is libsndfile's (e.g. ``PCM_16``), ``frames`` per channel."""
+
+    path: str
+    sample_rate: int
+    channels: int
+    frames: int
+    format: str
+    subtype: str
+
+
+def validate_audio(audio, sample_rate, *, name="audio"):
+    """Check an in-memory signal and return it as C-contiguous float32 ``(channels, samples)``.
+
+    Raises :class:`InvalidAudioError` for a wrong rank, no channels, a bad sample rate or
+    non-finite samples. A 1-D array is taken as mono.
+    """
+    array = np.asarray(audio)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2:
+        raise InvalidAudioError(f"{name} must have shape (channels, samples); got {array.ndim} dimensions")
+    if array.shape[0] < 1:
+        raise InvalidAudioError(f"{name} has no channels")
+    if not np.issubdtype(array.dtype, np.number):
+        raise InvalidAudioError(f"{name} must be numeric; got dtype {array.dtype}")
+    if not (isinstance(sample_rate, (int, np.integer)) or float(sample_rate).is_integer()) or not (
+        1000 <= int(sample_rate) <= 768000
+    ):
+        raise InvalidAudioError(f"sample_rate={sample_rate} Hz is outside 1000..768000 Hz")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    if not np.isfinite(array).all():
+        bad = int(np.count_nonzero(~np.isfinite(array)))
+        raise InvalidAudioError(f"{name} contains {bad} NaN or infinite samples")
+    return array
+
+
+def _wav_data_shortfall(path):
+    """Bytes missing from a RIFF/WAVE file's ``data`` chunk (0 if complete or not a plain WAV).
+
+    libsndfile quietly shortens a truncated WAV to what is there, so the header is read here.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return 0
+        offset = 12
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return 0
+                return max(0, offset + 8 + chunk_size - size)
+            offset += 8 + chunk_size + (chunk_size & 1)
+    return 0
+
+
+def read_audio(path):
+    """Read an audio file as float32 ``(channels, samples)``.
+
+    Returns ``(audio, sample_rate, AudioFileInfo)``. Raises :class:`InvalidAudioError` with one
+    line for a missing, empty, non-audio or truncated file and for NaN/Inf samples.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InvalidAudioError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise InvalidAudioError(f"{path}: is a directory, not an audio file")
+    if os.path.getsize(path) == 0:
+        raise InvalidAudioError(f"{path}: file is empty (0 bytes)")
+    missing = _wav_data_shortfall(path)
+    if missing:
+        raise InvalidAudioError(f"{path}: truncated: the WAV header declares {missing} more bytes of audio than the file holds")
+    try:
+        with sf.SoundFile(path) as handle:
+            info = AudioFileInfo(path, int(handle.samplerate), int(handle.channels), int(handle.frames),
+                                 handle.format, handle.subtype)
+            data = handle.read(dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        reason = str(exc).split("\n")[0].strip()
+        if "lost sync" in reason or "unexpected end" in reason.lower():
+            raise InvalidAudioError(f"{path}: truncated or corrupt audio data ({reason})") from None
+        raise InvalidAudioError(f"{path}: not a readable audio file ({reason})") from None
+    if data.shape[0] < info.frames:
+        raise InvalidAudioError(
+            f"{path}: truncated: the header declares {info.frames} frames but only {data.shape[0]} are present"
+        )
+    if data.shape[0] == 0:
+        raise InvalidAudioError(f"{path}: contains no audio frames")
+    audio = validate_audio(data.T, info.sample_rate, name=path)
+    return audio, info.sample_rate, info
+
+
+def output_format(path, bit_depth):
+    """(libsndfile format, subtype) for ``path``'s extension and ``bit_depth`` ("16", "24", "32f")."""
+    ext = os.path.splitext(os.fspath(path))[1].lower()
+    if ext not in OUTPUT_FORMATS:
+        raise OutputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use .wav or .flac")
+    fmt, depths = OUTPUT_FORMATS[ext]
+    if str(bit_depth) not in depths:
+        raise OutputError(f"{path}: bit depth {bit_depth} is not available for {ext}; choose one of {', '.join(depths)}")
+    return fmt, _SUBTYPES[str(bit_depth)]
+
+
+def quantize_tpdf(audio, bits, seed=0):
+    """Quantize float audio to ``bits``-bit integers with TPDF dither of +-1 LSB (triangular,
+    the sum of two independent uniform LSB-wide variables), rounding, and clipping to the code range.
+
+    Shape: audio (channels, samples) -> (channels, samples) int32 codes in [-2^(bits-1), 2^(bits-1)-1].
+    """
+    scale = float(2 ** (bits - 1))
+    rng = np.random.default_rng(seed)
+    dither = rng.random(audio.shape, dtype=np.float32) - rng.random(audio.shape, dtype=np.float32)
+    codes = np.rint(audio.astype(np.float64) * scale + dither)
+    return np.clip(codes, -scale, scale - 1.0).astype(np.int32)
+
+
+def check_output_path(output_path, input_path=None, *, overwrite_input=False):
+    """Refuse an output equal to the input (unless asked) and an unwritable or missing directory."""
+    output_path = os.fspath(output_path)
+    if input_path is not None and not overwrite_input:
+        same = os.path.abspath(output_path) == os.path.abspath(os.fspath(input_path))
+        if not same and os.path.exists(output_path) and os.path.exists(input_path):
+            same = os.path.samefile(output_path, input_path)
+        if same:
+            raise OutputError(f"{output_path}: output is the input file; choose another path (the input is never overwritten unless asked)")
+    directory = os.path.dirname(os.path.abspath(output_path))
+    if not os.path.isdir(directory):
+        raise OutputError(f"{output_path}: directory {directory} does not exist")
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise OutputError(f"{output_path}: directory {directory} is not writable")
+    if os.path.isdir(output_path):
+        raise OutputError(f"{output_path}: is a directory")
+
+
+def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither_seed=0):
+    """Write float32 ``(channels, samples)`` to WAV/FLAC atomically: a temporary file in the same
+    directory, flushed and fsynced, then renamed over ``path``. Nothing is left behind on failure.
+
+    16- and 24-bit output is TPDF-dithered (:func:`quantize_tpdf`) unless ``dither=False`` (for audio
+    already quantized to that depth, which is then written exactly); 32f is written as is.
+    Returns the samples as written, float32 (so reports can meter exactly what is in the file).
+    """
+    path = os.fspath(path)
+    fmt, subtype = output_format(path, bit_depth)
+    check_output_path(path)
+    audio = validate_audio(audio, sample_rate)
+    if bit_depth == "32f":
+        frames = audio.T
+        written = audio
+    else:
+        bits = int(bit_depth)
+        if dither:
+            codes = quantize_tpdf(audio, bits, seed=dither_seed)
+        else:
+            scale = float(2 ** (bits - 1))
+            codes = np.clip(np.rint(audio.astype(np.float64) * scale), -scale, scale - 1.0).astype(np.int32)
+        written = (codes / float(2 ** (bits - 1))).astype(np.float32)
+        # libsndfile maps int32 full scale onto the PCM width: shift the codes to the top bits.
+        frames = (codes << (32 - bits)).T
+    directory = os.path.dirname(os.path.abspath(path))
+    ext = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=ext + ".part", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            sf.write(handle, np.ascontiguousarray(frames), int(sample_rate), subtype=subtype, format=fmt)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, (OSError, sf.LibsndfileError)):
+            raise OutputError(f"{path}: could not write ({exc})") from None
+        raise
+    return written
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` via a temporary file and a rename (for JSON reports)."""
+    path = os.fspath(path)
+    check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=".part", dir=os.path.dirname(os.path.abspath(path)))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        if isinstance(exc, OSError):
+            raise OutputError(f"{path}: could not write ({exc})") from None
+        raise

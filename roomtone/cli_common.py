@@ -1,0 +1,67 @@
+"""What every command-line entry point shares: one-line errors, exit codes, progress on stderr."""
+
+import functools
+import os
+import sys
+
+import click
+
+from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
+
+# Exit codes: 0 ok, 1 some inputs failed (meter), 2 bad input / usage, 3 target unreachable,
+# 4 output not writable, 70 internal error, 130 interrupted.
+EXIT_CODES = {InvalidAudioError: 2, PresetError: 2, TargetUnreachableError: 3, OutputError: 4}
+
+
+def fail(message, code):
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def exit_code_for(exc):
+    for kind, code in EXIT_CODES.items():
+        if isinstance(exc, kind):
+            return code
+    return 2
+
+
+def friendly_errors(func):
+    """Turn our errors into ``error: <one line>`` on stderr and an exit code; never a traceback
+    (set ``ROOMTONE_DEBUG=1`` to see one for an internal error)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except RoomtoneError as exc:
+            fail(str(exc), exit_code_for(exc))
+        except KeyboardInterrupt:
+            fail("interrupted; no output was written", 130)
+        except MemoryError:
+            fail("out of memory; try a shorter file or free some memory", 70)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if os.environ.get("ROOMTONE_DEBUG"):
+                raise
+            fail(f"internal error ({type(exc).__name__}: {exc}); rerun with ROOMTONE_DEBUG=1 for details", 70)
+
+    return wrapper
+
+
+def stderr_progress(quiet):
+    """A ``progress(stage)`` callback writing ``[roomtone] stage`` to stderr (nothing if quiet)."""
+    if quiet:
+        return None
+
+    def progress(stage):
+        click.echo(f"  ... {stage}", err=True)
+
+    return progress
+
+
+def fmt(value, digits=1):
+    """A meter value for a table: ``-inf`` for silence, ``n/a`` for undefined."""
+    if value is None:
+        return "-inf"
+    if value != value:  # NaN
+        return "n/a"
+    return f"{value:.{digits}f}"

@@ -1,0 +1,60 @@
+"""``meter FILE... [--json]``: loudness and peak readings per file (BS.1770-4, EBU Tech 3341/3342)."""
+
+import json
+
+import click
+
+from roomtone.cli_common import exit_code_for, fmt, friendly_errors
+from roomtone.errors import RoomtoneError
+
+_COLUMNS = (
+    ("integrated_lufs", "I (LUFS)"), ("lra_lu", "LRA (LU)"), ("max_momentary_lufs", "max M (LUFS)"),
+    ("max_short_term_lufs", "max S (LUFS)"), ("true_peak_dbtp", "TP (dBTP)"), ("sample_peak_dbfs", "SP (dBFS)"),
+    ("plr_lu", "PLR (LU)"),
+)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per line per file (keys: path, integrated_lufs, lra_lu, max_momentary_lufs, "
+                   "max_short_term_lufs, true_peak_dbtp, sample_peak_dbfs, plr_lu, sample_rate, channels, "
+                   "duration_s). Silence reads null loudness.")
+@friendly_errors
+def main(files, as_json):
+    """Meter audio FILES (WAV, FLAC, OGG, MP3, AIFF...).
+
+    \b
+    I      integrated loudness, LUFS (ITU-R BS.1770-4, gated)
+    LRA    loudness range, LU (EBU Tech 3342, short-term at 10 Hz)
+    max M  highest momentary loudness (400 ms), LUFS, read at every sample
+    max S  highest short-term loudness (3 s), LUFS, read at every sample
+    TP     true peak, dBTP (BS.1770-4 Annex 2, 4x oversampled at 44.1/48 kHz)
+    SP     sample peak, dBFS
+    PLR    peak-to-loudness ratio, LU (TP - I)
+
+    Exit status: 0 when every file was metered, else the code of the last failure (2 = bad file).
+    """
+    from roomtone.audio import read_audio
+    from roomtone.meter import measure
+
+    status = 0
+    for path in files:
+        try:
+            audio, sample_rate, _ = read_audio(path)
+            stats = measure(audio, sample_rate).as_dict()
+        except RoomtoneError as exc:
+            click.echo(f"error: {exc}", err=True)
+            status = exit_code_for(exc)
+            continue
+        if as_json:
+            click.echo(json.dumps({"path": path, **stats}))
+            continue
+        click.echo(f"{path}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)")
+        for key, label in _COLUMNS:
+            click.echo(f"  {label:<14}{fmt(stats[key]):>8}")
+    raise SystemExit(status)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

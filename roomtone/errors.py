@@ -1,0 +1,25 @@
+"""The suite's exception family.
+
+One root (:class:`RoomtoneError`) so scripts can catch everything we raise on purpose; messages give
+the value, the allowed range and the unit, and fit on one line (the CLI prints them as they are).
+"""
+
+
+class RoomtoneError(Exception):
+    """Root of every error roomtone raises on purpose."""
+
+
+class InvalidAudioError(RoomtoneError, ValueError):
+    """The audio (file or array) cannot be processed: unreadable, empty, truncated, NaN/Inf, too short."""
+
+
+class PresetError(RoomtoneError, ValueError):
+    """A preset or platform is unknown, or a preset file has a bad key or value."""
+
+
+class TargetUnreachableError(RoomtoneError):
+    """The loudness / true-peak target cannot be met without wrecking the audio."""
+
+
+class OutputError(RoomtoneError, OSError):
+    """The output cannot be written (same path as the input, unwritable directory, existing file)."""

@@ -1,0 +1,184 @@
+"""Loudness and peak metering: ITU-R BS.1770-4, EBU Tech 3341 (EBU Mode), EBU Tech 3342 (LRA).
+
+All quantities come from one pass of K-weighting (numba biquads) and one per-sample sliding
+energy (numba); the true peak is the BS.1770-4 Annex 2 4x oversampled peak (numba).
+
+Shape convention: ``audio`` is (channels, samples) float32; ``sample_rate`` in Hz.
+"""
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from kernels.biquad import sos_power
+from kernels.loudness import window_means
+from kernels.truepeak import true_peak_per_channel
+from roomtone.filters import k_weighting_sos, polyphase_interpolator, true_peak_factor
+
+# BS.1770-4 eq. 2: loudness offset so a 0 dBFS 997 Hz sine in one front channel reads -3.01 LKFS.
+LOUDNESS_OFFSET_DB = -0.691
+ABSOLUTE_GATE_LUFS = -70.0  # BS.1770-4 eq. 5 / Tech 3342
+RELATIVE_GATE_LU = -10.0  # BS.1770-4 eq. 6
+LRA_RELATIVE_GATE_LU = -20.0  # EBU Tech 3342
+MOMENTARY_S = 0.4  # EBU Tech 3341: momentary window
+SHORT_TERM_S = 3.0  # EBU Tech 3341: short-term window
+GATING_HOP_S = 0.1  # 75 % overlap of 400 ms gating blocks (BS.1770-4); 10 Hz short-term for LRA
+
+
+def channel_weights(n_channels):
+    """BS.1770-4 Table 3 weights G_i by the standard WAV channel order.
+
+    1-4 channels: 1.0 each. 5 channels (L R C Ls Rs): 1, 1, 1, 1.41, 1.41. 6 channels (5.1:
+    L R C LFE Ls Rs): 1, 1, 1, 0 (LFE excluded), 1.41, 1.41. Shape: returns (channels,) float64.
+    """
+    if n_channels == 5:
+        return np.array([1.0, 1.0, 1.0, 1.41, 1.41])
+    if n_channels == 6:
+        return np.array([1.0, 1.0, 1.0, 0.0, 1.41, 1.41])
+    return np.ones(n_channels)
+
+
+def to_lufs(mean_power):
+    """``-0.691 + 10 log10(z)`` (BS.1770-4 eq. 2); ``-inf`` for zero power."""
+    with np.errstate(divide="ignore"):
+        return LOUDNESS_OFFSET_DB + 10.0 * np.log10(mean_power)
+
+
+def to_db(linear):
+    with np.errstate(divide="ignore"):
+        return 20.0 * np.log10(linear)
+
+
+def _samples(seconds, sample_rate):
+    return max(1, int(round(seconds * sample_rate)))
+
+
+def k_weighted_power(audio, sample_rate, weights=None):
+    """Channel-weighted K-weighted power per sample, ``sum_i G_i y_i[n]^2``. Shape: (samples,) float64."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if weights is None:
+        weights = channel_weights(audio.shape[0])
+    return sos_power(audio, k_weighting_sos(sample_rate), np.asarray(weights, dtype=np.float64))
+
+
+def gated_blocks(power, sample_rate, window_s, hop_s):
+    """Mean power of each complete block of ``window_s`` every ``hop_s``. Shape: (blocks,) float64."""
+    return window_means(power, _samples(window_s, sample_rate), _samples(hop_s, sample_rate))
+
+
+def integrated_from_blocks(blocks):
+    """Gated integrated loudness (BS.1770-4 eqs. 4-6) from 400 ms block powers; ``-inf`` if none pass."""
+    lk = to_lufs(blocks)
+    above_abs = blocks[lk > ABSOLUTE_GATE_LUFS]
+    if above_abs.size == 0:
+        return float("-inf")
+    gamma_r = to_lufs(above_abs.mean()) + RELATIVE_GATE_LU
+    gated = blocks[(lk > ABSOLUTE_GATE_LUFS) & (lk > gamma_r)]
+    return float(to_lufs(gated.mean()))
+
+
+def loudness_range_from_short_term(short_term_power):
+    """LRA (EBU Tech 3342): L95 - L10 of short-term loudness (10 Hz) after an absolute gate at
+    -70 LUFS and a relative gate 20 LU below the power mean of the absolutely gated blocks.
+    ``0.0`` when fewer than two blocks remain."""
+    lk = to_lufs(short_term_power)
+    keep = lk > ABSOLUTE_GATE_LUFS
+    if not keep.any():
+        return 0.0
+    gamma_r = to_lufs(short_term_power[keep].mean()) + LRA_RELATIVE_GATE_LU
+    values = lk[keep & (lk > gamma_r)]
+    if values.size < 2:
+        return 0.0
+    low, high = np.percentile(values, [10.0, 95.0])
+    return float(high - low)
+
+
+def integrated_loudness(audio, sample_rate):
+    """Integrated (gated) loudness in LUFS per BS.1770-4; ``-inf`` for silence or < 400 ms."""
+    power = k_weighted_power(audio, sample_rate)
+    return integrated_from_blocks(gated_blocks(power, sample_rate, MOMENTARY_S, GATING_HOP_S))
+
+
+def momentary_loudness(audio, sample_rate, hop_s=None):
+    """Momentary loudness (400 ms, EBU Tech 3341) every ``hop_s`` (default: every sample), LUFS.
+
+    Reading ``k`` covers samples ``[k*hop, k*hop + window)``. Shape: (readings,) float64.
+    """
+    power = k_weighted_power(audio, sample_rate)
+    hop = 1 if hop_s is None else _samples(hop_s, sample_rate)
+    return to_lufs(window_means(power, _samples(MOMENTARY_S, sample_rate), hop))
+
+
+def short_term_loudness(audio, sample_rate, hop_s=None):
+    """Short-term loudness (3 s, EBU Tech 3341) every ``hop_s`` (default: every sample), LUFS."""
+    power = k_weighted_power(audio, sample_rate)
+    hop = 1 if hop_s is None else _samples(hop_s, sample_rate)
+    return to_lufs(window_means(power, _samples(SHORT_TERM_S, sample_rate), hop))
+
+
+def peak_interpolator(sample_rate):
+    """The true-peak meter's polyphase branches at ``sample_rate``. Shape: (factor, 12)."""
+    return polyphase_interpolator(true_peak_factor(sample_rate))
+
+
+def true_peak(audio, sample_rate):
+    """Maximum true peak in dBTP (BS.1770-4 Annex 2: 4x oversampling at 44.1/48 kHz, |.|, max)."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    if audio.size == 0:
+        return float("-inf")
+    return float(to_db(float(true_peak_per_channel(audio, peak_interpolator(sample_rate)).max())))
+
+
+@dataclass(frozen=True)
+class LoudnessStats:
+    """Everything ``meter`` prints for one signal. Loudness in LUFS, ranges in LU, peaks in dB.
+
+    ``-inf`` loudness (silence, or shorter than the 400 ms gating block) is kept as ``-inf`` here and
+    written as ``null`` in JSON.
+    """
+
+    integrated_lufs: float
+    lra_lu: float
+    max_momentary_lufs: float
+    max_short_term_lufs: float
+    true_peak_dbtp: float
+    sample_peak_dbfs: float
+    plr_lu: float
+    sample_rate: int
+    channels: int
+    duration_s: float
+
+    def as_dict(self):
+        """JSON-ready: non-finite numbers become ``None``."""
+        out = {}
+        for key, value in asdict(self).items():
+            if isinstance(value, float) and not np.isfinite(value):
+                value = None
+            elif isinstance(value, float):
+                value = round(value, 4)
+            out[key] = value
+        return out
+
+
+def measure(audio, sample_rate):
+    """Meter ``audio`` (channels, samples) at ``sample_rate``: I, LRA, max M, max S, TP, SP, PLR."""
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    n_ch, n = audio.shape
+    power = k_weighted_power(audio, sample_rate)
+    momentary_window = _samples(MOMENTARY_S, sample_rate)
+    short_window = _samples(SHORT_TERM_S, sample_rate)
+    hop = _samples(GATING_HOP_S, sample_rate)
+    integrated = integrated_from_blocks(window_means(power, momentary_window, hop))
+    lra = loudness_range_from_short_term(window_means(power, short_window, hop))
+    momentary = window_means(power, momentary_window, 1)
+    short = window_means(power, short_window, 1)
+    max_m = float(to_lufs(momentary.max())) if momentary.size else float("-inf")
+    max_s = float(to_lufs(short.max())) if short.size else float("-inf")
+    tp = true_peak(audio, sample_rate)
+    sp = float(to_db(float(np.abs(audio).max()))) if audio.size else float("-inf")
+    plr = tp - integrated if np.isfinite(integrated) and np.isfinite(tp) else float("nan")
+    return LoudnessStats(
+        integrated_lufs=integrated, lra_lu=lra, max_momentary_lufs=max_m,
+        max_short_term_lufs=max_s, true_peak_dbtp=tp, sample_peak_dbfs=sp, plr_lu=plr,
+        sample_rate=int(sample_rate), channels=int(n_ch), duration_s=n / sample_rate,
+    )

@@ -1,0 +1,1 @@
+"""The separate job (stems). Not built yet: see the open issues."""
