@@ -109,7 +109,7 @@ def polyphase_interpolator(factor, taps_per_phase=12, beta=6.0):
     """Polyphase branches of a ``factor``-times interpolation low-pass (Kaiser-windowed sinc).
 
     The prototype has ``factor * taps_per_phase`` taps, cutoff at the input's Nyquist frequency and
-    unit gain per branch at DC (BS.1770-4 Annex 2 uses 4 x 12 taps at 48 kHz).
+    unit gain per branch at DC. Used by the limiter's detector (longer and flatter than the meter's).
     Shape: returns (factor, taps_per_phase) float64.
     """
     length = factor * taps_per_phase
@@ -120,9 +120,32 @@ def polyphase_interpolator(factor, taps_per_phase=12, beta=6.0):
     return np.ascontiguousarray(phases)
 
 
+def meter_interpolator(factor, taps=49):
+    """The true-peak meter's interpolator: a ``taps``-long Hann-windowed sinc with cutoff at the
+    input's Nyquist frequency, split into ``factor`` branches (zero-padded to equal length).
+
+    BS.1770-4 Annex 2 specifies 4x oversampling with a filter of this order (its example has 48
+    taps); this is the common open design (libebur128 uses the same window, length and factors), so
+    our readings and libebur128's agree, while the branch 0 of an odd, centred prototype passes
+    the samples themselves. Shape: returns (factor, ceil(taps / factor)) float64.
+    """
+    j = np.arange(taps)
+    m = j - (taps - 1) / 2.0
+    h = np.sinc(m / factor) * 0.5 * (1.0 - np.cos(2.0 * np.pi * j / (taps - 1)))
+    per_phase = -(-taps // factor)
+    padded = np.zeros(per_phase * factor)
+    padded[:taps] = h
+    return np.ascontiguousarray(padded.reshape(per_phase, factor).T)
+
+
 def true_peak_factor(sample_rate):
-    """Oversampling so the interpolated rate is at least 176.4 kHz (4x at 44.1/48 kHz, 2x at 96 kHz)."""
-    return max(1, int(math.ceil(176400.0 / sample_rate - 1e-9)))
+    """Oversampling of the true-peak meter: 4x below 96 kHz, 2x below 192 kHz, none above
+    (BS.1770-4 Annex 2 asks for at least 4x at 48 kHz; the interpolated rate stays >= 176.4 kHz)."""
+    if sample_rate < 96000:
+        return 4
+    if sample_rate < 192000:
+        return 2
+    return 1
 
 
 def halfband_lowpass(taps=31, beta=8.0):

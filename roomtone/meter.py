@@ -13,7 +13,7 @@ import numpy as np
 from kernels.biquad import sos_power
 from kernels.loudness import window_means
 from kernels.truepeak import true_peak_per_channel
-from roomtone.filters import k_weighting_sos, polyphase_interpolator, true_peak_factor
+from roomtone.filters import k_weighting_sos, meter_interpolator, true_peak_factor
 
 # BS.1770-4 eq. 2: loudness offset so a 0 dBFS 997 Hz sine in one front channel reads -3.01 LKFS.
 LOUDNESS_OFFSET_DB = -0.691
@@ -117,12 +117,12 @@ def short_term_loudness(audio, sample_rate, hop_s=None):
 
 
 def peak_interpolator(sample_rate):
-    """The true-peak meter's polyphase branches at ``sample_rate``. Shape: (factor, 12)."""
-    return polyphase_interpolator(true_peak_factor(sample_rate))
+    """The true-peak meter's polyphase branches at ``sample_rate``. Shape: (factor, taps)."""
+    return meter_interpolator(true_peak_factor(sample_rate))
 
 
 def true_peak(audio, sample_rate):
-    """Maximum true peak in dBTP (BS.1770-4 Annex 2: 4x oversampling at 44.1/48 kHz, |.|, max)."""
+    """Maximum true peak in dBTP (BS.1770-4 Annex 2: 4x oversampling below 96 kHz, |.|, max)."""
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.size == 0:
         return float("-inf")

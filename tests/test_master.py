@@ -1,0 +1,167 @@
+"""The master job through its Python API: every output at its target by an independent meter
+(libebur128), over material that needs +10 dB and material that must come down, mono to 5.1,
+44.1 to 96 kHz; clear refusals where the target cannot be met."""
+
+import numpy as np
+import pyebur128
+import pytest
+
+from mastering import master
+from mastering.master import CEILING_MARGIN_DB
+from refsignals import music_like, pink_noise, silence, sine
+from roomtone import meter
+from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError
+
+
+def libebur128(audio, sample_rate):
+    """Integrated loudness (LUFS) and true peak (dBTP) by libebur128, the independent meter."""
+    frames = np.ascontiguousarray(audio.T, dtype=np.float64)
+    state = pyebur128.R128State(audio.shape[0], sample_rate,
+                                pyebur128.MeasurementMode.MODE_I | pyebur128.MeasurementMode.MODE_TRUE_PEAK)
+    if audio.shape[0] == 6:
+        for index, kind in enumerate((pyebur128.ChannelType.LEFT, pyebur128.ChannelType.RIGHT,
+                                      pyebur128.ChannelType.CENTER, pyebur128.ChannelType.UNUSED,
+                                      pyebur128.ChannelType.LEFT_SURROUND, pyebur128.ChannelType.RIGHT_SURROUND)):
+            state.set_channel(index, kind)
+    state.add_frames(frames.ravel(), frames.shape[0])
+    peak = max(pyebur128.get_true_peak(state, c) for c in range(audio.shape[0]))
+    return pyebur128.get_loudness_global(state), 20 * np.log10(peak)
+
+
+def true_peak_16x(audio):
+    from scipy.signal import resample_poly
+
+    up = resample_poly(audio.astype(np.float64), 16, 1, axis=1, window=("kaiser", 10.0))
+    return 20 * np.log10(max(np.abs(up).max(), np.abs(audio).max()))
+
+
+def scaled_to(audio, sample_rate, lufs):
+    return (audio * 10 ** ((lufs - meter.integrated_loudness(audio, sample_rate)) / 20)).astype(np.float32)
+
+
+def quiet_acoustic(sample_rate, channels=2):
+    """Peaky, quiet material at -25 LUFS: needs +11 dB for Spotify."""
+    return scaled_to(music_like(8.0, sample_rate, channels=channels, seed=5), sample_rate, -25.0)
+
+
+def clipped_loud_master(sample_rate, channels=2):
+    """A brick-walled master: driven into clipping, reads about -7 LUFS with peaks over 0 dBTP."""
+    x = music_like(8.0, sample_rate, channels=channels, seed=9, level=1.0) * 4.0
+    return np.clip(x, -1.0, 1.0).astype(np.float32)
+
+
+def assert_on_target(out, sample_rate, target, ceiling):
+    integrated, peak = libebur128(out, sample_rate)
+    assert abs(integrated - target) <= 0.1, integrated
+    assert peak <= ceiling, peak
+    assert meter.true_peak(out, sample_rate) <= ceiling
+
+
+@pytest.mark.parametrize("make", [quiet_acoustic, clipped_loud_master], ids=["quiet+10dB", "clipped-down"])
+@pytest.mark.parametrize("platform, target, ceiling", [("spotify", -14.0, -1.0), ("apple", -16.0, -1.0),
+                                                       ("atsc-a85", -24.0, -2.0)])
+def test_hits_platform_targets_by_libebur128(make, platform, target, ceiling):
+    sample_rate = 44100
+    x = make(sample_rate)
+    out, report = master(x, sample_rate, platform=platform)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert_on_target(out, sample_rate, target, ceiling)
+    assert report["target"] == {"integrated_lufs": target, "true_peak_dbtp": ceiling}
+    assert abs(report["after"]["integrated_lufs"] - target) <= 0.02
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 48000, 96000])
+@pytest.mark.parametrize("channels", [1, 2])
+def test_rates_and_channel_layouts_kept(sample_rate, channels):
+    x = quiet_acoustic(sample_rate, channels=channels)[:, : 5 * sample_rate]
+    out, report = master(x, sample_rate, preset="pop")
+    assert out.shape == x.shape
+    assert report["sample_rate"] == sample_rate and report["channels"] == channels
+    assert_on_target(out, sample_rate, -14.0, -1.0)
+
+
+def test_surround_5_1_uses_channel_weights_and_keeps_lfe():
+    sample_rate = 48000
+    x = np.concatenate([music_like(5.0, sample_rate, channels=3, seed=2), pink_noise(5.0, sample_rate, channels=3)])
+    x = scaled_to(x * np.array([[1.0], [1.0], [1.0], [0.5], [0.3], [0.3]], dtype=np.float32), sample_rate, -22.0)
+    out, _ = master(x, sample_rate, platform="ebu-r128")
+    assert out.shape == (6, x.shape[1])
+    assert_on_target(out, sample_rate, -23.0, -1.0)
+
+
+def test_outputs_sit_under_the_ceiling_at_16x_too():
+    sample_rate = 44100
+    for x in (clipped_loud_master(sample_rate), scaled_to(pink_noise(6.0, sample_rate), sample_rate, -20.0)):
+        out, _ = master(x, sample_rate, preset="aggressive")
+        assert true_peak_16x(out) <= -1.0 + 1e-3
+
+
+@pytest.mark.parametrize("bit_depth, bits", [("16", 16), ("24", 24)])
+def test_quantized_output_is_on_the_grid_and_still_on_target(bit_depth, bits):
+    sample_rate = 48000
+    out, report = master(quiet_acoustic(sample_rate), sample_rate, bit_depth=bit_depth)
+    codes = out.astype(np.float64) * 2 ** (bits - 1)
+    np.testing.assert_array_equal(codes, np.round(codes))
+    assert report["dither"] == "tpdf"
+    assert_on_target(out, sample_rate, -14.0, -1.0)
+
+
+def test_no_gain_riding_quiet_and_loud_passages_keep_their_distance():
+    """A 10 LU step between two passages survives (a normaliser riding the gain would flatten it)."""
+    sample_rate = 44100
+    base = music_like(16.0, sample_rate, seed=4)
+    x = np.concatenate([scaled_to(base[:, : 8 * sample_rate], sample_rate, -30.0),
+                        scaled_to(base[:, 8 * sample_rate:], sample_rate, -20.0)], axis=1)
+    out, report = master(x, sample_rate, preset="classical", platform="ebu-r128")
+    step_in = meter.integrated_loudness(x[:, 9 * sample_rate:], sample_rate) - meter.integrated_loudness(
+        x[:, : 7 * sample_rate], sample_rate)
+    step_out = meter.integrated_loudness(out[:, 9 * sample_rate:], sample_rate) - meter.integrated_loudness(
+        out[:, : 7 * sample_rate], sample_rate)
+    assert step_in == pytest.approx(10.0, abs=0.2)
+    assert step_out == pytest.approx(step_in, abs=2.0)  # the chain's compression only
+
+
+def test_report_carries_versions_preset_stages_and_before_after():
+    sample_rate = 44100
+    out, report = master(quiet_acoustic(sample_rate), sample_rate, preset="warm", platform="apple")
+    assert report["versions"]["roomtone"]
+    assert report["preset"]["name"] == "warm" and report["preset"]["chain"][0]["kind"] == "eq"
+    stages = [s["stage"] for s in report["stages"]]
+    assert stages == ["input_trim", "eq", "multiband", "width", "saturation", "loudness_gain", "limiter"]
+    total = sum(s["gain_db"] for s in report["stages"])
+    assert total == pytest.approx(report["after"]["integrated_lufs"] - report["before"]["integrated_lufs"], abs=0.05)
+    for key in ("integrated_lufs", "lra_lu", "true_peak_dbtp", "sample_peak_dbfs", "plr_lu"):
+        assert key in report["before"] and key in report["after"]
+
+
+def test_target_overrides_and_margin():
+    sample_rate = 44100
+    out, report = master(quiet_acoustic(sample_rate), sample_rate, target_lufs=-18.0, ceiling_dbtp=-3.0)
+    assert_on_target(out, sample_rate, -18.0, -3.0)
+    assert report["after"]["true_peak_dbtp"] <= -3.0 - CEILING_MARGIN_DB + 0.05
+
+
+def test_unreachable_target_is_refused_not_written():
+    sample_rate = 44100
+    peaky = scaled_to(music_like(6.0, sample_rate, seed=3), sample_rate, -24.0)
+    with pytest.raises(TargetUnreachableError, match=r"reaching -6 LUFS under -1 dBTP needs .* LU of limiting"):
+        master(peaky, sample_rate, preset="classical", target_lufs=-6.0)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: silence(2.0, 48000), "input is silent"),
+    (lambda: sine(1000.0, 0.3, 48000), "needs at least one 400 ms gating block"),
+    (lambda: np.zeros((2, 0), np.float32), "needs at least one 400 ms gating block"),
+    (lambda: np.full((2, 48000), np.inf, np.float32), "NaN or infinite"),
+])
+def test_bad_or_degenerate_input(make, message):
+    with pytest.raises(InvalidAudioError, match=message):
+        master(make(), 48000)
+
+
+def test_unknown_preset_and_platform():
+    x = quiet_acoustic(44100)
+    with pytest.raises(PresetError, match="unknown preset"):
+        master(x, 44100, preset="nope")
+    with pytest.raises(PresetError, match="unknown platform"):
+        master(x, 44100, platform="nope")

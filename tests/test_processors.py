@@ -1,0 +1,242 @@
+"""Every processor: the contract (shape, dtype, finite, empty/1-sample/tiny input, silence in ->
+silence out, mono and stereo at 44.1/48/96 kHz) and its physical behaviour."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from mastering.processors import (Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter,
+                                  split_bands)
+from refsignals import CHANNELS, SAMPLE_RATES, impulse, music_like, pink_noise, silence, sine, sweep
+from roomtone import filters, meter
+from roomtone.errors import InvalidAudioError, PresetError
+from roomtone.processor import Chain, processor_from_dict
+
+PROCESSORS = [
+    Gain(gain_db=-3.0),
+    Equalizer(low_shelf_db=2.0, high_shelf_db=-1.5, bands=((1000.0, 3.0, 1.0),)),
+    MultibandCompressor(),
+    StereoWidth(width=1.3, bass_mono_hz=120.0),
+    Saturation(drive_db=6.0, mix=0.5),
+    TruePeakLimiter(ceiling_dbtp=-1.0),
+]
+IDS = [p.kind for p in PROCESSORS]
+
+
+def _band_gain_db(x, y, sample_rate, freq_hz):
+    """Gain of a steady sine at ``freq_hz`` from x to y, measured on the second half (after transients)."""
+    half = x.shape[1] // 2
+    rms = lambda s: np.sqrt(np.mean(s[:, half:].astype(np.float64) ** 2))
+    return 20 * np.log10(rms(y) / rms(x))
+
+
+@pytest.mark.parametrize("processor", PROCESSORS, ids=IDS)
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_contract_on_reference_signals(processor, sample_rate, channels):
+    for signal in (pink_noise(0.5, sample_rate, channels=channels), sweep(0.5, sample_rate, channels=channels),
+                   impulse(0.2, sample_rate, channels=channels)):
+        out = processor(signal, sample_rate)
+        assert out.shape == signal.shape
+        assert out.dtype == np.float32
+        assert np.isfinite(out).all()
+    quiet = silence(0.3, sample_rate, channels=channels)
+    assert np.abs(processor(quiet, sample_rate)).max() == 0.0
+
+
+@pytest.mark.parametrize("processor", PROCESSORS, ids=IDS)
+@pytest.mark.parametrize("length", [0, 1, 2, 7])
+def test_empty_and_tiny_buffers(processor, length):
+    x = np.full((2, length), 0.25, dtype=np.float32)
+    out = processor(x, 48000)
+    assert out.shape == (2, length)
+    assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("processor", PROCESSORS, ids=IDS)
+def test_multichannel_5_1_keeps_layout(processor):
+    x = pink_noise(0.3, 48000, channels=6)
+    assert processor(x, 48000).shape == (6, x.shape[1])
+
+
+@pytest.mark.parametrize("processor", PROCESSORS, ids=IDS)
+def test_round_trip_through_preset_data(processor):
+    rebuilt = processor_from_dict(processor.to_dict())
+    assert rebuilt == processor
+    assert repr(processor).startswith(type(processor).__name__ + "(")
+
+
+@pytest.mark.parametrize("processor", PROCESSORS, ids=IDS)
+def test_rejects_bad_input(processor):
+    with pytest.raises(InvalidAudioError, match="NaN"):
+        processor(np.array([[0.0, np.nan, 0.0]], dtype=np.float32), 48000)
+    with pytest.raises(InvalidAudioError, match="sample_rate"):
+        processor(np.zeros((1, 10), dtype=np.float32), 0)
+
+
+def test_out_of_range_parameters_name_the_parameter_range_and_unit():
+    with pytest.raises(PresetError, match=r"limiter\.ceiling_dbtp=3 dBTP is outside -20\.\.0 dBTP"):
+        TruePeakLimiter(ceiling_dbtp=3.0)
+    with pytest.raises(PresetError, match=r"multiband\.ratio needs 3 values"):
+        MultibandCompressor(ratio=(2.0, 2.0))
+    with pytest.raises(PresetError, match="unknown parameter 'threshold'"):
+        processor_from_dict({"kind": "multiband", "threshold": -10})
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_gain_is_exact(sample_rate):
+    x = sine(1000.0, 0.2, sample_rate)
+    np.testing.assert_allclose(Gain(gain_db=-6.0)(x, sample_rate), x * 10 ** (-6 / 20), rtol=1e-6)
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_equalizer_peaking_band_gain_at_its_centre(sample_rate):
+    x = sine(1000.0, 0.5, sample_rate)
+    eq = Equalizer(bands=((1000.0, 4.0, 1.0),))
+    assert _band_gain_db(x, eq(x, sample_rate), sample_rate, 1000.0) == pytest.approx(4.0, abs=0.05)
+    far = sine(100.0, 1.0, sample_rate)
+    assert abs(_band_gain_db(far, eq(far, sample_rate), sample_rate, 100.0)) < 0.3
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_shelves_reach_their_gain_far_from_the_corner(sample_rate):
+    eq = Equalizer(low_shelf_hz=200.0, low_shelf_db=3.0, high_shelf_hz=4000.0, high_shelf_db=-2.0)
+    low = sine(30.0, 1.0, sample_rate)
+    high = sine(16000.0, 0.5, sample_rate)
+    assert _band_gain_db(low, eq(low, sample_rate), sample_rate, 30.0) == pytest.approx(3.0, abs=0.15)
+    assert _band_gain_db(high, eq(high, sample_rate), sample_rate, 16000.0) == pytest.approx(-2.0, abs=0.15)
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_linkwitz_riley_split_sums_flat(sample_rate):
+    """The bands of the phase-coherent split sum to an all-pass: flat magnitude at every frequency."""
+    x = impulse(1.0, sample_rate, channels=1, at=0.0, amplitude=1.0)
+    total = sum(split_bands(x, sample_rate, (120.0, 2500.0)))[0]
+    magnitude_db = 20 * np.log10(np.abs(np.fft.rfft(total)))
+    freqs = np.fft.rfftfreq(total.size, 1 / sample_rate)
+    band = (freqs > 10) & (freqs < 0.45 * sample_rate)
+    assert np.abs(magnitude_db[band]).max() < 0.01
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_crossover_bands_are_minus_6_db_at_the_crossover(sample_rate):
+    x = sine(2500.0, 0.5, sample_rate, channels=1)
+    bands = split_bands(x, sample_rate, (120.0, 2500.0))
+    for band in bands[1:]:
+        assert _band_gain_db(x, band, sample_rate, 2500.0) == pytest.approx(-6.02, abs=0.1)
+
+
+def test_multiband_compressor_reduces_a_loud_band_only():
+    sample_rate = 48000
+    comp = MultibandCompressor(crossovers_hz=(200.0, 4000.0), threshold_db=(-30.0, 0.0, 0.0),
+                               ratio=(4.0, 1.0, 1.0), knee_db=0.0, attack_ms=1.0, release_ms=1000.0)
+    loud_bass = sine(60.0, 2.0, sample_rate, amplitude=0.5)  # about -6 dBFS peak, 24 dB over threshold
+    # static curve: 24 dB over at 4:1 -> -18 dB; fast attack, slow release: the steady state sits on it
+    assert _band_gain_db(loud_bass, comp(loud_bass, sample_rate), sample_rate, 60.0) == pytest.approx(-18.0, abs=1.0)
+    mid = sine(1000.0, 1.0, sample_rate, amplitude=0.5)
+    assert abs(_band_gain_db(mid, comp(mid, sample_rate), sample_rate, 1000.0)) < 0.1
+
+
+def test_stereo_width_scales_side_and_keeps_mid():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 48000)).astype(np.float32) * 0.1
+    y = StereoWidth(width=1.5)(x, 48000)
+    np.testing.assert_allclose(y[0] + y[1], x[0] + x[1], atol=1e-6)
+    np.testing.assert_allclose(y[0] - y[1], 1.5 * (x[0] - x[1]), atol=1e-6)
+    assert np.array_equal(StereoWidth(width=0.0)(x, 48000)[0], StereoWidth(width=0.0)(x, 48000)[1])
+    mono = x[:1]
+    assert np.array_equal(StereoWidth(width=1.5)(mono, 48000), mono)
+
+
+def test_bass_mono_removes_low_side_content():
+    sample_rate = 48000
+    t = np.arange(sample_rate) / sample_rate
+    low_side = np.stack([np.sin(2 * np.pi * 40 * t), -np.sin(2 * np.pi * 40 * t)]).astype(np.float32) * 0.5
+    y = StereoWidth(bass_mono_hz=200.0)(low_side, sample_rate)
+    side = 0.5 * (y[0] - y[1])
+    assert np.sqrt(np.mean(side[sample_rate // 2:] ** 2)) < 0.05 * np.sqrt(np.mean(low_side[0] ** 2))
+
+
+def test_saturation_is_transparent_when_quiet_and_adds_odd_harmonics_when_driven():
+    sample_rate = 48000
+    quiet = sine(1000.0, 0.5, sample_rate, amplitude=0.001)
+    # away from the abrupt start and end, the oversampling filters are transparent
+    np.testing.assert_allclose(Saturation(drive_db=6.0)(quiet, sample_rate)[:, 100:-100], quiet[:, 100:-100], atol=2e-6)
+    loud = sine(1000.0, 1.0, sample_rate, amplitude=0.8, channels=1)
+    y = Saturation(drive_db=12.0)(loud, sample_rate)[0]
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    bin_of = lambda f: int(round(f * y.size / sample_rate))
+    assert spectrum[bin_of(3000)] > 1e-2 * spectrum[bin_of(1000)]  # third harmonic present
+    assert spectrum[bin_of(2000)] < 1e-4 * spectrum[bin_of(1000)]  # symmetric curve: no even harmonic
+
+
+def test_saturation_oversampling_suppresses_aliases():
+    """A driven 15 kHz tone at 48 kHz: its 3rd harmonic (45 kHz) would fold to 3 kHz without
+    oversampling; with 2x oversampling the alias is far below the fundamental."""
+    sample_rate = 48000
+    x = sine(15000.0, 1.0, sample_rate, amplitude=0.9, channels=1)
+    y = Saturation(drive_db=12.0)(x, sample_rate)[0]
+    spectrum = np.abs(np.fft.rfft(y * np.hanning(y.size)))
+    bin_of = lambda f: int(round(f * y.size / sample_rate))
+    naive = np.tanh(4.0 * x[0]) / 4.0
+    naive_spectrum = np.abs(np.fft.rfft(naive * np.hanning(naive.size)))
+    alias_db = 20 * np.log10(spectrum[bin_of(3000)] / spectrum[bin_of(15000)])
+    naive_alias_db = 20 * np.log10(naive_spectrum[bin_of(3000)] / naive_spectrum[bin_of(15000)])
+    assert naive_alias_db > -30.0
+    assert alias_db < naive_alias_db - 20.0
+
+
+def _true_peak_16x(x):
+    """A reference true peak: 16x polyphase interpolation with a long Kaiser-windowed sinc (scipy)."""
+    from scipy.signal import resample_poly
+
+    up = resample_poly(x.astype(np.float64), 16, 1, axis=1, window=("kaiser", 10.0))
+    return 20 * np.log10(max(np.abs(up).max(), np.abs(x).max()))
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+@pytest.mark.parametrize("channels", CHANNELS)
+def test_limiter_holds_the_ceiling_on_hot_signals(sample_rate, channels):
+    limiter = TruePeakLimiter(ceiling_dbtp=-1.0)
+    for x in (pink_noise(1.0, sample_rate, rms=0.5, channels=channels),
+              sine(sample_rate / 4.0 * 0.99, 0.5, sample_rate, amplitude=1.5, channels=channels, phase=0.7),
+              sweep(1.0, sample_rate, amplitude=2.0, channels=channels),
+              music_like(2.0, sample_rate, channels=channels, level=2.0)):
+        y = limiter(x, sample_rate)
+        # The limiter's own detector (4 x 24 taps, refined) holds the ceiling exactly; a 16x
+        # reference reads within 0.05 dB of it, and the meter's short 49-tap filter (BS.1770-4
+        # Annex 2 size, the same design as libebur128's) over-reads content near Nyquist by up to
+        # 0.15 dB. The master job aims 0.05 dB lower and re-meters until the meter agrees, so its
+        # outputs sit under the ceiling on every meter (tests/test_master.py).
+        assert limiter.detector(y, sample_rate).max() <= 10 ** (-0.999 / 20)
+        assert meter.true_peak(y, sample_rate) <= -1.0 + 0.15
+        assert _true_peak_16x(y) <= -1.0 + 0.05
+
+
+def test_limiter_leaves_quiet_signals_untouched():
+    x = sine(1000.0, 0.5, 48000, amplitude=0.5)
+    np.testing.assert_array_equal(TruePeakLimiter(ceiling_dbtp=-1.0)(x, 48000), x)
+
+
+def test_chain_is_a_callable_list():
+    chain = Chain([Gain(gain_db=-6.0), Gain(gain_db=6.0)])
+    assert len(chain) == 2
+    chain.append(StereoWidth(width=1.0))
+    assert [p.kind for p in chain] == ["gain", "gain", "width"]
+    x = sine(440.0, 0.1, 48000)
+    np.testing.assert_allclose(chain(x, 48000), x, rtol=1e-5, atol=1e-7)
+    assert Chain.from_dicts(chain.to_dicts()) == chain
+    del chain[0]
+    assert len(chain) == 2
+
+
+def test_processors_are_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        PROCESSORS[0].gain_db = 1.0
+
+
+@pytest.mark.parametrize("freq_hz", [0.0, 30000.0])
+def test_filter_design_refuses_impossible_frequencies(freq_hz):
+    with pytest.raises(InvalidAudioError, match="Nyquist"):
+        filters.peaking_sos(freq_hz, 3.0, 1.0, 48000)
