@@ -1,0 +1,233 @@
+"""The ``master`` and ``meter`` commands: tables and JSON, and every bad input answered with one
+line and a non-zero exit, no traceback, the input unchanged and no partial output left."""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+from click.testing import CliRunner
+
+from mastering.cli import main as master_cli
+from refsignals import music_like, silence, sine
+from roomtone.cli_meter import main as meter_cli
+
+SR = 44100
+
+
+def _digest(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+@pytest.fixture
+def song(tmp_path):
+    path = tmp_path / "song.wav"
+    x = music_like(5.0, SR, seed=2) * 0.3
+    sf.write(path, x.T, SR, subtype="PCM_24")
+    return path
+
+
+def run(cli, args):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    return result
+
+
+def _only_expected_files(directory, expected):
+    assert sorted(os.listdir(directory)) == sorted(expected)
+
+
+def test_master_writes_output_table_and_report(song, tmp_path):
+    out = tmp_path / "song_master.flac"
+    report = tmp_path / "r.json"
+    before = _digest(song)
+    result = run(master_cli, [song, "-o", out, "--preset", "warm", "--platform", "apple", "--report", report, "-q"])
+    assert result.exit_code == 0, result.output
+    assert "I (LUFS)" in result.output and "-16.0" in result.output
+    data = json.loads(report.read_text())
+    assert data["platform"] == "apple" and data["preset"]["name"] == "warm"
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.subtype) == (SR, 2, "PCM_24")
+    assert _digest(song) == before
+    _only_expected_files(tmp_path, ["song.wav", "song_master.flac", "r.json"])
+
+
+@pytest.mark.parametrize("bit_depth, subtype", [("16", "PCM_16"), ("24", "PCM_24"), ("32f", "FLOAT")])
+def test_bit_depths(song, tmp_path, bit_depth, subtype):
+    out = tmp_path / "o.wav"
+    result = run(master_cli, [song, "-o", out, "--bit-depth", bit_depth, "-q"])
+    assert result.exit_code == 0, result.output
+    assert sf.info(out).subtype == subtype
+
+
+def test_json_output_and_explicit_target(song, tmp_path):
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--target-lufs", "-20", "--ceiling-dbtp", "-3",
+                              "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["target"] == {"integrated_lufs": -20.0, "true_peak_dbtp": -3.0}
+    assert abs(data["after"]["integrated_lufs"] + 20.0) <= 0.05
+
+
+def test_demo_and_list_presets(tmp_path):
+    result = run(master_cli, ["--demo", "-o", tmp_path / "demo_master.wav", "-q"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "demo_master_mix.wav").exists() and (tmp_path / "demo_master.wav").exists()
+    listing = run(master_cli, ["--list-presets"])
+    assert listing.exit_code == 0
+    for name in ("balanced", "warm", "open", "aggressive", "jazz", "spotify", "atsc-a85"):
+        assert name in listing.output
+
+
+def test_help_explains_units():
+    text = run(master_cli, ["--help"]).output
+    for unit in ("LUFS", "dBTP", "TPDF"):
+        assert unit in text
+    assert "LUFS" in run(meter_cli, ["--help"]).output
+
+
+def _write(path, audio, sr=SR, subtype="PCM_16"):
+    sf.write(path, np.asarray(audio).T, sr, subtype=subtype)
+    return path
+
+
+def bad_inputs(tmp_path):
+    cases = {}
+    cases["missing"] = (tmp_path / "nope.wav", "no such file")
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    cases["empty"] = (empty, "file is empty")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio at all\n" * 10)
+    cases["non-audio"] = (text, "not a readable audio file")
+    whole = _write(tmp_path / "whole.wav", music_like(2.0, SR))
+    data = whole.read_bytes()
+    truncated = tmp_path / "truncated.wav"
+    truncated.write_bytes(data[: len(data) // 2])
+    cases["truncated"] = (truncated, "truncated")
+    nan = np.array(music_like(1.0, SR), dtype=np.float32)
+    nan[0, 100] = np.nan
+    cases["nan"] = (_write(tmp_path / "nan.wav", nan, subtype="FLOAT"), "NaN or infinite")
+    cases["silence"] = (_write(tmp_path / "silence.wav", silence(2.0, SR)), "input is silent")
+    cases["short"] = (_write(tmp_path / "short.wav", sine(1000.0, 0.3, SR)), "400 ms gating block")
+    return cases
+
+
+CASES = ["missing", "empty", "non-audio", "truncated", "nan", "silence", "short"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_master_bad_input_one_line_error_nothing_written(tmp_path, case):
+    path, message = bad_inputs(tmp_path)[case]
+    before = sorted(os.listdir(tmp_path))
+    digest = _digest(path) if path.exists() else None
+    result = run(master_cli, [path, "-o", tmp_path / "out.wav", "-q"])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert "Traceback" not in result.output
+    assert sorted(os.listdir(tmp_path)) == before  # no output, no temporary file
+    if digest:
+        assert _digest(path) == digest
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--preset", "loud"], 2, "unknown preset 'loud'"),
+    (["--platform", "myspace"], 2, "unknown platform 'myspace'"),
+    (["--target-lufs", "-6", "--preset", "classical"], 3, "LU of limiting"),
+    (["--target-lufs", "3"], 3, "outside -40..-5 LUFS"),
+])
+def test_master_bad_options(song, tmp_path, args, code, message):
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "-q", *args])
+    assert result.exit_code == code, result.output
+    assert result.output.startswith("error: ") and message in result.output
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_bad_preset_file_names_file_and_key(song, tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text(open(os.path.join(os.path.dirname(__file__), "..", "presets", "styles", "warm.toml")).read()
+                      .replace("knee_db = 8.0", "knee_db = 80.0"))
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--preset", preset, "-q"])
+    assert result.exit_code == 2
+    assert "mine.toml" in result.output and "knee_db" in result.output
+
+
+def test_output_equal_to_input_is_refused_unless_asked(song, tmp_path):
+    digest = _digest(song)
+    result = run(master_cli, [song, "-o", song, "-q"])
+    assert result.exit_code == 4 and "output is the input" in result.output
+    assert _digest(song) == digest
+    result = run(master_cli, [song, "-o", song, "--overwrite-input", "-q"])
+    assert result.exit_code == 0 and _digest(song) != digest
+
+
+def test_unwritable_or_missing_directory(song, tmp_path, monkeypatch):
+    result = run(master_cli, [song, "-o", tmp_path / "no" / "such" / "dir.wav", "-q"])
+    assert result.exit_code == 4 and "does not exist" in result.output
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    # CI runs as root, which ignores permission bits: make the access check itself say no.
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(locked) else real_access(path, mode))
+    result = run(master_cli, [song, "-o", locked / "o.wav", "-q"])
+    assert result.exit_code == 4 and "not writable" in result.output
+    assert os.listdir(locked) == []
+
+
+def test_unsupported_extension_or_bit_depth(song, tmp_path):
+    result = run(master_cli, [song, "-o", tmp_path / "o.mp3", "-q"])
+    assert result.exit_code == 4 and "unsupported output extension" in result.output
+    result = run(master_cli, [song, "-o", tmp_path / "o.flac", "--bit-depth", "32f", "-q"])
+    assert result.exit_code == 4 and "not available for .flac" in result.output
+
+
+def test_failed_write_leaves_no_partial_file(song, tmp_path, monkeypatch):
+    """A crash in the middle of writing leaves neither the output nor the temporary file."""
+    import roomtone.audio
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(roomtone.audio.sf, "write", broken_write)
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "-q"])
+    assert result.exit_code == 4 and "disk full" in result.output
+    _only_expected_files(tmp_path, ["song.wav"])
+
+
+def test_meter_table_and_json(song, tmp_path):
+    result = run(meter_cli, [song])
+    assert result.exit_code == 0
+    for label in ("I (LUFS)", "LRA (LU)", "max M", "max S", "TP (dBTP)", "SP (dBFS)", "PLR (LU)"):
+        assert label in result.output
+    result = run(meter_cli, ["--json", song, song])
+    rows = [json.loads(line) for line in result.output.strip().splitlines()]
+    assert len(rows) == 2
+    assert set(rows[0]) == {"path", "integrated_lufs", "lra_lu", "max_momentary_lufs", "max_short_term_lufs",
+                            "true_peak_dbtp", "sample_peak_dbfs", "plr_lu", "sample_rate", "channels", "duration_s"}
+
+
+def test_meter_silence_reads_null_and_bad_files_fail_with_one_line_each(tmp_path):
+    quiet = _write(tmp_path / "quiet.wav", silence(1.0, SR))
+    result = run(meter_cli, ["--json", quiet])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["integrated_lufs"] is None
+    cases = bad_inputs(tmp_path)
+    paths = [cases[c][0] for c in ("missing", "empty", "non-audio", "truncated")]
+    result = run(meter_cli, [*paths, quiet])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 4
+
+
+def test_console_scripts_run_without_traceback(tmp_path):
+    """The installed entry points, end to end in a fresh process."""
+    bindir = os.path.dirname(sys.executable)
+    result = subprocess.run([os.path.join(bindir, "master"), str(tmp_path / "missing.wav"), "-o",
+                             str(tmp_path / "o.wav")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.wav'}: no such file"
