@@ -11,6 +11,7 @@ def sliding_min_forward(v, length):
     Shape: v (samples,) float64 -> (samples,) float64
     """
     n = v.shape[0]
+    length = max(length, 1)
     out = np.empty(n, dtype=np.float64)
     dq = np.empty(n, dtype=np.int64)  # indices with increasing values
     head = 0
@@ -37,6 +38,7 @@ def box_mean_backward(v, length, initial):
     Shape: v (samples,) float64 -> (samples,) float64
     """
     n = v.shape[0]
+    length = max(length, 1)
     out = np.empty(n, dtype=np.float64)
     s = initial * length
     for i in range(n):
@@ -108,7 +110,8 @@ def compressor_gain_db(x, threshold_db, ratio, knee_db, attack_coef, release_coe
     Static curve (soft knee of width ``knee_db`` around ``threshold_db``), then a branching one-pole
     smoother: ``attack_coef`` while the reduction grows, ``release_coef`` while it shrinks
     (Giannoulis, Massberg & Reiss, JAES 2012, "smooth decoupled" detector).
-    Below the knee the static curve is 0 dB, decided on the linear peak without a logarithm.
+    Below the knee the static curve is 0 dB, decided on the linear peak without a logarithm, and a
+    release tail within 1e-9 dB of 0 is set to exactly 0 dB (so the gain stage can skip the exp).
 
     Shape:
         x: (channels, samples) float64

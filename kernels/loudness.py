@@ -5,26 +5,6 @@ from numba import njit
 
 
 @njit(cache=True)
-def weighted_power(y, weights):
-    """Channel-weighted sum of squares, per sample: ``e[n] = sum_c G_c * y[c, n]**2`` (BS.1770-4 eq. 2).
-
-    Shape:
-        y: (channels, samples) float64, K-weighted audio
-        weights: (channels,) float64
-        returns: (samples,) float64
-    """
-    n_ch, n = y.shape
-    e = np.zeros(n, dtype=np.float64)
-    for c in range(n_ch):
-        g = weights[c]
-        if g == 0.0:
-            continue
-        for i in range(n):
-            e[i] += g * y[c, i] * y[c, i]
-    return e
-
-
-@njit(cache=True)
 def window_means(e, window, hop):
     """Mean of ``e`` over every complete window ``[k*hop, k*hop + window)``.
 

@@ -8,8 +8,10 @@ from numba import njit, prange
 def tanh_saturate_2x(x, h, drive, mix):
     """``(1 - mix) * x + mix * tanh(drive * x) / drive`` evaluated at twice the sample rate.
 
-    ``h`` is an odd-length linear-phase low-pass at the original Nyquist (unit DC gain), used to
-    interpolate (gain 2 on the zero-stuffed signal) and again to decimate; the two delays of
+    ``h`` must be an odd-length half-band low-pass (cutoff at the original Nyquist, unit DC gain,
+    zero at every even offset from the centre but the centre itself, as
+    :func:`roomtone.filters.halfband_lowpass` makes): the kernel skips the taps a half-band filter
+    has at zero. It interpolates (gain 2 on the zero-stuffed signal) and decimates; the two delays of
     ``(len(h) - 1) / 2`` up-rate samples add to a whole number of input samples, removed here, so the
     output is aligned with the input.
 

@@ -28,9 +28,6 @@ from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness,
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
 LOUDNESS_TOLERANCE_LU = 0.01  # we aim well inside the 0.1 LU promise
-# The limiter aims this far under the ceiling: its detector reads within ~0.04 dB of a 16x
-# reference, so outputs stay under the ceiling at 16x too, not only on the standard 4x meter.
-CEILING_MARGIN_DB = 0.05
 
 
 def _resolve_target(platform, target_lufs, ceiling_dbtp):
@@ -44,17 +41,17 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     return plat, target, ceiling
 
 
-def _solve_loudness(audio, sample_rate, limiter, detector, target, ceiling, max_limiting_lu, bits):
+def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceiling, max_limiting_lu, bits):
     """Find the static gain (dB) so the limited output reads ``target`` LUFS, then quantize.
 
     The limiter's gain curve for ``g * audio`` comes from the same held detector (peaks scale with
     g), so each step costs one gain curve and one integrated-loudness reading: a secant search on
     ``I(g) - target``, which rises monotonically with g. The quantized (dithered) result is
     re-metered; should its true peak exceed the ceiling, the limiter aims lower and runs again.
+    ``level`` is the integrated loudness of ``audio`` in LUFS.
     Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
     """
-    level = integrated_loudness(audio, sample_rate)
-    limiter_ceiling = ceiling - CEILING_MARGIN_DB
+    limiter_ceiling = ceiling
     history = []
     gain_db = target - level
     for attempt in range(4):
@@ -133,8 +130,18 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long; integrated loudness needs at least one "
             f"{MOMENTARY_S * 1000:.0f} ms gating block"
         )
+    timings = {}
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     say("metering input")
     before = measure(audio, sample_rate)
+    lap("meter_input")
     if not np.isfinite(before.integrated_lufs):
         raise InvalidAudioError(
             f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, no file written"
@@ -145,22 +152,25 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             f"input reads {before.integrated_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
             f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
         )
-    stages = []
-    level = before.integrated_lufs
-    signal = Gain(gain_db=float(np.clip(trim_db, -60.0, 60.0)))(audio, sample_rate)
-    stages.append({"stage": "input_trim", "gain_db": round(trim_db, 3)})
-    level = WORKING_LEVEL_LUFS
+    trim_db = float(np.clip(trim_db, -60.0, 60.0))
+    signal = Gain(gain_db=trim_db)(audio, sample_rate)
+    stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
+    level = before.integrated_lufs + trim_db  # a static gain shifts integrated loudness exactly
+    lap("input_trim")
     for processor in preset.chain:
         say(processor.kind)
         signal = processor(signal, sample_rate)
         new_level = integrated_loudness(signal, sample_rate)
         stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
         level = new_level
+        lap(processor.kind)
     say("loudness and true-peak limiting")
     limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms, release_ms=preset.release_ms)
     detector = limiter.detector(signal, sample_rate)
+    lap("limiter_detector")
     out, after, gain_db, limiting_lu, iterations = _solve_loudness(
-        signal, sample_rate, limiter, detector, target, ceiling, preset.max_limiting_lu, bits)
+        signal, sample_rate, level, limiter, detector, target, ceiling, preset.max_limiting_lu, bits)
+    lap("loudness_solve_and_meter_output")
     stages.append({"stage": "loudness_gain", "gain_db": round(gain_db, 3)})
     stages.append({"stage": "limiter", "gain_db": round(-limiting_lu, 3)})
     report = {
@@ -177,6 +187,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         "before": before.as_dict(),
         "after": after.as_dict(),
         "seconds": round(time.perf_counter() - started, 3),
+        "timings_s": timings,
     }
     return out, report
 

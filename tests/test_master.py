@@ -7,7 +7,7 @@ import pyebur128
 import pytest
 
 from mastering import master
-from mastering.master import CEILING_MARGIN_DB
+from mastering.processors import TruePeakLimiter
 from refsignals import music_like, pink_noise, silence, sine
 from roomtone import meter
 from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError
@@ -138,7 +138,7 @@ def test_target_overrides_and_margin():
     sample_rate = 44100
     out, report = master(quiet_acoustic(sample_rate), sample_rate, target_lufs=-18.0, ceiling_dbtp=-3.0)
     assert_on_target(out, sample_rate, -18.0, -3.0)
-    assert report["after"]["true_peak_dbtp"] <= -3.0 - CEILING_MARGIN_DB + 0.05
+    assert report["after"]["true_peak_dbtp"] <= -3.0 - TruePeakLimiter.MARGIN_DB + 0.05
 
 
 def test_unreachable_target_is_refused_not_written():

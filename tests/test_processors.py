@@ -5,6 +5,8 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from mastering.processors import (Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter,
                                   split_bands)
@@ -204,14 +206,13 @@ def test_limiter_holds_the_ceiling_on_hot_signals(sample_rate, channels):
               sweep(1.0, sample_rate, amplitude=2.0, channels=channels),
               music_like(2.0, sample_rate, channels=channels, level=2.0)):
         y = limiter(x, sample_rate)
-        # The limiter's own detector (4 x 24 taps, refined) holds the ceiling exactly; a 16x
-        # reference reads within 0.05 dB of it, and the meter's short 49-tap filter (BS.1770-4
-        # Annex 2 size, the same design as libebur128's) over-reads content near Nyquist by up to
-        # 0.15 dB. The master job aims 0.05 dB lower and re-meters until the meter agrees, so its
-        # outputs sit under the ceiling on every meter (tests/test_master.py).
-        assert limiter.detector(y, sample_rate).max() <= 10 ** (-0.999 / 20)
-        assert meter.true_peak(y, sample_rate) <= -1.0 + 0.15
-        assert _true_peak_16x(y) <= -1.0 + 0.05
+        # The limiter's own detector (4 x 24 taps, refined) holds ceiling - margin exactly; a 16x
+        # reference stays under the ceiling. The meter's short 49-tap filter (BS.1770-4 Annex 2
+        # size, the same design as libebur128's) over-reads content near Nyquist by up to 0.15 dB;
+        # the master job re-meters until the meter agrees too (tests/test_master.py).
+        assert limiter.detector(y, sample_rate).max() <= 10 ** ((-1.0 - limiter.MARGIN_DB + 0.001) / 20)
+        assert meter.true_peak(y, sample_rate) <= -1.0 + 0.1
+        assert _true_peak_16x(y) <= -1.0
 
 
 def test_limiter_leaves_quiet_signals_untouched():
@@ -240,3 +241,23 @@ def test_processors_are_frozen():
 def test_filter_design_refuses_impossible_frequencies(freq_hz):
     with pytest.raises(InvalidAudioError, match="Nyquist"):
         filters.peaking_sos(freq_hz, 3.0, 1.0, 48000)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1), sample_rate=st.sampled_from(SAMPLE_RATES), channels=st.sampled_from([1, 2]),
+       drive_db=st.floats(0.0, 24.0), tilt=st.floats(-1.0, 1.0), ceiling_dbtp=st.floats(-12.0, -0.1))
+def test_limiter_never_exceeds_its_ceiling_at_16x(seed, sample_rate, channels, drive_db, tilt, ceiling_dbtp):
+    """Random signals (noise with a random spectral tilt, random tones and clicks, driven up to
+    +24 dB): the limited output's 16x-oversampled true peak never exceeds the ceiling."""
+    rng = np.random.default_rng(seed)
+    n = int(0.25 * sample_rate)
+    spectrum = np.fft.rfft(rng.standard_normal((channels, n)), axis=1)
+    freqs = np.fft.rfftfreq(n, 1 / sample_rate)
+    spectrum[:, 1:] *= (freqs[1:] / 1000.0) ** (tilt / 2)
+    x = np.fft.irfft(spectrum, n=n, axis=1)
+    t = np.arange(n) / sample_rate
+    x += rng.uniform(0, 2) * np.sin(2 * np.pi * rng.uniform(20, 0.45 * sample_rate) * t + rng.uniform(0, 6.3))
+    x[:, rng.integers(0, n, 5)] += rng.uniform(-3, 3, (channels, 5))
+    x = (x / np.abs(x).max() * 10 ** (drive_db / 20)).astype(np.float32)
+    y = TruePeakLimiter(ceiling_dbtp=ceiling_dbtp)(x, sample_rate)
+    assert _true_peak_16x(y) <= ceiling_dbtp + 1e-3
