@@ -1,15 +1,17 @@
-"""Second-order-section (biquad) cascades, transposed direct form II, float64 state."""
+"""Second-order-section (biquad) cascades, transposed direct form II, float64 state.
+
+Each loop runs sample by sample with every channel and every section advanced inside it: the
+recurrences of different channels and sections are independent, so they overlap in the CPU
+pipeline (measured 2x faster than one thread per channel on 2 cores for stereo K-weighting).
+"""
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def sos_filter(x, sos):
     """Filter every channel of ``x`` through the cascade ``sos``.
-
-    Channels run in parallel; within a channel all sections advance together sample by sample, so
-    their independent recurrences overlap in the CPU pipeline.
 
     Shape:
         x: (channels, samples) float32 or float64
@@ -19,21 +21,21 @@ def sos_filter(x, sos):
     n_ch, n = x.shape
     n_sec = sos.shape[0]
     y = np.empty((n_ch, n), dtype=np.float64)
-    for c in prange(n_ch):
-        z1 = np.zeros(n_sec)
-        z2 = np.zeros(n_sec)
-        for i in range(n):
+    z1 = np.zeros((n_ch, n_sec))
+    z2 = np.zeros((n_ch, n_sec))
+    for i in range(n):
+        for c in range(n_ch):
             v = np.float64(x[c, i])
             for s in range(n_sec):
-                out = sos[s, 0] * v + z1[s]
-                z1[s] = sos[s, 1] * v - sos[s, 4] * out + z2[s]
-                z2[s] = sos[s, 2] * v - sos[s, 5] * out
+                out = sos[s, 0] * v + z1[c, s]
+                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
                 v = out
             y[c, i] = v
     return y
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def sos_power(x, sos, weights):
     """``sum_c weights[c] * sos_filter(x, sos)[c]**2`` without keeping the filtered channels.
 
@@ -41,23 +43,71 @@ def sos_power(x, sos, weights):
     """
     n_ch, n = x.shape
     n_sec = sos.shape[0]
-    per_channel = np.zeros((n_ch, n), dtype=np.float64)
-    for c in prange(n_ch):
-        g = weights[c]
-        if g == 0.0:
-            continue
-        z1 = np.zeros(n_sec)
-        z2 = np.zeros(n_sec)
-        for i in range(n):
+    e = np.empty(n, dtype=np.float64)
+    z1 = np.zeros((n_ch, n_sec))
+    z2 = np.zeros((n_ch, n_sec))
+    for i in range(n):
+        acc = 0.0
+        for c in range(n_ch):
+            g = weights[c]
+            if g == 0.0:
+                continue
             v = np.float64(x[c, i])
             for s in range(n_sec):
-                out = sos[s, 0] * v + z1[s]
-                z1[s] = sos[s, 1] * v - sos[s, 4] * out + z2[s]
-                z2[s] = sos[s, 2] * v - sos[s, 5] * out
+                out = sos[s, 0] * v + z1[c, s]
+                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
                 v = out
-            per_channel[c, i] = g * v * v
-    e = np.zeros(n, dtype=np.float64)
-    for c in range(n_ch):
-        for i in range(n):
-            e[i] += per_channel[c, i]
+            acc += g * v * v
+        e[i] = acc
     return e
+
+
+@njit(cache=True)
+def _section(v, sos, s, z1, z2, c):
+    out = sos[s, 0] * v + z1[c, s]
+    z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+    z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
+    return out
+
+
+@njit(cache=True)
+def crossover_split(x, lows, highs, allpasses):
+    """Split ``x`` into ``K + 1`` bands at K ascending crossovers in one pass.
+
+    Band ``k < K`` is ``lows[k]`` applied to what ``highs[0..k-1]`` left, then all-passed by
+    ``allpasses[k+1..K-1]`` (phase alignment with the higher bands); band ``K`` is what all the
+    high-passes leave. With Linkwitz-Riley sections the bands sum to an all-pass of ``x``.
+
+    Shape:
+        x: (channels, samples); lows, highs: (K, S, 6) cascades; allpasses: (K, 6) sections
+        returns: (K + 1, channels, samples) float64
+    """
+    n_ch, n = x.shape
+    n_x, n_sec = lows.shape[0], lows.shape[1]
+    bands = np.empty((n_x + 1, n_ch, n), dtype=np.float64)
+    zl1 = np.zeros((n_x * n_ch, n_sec))
+    zl2 = np.zeros((n_x * n_ch, n_sec))
+    zh1 = np.zeros((n_x * n_ch, n_sec))
+    zh2 = np.zeros((n_x * n_ch, n_sec))
+    za1 = np.zeros((n_x * n_x * n_ch, 1))
+    za2 = np.zeros((n_x * n_x * n_ch, 1))
+    for i in range(n):
+        for c in range(n_ch):
+            rest = np.float64(x[c, i])
+            for k in range(n_x):
+                row = k * n_ch + c
+                low = rest
+                for s in range(n_sec):
+                    low = _section(low, lows[k], s, zl1, zl2, row)
+                for s in range(n_sec):
+                    rest = _section(rest, highs[k], s, zh1, zh2, row)
+                for j in range(k + 1, n_x):
+                    state = (k * n_x + j) * n_ch + c
+                    out = allpasses[j, 0] * low + za1[state, 0]
+                    za1[state, 0] = allpasses[j, 1] * low - allpasses[j, 4] * out + za2[state, 0]
+                    za2[state, 0] = allpasses[j, 2] * low - allpasses[j, 5] * out
+                    low = out
+                bands[k, c, i] = low
+            bands[n_x, c, i] = rest
+    return bands

@@ -4,48 +4,61 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, fastmath=True)
+def _tanh(v):
+    """tanh(v) = sign(v) (1 - e^{-2|v|}) / (1 + e^{-2|v|}): one exp, exact to rounding."""
+    e = np.exp(-2.0 * abs(v))
+    th = (1.0 - e) / (1.0 + e)
+    return th if v >= 0.0 else -th
+
+
+@njit(cache=True, parallel=True, fastmath=True)
 def tanh_saturate_2x(x, h, drive, mix):
     """``(1 - mix) * x + mix * tanh(drive * x) / drive`` evaluated at twice the sample rate.
 
-    ``h`` must be an odd-length half-band low-pass (cutoff at the original Nyquist, unit DC gain,
-    zero at every even offset from the centre but the centre itself, as
+    ``h`` must be an odd-length half-band low-pass of length ``4 r + 3`` (cutoff at the original
+    Nyquist, unit DC gain, zero at every even offset from the centre but the centre itself, as
     :func:`roomtone.filters.halfband_lowpass` makes): the kernel skips the taps a half-band filter
     has at zero. It interpolates (gain 2 on the zero-stuffed signal) and decimates; the two delays of
     ``(len(h) - 1) / 2`` up-rate samples add to a whole number of input samples, removed here, so the
     output is aligned with the input.
 
+    With ``u`` the zero-stuffed input and ``c = (len(h) - 1) / 2`` (odd), up-rate sample ``2q + 1``
+    needs only the centre tap and sample ``2q`` only the even taps ``h[2r]``; decimation likewise.
+
     Shape: x (channels, samples) float32/float64 -> (channels, samples) float64
     """
     n_ch, n = x.shape
     taps = h.shape[0]
-    delay_up = taps - 1  # two filters of (taps - 1) / 2 each, in up-rate samples
-    n_up = 2 * n + delay_up
-    out = np.empty((n_ch, n), dtype=np.float64)
     center = (taps - 1) // 2
-    # A half-band filter is zero at every other tap except the centre: keep the non-zero ones.
-    side = np.nonzero(h)[0]
-    side = side[side != center]
+    n_even = center + 1  # even taps h[0], h[2], ..., h[2 * center]
+    h_even_rev = np.empty(n_even)  # h[2 center - 2 r'] for r' = 0.., so inner loops walk forwards
+    for r in range(n_even):
+        h_even_rev[r] = h[2 * (n_even - 1 - r)]
+    h_center = h[center]
+    half = center // 2  # centre = 2 * half + 1
+    out = np.empty((n_ch, n), dtype=np.float64)
+    n_q = n + center + 1
     for c in prange(n_ch):
-        pad = taps
-        xp = np.zeros(n + 2 * pad, dtype=np.float64)
+        pad = n_even
+        xp = np.zeros(n + 2 * pad + 2, dtype=np.float64)
         for k in range(n):
             xp[k + pad] = x[c, k]
-        sat = np.empty(n_up, dtype=np.float64)
-        for m in range(n_up):
-            # interpolated v[m] = sum_j h[j] u[m - j] with u[2k] = 2 x[k], zero at odd indices
+        sat_even = np.empty(n_q, dtype=np.float64)  # sat[2q]
+        sat_odd = np.empty(n_q, dtype=np.float64)  # sat[2q + 1]
+        for q in range(n_q):
+            # v[2q] = 2 sum_r h[2r] x[q - r]; v[2q + 1] = 2 h[c] x[q - half]
             acc = 0.0
-            if (m - center) & 1 == 0:
-                acc = h[center] * xp[((m - center) >> 1) + pad]
-            else:
-                for j in side:
-                    acc += h[j] * xp[((m - j) >> 1) + pad]
-            v = 2.0 * drive * acc
-            sat[m] = np.tanh(v) / drive
+            base = q - (n_even - 1) + pad
+            for r in range(n_even):
+                acc += h_even_rev[r] * xp[base + r]
+            sat_even[q] = _tanh(2.0 * drive * acc) / drive
+            sat_odd[q] = _tanh(2.0 * drive * h_center * xp[q - half + pad]) / drive
         for k in range(n):
-            m = 2 * k + delay_up
-            acc = h[center] * sat[m - center]
-            for j in side:
-                acc += h[j] * sat[m - j]
+            # w[2k + 2c] = sum_r h[2r] sat[2(k + c - r)] + h[c] sat[2k + c]
+            acc = h_center * sat_odd[k + half]
+            base = k + center - (n_even - 1)
+            for r in range(n_even):
+                acc += h_even_rev[r] * sat_even[base + r]
             out[c, k] = (1.0 - mix) * x[c, k] + mix * acc
     return out

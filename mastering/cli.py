@@ -76,6 +76,9 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     if list_presets:
         _list_presets()
         return
+    from roomtone.runtime import keep_freed_memory
+
+    keep_freed_memory()
     if output_path is None:
         fail("missing -o/--output (where to write the master)", 2)
     progress = stderr_progress(quiet)

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from kernels.biquad import sos_filter
+from kernels.biquad import crossover_split, sos_filter
 from kernels.dynamics import compress_into, limiter_gain_held, sliding_max_forward
 from kernels.saturation import tanh_saturate_2x
 from kernels.truepeak import oversampled_peaks
@@ -93,21 +93,16 @@ def split_bands(audio, sample_rate, crossovers_hz):
     """Phase-coherent band split with Linkwitz-Riley 4th-order crossovers.
 
     Each band but the top is all-passed at every higher crossover, so the bands sum to an all-pass
-    of the input (flat magnitude, no comb filtering). Shape: returns a list of (channels, samples)
+    of the input (flat magnitude, no comb filtering). Shape: returns (bands, channels, samples)
     float64, lowest band first.
     """
-    bands = []
-    rest = audio
     freqs = [_safe_freq(f, sample_rate) for f in crossovers_hz]
-    for i, freq_hz in enumerate(freqs):
-        low = sos_filter(rest, filters.linkwitz_riley4_sos(freq_hz, sample_rate, "low"))
-        rest = sos_filter(rest, filters.linkwitz_riley4_sos(freq_hz, sample_rate, "high"))
-        higher = freqs[i + 1:]
-        if higher:
-            low = sos_filter(low, np.concatenate([filters.allpass_lr4_sos(f, sample_rate) for f in higher]))
-        bands.append(low)
-    bands.append(np.asarray(rest, dtype=np.float64))
-    return bands
+    if not freqs:
+        return np.asarray(audio, dtype=np.float64)[None]
+    lows = np.stack([filters.linkwitz_riley4_sos(f, sample_rate, "low") for f in freqs])
+    highs = np.stack([filters.linkwitz_riley4_sos(f, sample_rate, "high") for f in freqs])
+    allpasses = np.concatenate([filters.allpass_lr4_sos(f, sample_rate) for f in freqs])
+    return crossover_split(audio, lows, highs, allpasses)
 
 
 @register("multiband")

@@ -491,7 +491,6 @@ def oracle_tanh_saturate_2x(x, h, drive, mix):
 FIR_PARAMS = [
     pytest.param(lambda: halfband_lowpass(31), id="halfband31"),
     pytest.param(lambda: halfband_lowpass(15, beta=5.0), id="halfband15"),
-    pytest.param(lambda: np.array([1.0]), id="identity"),
 ]
 
 

@@ -1,0 +1,27 @@
+"""Process-level tuning for the command-line tools (never applied on import of the library).
+
+Whole-file processing allocates and frees many arrays of tens to hundreds of MB. glibc serves those
+with fresh ``mmap`` pages that are returned on ``free``, so every new array page-faults again; on a
+virtual machine each fault is expensive (measured here: 763k faults and 3.4 s of system time for a
+3-minute master). Keeping freed memory in the heap (no mmap, no trimming) lets later arrays reuse
+it: 202k faults, 0.9 s. The cost is that the process keeps its peak heap until it exits, which is
+what a short-lived CLI does anyway.
+"""
+
+import ctypes
+import ctypes.util
+import sys
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+
+def keep_freed_memory():
+    """Ask glibc to serve large allocations from the heap and never trim it. Returns True if set."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2**30))
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
+        return False
