@@ -51,6 +51,7 @@ AUDIO_SUFFIXES = (".ogg", ".flac")
 LONG_CLIP = "long_3min"
 MATCHERING_REFERENCE = MUSIC_DIR / "maddirtmonkey_electronic.flac"
 MATCHERING_ALT_REFERENCE = MUSIC_DIR / "fishin.ogg"
+KNOWN_TOOLS = ("roomtone", "ffmpeg-loudnorm", "pedalboard", "pedalboard-sp", "pedalboard-chain", "matchering")
 
 # "Hits the target" (DESIGN.md): |I - target| <= 0.1 LU and true peak <= ceiling, on every output.
 LOUDNESS_TOLERANCE_LU = 0.1
@@ -100,6 +101,32 @@ def peer_pedalboard(inp, out, target_lufs, ceiling_dbtp, true_peak=True):
                       "out_samples": int(processed.shape[1])}))
 
 
+def peer_pedalboard_chain(inp, out, target_lufs, ceiling_dbtp):
+    """A pedalboard chain doing the work roomtone's balanced preset does, as far as pedalboard can:
+    low and high shelves (+0.5 dB at 100 Hz / 10 kHz), a single-band compressor (pedalboard has no
+    multiband; -20 dB threshold, 1.5:1, 25 ms / 180 ms), soft clipping is left out (pedalboard's
+    Distortion has no mix), then loudness measured on the chain's output, one static gain and the
+    true-peak BrickwallLimiter. The speed comparison the issue asks for ("faster than the pedalboard
+    chain") is against this row; the plain "pedalboard" row is gain + limiter only."""
+    import numpy as np
+    import soundfile as sf
+    from pedalboard import BrickwallLimiter, Compressor, Gain, HighShelfFilter, LowShelfFilter, Pedalboard
+
+    frames, sr = sf.read(inp, dtype="float32", always_2d=True)
+    audio = np.ascontiguousarray(frames.T)
+    chain = Pedalboard([
+        LowShelfFilter(cutoff_frequency_hz=100.0, gain_db=0.5),
+        HighShelfFilter(cutoff_frequency_hz=10000.0, gain_db=0.5),
+        Compressor(threshold_db=-20.0, ratio=1.5, attack_ms=25.0, release_ms=180.0),
+    ])
+    shaped = chain(audio, sr)
+    gain_db = target_lufs - ebur128_integrated(shaped.T, sr)
+    final = Pedalboard([Gain(gain_db=gain_db), BrickwallLimiter(ceiling_db=ceiling_dbtp, true_peak=True)])
+    processed = final(shaped, sr)
+    sf.write(out, processed.T, sr, subtype="PCM_24")
+    print(json.dumps({"gain_db": gain_db}))
+
+
 def peer_matchering(inp, out, reference):
     """Matchering 2 with its default configuration, 24-bit WAV out."""
     import matchering as mg
@@ -113,12 +140,14 @@ def run_peer(args):
         peer_pedalboard(inp, out, args.target_lufs, args.ceiling_dbtp, true_peak=True)
     elif tool == "pedalboard-sp":
         peer_pedalboard(inp, out, args.target_lufs, args.ceiling_dbtp, true_peak=False)
+    elif tool == "pedalboard-chain":
+        peer_pedalboard_chain(inp, out, args.target_lufs, args.ceiling_dbtp)
     elif tool == "matchering":
         if not args.reference:
             raise SystemExit("--peer matchering needs --reference")
         peer_matchering(inp, out, args.reference)
     else:
-        raise SystemExit(f"unknown peer {tool!r}; expected pedalboard, pedalboard-sp or matchering")
+        raise SystemExit(f"unknown peer {tool!r}; expected pedalboard, pedalboard-sp, pedalboard-chain or matchering")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -138,33 +167,56 @@ class Run:
         self.note = None
         self.logs = []
         self.processes = 0
+        self.report = None
+
+
+# The child is started by a fresh, small Python process, not by this one: on Linux a child's
+# ru_maxrss starts at the high-water RSS of the process it was (v)forked from (exec keeps the
+# maximum), so a child spawned from this process, which holds decoded audio and FIR buffers,
+# would report this process' peak. The launcher's own ~10 MiB is then the floor of every reading.
+LAUNCHER = r"""
+import json, os, subprocess, sys, time
+log_path, cmd = sys.argv[1], sys.argv[2:]
+with open(log_path, "wb") as log:
+    start = time.perf_counter()
+    try:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        print(json.dumps({"error": "cannot start %s: %s" % (cmd[0], exc)}))
+        sys.exit(0)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+proc.returncode = os.waitstatus_to_exitcode(status)
+print(json.dumps({"returncode": proc.returncode, "wall_s": wall, "max_rss_kib": usage.ru_maxrss,
+                  "cpu_s": usage.ru_utime + usage.ru_stime}))
+"""
 
 
 def run_measured(cmd, log_path, run):
     """Run ``cmd`` with stdout+stderr to ``log_path``; add its wall time, CPU time and peak RSS
     (``ru_maxrss`` from ``os.wait4``, KiB on Linux) to ``run``. Returns the log text."""
-    with open(log_path, "wb") as log:
-        start = time.perf_counter()
-        try:
-            proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL)
-        except OSError as exc:
-            run.ok = False
-            run.error = f"cannot start {cmd[0]}: {exc}"
-            return ""
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    launched = subprocess.run([sys.executable, "-c", LAUNCHER, str(log_path), *map(str, cmd)],
+                              capture_output=True, text=True)
+    try:
+        usage = json.loads(launched.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        run.ok = False
+        run.error = f"launcher failed: {launched.stderr.strip()[-300:]}"
+        return ""
+    if "error" in usage:
+        run.ok = False
+        run.error = usage["error"]
+        return ""
     run.processes += 1
-    run.wall_s += wall
-    run.cpu_s += usage.ru_utime + usage.ru_stime
-    run.max_rss_kib = max(run.max_rss_kib, usage.ru_maxrss)
+    run.wall_s += usage["wall_s"]
+    run.cpu_s += usage["cpu_s"]
+    run.max_rss_kib = max(run.max_rss_kib, usage["max_rss_kib"])
     run.logs.append(str(log_path))
     text = Path(log_path).read_text(errors="replace")
-    if proc.returncode != 0:
+    if usage["returncode"] != 0:
         run.ok = False
         tail = [line.strip() for line in text.strip().splitlines() if line.strip()]
-        run.error = f"exit {proc.returncode}: " + (tail[-1] if tail else "(no output)")
+        run.error = f"exit {usage['returncode']}: " + (tail[-1] if tail else "(no output)")
     return text
 
 
@@ -225,6 +277,11 @@ def make_tools(args):
             cmd = master_cmd + [str(inp), "-o", str(out), "--preset", preset, *where,
                                 "--bit-depth", "24", "--report", str(report)]
             run_measured(cmd, Path(work) / f"roomtone-{preset}.log", run)
+            if run.ok and report.exists():
+                try:
+                    run.report = json.loads(report.read_text())
+                except ValueError:
+                    pass
         tools.append(Tool(f"roomtone {preset}", roomtone))
 
     def loudnorm(inp, out, work, run):
@@ -251,12 +308,13 @@ def make_tools(args):
     if "ffmpeg-loudnorm" in args.tools:
         tools.append(Tool("ffmpeg loudnorm", loudnorm))
 
-    for name in ("pedalboard", "pedalboard-sp"):
+    for name in ("pedalboard", "pedalboard-sp", "pedalboard-chain"):
         if name in args.tools:
             def pb(inp, out, work, run, name=name):
                 run_measured(helper + ["--peer", name, str(inp), str(out), *target_opts],
                              Path(work) / f"{name}.log", run)
-            label = "pedalboard" if name == "pedalboard" else "pedalboard (sample-peak)"
+            label = {"pedalboard": "pedalboard", "pedalboard-sp": "pedalboard (sample-peak)",
+                     "pedalboard-chain": "pedalboard chain"}[name]
             tools.append(Tool(label, pb))
 
     if "matchering" in args.tools:
@@ -612,7 +670,7 @@ def bench_clip(clip, tools, args, workroot):
                "wall_s_all": [r.wall_s for r in runs] if started else [],
                "cpu_s": statistics.median(r.cpu_s for r in runs) if started else None,
                "max_rss_mib": max(r.max_rss_kib for r in runs) / 1024.0 if started else None,
-               "warm": long_clip, "note": run.note, "logs": run.logs}
+               "warm": long_clip, "note": run.note, "logs": run.logs, "report": run.report}
         if all(r.ok for r in runs):
             try:
                 row["metrics"] = measure_file(out, args.target_lufs)
@@ -641,9 +699,11 @@ def parse_args(argv=None):
     p.add_argument("--ceiling-dbtp", type=float, default=-1.0, help="default -1 (Spotify)")
     p.add_argument("--repeat", type=int, default=1,
                    help=f"timed runs on {LONG_CLIP} after the warm-up (median); default 1")
-    p.add_argument("--tools", default="roomtone,ffmpeg-loudnorm,pedalboard,matchering",
-                   help="comma list from roomtone, ffmpeg-loudnorm, pedalboard, pedalboard-sp "
-                        "(BrickwallLimiter with its sample-peak detector), matchering")
+    p.add_argument("--tools", default="roomtone,ffmpeg-loudnorm,pedalboard,pedalboard-chain,matchering",
+                   help="comma list from roomtone, ffmpeg-loudnorm, pedalboard (gain + BrickwallLimiter), "
+                        "pedalboard-sp (BrickwallLimiter with its sample-peak detector), pedalboard-chain "
+                        "(shelves + compressor + gain + BrickwallLimiter, the chain to compare speed with), "
+                        "matchering")
     p.add_argument("--roomtone-preset", action="append", metavar="NAME",
                    help="roomtone --preset (repeat for more rows); default balanced")
     p.add_argument("--master-cmd", help="command for roomtone's master CLI "
@@ -661,6 +721,9 @@ def parse_args(argv=None):
     p.add_argument("--reference", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = sorted(set(args.tools) - set(KNOWN_TOOLS))
+    if unknown:
+        p.error(f"unknown tool(s) {', '.join(unknown)}; choose from {', '.join(KNOWN_TOOLS)}")
     if "roomtone" not in args.tools:
         args.roomtone_preset = []
     elif not args.roomtone_preset:

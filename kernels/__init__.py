@@ -2,7 +2,9 @@
 
 Callers (the public wrappers in ``roomtone`` and the jobs) validate and fix dtypes at the boundary:
 audio as C-contiguous ``float32`` or ``float64`` ``(channels, samples)``, coefficients ``float64``.
-Every kernel has a naive numpy oracle in ``tests/test_kernels.py``.
+Every kernel has a naive numpy oracle in ``tests/test_kernels.py``. Kernels release the GIL
+(``nogil=True``), so callers may overlap independent ones in threads (the master job meters in a
+second thread while the chain runs).
 
 numba's on-disk cache must be writable and is keyed to the CPU, so it lives in the user's cache
 directory (``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/roomtone/numba``), never in the package.

@@ -6,10 +6,10 @@ pipeline (measured 2x faster than one thread per channel on 2 cores for stereo K
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sos_filter(x, sos):
     """Filter every channel of ``x`` through the cascade ``sos``.
 
@@ -35,7 +35,7 @@ def sos_filter(x, sos):
     return y
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sos_power(x, sos, weights):
     """``sum_c weights[c] * sos_filter(x, sos)[c]**2`` without keeping the filtered channels.
 
@@ -63,17 +63,17 @@ def sos_power(x, sos, weights):
     return e
 
 
-@njit(cache=True)
-def _section(v, sos, s, z1, z2, c):
-    out = sos[s, 0] * v + z1[c, s]
-    z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-    z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
+@njit(cache=True, nogil=True)
+def _section(v, sos, s, z1, z2, row):
+    out = sos[s, 0] * v + z1[row, s]
+    z1[row, s] = sos[s, 1] * v - sos[s, 4] * out + z2[row, s]
+    z2[row, s] = sos[s, 2] * v - sos[s, 5] * out
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True, nogil=True)
 def crossover_split(x, lows, highs, allpasses):
-    """Split ``x`` into ``K + 1`` bands at K ascending crossovers in one pass.
+    """Split ``x`` into ``K + 1`` bands at K ascending crossovers in one pass (channels in parallel).
 
     Band ``k < K`` is ``lows[k]`` applied to what ``highs[0..k-1]`` left, then all-passed by
     ``allpasses[k+1..K-1]`` (phase alignment with the higher bands); band ``K`` is what all the
@@ -86,28 +86,24 @@ def crossover_split(x, lows, highs, allpasses):
     n_ch, n = x.shape
     n_x, n_sec = lows.shape[0], lows.shape[1]
     bands = np.empty((n_x + 1, n_ch, n), dtype=np.float64)
-    zl1 = np.zeros((n_x * n_ch, n_sec))
-    zl2 = np.zeros((n_x * n_ch, n_sec))
-    zh1 = np.zeros((n_x * n_ch, n_sec))
-    zh2 = np.zeros((n_x * n_ch, n_sec))
-    za1 = np.zeros((n_x * n_x * n_ch, 1))
-    za2 = np.zeros((n_x * n_x * n_ch, 1))
-    for i in range(n):
-        for c in range(n_ch):
+    ap = allpasses.reshape(n_x, 1, 6)
+    for c in prange(n_ch):
+        zl1 = np.zeros((n_x, n_sec))
+        zl2 = np.zeros((n_x, n_sec))
+        zh1 = np.zeros((n_x, n_sec))
+        zh2 = np.zeros((n_x, n_sec))
+        za1 = np.zeros((n_x * n_x, 1))
+        za2 = np.zeros((n_x * n_x, 1))
+        for i in range(n):
             rest = np.float64(x[c, i])
             for k in range(n_x):
-                row = k * n_ch + c
                 low = rest
                 for s in range(n_sec):
-                    low = _section(low, lows[k], s, zl1, zl2, row)
+                    low = _section(low, lows[k], s, zl1, zl2, k)
                 for s in range(n_sec):
-                    rest = _section(rest, highs[k], s, zh1, zh2, row)
+                    rest = _section(rest, highs[k], s, zh1, zh2, k)
                 for j in range(k + 1, n_x):
-                    state = (k * n_x + j) * n_ch + c
-                    out = allpasses[j, 0] * low + za1[state, 0]
-                    za1[state, 0] = allpasses[j, 1] * low - allpasses[j, 4] * out + za2[state, 0]
-                    za2[state, 0] = allpasses[j, 2] * low - allpasses[j, 5] * out
-                    low = out
+                    low = _section(low, ap[j], 0, za1, za2, k * n_x + j)
                 bands[k, c, i] = low
             bands[n_x, c, i] = rest
     return bands

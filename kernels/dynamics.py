@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sliding_min_forward(v, length):
     """``out[n] = min(v[n : n + length])`` (the window is clipped at the end), by a monotonic deque.
 
@@ -31,7 +31,7 @@ def sliding_min_forward(v, length):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def box_mean_backward(v, length, initial):
     """``out[n] = mean(v[n - length + 1 : n + 1])`` with ``v[k < 0] = initial``.
 
@@ -49,7 +49,7 @@ def box_mean_backward(v, length, initial):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def sliding_max_forward(v, length):
     """``out[n] = max(v[n : n + length])`` (the window is clipped at the end).
 
@@ -58,7 +58,7 @@ def sliding_max_forward(v, length):
     return -sliding_min_forward(-v, length)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def limiter_gain_held(held_peak, pre_gain, ceiling, lookahead, release_coef):
     """:func:`limiter_gain` from ``held_peak = sliding_max_forward(peak, lookahead)``.
 
@@ -86,7 +86,7 @@ def limiter_gain_held(held_peak, pre_gain, ceiling, lookahead, release_coef):
     return box_mean_backward(smoothed, second, smoothed[0])
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef):
     """Gain curve of a look-ahead peak limiter, offline (no latency: the look-ahead is non-causal).
 
@@ -103,7 +103,7 @@ def limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef):
     return limiter_gain_held(sliding_max_forward(peak, lookahead), pre_gain, ceiling, lookahead, release_coef)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def compressor_gain_db(x, threshold_db, ratio, knee_db, attack_coef, release_coef):
     """Feed-forward compressor gain in dB (<= 0), channels linked, smoothed in the log domain.
 
@@ -147,7 +147,7 @@ def compressor_gain_db(x, threshold_db, ratio, knee_db, attack_coef, release_coe
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def compress_into(out, band, threshold_db, ratio, knee_db, attack_coef, release_coef, makeup_db):
     """``out += band * 10**((compressor_gain_db(band, ...) + makeup_db) / 20)``, in place, fused.
 

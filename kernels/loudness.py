@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def window_means(e, window, hop):
     """Mean of ``e`` over every complete window ``[k*hop, k*hop + window)``.
 

@@ -4,17 +4,24 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True, fastmath=True)
-def _tanh(v):
-    """tanh(v) = sign(v) (1 - e^{-2|v|}) / (1 + e^{-2|v|}): one exp, exact to rounding."""
-    e = np.exp(-2.0 * abs(v))
-    th = (1.0 - e) / (1.0 + e)
-    return th if v >= 0.0 else -th
+@njit(cache=True, fastmath=True, nogil=True)
+def soft_clip(v):
+    """The saturation curve: the [7/6] Pade approximant of tanh, clipped to [-1, 1].
+
+    ``v (135135 + 17325 v^2 + 378 v^4 + v^6) / (135135 + 62370 v^2 + 3150 v^4 + 28 v^6)``: odd,
+    monotonic, unit slope at 0, within 1e-4 of tanh everywhere (2e-6 for |v| < 3), and no exp, so
+    the oversampled loop vectorizes.
+    """
+    v2 = v * v
+    num = v * (135135.0 + v2 * (17325.0 + v2 * (378.0 + v2)))
+    den = 135135.0 + v2 * (62370.0 + v2 * (3150.0 + 28.0 * v2))
+    return min(1.0, max(-1.0, num / den))
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def tanh_saturate_2x(x, h, drive, mix):
-    """``(1 - mix) * x + mix * tanh(drive * x) / drive`` evaluated at twice the sample rate.
+    """``(1 - mix) * x + mix * soft_clip(drive * x) / drive`` evaluated at twice the sample rate
+    (``soft_clip`` is tanh to 1e-4).
 
     ``h`` must be an odd-length half-band low-pass of length ``4 r + 3`` (cutoff at the original
     Nyquist, unit DC gain, zero at every even offset from the centre but the centre itself, as
@@ -52,8 +59,8 @@ def tanh_saturate_2x(x, h, drive, mix):
             base = q - (n_even - 1) + pad
             for r in range(n_even):
                 acc += h_even_rev[r] * xp[base + r]
-            sat_even[q] = _tanh(2.0 * drive * acc) / drive
-            sat_odd[q] = _tanh(2.0 * drive * h_center * xp[q - half + pad]) / drive
+            sat_even[q] = soft_clip(2.0 * drive * acc) / drive
+            sat_odd[q] = soft_clip(2.0 * drive * h_center * xp[q - half + pad]) / drive
         for k in range(n):
             # w[2k + 2c] = sum_r h[2r] sat[2(k + c - r)] + h[c] sat[2k + c]
             acc = h_center * sat_odd[k + half]

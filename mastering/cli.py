@@ -82,8 +82,6 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     if output_path is None:
         fail("missing -o/--output (where to write the master)", 2)
     progress = stderr_progress(quiet)
-    from mastering.master import master_file
-
     if demo:
         if input_path:
             fail("--demo masters its own track; give no IN", 2)
@@ -92,9 +90,17 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
             progress(f"demo mix written to {input_path}")
     elif input_path is None:
         fail("missing IN (the file to master), or use --demo", 2)
-    report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
-                         ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
-                         progress=progress)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from roomtone.audio import read_audio
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read") as pool:
+        reading = pool.submit(read_audio, input_path)  # decode while numba and the kernels load
+        from mastering.api import master_file
+
+        report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
+                             ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
+                             progress=progress, reading=reading)
     if report_path:
         from roomtone.audio import write_text_atomic
 

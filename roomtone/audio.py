@@ -129,17 +129,15 @@ def output_format(path, bit_depth):
     return fmt, _SUBTYPES[str(bit_depth)]
 
 
-def quantize_tpdf(audio, bits, seed=0):
-    """Quantize float audio to ``bits``-bit integers with TPDF dither of +-1 LSB (triangular,
-    the sum of two independent uniform LSB-wide variables), rounding, and clipping to the code range.
+def quantize_to_grid(audio, bits, seed=0):
+    """``audio`` quantized to ``bits``-bit PCM with TPDF dither of +-1 LSB (the sum of two
+    independent uniform LSB-wide variables), rounding and clipping to the code range, returned as
+    float32 (exactly representable, so writing it at ``bits`` bits without dither stores these very
+    samples). Shape: unchanged."""
+    from kernels.pcm import quantize_codes  # numba loads lazily: reading files needs none of it
 
-    Shape: audio (channels, samples) -> (channels, samples) int32 codes in [-2^(bits-1), 2^(bits-1)-1].
-    """
-    scale = float(2 ** (bits - 1))
-    rng = np.random.default_rng(seed)
-    dither = rng.random(audio.shape, dtype=np.float32) - rng.random(audio.shape, dtype=np.float32)
-    codes = np.rint(audio.astype(np.float64) * scale + dither)
-    return np.clip(codes, -scale, scale - 1.0).astype(np.int32)
+    codes = quantize_codes(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed, 0)
+    return np.ascontiguousarray((codes.T * np.float32(1.0 / 2 ** (bits - 1))).astype(np.float32))
 
 
 def check_output_path(output_path, input_path=None, *, overwrite_input=False):
@@ -164,9 +162,9 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
     """Write float32 ``(channels, samples)`` to WAV/FLAC atomically: a temporary file in the same
     directory, flushed and fsynced, then renamed over ``path``. Nothing is left behind on failure.
 
-    16- and 24-bit output is TPDF-dithered (:func:`quantize_tpdf`) unless ``dither=False`` (for audio
-    already quantized to that depth, which is then written exactly); 32f is written as is.
-    Returns the samples as written, float32 (so reports can meter exactly what is in the file).
+    16- and 24-bit output is TPDF-dithered (as :func:`quantize_to_grid`) unless ``dither=False`` (for audio
+    already quantized to that depth, e.g. by :func:`quantize_to_grid`, which is then written
+    exactly); 32f is written as is.
     """
     path = os.fspath(path)
     fmt, subtype = output_format(path, bit_depth)
@@ -174,17 +172,12 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
     audio = validate_audio(audio, sample_rate)
     if bit_depth == "32f":
         frames = audio.T
-        written = audio
     else:
         bits = int(bit_depth)
-        if dither:
-            codes = quantize_tpdf(audio, bits, seed=dither_seed)
-        else:
-            scale = float(2 ** (bits - 1))
-            codes = np.clip(np.rint(audio.astype(np.float64) * scale), -scale, scale - 1.0).astype(np.int32)
-        written = (codes / float(2 ** (bits - 1))).astype(np.float32)
-        # libsndfile maps int32 full scale onto the PCM width: shift the codes to the top bits.
-        frames = (codes << (32 - bits)).T
+        # libsndfile maps int32 full scale onto the PCM width: the codes go to the top bits.
+        from kernels.pcm import quantize_codes
+
+        frames = quantize_codes(audio, bits, dither, dither_seed, 32 - bits)
     directory = os.path.dirname(os.path.abspath(path))
     ext = os.path.splitext(path)[1]
     fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=ext + ".part", dir=directory)
@@ -202,7 +195,6 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
         if isinstance(exc, (OSError, sf.LibsndfileError)):
             raise OutputError(f"{path}: could not write ({exc})") from None
         raise
-    return written
 
 
 def write_text_atomic(path, text):

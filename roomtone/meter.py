@@ -6,6 +6,7 @@ energy (numba); the true peak is the BS.1770-4 Annex 2 4x oversampled peak (numb
 Shape convention: ``audio`` is (channels, samples) float32; ``sample_rate`` in Hz.
 """
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -160,11 +161,28 @@ class LoudnessStats:
         return out
 
 
-def measure(audio, sample_rate):
-    """Meter ``audio`` (channels, samples) at ``sample_rate``: I, LRA, max M, max S, TP, SP, PLR."""
+def measure(audio, sample_rate, power=None):
+    """Meter ``audio`` (channels, samples) at ``sample_rate``: I, LRA, max M, max S, TP, SP, PLR.
+
+    ``power`` may pass in :func:`k_weighted_power` of the same audio if the caller has it. The true
+    peak runs in a second thread beside the loudness readings (the kernels release the GIL).
+    """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     n_ch, n = audio.shape
-    power = k_weighted_power(audio, sample_rate)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        peak = pool.submit(true_peak, audio, sample_rate)
+        stats = _loudness_stats(audio, sample_rate, power)
+        tp = peak.result()
+    integrated = stats["integrated_lufs"]
+    sp = float(to_db(float(np.abs(audio).max()))) if audio.size else float("-inf")
+    plr = tp - integrated if np.isfinite(integrated) and np.isfinite(tp) else float("nan")
+    return LoudnessStats(true_peak_dbtp=tp, sample_peak_dbfs=sp, plr_lu=plr, sample_rate=int(sample_rate),
+                         channels=int(n_ch), duration_s=n / sample_rate, **stats)
+
+
+def _loudness_stats(audio, sample_rate, power=None):
+    if power is None:
+        power = k_weighted_power(audio, sample_rate)
     momentary_window = _samples(MOMENTARY_S, sample_rate)
     short_window = _samples(SHORT_TERM_S, sample_rate)
     hop = _samples(GATING_HOP_S, sample_rate)
@@ -174,11 +192,4 @@ def measure(audio, sample_rate):
     short = window_means(power, short_window, 1)
     max_m = float(to_lufs(momentary.max())) if momentary.size else float("-inf")
     max_s = float(to_lufs(short.max())) if short.size else float("-inf")
-    tp = true_peak(audio, sample_rate)
-    sp = float(to_db(float(np.abs(audio).max()))) if audio.size else float("-inf")
-    plr = tp - integrated if np.isfinite(integrated) and np.isfinite(tp) else float("nan")
-    return LoudnessStats(
-        integrated_lufs=integrated, lra_lu=lra, max_momentary_lufs=max_m,
-        max_short_term_lufs=max_s, true_peak_dbtp=tp, sample_peak_dbfs=sp, plr_lu=plr,
-        sample_rate=int(sample_rate), channels=int(n_ch), duration_s=n / sample_rate,
-    )
+    return {"integrated_lufs": integrated, "lra_lu": lra, "max_momentary_lufs": max_m, "max_short_term_lufs": max_s}

@@ -24,7 +24,7 @@ from kernels.dynamics import (
     sliding_min_forward,
 )
 from kernels.loudness import window_means
-from kernels.saturation import tanh_saturate_2x
+from kernels.saturation import soft_clip, tanh_saturate_2x
 from kernels.truepeak import oversampled_peaks, true_peak_per_channel
 from roomtone.filters import (
     allpass_lr4_sos,
@@ -471,6 +471,23 @@ def test_compressor_static_curve_is_continuous_and_monotone(knee_db):
 # --------------------------------------------------------------------------------------------------
 
 
+def pade_tanh(v):
+    """The documented curve: [7/6] Pade approximant of tanh, clipped to [-1, 1]."""
+    v2 = v * v
+    num = v * (135135 + 17325 * v2 + 378 * v2 ** 2 + v2 ** 3)
+    den = 135135 + 62370 * v2 + 3150 * v2 ** 2 + 28 * v2 ** 3
+    return np.clip(num / den, -1.0, 1.0)
+
+
+def test_soft_clip_is_tanh_to_1e4_and_monotonic():
+    v = np.linspace(-30.0, 30.0, 20001)
+    y = np.array([soft_clip(a) for a in v])
+    np.testing.assert_allclose(y, pade_tanh(v), rtol=1e-12, atol=1e-15)
+    assert np.abs(y - np.tanh(v)).max() < 1e-4
+    assert np.abs(y - np.tanh(v))[np.abs(v) < 3].max() < 2e-6
+    assert (np.diff(y) >= 0).all()
+
+
 def oracle_tanh_saturate_2x(x, h, drive, mix):
     """Zero-stuff (gain 2), low-pass, tanh, low-pass, keep every second sample after the
     (len(h) - 1) up-rate samples of delay of the two filters."""
@@ -481,7 +498,7 @@ def oracle_tanh_saturate_2x(x, h, drive, mix):
             continue
         up = np.zeros(2 * len(row))
         up[::2] = 2.0 * row
-        sat = np.tanh(drive * np.convolve(up, h)) / drive
+        sat = pade_tanh(drive * np.convolve(up, h)) / drive
         down = np.convolve(sat, h)
         wet = down[taps - 1 : taps - 1 + 2 * len(row) : 2]
         out[c] = (1.0 - mix) * row + mix * wet

@@ -2,6 +2,8 @@
 
 Signal path (all offline, whole file):
 
+Metering runs in a second thread beside the chain (numba kernels release the GIL).
+
 1. input trim: one static gain bringing the input to the working level (-18 LUFS), so the chain's
    thresholds mean the same on a quiet acoustic take and a loud club master;
 2. the preset's chain (EQ, multiband compressor, stereo width, saturation);
@@ -15,15 +17,17 @@ The loudness change comes only from these static gains, the chain and the limite
 
 import platform as _platform
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 import roomtone
 from mastering.presets import Platform, Preset, get_platform, load_preset
 from mastering.processors import Gain, TruePeakLimiter
-from roomtone.audio import quantize_tpdf, read_audio, validate_audio, write_audio, check_output_path
-from roomtone.errors import InvalidAudioError, TargetUnreachableError
-from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, measure
+from roomtone.audio import check_output_path, quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.errors import InvalidAudioError, RoomtoneError, TargetUnreachableError
+from roomtone.meter import (ABSOLUTE_GATE_LUFS, GATING_HOP_S, MOMENTARY_S, gated_blocks, integrated_from_blocks,
+                             integrated_loudness, k_weighted_power, measure)
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
@@ -77,7 +81,7 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
                 f"or use a preset with more compression"
             )
         if bits:
-            out = (quantize_tpdf(out, bits) / float(2 ** (bits - 1))).astype(np.float32)
+            out = quantize_to_grid(out, bits)
         after = measure(out, sample_rate)
         if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= 0.05:
             return out, after, gain_db, limiting_lu, len(history)
@@ -140,34 +144,43 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         clock = now
 
     say("metering input")
-    before = measure(audio, sample_rate)
-    lap("meter_input")
-    if not np.isfinite(before.integrated_lufs):
+    power = k_weighted_power(audio, sample_rate)
+    input_lufs = integrated_from_blocks(gated_blocks(power, sample_rate, MOMENTARY_S, GATING_HOP_S))
+    if not np.isfinite(input_lufs):
         raise InvalidAudioError(
             f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, no file written"
         )
-    trim_db = WORKING_LEVEL_LUFS - before.integrated_lufs
-    if target - before.integrated_lufs > MAX_TOTAL_GAIN_DB:
+    if target - input_lufs > MAX_TOTAL_GAIN_DB:
         raise TargetUnreachableError(
-            f"input reads {before.integrated_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
+            f"input reads {input_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
             f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
         )
-    trim_db = float(np.clip(trim_db, -60.0, 60.0))
-    signal = Gain(gain_db=trim_db)(audio, sample_rate)
-    stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
-    level = before.integrated_lufs + trim_db  # a static gain shifts integrated loudness exactly
-    lap("input_trim")
-    for processor in preset.chain:
-        say(processor.kind)
-        signal = processor(signal, sample_rate)
-        new_level = integrated_loudness(signal, sample_rate)
-        stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
-        level = new_level
-        lap(processor.kind)
-    say("loudness and true-peak limiting")
-    limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms, release_ms=preset.release_ms)
-    detector = limiter.detector(signal, sample_rate)
-    lap("limiter_detector")
+    # Metering (the input's full readings, each stage's loudness) runs in a second thread beside the
+    # chain: the kernels release the GIL, so on two cores it costs almost no wall time.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-meter") as meter_pool:
+        before_future = meter_pool.submit(measure, audio, sample_rate, power)
+        trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
+        signal = Gain(gain_db=trim_db)(audio, sample_rate)
+        lap("input_trim")
+        level_futures = []
+        for processor in preset.chain:
+            say(processor.kind)
+            signal = processor(signal, sample_rate)
+            level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
+            lap(processor.kind)
+        say("loudness and true-peak limiting")
+        limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms,
+                                  release_ms=preset.release_ms)
+        detector = limiter.detector(signal, sample_rate)
+        lap("limiter_detector")
+        before = before_future.result()
+        stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
+        level = input_lufs + trim_db  # a static gain shifts integrated loudness exactly
+        for processor, future in zip(preset.chain, level_futures):
+            new_level = future.result()
+            stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
+            level = new_level
+        lap("metering_wait")
     out, after, gain_db, limiting_lu, iterations = _solve_loudness(
         signal, sample_rate, level, limiter, detector, target, ceiling, preset.max_limiting_lu, bits)
     lap("loudness_solve_and_meter_output")
@@ -192,9 +205,23 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     return out, report
 
 
+def _warm_up(preset, bit_depth):
+    """Run the whole job on 0.5 s of quiet noise so every numba kernel is loaded from its cache
+    (about 0.4 s, mostly LLVM loading object code) while the real input is still decoding.
+    Errors are left for the real run to report."""
+    noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
+    try:
+        master(noise, 44100, preset=preset, bit_depth=bit_depth)
+    except RoomtoneError:
+        pass
+
+
 def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
-                ceiling_dbtp=None, bit_depth="24", overwrite_input=False, progress=None):
+                ceiling_dbtp=None, bit_depth="24", overwrite_input=False, progress=None, reading=None):
     """Master a file into ``output_path`` (WAV or FLAC by extension), atomically.
+
+    ``reading`` may be a :class:`concurrent.futures.Future` already decoding ``input_path`` with
+    :func:`roomtone.audio.read_audio` (the CLI starts one before importing this module).
 
     The output keeps the input's sample rate and channel layout. The input is never modified; an
     output path equal to the input is refused unless ``overwrite_input``. Returns the report (with
@@ -206,7 +233,11 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
     say = progress or (lambda message: None)
     say("reading")
-    audio, sample_rate, info = read_audio(input_path)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read") as pool:
+        if reading is None:
+            reading = pool.submit(read_audio, input_path)
+        _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
+        audio, sample_rate, info = reading.result()
     out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                          ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress)
     say("writing")

@@ -1,0 +1,103 @@
+"""File boundary: reading, validation, TPDF dither, atomic writes."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from kernels.pcm import quantize_codes
+from refsignals import sine
+from roomtone.audio import quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.errors import InvalidAudioError, OutputError
+
+
+def oracle_codes(audio, bits, shift):
+    scale = 2.0 ** (bits - 1)
+    codes = np.clip(np.floor(audio.astype(np.float64) * scale + 0.5), -scale, scale - 1).astype(np.int64)
+    return (codes << shift).astype(np.int32).T
+
+
+@pytest.mark.parametrize("bits, shift", [(16, 16), (24, 8), (16, 0)])
+def test_quantize_codes_without_dither_equals_oracle(bits, shift):
+    rng = np.random.default_rng(0)
+    x = (rng.uniform(-1.2, 1.2, (2, 5000))).astype(np.float32)  # includes values to clip
+    np.testing.assert_array_equal(quantize_codes(x, bits, False, 0, shift), oracle_codes(x, bits, shift))
+
+
+def test_tpdf_dither_error_statistics():
+    """Rounding plus TPDF dither: error mean 0, variance 1/12 + 1/6 = 1/4 LSB^2, never past 1.5 LSB."""
+    rng = np.random.default_rng(1)
+    x = (rng.uniform(-0.5, 0.5, (1, 200000))).astype(np.float32)
+    lsb = 1.0 / 2 ** 15
+    error = (quantize_to_grid(x, 16, seed=3) - x.astype(np.float64)) / lsb
+    assert abs(error.mean()) < 0.01
+    assert error.var() == pytest.approx(0.25, rel=0.03)
+    assert np.abs(error).max() <= 1.5 + 1e-6
+
+
+def test_dither_decorrelates_a_tiny_tone():
+    """A 1 kHz tone at 1/4 LSB: undithered it vanishes; dithered it survives (in the average)."""
+    sr = 48000
+    x = sine(1000.0, 1.0, sr, amplitude=0.25 / 2 ** 15, channels=1)
+    plain = quantize_codes(x, 16, False, 0, 0)
+    assert np.count_nonzero(plain) == 0
+    dithered = quantize_to_grid(x, 16, seed=5)[0].astype(np.float64)
+    reference = x[0].astype(np.float64)
+    correlation = np.dot(dithered, reference) / np.dot(reference, reference)
+    assert correlation == pytest.approx(1.0, abs=0.1)
+
+
+def test_quantize_is_seeded_and_on_grid():
+    x = sine(440.0, 0.1, 44100)
+    a = quantize_to_grid(x, 24, seed=9)
+    np.testing.assert_array_equal(a, quantize_to_grid(x, 24, seed=9))
+    codes = a.astype(np.float64) * 2 ** 23
+    np.testing.assert_array_equal(codes, np.round(codes))
+
+
+@pytest.mark.parametrize("ext, bit_depth, subtype", [(".wav", "16", "PCM_16"), (".wav", "24", "PCM_24"),
+                                                      (".wav", "32f", "FLOAT"), (".flac", "16", "PCM_16"),
+                                                      (".flac", "24", "PCM_24")])
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_write_then_read_round_trip(tmp_path, ext, bit_depth, subtype, channels):
+    x = sine(997.0, 0.2, 48000, amplitude=0.7, channels=channels)
+    path = tmp_path / f"o{ext}"
+    if bit_depth == "32f":
+        write_audio(path, x, 48000, bit_depth=bit_depth)
+        expected = x
+    else:
+        expected = quantize_to_grid(x, int(bit_depth))
+        write_audio(path, expected, 48000, bit_depth=bit_depth, dither=False)
+    y, sr, info = read_audio(path)
+    assert (sr, info.channels, info.subtype) == (48000, channels, subtype)
+    np.testing.assert_array_equal(y, expected)
+    assert [p.name for p in tmp_path.iterdir()] == [f"o{ext}"]
+
+
+def test_validate_audio_layout_and_values():
+    assert validate_audio(np.zeros(10), 48000).shape == (1, 10)
+    with pytest.raises(InvalidAudioError, match="3 dimensions"):
+        validate_audio(np.zeros((1, 2, 3)), 48000)
+    with pytest.raises(InvalidAudioError, match="outside 1000..768000 Hz"):
+        validate_audio(np.zeros((1, 10)), 100)
+    with pytest.raises(InvalidAudioError, match="2 NaN or infinite"):
+        validate_audio(np.array([[0.0, np.nan, np.inf]]), 48000)
+
+
+def test_read_refuses_directories_and_truncated_flac(tmp_path):
+    with pytest.raises(InvalidAudioError, match="is a directory"):
+        read_audio(tmp_path)
+    path = tmp_path / "x.flac"
+    sf.write(path, np.random.default_rng(0).standard_normal((48000, 2)) * 0.1, 48000)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidAudioError, match="truncated or corrupt"):
+        read_audio(path)
+
+
+def test_write_refuses_bad_targets(tmp_path):
+    x = sine(440.0, 0.1, 44100)
+    with pytest.raises(OutputError, match="unsupported output extension '.ogg'"):
+        write_audio(tmp_path / "a.ogg", x, 44100)
+    with pytest.raises(OutputError, match="is a directory"):
+        (tmp_path / "d.wav").mkdir()
+        write_audio(tmp_path / "d.wav", x, 44100)
