@@ -9,6 +9,15 @@ import numpy as np
 from numba import njit, prange
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _section(v, sos, s, z1, z2, row):
+    """One transposed direct form II step of section ``s`` with state row ``row``."""
+    out = sos[s, 0] * v + z1[row, s]
+    z1[row, s] = sos[s, 1] * v - sos[s, 4] * out + z2[row, s]
+    z2[row, s] = sos[s, 2] * v - sos[s, 5] * out
+    return out
+
+
 @njit(cache=True, nogil=True)
 def sos_filter(x, sos):
     """Filter every channel of ``x`` through the cascade ``sos``.
@@ -27,10 +36,7 @@ def sos_filter(x, sos):
         for c in range(n_ch):
             v = np.float64(x[c, i])
             for s in range(n_sec):
-                out = sos[s, 0] * v + z1[c, s]
-                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
-                v = out
+                v = _section(v, sos, s, z1, z2, c)
             y[c, i] = v
     return y
 
@@ -54,21 +60,10 @@ def sos_power(x, sos, weights):
                 continue
             v = np.float64(x[c, i])
             for s in range(n_sec):
-                out = sos[s, 0] * v + z1[c, s]
-                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
-                v = out
+                v = _section(v, sos, s, z1, z2, c)
             acc += g * v * v
         e[i] = acc
     return e
-
-
-@njit(cache=True, nogil=True)
-def _section(v, sos, s, z1, z2, row):
-    out = sos[s, 0] * v + z1[row, s]
-    z1[row, s] = sos[s, 1] * v - sos[s, 4] * out + z2[row, s]
-    z2[row, s] = sos[s, 2] * v - sos[s, 5] * out
-    return out
 
 
 @njit(cache=True, parallel=True, nogil=True)

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _padded(row, n_tap):
     """``row`` with ``n_tap`` zeros before and after, float64."""
     n = row.shape[0]
@@ -14,7 +14,7 @@ def _padded(row, n_tap):
     return xp
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _reversed_taps(phases):
     """Branches with their taps reversed, so the inner product walks memory forwards (SIMD)."""
     n_ph, n_tap = phases.shape
@@ -25,12 +25,23 @@ def _reversed_taps(phases):
     return rev
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, fastmath=True, nogil=True, inline="always")
+def _branch_abs(rev, xp, i, p):
+    """|interpolated point p| at loop index i: branch p of ``rev`` over window xp[i+1 .. i+T]
+    (which holds x[i-T+1 .. i], newest last)."""
+    acc = 0.0
+    for t in range(rev.shape[1]):
+        acc += rev[p, t] * xp[i + 1 + t]
+    return abs(acc)
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def true_peak_per_channel(x, phases):
     """Largest absolute value of each channel, sampled and P-times interpolated.
 
     ``phases[p, t]`` is tap ``t`` of polyphase branch ``p`` of a P-times interpolator (the meter
-    uses BS.1770-4's 4 x 12 taps). Shape: x (channels, samples) -> (channels,) float64.
+    uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Shape: x (channels, samples)
+    -> (channels,) float64.
     """
     n_ch, n = x.shape
     n_ph, n_tap = phases.shape
@@ -40,12 +51,8 @@ def true_peak_per_channel(x, phases):
         xp = _padded(x[c], n_tap)
         best = 0.0
         for i in range(n + n_tap - 1):
-            # window xp[i + 1 .. i + n_tap] holds x[i - n_tap + 1 .. i], newest last
             for p in range(n_ph):
-                acc = 0.0
-                for t in range(n_tap):
-                    acc += rev[p, t] * xp[i + 1 + t]
-                a = abs(acc)
+                a = _branch_abs(rev, xp, i, p)
                 if a > best:
                     best = a
         for i in range(n):
@@ -56,7 +63,7 @@ def true_peak_per_channel(x, phases):
     return out
 
 
-@njit(cache=True, parallel=True, fastmath=True)
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def oversampled_peaks(x, phases, refine):
     """Per input sample, the largest absolute value of the signal interpolated around it.
 
@@ -90,10 +97,7 @@ def oversampled_peaks(x, phases, refine):
         prev1_k = 0
         for i in range(n + n_tap - 1):
             for p in range(n_ph):
-                acc = 0.0
-                for t in range(n_tap):
-                    acc += rev[p, t] * xp[i + 1 + t]
-                a = abs(acc)
+                a = _branch_abs(rev, xp, i, p)
                 k = i + offset[p]
                 if k < 0:
                     k = 0

@@ -2,8 +2,6 @@
 
 Signal path (all offline, whole file):
 
-Metering runs in a second thread beside the chain (numba kernels release the GIL).
-
 1. input trim: one static gain bringing the input to the working level (-18 LUFS), so the chain's
    thresholds mean the same on a quiet acoustic take and a loud club master;
 2. the preset's chain (EQ, multiband compressor, stereo width, saturation);
@@ -13,6 +11,7 @@ Metering runs in a second thread beside the chain (numba kernels release the GIL
    quantized signal exceed the ceiling, the limiter is re-run a hair lower.
 
 The loudness change comes only from these static gains, the chain and the limiter: no gain riding.
+Metering runs in a second thread beside the chain (the numba kernels release the GIL).
 """
 
 import platform as _platform
@@ -25,7 +24,7 @@ import roomtone
 from mastering.presets import Platform, Preset, get_platform, load_preset
 from mastering.processors import Gain, TruePeakLimiter
 from roomtone.audio import check_output_path, quantize_to_grid, read_audio, validate_audio, write_audio
-from roomtone.errors import InvalidAudioError, RoomtoneError, TargetUnreachableError
+from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
 from roomtone.meter import (ABSOLUTE_GATE_LUFS, GATING_HOP_S, MOMENTARY_S, gated_blocks, integrated_from_blocks,
                              integrated_loudness, k_weighted_power, measure)
 
@@ -39,9 +38,9 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     target = plat.target_lufs if target_lufs is None else float(target_lufs)
     ceiling = plat.ceiling_dbtp if ceiling_dbtp is None else float(ceiling_dbtp)
     if not -40.0 <= target <= -5.0:
-        raise TargetUnreachableError(f"target_lufs={target:g} LUFS is outside -40..-5 LUFS")
+        raise PresetError(f"target_lufs={target:g} LUFS is outside -40..-5 LUFS")
     if not -12.0 <= ceiling <= 0.0:
-        raise TargetUnreachableError(f"ceiling_dbtp={ceiling:g} dBTP is outside -12..0 dBTP")
+        raise PresetError(f"ceiling_dbtp={ceiling:g} dBTP is outside -12..0 dBTP")
     return plat, target, ceiling
 
 
@@ -56,9 +55,10 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
     Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
     """
     limiter_ceiling = ceiling
-    history = []
     gain_db = target - level
+    iterations = 0
     for attempt in range(4):
+        history = []  # (gain_db, loudness) at this limiter ceiling
         for step in range(16):
             gain = 10.0 ** (gain_db / 20.0)
             curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
@@ -66,6 +66,7 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
             result = integrated_loudness(out, sample_rate)
             error = target - result
             history.append((gain_db, result))
+            iterations += 1
             limiting_lu = level + gain_db - result
             if abs(error) <= LOUDNESS_TOLERANCE_LU or limiting_lu > max_limiting_lu + 0.5:
                 break
@@ -84,7 +85,7 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
             out = quantize_to_grid(out, bits)
         after = measure(out, sample_rate)
         if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= 0.05:
-            return out, after, gain_db, limiting_lu, len(history)
+            return out, after, gain_db, limiting_lu, iterations
         limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
     raise TargetUnreachableError(
         f"true peak {after.true_peak_dbtp:.2f} dBTP stays above the {ceiling:g} dBTP ceiling")
@@ -120,6 +121,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
 
     Raises:
         InvalidAudioError: empty, non-finite, shorter than one 400 ms gating block, or silent input.
+        PresetError: unknown preset or platform, bad preset file, target or ceiling out of range.
         TargetUnreachableError: the target needs more limiting than the preset allows.
     """
     started = time.perf_counter()
@@ -128,6 +130,8 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     sample_rate = int(sample_rate)
     preset = load_preset(preset)
     plat, target, ceiling = _resolve_target(platform, target_lufs, ceiling_dbtp)
+    if str(bit_depth) not in ("16", "24", "32f"):
+        raise OutputError(f"bit_depth={bit_depth!r} must be 16, 24 or 32f")
     bits = {"16": 16, "24": 24, "32f": None}[str(bit_depth)]
     if audio.shape[1] < MOMENTARY_S * sample_rate:
         raise InvalidAudioError(
@@ -164,6 +168,9 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         lap("input_trim")
         level_futures = []
         for processor in preset.chain:
+            if processor.bypassed:  # unchanged signal: nothing to run or meter
+                level_futures.append(None)
+                continue
             say(processor.kind)
             signal = processor(signal, sample_rate)
             level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
@@ -177,7 +184,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
         level = input_lufs + trim_db  # a static gain shifts integrated loudness exactly
         for processor, future in zip(preset.chain, level_futures):
-            new_level = future.result()
+            new_level = level if future is None else future.result()
             stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
             level = new_level
         lap("metering_wait")

@@ -40,6 +40,10 @@ class Gain(Processor):
 
     gain_db: float = param(0.0, -60.0, 60.0, "dB")
 
+    @property
+    def bypassed(self):
+        return self.gain_db == 0.0
+
     def process(self, audio, sample_rate):
         return audio * np.float32(_db_to_gain(self.gain_db))
 
@@ -69,6 +73,10 @@ class Equalizer(Processor):
                                                  ("q", q, 0.1, 10.0, "")):
                 if not isinstance(value, (int, float)) or not low <= value <= high:
                     raise PresetError(f"eq.bands {name}={value!r} is outside {low:g}..{high:g} {unit}".rstrip())
+
+    @property
+    def bypassed(self):
+        return not self.low_shelf_db and not self.high_shelf_db and not any(gain for _, gain, _ in self.bands)
 
     def sos(self, sample_rate):
         """The cascade as SOS rows. Shape: (sections, 6)."""
@@ -158,8 +166,12 @@ class StereoWidth(Processor):
     width: float = param(1.0, 0.0, 2.0, "x")
     bass_mono_hz: float = param(0.0, 0.0, 500.0, "Hz")
 
+    @property
+    def bypassed(self):
+        return self.width == 1.0 and self.bass_mono_hz == 0.0
+
     def process(self, audio, sample_rate):
-        if audio.shape[0] < 2 or (self.width == 1.0 and self.bass_mono_hz == 0.0):
+        if audio.shape[0] < 2:
             return audio.copy()
         left = audio[0].astype(np.float64)
         right = audio[1].astype(np.float64)
@@ -185,9 +197,11 @@ class Saturation(Processor):
     drive_db: float = param(0.0, 0.0, 24.0, "dB")
     mix: float = param(1.0, 0.0, 1.0, "fraction")
 
+    @property
+    def bypassed(self):
+        return self.drive_db == 0.0 or self.mix == 0.0
+
     def process(self, audio, sample_rate):
-        if self.drive_db == 0.0 or self.mix == 0.0:
-            return audio.copy()
         # Drive relative to the working level: full scale maps to tanh(drive).
         drive = _db_to_gain(self.drive_db)
         return tanh_saturate_2x(audio, filters.halfband_lowpass(), drive, float(self.mix))
@@ -208,11 +222,13 @@ class TruePeakLimiter(Processor):
     """Look-ahead true-peak limiter: a 4x oversampled detector (with parabolic refinement between
     interpolated points), a forward hold over the look-ahead, release, and smoothing, so every
     detected peak lands at or under ``ceiling_dbtp - MARGIN_DB``. The detector reads within about
-    0.04 dB of a 16x reference, so the output's true peak at 16x stays at or under ``ceiling_dbtp``.
+    0.04 dB of a 16x reference; fast, deep gain changes spread the spectrum and add up to about
+    0.08 dB more between samples (measured on 150 random hot signals), so the margin is 0.1 dB and
+    :meth:`process` checks its own output and limits once more where a peak still pokes through.
     Offline: zero latency in the output.
     """
 
-    MARGIN_DB = 0.05
+    MARGIN_DB = 0.1
 
     ceiling_dbtp: float = param(-1.0, -20.0, 0.0, "dBTP")
     lookahead_ms: float = param(3.0, 0.5, 20.0, "ms")
@@ -235,5 +251,8 @@ class TruePeakLimiter(Processor):
                                  _time_coef(self.release_ms, sample_rate))
 
     def process(self, audio, sample_rate):
-        gain = self.gain_curve(self.detector(audio, sample_rate), sample_rate)
-        return audio * gain[None, :]
+        out = audio * self.gain_curve(self.detector(audio, sample_rate), sample_rate)[None, :]
+        check = self.detector(out, sample_rate)
+        if check.max() > _db_to_gain(self.ceiling_dbtp - self.MARGIN_DB):
+            out = out * self.gain_curve(check, sample_rate)[None, :]
+        return out

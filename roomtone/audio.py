@@ -4,6 +4,7 @@ Inside the library audio is float32 ``(channels, samples)``; files are frames x 
 layout is converted here, once, from the file's own channel count, never guessed from a shape.
 """
 
+import contextlib
 import os
 import struct
 import tempfile
@@ -178,12 +179,30 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
         from kernels.pcm import quantize_codes
 
         frames = quantize_codes(audio, bits, dither, dither_seed, 32 - bits)
+    with _atomic_file(path, "wb") as handle:
+        sf.write(handle, np.ascontiguousarray(frames), int(sample_rate), subtype=subtype, format=fmt)
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` via a temporary file and a rename (for JSON reports)."""
+    path = os.fspath(path)
+    check_output_path(path)
+    with _atomic_file(path, "w") as handle:
+        handle.write(text)
+
+
+@contextlib.contextmanager
+def _atomic_file(path, mode):
+    """Yield a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
+
+    On any failure (including KeyboardInterrupt) the temporary file is removed and nothing is left
+    at ``path``; OS and libsndfile errors become :class:`OutputError` with one line.
+    """
     directory = os.path.dirname(os.path.abspath(path))
-    ext = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=ext + ".part", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=os.path.splitext(path)[1] + ".part", dir=directory)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            sf.write(handle, np.ascontiguousarray(frames), int(sample_rate), subtype=subtype, format=fmt)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -193,26 +212,5 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
         except FileNotFoundError:
             pass
         if isinstance(exc, (OSError, sf.LibsndfileError)):
-            raise OutputError(f"{path}: could not write ({exc})") from None
-        raise
-
-
-def write_text_atomic(path, text):
-    """Write ``text`` to ``path`` via a temporary file and a rename (for JSON reports)."""
-    path = os.fspath(path)
-    check_output_path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=".part", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        if isinstance(exc, OSError):
             raise OutputError(f"{path}: could not write ({exc})") from None
         raise

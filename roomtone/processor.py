@@ -59,9 +59,14 @@ class Processor:
                 for item in value:
                     _check_value(type(self), field.name, item, {"range": meta["item_range"], "unit": meta["unit"]})
 
+    @property
+    def bypassed(self):
+        """True when these parameters leave any signal unchanged (e.g. 0 dB gain, width 1)."""
+        return False
+
     def __call__(self, audio, sample_rate):
         audio = validate_audio(audio, sample_rate)
-        if audio.shape[1] == 0:
+        if audio.shape[1] == 0 or self.bypassed:
             return audio.copy()
         out = self.process(audio, int(sample_rate))
         return np.ascontiguousarray(out, dtype=np.float32)

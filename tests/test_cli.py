@@ -138,7 +138,8 @@ def test_master_bad_input_one_line_error_nothing_written(tmp_path, case):
     (["--preset", "loud"], 2, "unknown preset 'loud'"),
     (["--platform", "myspace"], 2, "unknown platform 'myspace'"),
     (["--target-lufs", "-6", "--preset", "classical"], 3, "LU of limiting"),
-    (["--target-lufs", "3"], 3, "outside -40..-5 LUFS"),
+    (["--target-lufs", "3"], 2, "outside -40..-5 LUFS"),
+    (["--ceiling-dbtp", "1"], 2, "outside -12..0 dBTP"),
 ])
 def test_master_bad_options(song, tmp_path, args, code, message):
     result = run(master_cli, [song, "-o", tmp_path / "o.wav", "-q", *args])

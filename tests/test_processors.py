@@ -261,3 +261,16 @@ def test_limiter_never_exceeds_its_ceiling_at_16x(seed, sample_rate, channels, d
     x = (x / np.abs(x).max() * 10 ** (drive_db / 20)).astype(np.float32)
     y = TruePeakLimiter(ceiling_dbtp=ceiling_dbtp)(x, sample_rate)
     assert _true_peak_16x(y) <= ceiling_dbtp + 1e-3
+
+
+@pytest.mark.parametrize("processor", [Gain(gain_db=0.0), Equalizer(), StereoWidth(), Saturation(drive_db=0.0),
+                                       Saturation(drive_db=6.0, mix=0.0)], ids=repr)
+def test_bypassed_processors_return_the_input_exactly(processor):
+    x = pink_noise(0.2, 48000)
+    assert processor.bypassed
+    np.testing.assert_array_equal(processor(x, 48000), x)
+
+
+def test_active_processors_are_not_bypassed():
+    for processor in PROCESSORS:
+        assert not processor.bypassed, processor
