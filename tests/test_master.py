@@ -165,3 +165,13 @@ def test_unknown_preset_and_platform():
         master(x, 44100, preset="nope")
     with pytest.raises(PresetError, match="unknown platform"):
         master(x, 44100, platform="nope")
+
+
+@pytest.mark.parametrize("sample_rate", [16000, 22050, 192000])
+def test_unusual_sample_rates_keep_their_rate_and_hit_the_target(sample_rate):
+    """Corner frequencies above 0.45 fs are pulled down (a 10 kHz shelf at 16 kHz), 192 kHz has no
+    oversampling in the meter: the target still holds."""
+    x = quiet_acoustic(sample_rate, channels=1)[:, : 4 * sample_rate]
+    out, report = master(x, sample_rate, preset="open")
+    assert out.shape == x.shape and report["sample_rate"] == sample_rate
+    assert_on_target(out, sample_rate, -14.0, -1.0)
