@@ -2,7 +2,9 @@
 
 Callers (the public wrappers in ``roomtone`` and the jobs) validate and fix dtypes at the boundary:
 audio as C-contiguous ``float32`` or ``float64`` ``(channels, samples)``, coefficients ``float64``.
-Every kernel has a naive numpy oracle in ``tests/test_kernels.py``. Kernels release the GIL
+Every kernel has a naive numpy oracle in the tests (``tests/test_kernels.py``; the PCM quantizer's
+in ``tests/test_audio.py``; the crossover split is checked by its all-pass sum and band edges in
+``tests/test_processors.py``). Kernels release the GIL
 (``nogil=True``), so callers may overlap independent ones in threads (the master job meters in a
 second thread while the chain runs).
 

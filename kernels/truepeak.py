@@ -84,6 +84,8 @@ def oversampled_peaks(x, phases, refine):
     n_ph, n_tap = phases.shape
     delay = (n_ph * n_tap - 1) / (2.0 * n_ph)
     out = np.zeros((n_ch, n), dtype=np.float32)
+    if n == 0:
+        return out
     rev = _reversed_taps(phases)
     offset = np.empty(n_ph, dtype=np.int64)  # point p at loop index i lands on sample i + offset[p]
     for p in range(n_ph):

@@ -21,10 +21,11 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import roomtone
-from mastering.presets import Platform, Preset, get_platform, load_preset
+from mastering.presets import Platform, check_target, get_platform, load_preset
 from mastering.processors import Gain, TruePeakLimiter
-from roomtone.audio import check_output_path, quantize_to_grid, read_audio, validate_audio, write_audio
-from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
+from roomtone.concurrency import side_executor
+from roomtone.audio import BIT_DEPTHS, check_output_path, quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
 from roomtone.meter import (ABSOLUTE_GATE_LUFS, GATING_HOP_S, MOMENTARY_S, gated_blocks, integrated_from_blocks,
                              integrated_loudness, k_weighted_power, measure)
 
@@ -37,10 +38,7 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     plat = platform if isinstance(platform, Platform) else get_platform(platform)
     target = plat.target_lufs if target_lufs is None else float(target_lufs)
     ceiling = plat.ceiling_dbtp if ceiling_dbtp is None else float(ceiling_dbtp)
-    if not -40.0 <= target <= -5.0:
-        raise PresetError(f"target_lufs={target:g} LUFS is outside -40..-5 LUFS")
-    if not -12.0 <= ceiling <= 0.0:
-        raise PresetError(f"ceiling_dbtp={ceiling:g} dBTP is outside -12..0 dBTP")
+    check_target(target, ceiling)
     return plat, target, ceiling
 
 
@@ -75,12 +73,16 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
                 gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
             else:
                 gain_db += error
-        if limiting_lu > max_limiting_lu or abs(target - result) > 0.05:
+        if limiting_lu > max_limiting_lu:
             raise TargetUnreachableError(
-                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {max(limiting_lu, 0):.1f} LU of limiting "
+                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
                 f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
                 f"or use a preset with more compression"
             )
+        if abs(target - result) > 0.05:
+            raise TargetUnreachableError(
+                f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
+                f"{target:g} LUFS target, after {iterations} steps")
         if bits:
             out = quantize_to_grid(out, bits)
         after = measure(out, sample_rate)
@@ -88,7 +90,8 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
             return out, after, gain_db, limiting_lu, iterations
         limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
     raise TargetUnreachableError(
-        f"true peak {after.true_peak_dbtp:.2f} dBTP stays above the {ceiling:g} dBTP ceiling")
+        f"after 4 attempts the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP; "
+        f"the target is {target:g} LUFS under {ceiling:g} dBTP")
 
 
 def _versions():
@@ -122,7 +125,9 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     Raises:
         InvalidAudioError: empty, non-finite, shorter than one 400 ms gating block, or silent input.
         PresetError: unknown preset or platform, bad preset file, target or ceiling out of range.
-        TargetUnreachableError: the target needs more limiting than the preset allows.
+        OutputError: ``bit_depth`` not one of 16, 24, 32f.
+        TargetUnreachableError: the target needs more limiting than the preset allows, more than
+            40 dB of gain, or the loudness/true-peak search does not settle.
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -130,13 +135,13 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     sample_rate = int(sample_rate)
     preset = load_preset(preset)
     plat, target, ceiling = _resolve_target(platform, target_lufs, ceiling_dbtp)
-    if str(bit_depth) not in ("16", "24", "32f"):
-        raise OutputError(f"bit_depth={bit_depth!r} must be 16, 24 or 32f")
-    bits = {"16": 16, "24": 24, "32f": None}[str(bit_depth)]
+    if str(bit_depth) not in BIT_DEPTHS:
+        raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
+    bits = None if str(bit_depth) == "32f" else int(bit_depth)
     if audio.shape[1] < MOMENTARY_S * sample_rate:
         raise InvalidAudioError(
-            f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long; integrated loudness needs at least one "
-            f"{MOMENTARY_S * 1000:.0f} ms gating block"
+            f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long (shape {audio.shape}, read as "
+            f"(channels, samples)); integrated loudness needs at least one {MOMENTARY_S * 1000:.0f} ms gating block"
         )
     timings = {}
     clock = time.perf_counter()
@@ -161,7 +166,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         )
     # Metering (the input's full readings, each stage's loudness) runs in a second thread beside the
     # chain: the kernels release the GIL, so on two cores it costs almost no wall time.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-meter") as meter_pool:
+    with side_executor("meter") as meter_pool:
         before_future = meter_pool.submit(measure, audio, sample_rate, power)
         trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
         signal = Gain(gain_db=trim_db)(audio, sample_rate)
@@ -240,11 +245,16 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
     say = progress or (lambda message: None)
     say("reading")
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read") as pool:
-        if reading is None:
-            reading = pool.submit(read_audio, input_path)
+    pool = None
+    if reading is None:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read")
+        reading = pool.submit(read_audio, input_path)
+    try:
         _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
         audio, sample_rate, info = reading.result()
+    finally:
+        if pool is not None:
+            pool.shutdown()
     out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                          ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress)
     say("writing")

@@ -82,6 +82,9 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     if output_path is None:
         fail("missing -o/--output (where to write the master)", 2)
     progress = stderr_progress(quiet)
+    from roomtone.audio import check_output_path, output_format
+
+    output_format(output_path, bit_depth)
     if demo:
         if input_path:
             fail("--demo masters its own track; give no IN", 2)
@@ -90,6 +93,12 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
             progress(f"demo mix written to {input_path}")
     elif input_path is None:
         fail("missing IN (the file to master), or use --demo", 2)
+    # Refuse bad destinations before any work (and before the input is decoded).
+    check_output_path(output_path, input_path, overwrite_input=overwrite_input)
+    if report_path:
+        check_output_path(report_path, input_path)
+        if os.path.abspath(report_path) == os.path.abspath(output_path):
+            fail(f"{report_path}: the report path is the output path; choose another", 4)
     from concurrent.futures import ThreadPoolExecutor
 
     from roomtone.audio import read_audio

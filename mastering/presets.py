@@ -12,7 +12,7 @@ import math
 import tomllib
 from pathlib import Path
 
-import mastering.processors  # noqa: F401  (registers the processor kinds)
+from mastering.processors import TruePeakLimiter  # importing registers every processor kind
 from presets import PRESET_DIR
 from roomtone.errors import PresetError
 from roomtone.processor import Chain
@@ -20,12 +20,14 @@ from roomtone.processor import Chain
 SCHEMA_VERSION = 1
 CATEGORIES = ("style", "genre")
 _TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain"}
-# limiter key -> (default, low, high, unit)
+# limiter key -> (low, high, unit); the timing ranges are the limiter processor's own
 _LIMITER_KEYS = {
-    "lookahead_ms": (3.0, 0.5, 20.0, "ms"),
-    "release_ms": (80.0, 1.0, 2000.0, "ms"),
-    "max_limiting_lu": (6.0, 0.0, 20.0, "LU"),
+    "lookahead_ms": (*TruePeakLimiter.__dataclass_fields__["lookahead_ms"].metadata["range"], "ms"),
+    "release_ms": (*TruePeakLimiter.__dataclass_fields__["release_ms"].metadata["range"], "ms"),
+    "max_limiting_lu": (0.0, 20.0, "LU"),
 }
+TARGET_RANGE_LUFS = (-40.0, -5.0)
+CEILING_RANGE_DBTP = (-12.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +100,7 @@ def parse_preset(data, source="<data>"):
     for key, value in limiter.items():
         if key not in _LIMITER_KEYS:
             raise PresetError(f"{where}: unknown key 'limiter.{key}'; allowed: {', '.join(_LIMITER_KEYS)}")
-        _, low, high, unit = _LIMITER_KEYS[key]
+        low, high, unit = _LIMITER_KEYS[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
             raise PresetError(f"{where}: key 'limiter.{key}'={value!r} is outside {low:g}..{high:g} {unit}")
         values[key] = float(value)
@@ -111,9 +113,7 @@ def parse_preset(data, source="<data>"):
             raise PresetError(f"{where}: chain[{index}] must be a table")
         try:
             processors.append(Chain.from_dicts([item])[0])
-        except PresetError as exc:
-            raise PresetError(f"{where}: chain[{index}] ({item.get('kind', '?')}): {exc}") from None
-        except TypeError as exc:
+        except (PresetError, TypeError) as exc:
             raise PresetError(f"{where}: chain[{index}] ({item.get('kind', '?')}): {exc}") from None
     return Preset(name=data["name"], category=data["category"], description=data["description"],
                   chain=Chain(processors), source=str(source), **values)
@@ -138,6 +138,8 @@ def load_preset(name_or_path):
         path = paths[text]
     elif text.endswith(".toml") or Path(text).exists():
         path = Path(text)
+        if path.is_dir():
+            raise PresetError(f"{path}: is a directory, not a preset file")
         if not path.is_file():
             raise PresetError(f"{path}: preset file not found")
     else:
@@ -164,11 +166,17 @@ class Platform:
 def load_platforms(path=None):
     """``{name: Platform}`` from ``presets/platforms.toml`` (or ``path``), validated."""
     path = Path(path) if path else PRESET_DIR / "platforms.toml"
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
-    if data.pop("schema_version", None) != SCHEMA_VERSION:
-        raise PresetError(f"{path}: schema_version must be {SCHEMA_VERSION}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
+        raise PresetError(f"{path}: cannot read platforms ({exc})") from None
+    version = data.pop("schema_version", None)
+    if version != SCHEMA_VERSION:
+        raise PresetError(f"{path}: schema_version must be {SCHEMA_VERSION}; got {version!r}")
     platforms = {}
     for name, table in data.items():
+        if not isinstance(table, dict):
+            raise PresetError(f"{path}: {name!r} must be a table of target_lufs, ceiling_dbtp, description")
         for key in table:
             if key not in ("target_lufs", "ceiling_dbtp", "description"):
                 raise PresetError(f"{path}: unknown key '{name}.{key}'")
@@ -176,10 +184,18 @@ def load_platforms(path=None):
             target, ceiling = float(table["target_lufs"]), float(table["ceiling_dbtp"])
         except (KeyError, TypeError, ValueError):
             raise PresetError(f"{path}: platform {name!r} needs numeric target_lufs and ceiling_dbtp") from None
-        if not -40.0 <= target <= -5.0 or not -12.0 <= ceiling <= 0.0:
-            raise PresetError(f"{path}: platform {name!r} target {target} LUFS / ceiling {ceiling} dBTP out of range")
+        check_target(target, ceiling, where=f"{path}: platform {name!r}: ")
         platforms[name] = Platform(name, target, ceiling, table.get("description", ""))
     return platforms
+
+
+def check_target(target_lufs, ceiling_dbtp, where=""):
+    """Raise :class:`PresetError` unless the target and ceiling lie in the supported ranges."""
+    (t_low, t_high), (c_low, c_high) = TARGET_RANGE_LUFS, CEILING_RANGE_DBTP
+    if not t_low <= target_lufs <= t_high:
+        raise PresetError(f"{where}target_lufs={target_lufs:g} LUFS is outside {t_low:g}..{t_high:g} LUFS")
+    if not c_low <= ceiling_dbtp <= c_high:
+        raise PresetError(f"{where}ceiling_dbtp={ceiling_dbtp:g} dBTP is outside {c_low:g}..{c_high:g} dBTP")
 
 
 def get_platform(name):

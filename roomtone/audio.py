@@ -21,6 +21,9 @@ OUTPUT_FORMATS = {
     ".flac": ("FLAC", ("16", "24")),
 }
 _SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
+BIT_DEPTHS = tuple(_SUBTYPES)  # "16", "24", "32f"
+MIN_SAMPLE_RATE = 8000
+MAX_SAMPLE_RATE = 768000
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,16 @@ def validate_audio(audio, sample_rate, *, name="audio"):
     if array.ndim == 1:
         array = array[None, :]
     if array.ndim != 2:
-        raise InvalidAudioError(f"{name} must have shape (channels, samples); got {array.ndim} dimensions")
+        raise InvalidAudioError(f"{name} must have shape (channels, samples); got shape {array.shape}")
     if array.shape[0] < 1:
         raise InvalidAudioError(f"{name} has no channels")
-    if not np.issubdtype(array.dtype, np.number):
-        raise InvalidAudioError(f"{name} must be numeric; got dtype {array.dtype}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise InvalidAudioError(f"{name} must be real integer or float samples; got dtype {array.dtype}")
+    # Below 8 kHz the BS.1770-4 K-weighting shelf (1.68 kHz) has no stable digital version.
     if not (isinstance(sample_rate, (int, np.integer)) or float(sample_rate).is_integer()) or not (
-        1000 <= int(sample_rate) <= 768000
+        MIN_SAMPLE_RATE <= int(sample_rate) <= MAX_SAMPLE_RATE
     ):
-        raise InvalidAudioError(f"sample_rate={sample_rate} Hz is outside 1000..768000 Hz")
+        raise InvalidAudioError(f"sample_rate={sample_rate} Hz is outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz")
     array = np.ascontiguousarray(array, dtype=np.float32)
     if not np.isfinite(array).all():
         bad = int(np.count_nonzero(~np.isfinite(array)))
@@ -94,9 +98,12 @@ def read_audio(path):
         raise InvalidAudioError(f"{path}: no such file")
     if os.path.isdir(path):
         raise InvalidAudioError(f"{path}: is a directory, not an audio file")
-    if os.path.getsize(path) == 0:
-        raise InvalidAudioError(f"{path}: file is empty (0 bytes)")
-    missing = _wav_data_shortfall(path)
+    try:
+        if os.path.getsize(path) == 0:
+            raise InvalidAudioError(f"{path}: file is empty (0 bytes)")
+        missing = _wav_data_shortfall(path)
+    except OSError as exc:
+        raise InvalidAudioError(f"{path}: cannot read ({exc.strerror})") from None
     if missing:
         raise InvalidAudioError(f"{path}: truncated: the WAV header declares {missing} more bytes of audio than the file holds")
     try:
@@ -104,7 +111,7 @@ def read_audio(path):
             info = AudioFileInfo(path, int(handle.samplerate), int(handle.channels), int(handle.frames),
                                  handle.format, handle.subtype)
             data = handle.read(dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
         reason = str(exc).split("\n")[0].strip()
         if "lost sync" in reason or "unexpected end" in reason.lower():
             raise InvalidAudioError(f"{path}: truncated or corrupt audio data ({reason})") from None
@@ -200,6 +207,9 @@ def _atomic_file(path, mode):
     """
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=os.path.splitext(path)[1] + ".part", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a finished file gets the usual mode
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle

@@ -8,8 +8,8 @@ import click
 
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
 
-# Exit codes: 0 ok, 1 some inputs failed (meter), 2 bad input / usage, 3 target unreachable,
-# 4 output not writable, 70 internal error, 130 interrupted.
+# Exit codes: 0 ok, 2 bad input / usage, 3 target unreachable, 4 output not writable,
+# 70 internal error, 130 interrupted (meter exits with the code of its last failing file).
 EXIT_CODES = {InvalidAudioError: 2, PresetError: 2, TargetUnreachableError: 3, OutputError: 4}
 
 
@@ -48,7 +48,7 @@ def friendly_errors(func):
 
 
 def stderr_progress(quiet):
-    """A ``progress(stage)`` callback writing ``[roomtone] stage`` to stderr (nothing if quiet)."""
+    """A ``progress(stage)`` callback writing ``  ... stage`` to stderr (nothing if quiet)."""
     if quiet:
         return None
 
@@ -58,10 +58,9 @@ def stderr_progress(quiet):
     return progress
 
 
-def fmt(value, digits=1):
-    """A meter value for a table: ``-inf`` for silence, ``n/a`` for undefined."""
+def fmt(value, digits=1, missing="-inf"):
+    """A meter value for a table. JSON-ready readings carry ``None`` where there is no number:
+    ``-inf`` for a loudness of silence, ``missing="n/a"`` for a quantity that is undefined (PLR)."""
     if value is None:
-        return "-inf"
-    if value != value:  # NaN
-        return "n/a"
+        return missing
     return f"{value:.{digits}f}"

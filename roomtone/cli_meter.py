@@ -54,7 +54,7 @@ def main(files, as_json):
             continue
         click.echo(f"{path}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)")
         for key, label in _COLUMNS:
-            click.echo(f"  {label:<14}{fmt(stats[key]):>8}")
+            click.echo(f"  {label:<14}{fmt(stats[key], missing='n/a' if key == 'plr_lu' else '-inf'):>8}")
     raise SystemExit(status)
 
 

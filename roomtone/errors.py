@@ -22,4 +22,5 @@ class TargetUnreachableError(RoomtoneError):
 
 
 class OutputError(RoomtoneError, OSError):
-    """The output cannot be written (same path as the input, unwritable directory, existing file)."""
+    """The output cannot be written (same path as the input, missing or unwritable directory,
+    unsupported format or bit depth, a failed write)."""

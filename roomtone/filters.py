@@ -153,8 +153,8 @@ def halfband_lowpass(taps=31, beta=8.0):
 
     Used for 2x oversampling: cutoff at the original Nyquist. Shape: (taps,) float64.
     """
-    if taps % 2 == 0:
-        raise ValueError("halfband_lowpass needs an odd number of taps")
+    if taps % 4 != 3:
+        raise ValueError(f"halfband_lowpass needs 4 r + 3 taps (an odd centre, as the 2x kernel expects); got {taps}")
     k = np.arange(taps) - (taps - 1) / 2.0
     h = 0.5 * np.sinc(k / 2.0) * np.kaiser(taps, beta)
     return h / h.sum()

@@ -6,7 +6,6 @@ energy (numba); the true peak is the BS.1770-4 Annex 2 4x oversampled peak (numb
 Shape convention: ``audio`` is (channels, samples) float32; ``sample_rate`` in Hz.
 """
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -14,6 +13,7 @@ import numpy as np
 from kernels.biquad import sos_power
 from kernels.loudness import window_means
 from kernels.truepeak import true_peak_per_channel
+from roomtone.concurrency import side_executor
 from roomtone.filters import k_weighting_sos, meter_interpolator, true_peak_factor
 
 # BS.1770-4 eq. 2: loudness offset so a 0 dBFS 997 Hz sine in one front channel reads -3.01 LKFS.
@@ -169,7 +169,7 @@ def measure(audio, sample_rate, power=None):
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     n_ch, n = audio.shape
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with side_executor("peak") as pool:
         peak = pool.submit(true_peak, audio, sample_rate)
         stats = _loudness_stats(audio, sample_rate, power)
         tp = peak.result()

@@ -17,9 +17,9 @@ from roomtone.errors import PresetError
 PROCESSORS = {}
 
 
-def param(default, low, high, unit, doc=""):
+def param(default, low, high, unit):
     """A dataclass field with an inclusive range and a unit, checked by :class:`Processor`."""
-    return dataclasses.field(default=default, metadata={"range": (low, high), "unit": unit, "doc": doc})
+    return dataclasses.field(default=default, metadata={"range": (low, high), "unit": unit})
 
 
 def register(kind):
@@ -33,13 +33,12 @@ def register(kind):
     return wrap
 
 
-def _check_value(cls, name, value, meta):
-    low, high = meta["range"]
-    unit = meta["unit"]
+def check_number(where, value, low, high, unit):
+    """Raise :class:`PresetError` unless ``value`` is a number (not a bool) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise PresetError(f"{cls.kind}.{name} must be a number in {unit}; got {value!r}")
+        raise PresetError(f"{where} must be a number in {unit}; got {value!r}")
     if not (low <= value <= high):
-        raise PresetError(f"{cls.kind}.{name}={value:g} {unit} is outside {low:g}..{high:g} {unit}")
+        raise PresetError(f"{where}={value:g} {unit} is outside {low:g}..{high:g} {unit}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,17 +46,12 @@ class Processor:
     """Base of all processors. Subclasses implement :meth:`process` on validated float32 audio."""
 
     kind = "processor"
-    latency_samples = 0  # offline processors compensate their own delay
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
             meta = field.metadata
-            value = getattr(self, field.name)
             if "range" in meta:
-                _check_value(type(self), field.name, value, meta)
-            elif "item_range" in meta:
-                for item in value:
-                    _check_value(type(self), field.name, item, {"range": meta["item_range"], "unit": meta["unit"]})
+                check_number(f"{self.kind}.{field.name}", getattr(self, field.name), *meta["range"], meta["unit"])
 
     @property
     def bypassed(self):
@@ -135,16 +129,10 @@ class Chain(MutableSequence):
     def __repr__(self):
         return f"Chain({self._items!r})"
 
-    @property
-    def latency_samples(self):
-        return sum(p.latency_samples for p in self._items)
-
-    def __call__(self, audio, sample_rate, progress=None):
-        """Run every processor in order; ``progress(kind)`` is called before each one."""
+    def __call__(self, audio, sample_rate):
+        """Run every processor in order."""
         audio = validate_audio(audio, sample_rate)
         for processor in self._items:
-            if progress is not None:
-                progress(processor.kind)
             audio = processor(audio, sample_rate)
         return audio
 

@@ -75,9 +75,9 @@ def test_write_then_read_round_trip(tmp_path, ext, bit_depth, subtype, channels)
 
 def test_validate_audio_layout_and_values():
     assert validate_audio(np.zeros(10), 48000).shape == (1, 10)
-    with pytest.raises(InvalidAudioError, match="3 dimensions"):
+    with pytest.raises(InvalidAudioError, match=r"got shape \(1, 2, 3\)"):
         validate_audio(np.zeros((1, 2, 3)), 48000)
-    with pytest.raises(InvalidAudioError, match="outside 1000..768000 Hz"):
+    with pytest.raises(InvalidAudioError, match="outside 8000..768000 Hz"):
         validate_audio(np.zeros((1, 10)), 100)
     with pytest.raises(InvalidAudioError, match="2 NaN or infinite"):
         validate_audio(np.array([[0.0, np.nan, np.inf]]), 48000)
@@ -101,3 +101,10 @@ def test_write_refuses_bad_targets(tmp_path):
     with pytest.raises(OutputError, match="is a directory"):
         (tmp_path / "d.wav").mkdir()
         write_audio(tmp_path / "d.wav", x, 44100)
+
+
+def test_rates_below_8_khz_and_complex_samples_are_refused():
+    with pytest.raises(InvalidAudioError, match="outside 8000..768000 Hz"):
+        validate_audio(np.zeros((1, 10)), 4000)
+    with pytest.raises(InvalidAudioError, match="real integer or float"):
+        validate_audio(np.zeros((1, 10), dtype=complex), 48000)

@@ -232,3 +232,54 @@ def test_console_scripts_run_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.wav'}: no such file"
+
+
+def test_report_path_is_checked_before_any_work(song, tmp_path):
+    digest = _digest(song)
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", song, "-q"])
+    assert result.exit_code == 4 and "output is the input" in result.output
+    assert _digest(song) == digest
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", tmp_path / "o.wav", "-q"])
+    assert result.exit_code == 4 and "report path is the output path" in result.output
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", tmp_path / "no" / "r.json", "-q"])
+    assert result.exit_code == 4 and "does not exist" in result.output
+    _only_expected_files(tmp_path, ["song.wav"])
+
+
+def test_demo_with_a_bad_format_writes_nothing(tmp_path):
+    result = run(master_cli, ["--demo", "-o", tmp_path / "x.flac", "--bit-depth", "32f", "-q"])
+    assert result.exit_code == 4 and "not available for .flac" in result.output
+    assert os.listdir(tmp_path) == []
+
+
+def test_outputs_follow_the_umask(song, tmp_path):
+    old = os.umask(0o022)
+    try:
+        result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", tmp_path / "r.json", "-q"])
+    finally:
+        os.umask(old)
+    assert result.exit_code == 0
+    assert (tmp_path / "o.wav").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_unreadable_file_is_a_one_line_error(tmp_path, monkeypatch):
+    path = _write(tmp_path / "locked.wav", music_like(1.0, SR))
+    real = os.path.getsize
+
+    def denied(p):
+        if str(p) == str(path):
+            raise PermissionError(13, "Permission denied")
+        return real(p)
+
+    monkeypatch.setattr(os.path, "getsize", denied)
+    result = run(meter_cli, [path])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {path}: cannot read (Permission denied)"
+
+
+def test_meter_table_says_n_a_for_undefined_plr(tmp_path):
+    quiet = _write(tmp_path / "quiet.wav", silence(1.0, SR))
+    lines = run(meter_cli, [quiet]).output.splitlines()
+    assert any("PLR" in line and line.strip().endswith("n/a") for line in lines)
+    assert any(line.strip().startswith("I (LUFS)") and line.strip().endswith("-inf") for line in lines)

@@ -84,6 +84,10 @@ def test_out_of_range_parameters_name_the_parameter_range_and_unit():
         MultibandCompressor(ratio=(2.0, 2.0))
     with pytest.raises(PresetError, match="unknown parameter 'threshold'"):
         processor_from_dict({"kind": "multiband", "threshold": -10})
+    with pytest.raises(PresetError, match=r"multiband\.ratio value must be a number"):
+        MultibandCompressor(ratio=(True, 1.8, 1.6))
+    with pytest.raises(PresetError, match=r"eq\.bands q=20 \(Q\) is outside 0\.1\.\.10"):
+        Equalizer(bands=((1000.0, 1.0, 20.0),))
 
 
 @pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
@@ -263,7 +267,7 @@ def test_limiter_never_exceeds_its_ceiling_at_16x(seed, sample_rate, channels, d
     assert _true_peak_16x(y) <= ceiling_dbtp + 1e-3
 
 
-@pytest.mark.parametrize("processor", [Gain(gain_db=0.0), Equalizer(), StereoWidth(), Saturation(drive_db=0.0),
+@pytest.mark.parametrize("processor", [Gain(gain_db=0.0), Equalizer(), StereoWidth(),
                                        Saturation(drive_db=6.0, mix=0.0)], ids=repr)
 def test_bypassed_processors_return_the_input_exactly(processor):
     x = pink_noise(0.2, 48000)
@@ -272,5 +276,9 @@ def test_bypassed_processors_return_the_input_exactly(processor):
 
 
 def test_active_processors_are_not_bypassed():
-    for processor in PROCESSORS:
+    for processor in PROCESSORS + [Saturation(drive_db=0.0)]:  # 0 dB drive is unity drive, not off
         assert not processor.bypassed, processor
+
+
+def test_limiter_detector_on_empty_input():
+    assert TruePeakLimiter().detector(np.zeros((2, 0), np.float32), 48000).shape == (0,)
