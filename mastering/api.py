@@ -16,7 +16,6 @@ Metering runs in a second thread beside the chain (the numba kernels release the
 
 import platform as _platform
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -24,7 +23,8 @@ import roomtone
 from mastering.presets import Platform, check_target, get_platform, load_preset
 from mastering.processors import Gain, TruePeakLimiter
 from roomtone.concurrency import side_executor
-from roomtone.audio import BIT_DEPTHS, check_output_path, quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.audio import (BIT_DEPTHS, check_output_path, quantize_to_grid, read_audio_async, validate_audio,
+                            write_audio)
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
 from roomtone.meter import (ABSOLUTE_GATE_LUFS, GATING_HOP_S, MOMENTARY_S, gated_blocks, integrated_from_blocks,
                              integrated_loudness, k_weighted_power, measure)
@@ -217,15 +217,23 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     return out, report
 
 
+_WARMED_UP = False
+
+
 def _warm_up(preset, bit_depth):
-    """Run the whole job on 0.5 s of quiet noise so every numba kernel is loaded from its cache
-    (about 0.4 s, mostly LLVM loading object code) while the real input is still decoding.
-    Errors are left for the real run to report."""
+    """Once per process, run the whole job on 0.5 s of quiet noise so every numba kernel is
+    loaded from its cache (about 0.4 s, mostly LLVM loading object code) while the real input is
+    still decoding. Later calls (a script mastering many files) skip it. Errors are left for the
+    real run to report."""
+    global _WARMED_UP
+    if _WARMED_UP:
+        return
     noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
     try:
         master(noise, 44100, preset=preset, bit_depth=bit_depth)
     except RoomtoneError:
         pass
+    _WARMED_UP = True
 
 
 def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
@@ -233,7 +241,7 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     """Master a file into ``output_path`` (WAV or FLAC by extension), atomically.
 
     ``reading`` may be a :class:`concurrent.futures.Future` already decoding ``input_path`` with
-    :func:`roomtone.audio.read_audio` (the CLI starts one before importing this module).
+    :func:`roomtone.audio.read_audio_async` (the CLI starts one before importing this module).
 
     The output keeps the input's sample rate and channel layout. The input is never modified; an
     output path equal to the input is refused unless ``overwrite_input``. Returns the report (with
@@ -245,16 +253,10 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
     say = progress or (lambda message: None)
     say("reading")
-    pool = None
     if reading is None:
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read")
-        reading = pool.submit(read_audio, input_path)
-    try:
-        _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
-        audio, sample_rate, info = reading.result()
-    finally:
-        if pool is not None:
-            pool.shutdown()
+        reading = read_audio_async(input_path)
+    _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
+    audio, sample_rate, info = reading.result()
     out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                          ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress)
     say("writing")

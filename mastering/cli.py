@@ -99,17 +99,14 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
         check_output_path(report_path, input_path)
         if os.path.abspath(report_path) == os.path.abspath(output_path):
             fail(f"{report_path}: the report path is the output path; choose another", 4)
-    from concurrent.futures import ThreadPoolExecutor
+    from roomtone.audio import read_audio_async
 
-    from roomtone.audio import read_audio
+    reading = read_audio_async(input_path)  # decode while numba and the kernels load
+    from mastering.api import master_file
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read") as pool:
-        reading = pool.submit(read_audio, input_path)  # decode while numba and the kernels load
-        from mastering.api import master_file
-
-        report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
-                             ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
-                             progress=progress, reading=reading)
+    report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
+                         ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
+                         progress=progress, reading=reading)
     if report_path:
         from roomtone.audio import write_text_atomic
 

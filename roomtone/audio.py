@@ -126,6 +126,19 @@ def read_audio(path):
     return audio, info.sample_rate, info
 
 
+def read_audio_async(path):
+    """Start :func:`read_audio` in a background thread and return its
+    :class:`~concurrent.futures.Future` (libsndfile decodes without the GIL, so the caller can
+    import and load kernels meanwhile). Errors are raised by ``future.result()``."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read")
+    try:
+        return pool.submit(read_audio, path)
+    finally:
+        pool.shutdown(wait=False)  # the submitted read still runs to completion
+
+
 def output_format(path, bit_depth):
     """(libsndfile format, subtype) for ``path``'s extension and ``bit_depth`` ("16", "24", "32f")."""
     ext = os.path.splitext(os.fspath(path))[1].lower()
