@@ -37,6 +37,10 @@ def friendly_errors(func):
             fail(str(exc), exit_code_for(exc))
         except KeyboardInterrupt:
             fail("interrupted; no output was written", 130)
+        except BrokenPipeError:
+            # stdout closed early (`master ... | head`): the work is done, nothing left to say.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except MemoryError:
             fail("out of memory; try a shorter file or free some memory", 70)
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks

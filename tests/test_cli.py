@@ -283,3 +283,13 @@ def test_meter_table_says_n_a_for_undefined_plr(tmp_path):
     lines = run(meter_cli, [quiet]).output.splitlines()
     assert any("PLR" in line and line.strip().endswith("n/a") for line in lines)
     assert any(line.strip().startswith("I (LUFS)") and line.strip().endswith("-inf") for line in lines)
+
+
+def test_closed_stdout_is_not_an_internal_error():
+    """``master --list-presets | true``: the reader is gone before the first write (EPIPE); no
+    traceback, no 'internal error' line, exit status 141 like other Unix tools."""
+    bindir = os.path.dirname(sys.executable)
+    result = subprocess.run(f"'{os.path.join(bindir, 'master')}' --list-presets | true; echo $((PIPESTATUS[0]))",
+                            shell=True, executable="/bin/bash", capture_output=True, text=True)
+    assert result.stderr == ""
+    assert result.stdout.strip() == "141"
