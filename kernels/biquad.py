@@ -6,7 +6,7 @@ pipeline (measured 2x faster than one thread per channel on 2 cores for stereo K
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -64,41 +64,3 @@ def sos_power(x, sos, weights):
             acc += g * v * v
         e[i] = acc
     return e
-
-
-@njit(cache=True, parallel=True, nogil=True)
-def crossover_split(x, lows, highs, allpasses):
-    """Split ``x`` into ``K + 1`` bands at K ascending crossovers in one pass (channels in parallel).
-
-    Band ``k < K`` is ``lows[k]`` applied to what ``highs[0..k-1]`` left, then all-passed by
-    ``allpasses[k+1..K-1]`` (phase alignment with the higher bands); band ``K`` is what all the
-    high-passes leave. With Linkwitz-Riley sections the bands sum to an all-pass of ``x``.
-
-    Shape:
-        x: (channels, samples); lows, highs: (K, S, 6) cascades; allpasses: (K, 6) sections
-        returns: (K + 1, channels, samples) float64
-    """
-    n_ch, n = x.shape
-    n_x, n_sec = lows.shape[0], lows.shape[1]
-    bands = np.empty((n_x + 1, n_ch, n), dtype=np.float64)
-    ap = allpasses.reshape(n_x, 1, 6)
-    for c in prange(n_ch):
-        zl1 = np.zeros((n_x, n_sec))
-        zl2 = np.zeros((n_x, n_sec))
-        zh1 = np.zeros((n_x, n_sec))
-        zh2 = np.zeros((n_x, n_sec))
-        za1 = np.zeros((n_x * n_x, 1))
-        za2 = np.zeros((n_x * n_x, 1))
-        for i in range(n):
-            rest = np.float64(x[c, i])
-            for k in range(n_x):
-                low = rest
-                for s in range(n_sec):
-                    low = _section(low, lows[k], s, zl1, zl2, k)
-                for s in range(n_sec):
-                    rest = _section(rest, highs[k], s, zh1, zh2, k)
-                for j in range(k + 1, n_x):
-                    low = _section(low, ap[j], 0, za1, za2, k * n_x + j)
-                bands[k, c, i] = low
-            bands[n_x, c, i] = rest
-    return bands

@@ -1,4 +1,4 @@
-"""Gain computers: the look-ahead true-peak limiter and the feed-forward compressor."""
+"""The look-ahead true-peak limiter's gain computer (the compressor's is in :mod:`kernels.multiband`)."""
 
 import numpy as np
 from numba import njit
@@ -101,64 +101,3 @@ def limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef):
         returns: (samples,) float64 in (0, 1]
     """
     return limiter_gain_held(sliding_max_forward(peak, lookahead), pre_gain, ceiling, lookahead, release_coef)
-
-
-@njit(cache=True, nogil=True)
-def compressor_gain_db(x, threshold_db, ratio, knee_db, attack_coef, release_coef):
-    """Feed-forward compressor gain in dB (<= 0), channels linked, smoothed in the log domain.
-
-    Static curve (soft knee of width ``knee_db`` around ``threshold_db``), then a branching one-pole
-    smoother: ``attack_coef`` while the reduction grows, ``release_coef`` while it shrinks
-    (Giannoulis, Massberg & Reiss, JAES 2012, "smooth decoupled" detector).
-    Below the knee the static curve is 0 dB, decided on the linear peak without a logarithm, and a
-    release tail within 1e-9 dB of 0 is set to exactly 0 dB (so the gain stage can skip the exp).
-
-    Shape:
-        x: (channels, samples) float64
-        returns: (samples,) float64 gain in dB
-    """
-    n_ch, n = x.shape
-    out = np.empty(n, dtype=np.float64)
-    slope = 1.0 - 1.0 / ratio
-    half = knee_db / 2.0
-    knee_start = 10.0 ** ((threshold_db - half) / 20.0)
-    db_per_ln = 20.0 / np.log(10.0)
-    state = 0.0
-    for i in range(n):
-        a = 0.0
-        for c in range(n_ch):
-            v = abs(x[c, i])
-            if v > a:
-                a = v
-        target = 0.0
-        if a > knee_start:
-            over = db_per_ln * np.log(a) - threshold_db
-            if knee_db > 0.0 and over <= half:
-                target = -slope * (over + half) * (over + half) / (2.0 * knee_db)
-            else:
-                target = -slope * over
-        if target < state:
-            state = target + (state - target) * attack_coef
-        else:
-            state = target + (state - target) * release_coef
-            if state > -1e-9:
-                state = 0.0
-        out[i] = state
-    return out
-
-
-@njit(cache=True, nogil=True)
-def compress_into(out, band, threshold_db, ratio, knee_db, attack_coef, release_coef, makeup_db):
-    """``out += band * 10**((compressor_gain_db(band, ...) + makeup_db) / 20)``, in place, fused.
-
-    Shape: out, band (channels, samples) float64.
-    """
-    gain_db = compressor_gain_db(band, threshold_db, ratio, knee_db, attack_coef, release_coef)
-    n_ch, n = band.shape
-    ln_per_db = np.log(10.0) / 20.0
-    makeup = 10.0 ** (makeup_db / 20.0)
-    for i in range(n):
-        d = gain_db[i]
-        g = makeup if d == 0.0 else makeup * np.exp(d * ln_per_db)
-        for c in range(n_ch):
-            out[c, i] += band[c, i] * g

@@ -10,8 +10,9 @@ import math
 
 import numpy as np
 
-from kernels.biquad import crossover_split, sos_filter
-from kernels.dynamics import compress_into, limiter_gain_held, sliding_max_forward
+from kernels.biquad import sos_filter
+from kernels.dynamics import limiter_gain_held, sliding_max_forward
+from kernels.multiband import multiband_compress
 from kernels.saturation import tanh_saturate_2x
 from kernels.truepeak import oversampled_peaks
 from roomtone import filters
@@ -94,20 +95,28 @@ class Equalizer(Processor):
         return sos_filter(audio, sos)
 
 
+def _crossover_sos(sample_rate, crossovers_hz):
+    """LR4 low-pass cascades (K, 2, 6) and matching all-passes (K, 6) at the crossovers."""
+    freqs = [_safe_freq(f, sample_rate) for f in crossovers_hz]
+    lows = np.stack([filters.linkwitz_riley4_sos(f, sample_rate, "low") for f in freqs]) if freqs else np.zeros((0, 2, 6))
+    allpasses = np.concatenate([filters.allpass_lr4_sos(f, sample_rate) for f in freqs]) if freqs else np.zeros((0, 6))
+    return lows, allpasses
+
+
 def split_bands(audio, sample_rate, crossovers_hz):
-    """Phase-coherent band split with Linkwitz-Riley 4th-order crossovers.
+    """Phase-coherent band split with Linkwitz-Riley 4th-order crossovers, as the multiband
+    compressor splits (for analysis and tests).
 
     Each band but the top is all-passed at every higher crossover, so the bands sum to an all-pass
     of the input (flat magnitude, no comb filtering). Shape: returns (bands, channels, samples)
     float64, lowest band first.
     """
-    freqs = [_safe_freq(f, sample_rate) for f in crossovers_hz]
-    if not freqs:
-        return np.asarray(audio, dtype=np.float64)[None]
-    lows = np.stack([filters.linkwitz_riley4_sos(f, sample_rate, "low") for f in freqs])
-    highs = np.stack([filters.linkwitz_riley4_sos(f, sample_rate, "high") for f in freqs])
-    allpasses = np.concatenate([filters.allpass_lr4_sos(f, sample_rate) for f in freqs])
-    return crossover_split(audio, lows, highs, allpasses)
+    audio = np.asarray(audio)
+    lows, allpasses = _crossover_sos(sample_rate, crossovers_hz)
+    n_b = lows.shape[0] + 1
+    bands = np.empty((n_b,) + audio.shape, dtype=np.float64)
+    multiband_compress(audio, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands)
+    return bands
 
 
 @register("multiband")
@@ -116,8 +125,12 @@ class MultibandCompressor(Processor):
     """Downward compressor per band after a phase-coherent LR4 split.
 
     Thresholds are peak levels in dBFS at the master's working level (-18 LUFS); one entry per band
-    (``len(crossovers_hz) + 1``) for ``threshold_db``, ``ratio`` and ``makeup_db``.
+    (``len(crossovers_hz) + 1``) for ``threshold_db``, ``ratio`` and ``makeup_db``. The gain
+    computer runs on the peak of each 1/3 ms control period, its gain interpolated in between
+    (:mod:`kernels.multiband`).
     """
+
+    CONTROL_PERIOD_S = 1.0 / 3000.0
 
     crossovers_hz: tuple = (120.0, 2500.0)
     threshold_db: tuple = (-18.0, -20.0, -22.0)
@@ -141,13 +154,13 @@ class MultibandCompressor(Processor):
                 check_number(f"multiband.{name} value", v, low, high, unit)
 
     def process(self, audio, sample_rate):
-        attack = _time_coef(self.attack_ms, sample_rate)
-        release = _time_coef(self.release_ms, sample_rate)
-        out = np.zeros(audio.shape, dtype=np.float64)
-        for band, thr, ratio, makeup in zip(split_bands(audio, sample_rate, self.crossovers_hz),
-                                            self.threshold_db, self.ratio, self.makeup_db):
-            compress_into(out, band, float(thr), float(ratio), float(self.knee_db), attack, release, float(makeup))
-        return out
+        lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
+        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        return multiband_compress(
+            audio, lows, allpasses, np.asarray(self.threshold_db, dtype=np.float64),
+            np.asarray(self.ratio, dtype=np.float64), np.asarray(self.makeup_db, dtype=np.float64),
+            float(self.knee_db), _time_coef(self.attack_ms, sample_rate), _time_coef(self.release_ms, sample_rate),
+            block, np.zeros((0, 0, 0)))
 
 
 @register("width")

@@ -16,14 +16,13 @@ from hypothesis.extra import numpy as hnp
 from kernels.biquad import sos_filter, sos_power
 from kernels.dynamics import (
     box_mean_backward,
-    compress_into,
-    compressor_gain_db,
     limiter_gain,
     limiter_gain_held,
     sliding_max_forward,
     sliding_min_forward,
 )
 from kernels.loudness import window_means
+from kernels.multiband import multiband_compress, static_gain_db
 from kernels.saturation import soft_clip, tanh_saturate_2x
 from kernels.truepeak import oversampled_peaks, true_peak_per_channel
 from roomtone.filters import (
@@ -400,24 +399,68 @@ def test_limiter_never_exceeds_ceiling(peak, pre_gain, ceiling, lookahead, relea
     )
 
 
-def oracle_compressor_gain_db(x, threshold_db, ratio, knee_db, attack_coef, release_coef):
-    """Static curve (Giannoulis et al. 2012, eq. 4, as gain) on the linked peak, then the branching
-    one-pole smoother in dB."""
+# --------------------------------------------------------------------------------------------------
+# kernels.multiband.multiband_compress
+# --------------------------------------------------------------------------------------------------
+
+
+def oracle_static_gain_db(peak, threshold_db, ratio, knee_db):
+    """Giannoulis et al. 2012, eq. 4, as gain: 0 below the knee, the quadratic knee, then the slope."""
     slope = 1.0 - 1.0 / ratio
-    out, state = [], 0.0
-    for i in range(x.shape[1]):
-        peak = max(abs(v) for v in x[:, i])
-        over = 20.0 * math.log10(peak) - threshold_db if peak > 0.0 else -math.inf
-        if 2.0 * over < -knee_db:
-            target = 0.0
-        elif knee_db > 0.0 and 2.0 * abs(over) <= knee_db:
-            target = -slope * (over + knee_db / 2.0) ** 2 / (2.0 * knee_db)
-        else:
-            target = -slope * over
-        coef = attack_coef if target < state else release_coef
-        state = target + (state - target) * coef
-        out.append(state)
-    return np.array(out)
+    over = 20.0 * math.log10(peak) - threshold_db if peak > 0.0 else -math.inf
+    if 2.0 * over < -knee_db:
+        return 0.0
+    if knee_db > 0.0 and 2.0 * abs(over) <= knee_db:
+        return -slope * (over + knee_db / 2.0) ** 2 / (2.0 * knee_db)
+    return -slope * over
+
+
+def oracle_band_split(x, lows, allpasses):
+    """Band k < K: low-pass k of what the high-passes 0..k-1 left, then the all-passes k+1..K-1;
+    band K: all K high-passes. The high-pass is built as its own LR4 cascade here (two Butterworth
+    high-pass sections recovered from the low-pass poles), not as all-pass minus low-pass."""
+    bands = []
+    rest = np.asarray(x, dtype=np.float64)
+    n_x = len(lows)
+    for k in range(n_x):
+        low = oracle_sos_filter(rest, lows[k])
+        for h in range(k + 1, n_x):
+            low = oracle_sos_filter(low, allpasses[h][None])
+        bands.append(low)
+        a1, a2 = lows[k][0][4], lows[k][0][5]
+        g = (1.0 - a1 + a2) / 4.0  # Butterworth high-pass numerator from the shared denominator
+        high = np.array([[g, -2.0 * g, g, 1.0, a1, a2]] * 2)
+        rest = oracle_sos_filter(rest, high)
+    bands.append(rest)
+    return np.array(bands)
+
+
+def oracle_multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_db, attack_coef,
+                              release_coef, block):
+    """Split; per control period of ``block`` samples the static curve on the period's peak (max over
+    samples and channels), the branching one-pole smoother in dB with coefficients ** block, and the
+    linear gain interpolated from the previous period's gain to this one's over the period."""
+    bands = oracle_band_split(x, lows, allpasses)
+    n = x.shape[1]
+    out = np.zeros(x.shape)
+    for b, band in enumerate(bands):
+        makeup = 10.0 ** (makeup_db[b] / 20.0)
+        state, previous = 0.0, makeup
+        for start in range(0, n, block):
+            seg = band[:, start:start + block]
+            target = oracle_static_gain_db(np.abs(seg).max(), threshold_db[b], ratio[b], knee_db)
+            if target < state:
+                state = target + (state - target) * attack_coef ** block
+            else:
+                state = target + (state - target) * release_coef ** block
+                if state > -1e-9:  # the release tail snaps to exactly 0 dB
+                    state = 0.0
+            gain = makeup * 10.0 ** (state / 20.0)
+            m = seg.shape[1]
+            ramp = previous + (gain - previous) * np.arange(1, m + 1) / m
+            out[:, start:start + m] += seg * ramp
+            previous = gain
+    return out, bands
 
 
 def _compressor_test_signal(channels, samples, seed):
@@ -426,44 +469,66 @@ def _compressor_test_signal(channels, samples, seed):
     return rng.standard_normal((channels, samples)) * 10.0 ** (env_db / 20.0)
 
 
-@pytest.mark.parametrize("knee_db", [0.0, 6.0, 24.0])
-@pytest.mark.parametrize("ratio", [1.0, 4.0, 1e6])
+def _crossovers(freqs, sample_rate):
+    lows = np.array([linkwitz_riley4_sos(f, sample_rate, "low") for f in freqs]).reshape(len(freqs), 2, 6)
+    allpasses = np.array([allpass_lr4_sos(f, sample_rate)[0] for f in freqs]).reshape(len(freqs), 6)
+    return lows, allpasses
+
+
+@pytest.mark.parametrize("freqs", [(), (250.0,), (120.0, 2500.0), (100.0, 800.0, 6000.0)], ids=len)
+@pytest.mark.parametrize("knee_db", [0.0, 6.0])
 @pytest.mark.parametrize("coefs", [(0.0, 0.0), (0.9, 0.999)], ids=["instant", "smoothed"])
+@pytest.mark.parametrize("block", [1, 7])
 @pytest.mark.parametrize("channels", [1, 2])
-def test_compressor_gain_db(knee_db, ratio, coefs, channels):
-    x = _compressor_test_signal(channels, 500, seed=channels)
+def test_multiband_compress(freqs, knee_db, coefs, block, channels):
+    sample_rate = 48000
+    lows, allpasses = _crossovers(freqs, sample_rate)
+    n_b = len(freqs) + 1
+    x = _compressor_test_signal(channels, 400, seed=channels)
     x[:, :20] = 0.0  # digital silence
-    attack, release = coefs
-    got = compressor_gain_db(x, -20.0, ratio, knee_db, attack, release)
-    want = oracle_compressor_gain_db(x, -20.0, ratio, knee_db, attack, release)
-    # atol: the kernel snaps a release tail above -1e-9 dB to exactly 0 dB.
-    np.testing.assert_allclose(got, want, rtol=1e-9, atol=2e-9)
-    assert np.all(got <= 0.0)
+    threshold = np.linspace(-20.0, -10.0, n_b)
+    ratio = np.linspace(4.0, 1.5, n_b)
+    makeup = np.linspace(0.0, 2.0, n_b)
+    bands = np.zeros((n_b,) + x.shape)
+    got = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, bands)
+    want, want_bands = oracle_multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block)
+    assert got.dtype == np.float32 and got.shape == x.shape
+    np.testing.assert_allclose(bands, want_bands, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)  # float32 output
+    # skipping the bands changes nothing
+    alone = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, np.zeros((0, 0, 0)))
+    assert np.array_equal(alone, got)
 
 
-@pytest.mark.parametrize("makeup_db", [0.0, 3.0])
-@pytest.mark.parametrize("channels", [1, 2])
-def test_compress_into(makeup_db, channels):
-    """``out += band * 10**((gain_db + makeup_db) / 20)`` with the gain from the oracle above."""
-    band = _compressor_test_signal(channels, 300, seed=5)
-    out = _noise(channels, 300, seed=6)
-    gain_db = oracle_compressor_gain_db(band, -18.0, 3.0, 6.0, 0.5, 0.99)
-    want = out + band * 10.0 ** ((gain_db + makeup_db) / 20.0)
-    compress_into(out, band, -18.0, 3.0, 6.0, 0.5, 0.99, makeup_db)
-    np.testing.assert_allclose(out, want, rtol=1e-9, atol=1e-12)
+@pytest.mark.parametrize("samples", [0, 1, 2, 7])
+def test_multiband_compress_tiny_buffers(samples):
+    lows, allpasses = _crossovers((120.0, 2500.0), 44100)
+    x = _noise(2, samples)
+    args = (np.full(3, -30.0), np.full(3, 4.0), np.zeros(3), 6.0, 0.5, 0.9, 15)
+    got = multiband_compress(x, lows, allpasses, *args, np.zeros((0, 0, 0)))
+    want, _ = oracle_multiband_compress(x, lows, allpasses, *args)
+    assert got.shape == (2, samples)
+    np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("knee_db", [0.0, 6.0])
 def test_compressor_static_curve_is_continuous_and_monotone(knee_db):
-    """Instant smoothing returns the static curve: output level = input level + gain rises with input."""
+    """One band, instant smoothing, one-sample periods: output level = input level + gain rises with
+    input, no jump at the knee edges, and the slope above the knee is 1/ratio."""
     levels_db = np.linspace(-40.0, 0.0, 4001)
     x = (10.0 ** (levels_db / 20.0))[None]
-    gain = compressor_gain_db(x, -20.0, 4.0, knee_db, 0.0, 0.0)
+    none = np.zeros((0, 2, 6)), np.zeros((0, 6))
+    out = multiband_compress(x, *none, np.array([-20.0]), np.array([4.0]), np.zeros(1), knee_db, 0.0, 0.0, 1,
+                             np.zeros((0, 0, 0)))
+    gain = 20.0 * np.log10(out[0].astype(np.float64) / x[0])
     out_db = levels_db + gain
     assert np.all(np.diff(out_db) > 0.0)
     assert np.abs(np.diff(gain)).max() < 0.01  # no jump at the knee edges (step 0.01 dB)
-    np.testing.assert_allclose(gain[levels_db <= -20.0 - knee_db / 2 - 1e-9], 0.0, atol=1e-12)
-    np.testing.assert_allclose(out_db[-1], -20.0 + 20.0 / 4.0, atol=1e-9)
+    np.testing.assert_allclose(gain[levels_db <= -20.0 - knee_db / 2 - 1e-9], 0.0, atol=1e-6)
+    np.testing.assert_allclose(out_db[-1], -20.0 + 20.0 / 4.0, atol=1e-5)
+    for level in (-30.0, -12.0):
+        assert static_gain_db(10.0 ** (level / 20.0), -20.0, 0.75, knee_db, 10.0 ** ((-20.0 - knee_db / 2) / 20.0)) == \
+            pytest.approx(oracle_static_gain_db(10.0 ** (level / 20.0), -20.0, 4.0, knee_db), abs=1e-12)
 
 
 # --------------------------------------------------------------------------------------------------

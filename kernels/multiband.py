@@ -1,0 +1,144 @@
+"""The multiband compressor in one pass: Linkwitz-Riley band split, a gain computer per band at a
+control rate, and the sum of the compressed bands, without storing the bands.
+
+Band split (K ascending crossovers, K + 1 bands, lowest first). At crossover k the LR4 low-pass
+``L_k`` (two Butterworth sections) takes the band, and the high side is ``A_k - L_k``: an LR4
+low-pass and high-pass sum to the 2nd-order all-pass ``A_k`` with the same poles, so the high-pass
+costs one section instead of two. Each band below the top is then all-passed at every higher
+crossover, so all bands share the phase of ``A_{K-1} ... A_0`` and sum to that all-pass (flat
+magnitude, no comb filtering).
+
+Gain computer (Giannoulis, Massberg & Reiss, JAES 2012: soft-knee static curve on the peak, then a
+"smooth decoupled" branching one-pole smoother in dB). It runs once per control period of ``block``
+samples on the peak of that period (max over its samples and channels, so the channels are linked),
+with the per-sample coefficients raised to the power ``block``; the linear gain is interpolated
+across the period. At 1/3 ms control periods this is inaudible next to 20 ms attacks and needs
+1/16 of the logarithms and exponentials.
+"""
+
+import numpy as np
+from numba import njit
+
+
+
+@njit(cache=True, nogil=True, inline="always")
+def static_gain_db(peak, threshold_db, slope, knee_db, knee_start):
+    """Static curve: gain in dB (<= 0) for a linear ``peak``; ``slope = 1 - 1/ratio``, the soft knee
+    ``knee_db`` wide around ``threshold_db``. Below ``knee_start`` (the knee's linear start) it is 0
+    without a logarithm."""
+    if peak <= knee_start:
+        return 0.0
+    over = 20.0 * np.log10(peak) - threshold_db
+    half = 0.5 * knee_db
+    if knee_db > 0.0 and over <= half:
+        return -slope * (over + half) * (over + half) / (2.0 * knee_db)
+    return -slope * over
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _section(v, co, ci, z, zi):
+    """One transposed direct form II step: coefficients ``co[ci : ci + 5]`` = b0 b1 b2 a1 a2, state
+    ``z[zi : zi + 2]`` (flat arrays: measured 1.8x faster here than 2-D rows)."""
+    out = co[ci] * v + z[zi]
+    z[zi] = co[ci + 1] * v - co[ci + 3] * out + z[zi + 1]
+    z[zi + 1] = co[ci + 2] * v - co[ci + 4] * out
+    return out
+
+
+@njit(cache=True, nogil=True)
+def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_db, attack_coef, release_coef,
+                       block, bands):
+    """Split, compress each band, sum.
+
+    ``attack_coef`` and ``release_coef`` are per-sample one-pole coefficients; the smoother uses
+    them raised to ``block``. A release tail within 1e-9 dB of 0 is set to exactly 0 dB. With every
+    ratio 1 and makeup 0 dB the output is the all-pass sum of the bands.
+
+    Shape:
+        x: (channels, samples) float32 or float64
+        lows: (K, 2, 6) LR4 low-pass cascades; allpasses: (K, 6) the matching all-pass sections
+            (rows ``b0 b1 b2 a0 a1 a2``, ``a0 == 1``)
+        threshold_db, ratio, makeup_db: (K + 1,) float64, one per band (lowest first)
+        bands: (K + 1, channels, samples) float64 to receive the split bands before their gain, or an
+            array with a zero-sized axis to skip that
+        returns: (channels, samples) float32
+    """
+    n_ch, n = x.shape
+    n_x = lows.shape[0]
+    n_b = n_x + 1
+    keep = bands.shape[0] == n_b and bands.shape[1] == n_ch and bands.shape[2] == n
+    # coefficients per crossover k at k * 15: low-pass sections 0 and 1, then the all-pass
+    co = np.empty(n_x * 15 + 1)
+    for k in range(n_x):
+        for s in range(3):
+            row = lows[k, s] if s < 2 else allpasses[k]
+            for t, col in enumerate((0, 1, 2, 4, 5)):
+                co[k * 15 + s * 5 + t] = row[col]
+    # state per channel: 3 sections per crossover, then an all-pass slot for each (band k, crossover h > k)
+    per_ch = n_x * 6 + n_x * n_x * 2
+    z = np.zeros(n_ch * per_ch + 1)
+    block = max(block, 1)
+    out = np.empty((n_ch, n), dtype=np.float32)
+    buf = np.empty(block * n_ch * n_b)  # (sample in period, channel, band)
+    slope = np.empty(n_b)
+    knee_start = np.empty(n_b)
+    makeup = np.empty(n_b)
+    state = np.zeros(n_b)  # smoothed gain, dB
+    gain_prev = np.empty(n_b)
+    gain_new = np.empty(n_b)
+    peak = np.empty(n_b)
+    for b in range(n_b):
+        slope[b] = 1.0 - 1.0 / ratio[b]
+        knee_start[b] = 10.0 ** ((threshold_db[b] - 0.5 * knee_db) / 20.0)
+        makeup[b] = 10.0 ** (makeup_db[b] / 20.0)
+        gain_prev[b] = makeup[b]
+    attack = attack_coef ** block
+    release = release_coef ** block
+    ln_per_db = np.log(10.0) / 20.0
+    for start in range(0, n, block):
+        m = min(block, n - start)
+        for b in range(n_b):
+            peak[b] = 0.0
+        for j in range(m):
+            for c in range(n_ch):
+                zc = c * per_ch
+                bc = (j * n_ch + c) * n_b
+                rest = np.float64(x[c, start + j])
+                for k in range(n_x):
+                    low = _section(rest, co, k * 15, z, zc + k * 6)
+                    low = _section(low, co, k * 15 + 5, z, zc + k * 6 + 2)
+                    rest = _section(rest, co, k * 15 + 10, z, zc + k * 6 + 4) - low  # A_k - L_k = H_k
+                    for h in range(k + 1, n_x):
+                        low = _section(low, co, h * 15 + 10, z, zc + n_x * 6 + (k * n_x + h) * 2)
+                    buf[bc + k] = low
+                    a = abs(low)
+                    if a > peak[k]:
+                        peak[k] = a
+                buf[bc + n_x] = rest
+                a = abs(rest)
+                if a > peak[n_x]:
+                    peak[n_x] = a
+        for b in range(n_b):
+            target = static_gain_db(peak[b], threshold_db[b], slope[b], knee_db, knee_start[b])
+            s = state[b]
+            if target < s:
+                s = target + (s - target) * attack
+            else:
+                s = target + (s - target) * release
+                if s > -1e-9:
+                    s = 0.0
+            state[b] = s
+            gain_new[b] = makeup[b] if s == 0.0 else makeup[b] * np.exp(s * ln_per_db)
+        for j in range(m):
+            frac = (j + 1.0) / m
+            for c in range(n_ch):
+                bc = (j * n_ch + c) * n_b
+                acc = 0.0
+                for b in range(n_b):
+                    acc += buf[bc + b] * (gain_prev[b] + (gain_new[b] - gain_prev[b]) * frac)
+                    if keep:
+                        bands[b, c, start + j] = buf[bc + b]
+                out[c, start + j] = acc
+        for b in range(n_b):
+            gain_prev[b] = gain_new[b]
+    return out
