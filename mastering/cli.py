@@ -8,7 +8,7 @@ import os
 
 import click
 
-from roomtone.cli_common import fail, fmt, friendly_errors, stderr_progress
+from roomtone.cli_common import fail, fmt, friendly_errors, run_command, stderr_progress
 
 
 def _list_presets():
@@ -129,5 +129,11 @@ def _write_demo_input(output_path):
     return mix_path
 
 
+
+def run():
+    """The ``master`` console script (see :func:`roomtone.cli_common.run_command`)."""
+    run_command(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()

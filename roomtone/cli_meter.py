@@ -4,7 +4,7 @@ import json
 
 import click
 
-from roomtone.cli_common import exit_code_for, fmt, friendly_errors
+from roomtone.cli_common import exit_code_for, fmt, friendly_errors, run_command
 from roomtone.errors import RoomtoneError
 
 _COLUMNS = (
@@ -58,5 +58,11 @@ def main(files, as_json):
     raise SystemExit(status)
 
 
+
+def run():
+    """The ``meter`` console script (see :func:`roomtone.cli_common.run_command`)."""
+    run_command(main)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    run()
