@@ -19,17 +19,17 @@ def _section(v, sos, s, z1, z2, row):
 
 
 @njit(cache=True, nogil=True)
-def sos_filter(x, sos):
-    """Filter every channel of ``x`` through the cascade ``sos``.
+def sos_filter(x, sos, out):
+    """Filter every channel of ``x`` through the cascade ``sos`` into ``out`` (float64 state and
+    arithmetic; ``out`` may be float32 to halve the memory of a whole-file result). Returns ``out``.
 
     Shape:
         x: (channels, samples) float32 or float64
         sos: (sections, 6) float64 rows ``b0 b1 b2 a0 a1 a2`` with ``a0 == 1``
-        returns: (channels, samples) float64
+        out: (channels, samples) float32 or float64 (may be ``x`` itself: in place)
     """
     n_ch, n = x.shape
     n_sec = sos.shape[0]
-    y = np.empty((n_ch, n), dtype=np.float64)
     z1 = np.zeros((n_ch, n_sec))
     z2 = np.zeros((n_ch, n_sec))
     for i in range(n):
@@ -37,8 +37,8 @@ def sos_filter(x, sos):
             v = np.float64(x[c, i])
             for s in range(n_sec):
                 v = _section(v, sos, s, z1, z2, c)
-            y[c, i] = v
-    return y
+            out[c, i] = v
+    return out
 
 
 @njit(cache=True, nogil=True)

@@ -45,3 +45,129 @@ def window_means(e, window, hop):
         m = (s + comp) / window
         out[k] = m if m > 0.0 else 0.0
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add(s, comp, v):
+    """Neumaier-compensated ``s + v``: returns the new sum and compensation."""
+    t = s + v
+    if abs(s) >= abs(v):
+        comp += (s - t) + v
+    else:
+        comp += (v - t) + s
+    return t, comp
+
+
+@njit(cache=True, nogil=True)
+def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=True):
+    """K-weighting, channel weighting and two sliding-window energies in one pass, without keeping
+    the per-sample power (BS.1770-4 eqs. 1-2; EBU Tech 3341 momentary and short-term windows).
+
+    ``z[n] = sum_c weights[c] * (K * (gain * x_c))[n]^2``, with ``K`` the cascade ``sos`` and ``gain``
+    a per-sample factor (e.g. a limiter's gain curve, so a loudness search need not build the
+    limited signal) or empty for none. For each window length ``w`` in ``(window_m, window_s)``:
+    the mean of ``z`` over every complete window ``[k*hop, k*hop + w)`` (gating blocks, short-term at
+    10 Hz), and the largest mean over the complete windows starting at every sample (Tech 3341 max
+    momentary / short-term, test 13). Running sums are Neumaier-compensated, the history of ``z``
+    is a ring of ``max(window_m, window_s)`` samples.
+
+    With ``every_sample=False`` (both windows whole multiples of ``hop``) only the hop-aligned
+    blocks are made, from per-hop sums, and both maxima are -1.0: the integrated loudness alone, at
+    the cost of the filtering.
+
+    Shape:
+        x: (channels, samples) float32 or float64; sos: (sections, 6); weights: (channels,)
+        gain: (samples,) or (0,) float64
+        returns: (blocks_m, blocks_s, max_m, max_s): (max(0, (samples - w) // hop + 1),) float64 each,
+            and the two maxima (-1.0 where no window is complete)
+    """
+    n_ch, n = x.shape
+    n_sec = sos.shape[0]
+    has_gain = gain.shape[0] == n and n > 0
+    windows = (window_m, window_s)
+    ring_len = max(window_m, window_s, 1)
+    ring = np.zeros(ring_len)
+    z1 = np.zeros((n_ch, n_sec))
+    z2 = np.zeros((n_ch, n_sec))
+    blocks_m = np.empty(max(0, (n - window_m) // hop + 1) if n >= window_m else 0)
+    blocks_s = np.empty(max(0, (n - window_s) // hop + 1) if n >= window_s else 0)
+    sums = np.zeros(2)
+    comps = np.zeros(2)
+    maxima = np.full(2, -1.0)
+    countdown = np.zeros(2, dtype=np.int64)  # samples until the next hop-aligned window completes
+    written = np.zeros(2, dtype=np.int64)
+    if not every_sample and window_m % hop == 0 and window_s % hop == 0:
+        bins = np.zeros(n // hop + 1)
+        b = 0
+        left = hop
+        for i in range(n):
+            g = gain[i] if has_gain else 1.0
+            e = 0.0
+            for c in range(n_ch):
+                w = weights[c]
+                if w == 0.0:
+                    continue
+                v = np.float64(x[c, i]) * g
+                for s in range(n_sec):
+                    out = sos[s, 0] * v + z1[c, s]
+                    z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+                    z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
+                    v = out
+                e += w * v * v
+            bins[b] += e
+            left -= 1
+            if left == 0:
+                b += 1
+                left = hop
+        for blocks, length in ((blocks_m, window_m), (blocks_s, window_s)):
+            per = length // hop
+            for k in range(blocks.shape[0]):
+                total = 0.0
+                for j in range(per):
+                    total += bins[k + j]
+                blocks[k] = total / length
+        return blocks_m, blocks_s, -1.0, -1.0
+    slot = 0  # ring index of sample i; sample i - w sits at (slot - w) mod ring_len
+    for i in range(n):
+        g = gain[i] if has_gain else 1.0
+        e = 0.0
+        for c in range(n_ch):
+            w = weights[c]
+            if w == 0.0:
+                continue
+            v = np.float64(x[c, i]) * g
+            for s in range(n_sec):
+                out = sos[s, 0] * v + z1[c, s]
+                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
+                v = out
+            e += w * v * v
+        for k in range(2):
+            length = windows[k]
+            s, comp = _add(sums[k], comps[k], e)
+            if i >= length:
+                old = slot - length
+                if old < 0:
+                    old += ring_len
+                s, comp = _add(s, comp, -ring[old])
+            sums[k] = s
+            comps[k] = comp
+            if i >= length - 1:
+                mean = (s + comp) / length
+                if mean < 0.0:
+                    mean = 0.0
+                if mean > maxima[k]:
+                    maxima[k] = mean
+                if countdown[k] == 0:
+                    if k == 0:
+                        blocks_m[written[k]] = mean
+                    else:
+                        blocks_s[written[k]] = mean
+                    written[k] += 1
+                    countdown[k] = hop
+                countdown[k] -= 1
+        ring[slot] = e
+        slot += 1
+        if slot == ring_len:
+            slot = 0
+    return blocks_m, blocks_s, maxima[0], maxima[1]

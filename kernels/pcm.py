@@ -4,6 +4,27 @@ import numpy as np
 from numba import njit
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _quantize(v, scale, low, high, dither, state):
+    """``clip(round(v * scale + d), low, high)`` with TPDF dither ``d`` of +-1 LSB from the xorshift64*
+    state (Vigna 2016: one 64-bit draw gives the two independent 32-bit uniforms). Returns
+    ``(code as float, new state)``."""
+    v = v * scale
+    if dither:
+        state ^= state >> np.uint64(12)
+        state ^= state << np.uint64(25)
+        state ^= state >> np.uint64(27)
+        r = state * np.uint64(0x2545F4914F6CDD1D)
+        inv32 = 1.0 / 4294967296.0
+        v += float(r & np.uint64(0xFFFFFFFF)) * inv32 - float(r >> np.uint64(32)) * inv32
+    v = np.floor(v + 0.5)
+    if v < low:
+        v = low
+    elif v > high:
+        v = high
+    return v, state
+
+
 @njit(cache=True, nogil=True)
 def quantize_codes(audio, bits, dither, seed, shift):
     """Integer codes of ``audio`` at ``bits`` bits, interleaved as frames.
@@ -17,26 +38,26 @@ def quantize_codes(audio, bits, dither, seed, shift):
     """
     n_ch, n = audio.shape
     scale = float(2 ** (bits - 1))
-    low = -scale
-    high = scale - 1.0
-    inv32 = 1.0 / 4294967296.0
-    # xorshift64* (Vigna 2016): one 64-bit draw gives the two independent 32-bit uniforms of TPDF
     state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x2545F4914F6CDD1D)
-    mask = np.uint64(0xFFFFFFFF)
     out = np.empty((n, n_ch), dtype=np.int32)
     for i in range(n):
         for c in range(n_ch):
-            v = audio[c, i] * scale
-            if dither:
-                state ^= state >> np.uint64(12)
-                state ^= state << np.uint64(25)
-                state ^= state >> np.uint64(27)
-                r = state * np.uint64(0x2545F4914F6CDD1D)
-                v += float(r & mask) * inv32 - float(r >> np.uint64(32)) * inv32
-            v = np.floor(v + 0.5)
-            if v < low:
-                v = low
-            elif v > high:
-                v = high
+            v, state = _quantize(audio[c, i], scale, -scale, scale - 1.0, dither, state)
             out[i, c] = np.int32(v) << shift
+    return out
+
+
+@njit(cache=True, nogil=True)
+def quantize_grid(audio, bits, dither, seed):
+    """:func:`quantize_codes` (same dither sequence) as float32 ``code / 2^(bits-1)``: the samples a
+    ``bits``-bit file holds, exactly representable. Shape: (channels, samples) -> same, float32."""
+    n_ch, n = audio.shape
+    scale = float(2 ** (bits - 1))
+    inv = 1.0 / scale
+    state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x2545F4914F6CDD1D)
+    out = np.empty((n_ch, n), dtype=np.float32)
+    for i in range(n):
+        for c in range(n_ch):
+            v, state = _quantize(audio[c, i], scale, -scale, scale - 1.0, dither, state)
+            out[c, i] = v * inv
     return out

@@ -18,6 +18,9 @@ def soft_clip(v):
     return min(1.0, max(-1.0, num / den))
 
 
+BLOCK = 4096  # output samples per work item: small buffers (cache-resident), both cores busy even for mono
+
+
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def tanh_saturate_2x(x, h, drive, mix):
     """``(1 - mix) * x + mix * soft_clip(drive * x) / drive`` evaluated at twice the sample rate
@@ -30,42 +33,43 @@ def tanh_saturate_2x(x, h, drive, mix):
     ``(len(h) - 1) / 2`` up-rate samples add to a whole number of input samples, removed here, so the
     output is aligned with the input.
 
-    With ``u`` the zero-stuffed input and ``c = (len(h) - 1) / 2`` (odd), up-rate sample ``2q + 1``
-    needs only the centre tap and sample ``2q`` only the even taps ``h[2r]``; decimation likewise.
+    With ``c = (len(h) - 1) / 2`` (odd) and ``he[r] = h[2 c - 2 r]``, the saturated up-rate signal is
+    ``e[q] = sat(2 sum_r he[r] x[q - c + r])`` at even points and ``o[k] = sat(2 h[c] x[k])`` at odd
+    ones, and ``out[k] = h[c] o[k] + sum_r he[r] e[k + r]`` (r = 0..c). The signal is cut into
+    blocks of :data:`BLOCK` outputs, each with the ``c`` neighbours it needs on either side, run in
+    parallel over channels and blocks; nothing longer than a block is allocated.
 
-    Shape: x (channels, samples) float32/float64 -> (channels, samples) float64
+    Shape: x (channels, samples) float32/float64 -> (channels, samples) float32
     """
     n_ch, n = x.shape
     taps = h.shape[0]
     center = (taps - 1) // 2
     n_even = center + 1  # even taps h[0], h[2], ..., h[2 * center]
-    h_even_rev = np.empty(n_even)  # h[2 center - 2 r'] for r' = 0.., so inner loops walk forwards
+    h_even_rev = np.empty(n_even)  # he[r] = h[2 center - 2 r]
     for r in range(n_even):
         h_even_rev[r] = h[2 * (n_even - 1 - r)]
     h_center = h[center]
-    half = center // 2  # centre = 2 * half + 1
-    out = np.empty((n_ch, n), dtype=np.float64)
-    n_q = n + center + 1
-    for c in prange(n_ch):
-        pad = n_even
-        xp = np.zeros(n + 2 * pad + 2, dtype=np.float64)
-        for k in range(n):
-            xp[k + pad] = x[c, k]
-        sat_even = np.empty(n_q, dtype=np.float64)  # sat[2q]
-        sat_odd = np.empty(n_q, dtype=np.float64)  # sat[2q + 1]
-        for q in range(n_q):
-            # v[2q] = 2 sum_r h[2r] x[q - r]; v[2q + 1] = 2 h[c] x[q - half]
+    out = np.empty((n_ch, n), dtype=np.float32)
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    for job in prange(n_ch * n_blocks):
+        c = job // n_blocks
+        k0 = (job % n_blocks) * BLOCK
+        m = min(BLOCK, n - k0)
+        xb = np.zeros(m + 2 * center)  # xb[j] = x[c, k0 - center + j], zero outside the signal
+        for j in range(m + 2 * center):
+            src = k0 - center + j
+            if 0 <= src < n:
+                xb[j] = x[c, src]
+        even = np.empty(m + center)  # even[u] = e[k0 + u]
+        for u in range(m + center):
             acc = 0.0
-            base = q - (n_even - 1) + pad
             for r in range(n_even):
-                acc += h_even_rev[r] * xp[base + r]
-            sat_even[q] = soft_clip(2.0 * drive * acc) / drive
-            sat_odd[q] = soft_clip(2.0 * drive * h_center * xp[q - half + pad]) / drive
-        for k in range(n):
-            # w[2k + 2c] = sum_r h[2r] sat[2(k + c - r)] + h[c] sat[2k + c]
-            acc = h_center * sat_odd[k + half]
-            base = k + center - (n_even - 1)
+                acc += h_even_rev[r] * xb[u + r]
+            even[u] = soft_clip(2.0 * drive * acc) / drive
+        for j in range(m):
+            v = xb[j + center]
+            acc = h_center * soft_clip(2.0 * drive * h_center * v) / drive
             for r in range(n_even):
-                acc += h_even_rev[r] * sat_even[base + r]
-            out[c, k] = (1.0 - mix) * x[c, k] + mix * acc
+                acc += h_even_rev[r] * even[j + r]
+            out[c, k0 + j] = (1.0 - mix) * v + mix * acc
     return out

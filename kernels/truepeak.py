@@ -3,15 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
-
-@njit(cache=True, nogil=True)
-def _padded(row, n_tap):
-    """``row`` with ``n_tap`` zeros before and after, float64."""
-    n = row.shape[0]
-    xp = np.zeros(n + 2 * n_tap, dtype=np.float64)
-    for i in range(n):
-        xp[n_tap + i] = row[i]
-    return xp
+BLOCK = 8192  # samples per work item: small buffers, both cores busy even for mono
 
 
 @njit(cache=True, nogil=True)
@@ -40,26 +32,40 @@ def true_peak_per_channel(x, phases):
     """Largest absolute value of each channel, sampled and P-times interpolated.
 
     ``phases[p, t]`` is tap ``t`` of polyphase branch ``p`` of a P-times interpolator (the meter
-    uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Shape: x (channels, samples)
-    -> (channels,) float64.
+    uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Work is split over channels and
+    blocks of :data:`BLOCK` loop indices. Shape: x (channels, samples) -> (channels,) float64.
     """
     n_ch, n = x.shape
     n_ph, n_tap = phases.shape
-    out = np.zeros(n_ch, dtype=np.float64)
     rev = _reversed_taps(phases)
-    for c in prange(n_ch):
-        xp = _padded(x[c], n_tap)
-        best = 0.0
-        for i in range(n + n_tap - 1):
+    n_loop = n + n_tap - 1
+    n_blocks = max(1, (n_loop + BLOCK - 1) // BLOCK)
+    best = np.zeros((n_ch, n_blocks))
+    for job in prange(n_ch * n_blocks):
+        c = job // n_blocks
+        i0 = (job % n_blocks) * BLOCK
+        i1 = min(n_loop, i0 + BLOCK)
+        xb = np.zeros(max(0, i1 - i0) + n_tap)  # xb[j] = x[c, i0 - T + 1 + j]
+        for j in range(xb.shape[0]):
+            src = i0 - n_tap + 1 + j
+            if 0 <= src < n:
+                xb[j] = x[c, src]
+        m = 0.0
+        for j in range(xb.shape[0]):
+            a = abs(xb[j])
+            if a > m:
+                m = a
+        for i in range(i0, i1):
             for p in range(n_ph):
-                a = _branch_abs(rev, xp, i, p)
-                if a > best:
-                    best = a
-        for i in range(n):
-            a = abs(x[c, i])
-            if a > best:
-                best = a
-        out[c] = best
+                a = _branch_abs(rev, xb, i - i0 - 1, p)
+                if a > m:
+                    m = a
+        best[c, job % n_blocks] = m
+    out = np.zeros(n_ch)
+    for c in range(n_ch):
+        for b in range(n_blocks):
+            if best[c, b] > out[c]:
+                out[c] = best[c, b]
     return out
 
 
@@ -74,6 +80,10 @@ def oversampled_peaks(x, phases, refine):
     With ``refine``, a parabola through each local maximum of the interpolated magnitude and its two
     neighbours adds its vertex, so a 4x detector tracks a much finer grid (the limiter uses this; the
     meter stays the standard's 4x).
+
+    Work is split over channels and blocks of :data:`BLOCK` output samples (both cores busy, no
+    whole-signal copies): a block computes every interpolated point credited to its samples, plus
+    the neighbours the parabola needs, and writes only its own samples.
 
     Shape:
         x: (channels, samples) float32 or float64
@@ -90,26 +100,42 @@ def oversampled_peaks(x, phases, refine):
     offset = np.empty(n_ph, dtype=np.int64)  # point p at loop index i lands on sample i + offset[p]
     for p in range(n_ph):
         offset[p] = int(np.floor(-delay + p / n_ph + 0.5))
-    for c in prange(n_ch):
-        xp = _padded(x[c], n_tap)
-        for i in range(n):
-            out[c, i] = abs(x[c, i])
+    low_off = offset.min()
+    high_off = offset.max()
+    n_loop = n + n_tap - 1  # loop index i covers the window x[i - T + 1 .. i]
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    for job in prange(n_ch * n_blocks):
+        c = job // n_blocks
+        k0 = (job % n_blocks) * BLOCK
+        k1 = min(n, k0 + BLOCK)
+        for k in range(k0, k1):
+            out[c, k] = abs(x[c, k])
+        # loop indices whose points land in [k0, k1), one more on each side for the parabola; the
+        # first and last samples also take the points the clamping moves onto them
+        i_lo = max(0, (k0 - high_off if k0 > 0 else 0) - 1)
+        i_hi = min(n_loop, (k1 - low_off if k1 < n else n_loop) + 1)
+        # xb[j] = x[c, i_lo - T + 1 + j], zero outside the signal
+        xb = np.zeros(i_hi - i_lo + n_tap)
+        for j in range(xb.shape[0]):
+            src = i_lo - n_tap + 1 + j
+            if 0 <= src < n:
+                xb[j] = x[c, src]
         prev2 = 0.0
         prev1 = 0.0
         prev1_k = 0
-        for i in range(n + n_tap - 1):
+        for i in range(i_lo, i_hi):
             for p in range(n_ph):
-                a = _branch_abs(rev, xp, i, p)
+                a = _branch_abs(rev, xb, i - i_lo - 1, p)
                 k = i + offset[p]
                 if k < 0:
                     k = 0
                 elif k >= n:
                     k = n - 1
-                if a > out[c, k]:
+                if k0 <= k < k1 and a > out[c, k]:
                     out[c, k] = a
                 if refine and prev1 > prev2 and prev1 >= a:
                     denom = prev2 - 2.0 * prev1 + a
-                    if denom < 0.0:
+                    if denom < 0.0 and k0 <= prev1_k < k1:
                         vertex = prev1 - (prev2 - a) * (prev2 - a) / (8.0 * denom)
                         if vertex > out[c, prev1_k]:
                             out[c, prev1_k] = vertex

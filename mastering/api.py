@@ -26,8 +26,7 @@ from roomtone.concurrency import side_executor
 from roomtone.audio import (BIT_DEPTHS, check_output_path, quantize_to_grid, read_audio_async, validate_audio,
                             write_audio)
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
-from roomtone.meter import (ABSOLUTE_GATE_LUFS, GATING_HOP_S, MOMENTARY_S, gated_blocks, integrated_from_blocks,
-                             integrated_loudness, k_weighted_power, measure)
+from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
@@ -42,13 +41,21 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     return plat, target, ceiling
 
 
+def _render(audio, curve, bits):
+    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None."""
+    out = audio * curve.astype(np.float32)[None, :]
+    return quantize_to_grid(out, bits) if bits else out
+
+
 def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceiling, max_limiting_lu, bits):
     """Find the static gain (dB) so the limited output reads ``target`` LUFS, then quantize.
 
     The limiter's gain curve for ``g * audio`` comes from the same held detector (peaks scale with
     g), so each step costs one gain curve and one integrated-loudness reading: a secant search on
-    ``I(g) - target``, which rises monotonically with g. The quantized (dithered) result is
-    re-metered; should its true peak exceed the ceiling, the limiter aims lower and runs again.
+    ``I(g) - target``, which rises monotonically with g. The first step meters ``audio * curve``
+    without building it; from the second on, a step builds the quantized (dithered) output and meters
+    it in full, so the usual two-step search ends with its final reading already taken. Should the
+    output's true peak exceed the ceiling, the limiter aims lower and the search runs again.
     ``level`` is the integrated loudness of ``audio`` in LUFS.
     Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
     """
@@ -57,16 +64,28 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
     iterations = 0
     for attempt in range(4):
         history = []  # (gain_db, loudness) at this limiter ceiling
+        after = None
         for step in range(16):
             gain = 10.0 ** (gain_db / 20.0)
             curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
-            out = audio * (gain * curve).astype(np.float32)[None, :]
-            result = integrated_loudness(out, sample_rate)
+            curve *= gain
+            if history:  # close: build and meter the real output
+                out = _render(audio, curve, bits)
+                after = measure(out, sample_rate)
+                result = after.integrated_lufs
+            else:
+                after = None
+                result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
             error = target - result
             history.append((gain_db, result))
             iterations += 1
             limiting_lu = level + gain_db - result
-            if abs(error) <= LOUDNESS_TOLERANCE_LU or limiting_lu > max_limiting_lu + 0.5:
+            if limiting_lu > max_limiting_lu + 0.5:
+                break
+            if abs(error) <= LOUDNESS_TOLERANCE_LU:
+                if after is None:
+                    out = _render(audio, curve, bits)
+                    after = measure(out, sample_rate)
                 break
             if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
                 (g0, r0), (g1, r1) = history[-2], history[-1]
@@ -79,13 +98,10 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
                 f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
                 f"or use a preset with more compression"
             )
-        if abs(target - result) > 0.05:
+        if abs(target - result) > 0.05 or after is None:
             raise TargetUnreachableError(
                 f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
                 f"{target:g} LUFS target, after {iterations} steps")
-        if bits:
-            out = quantize_to_grid(out, bits)
-        after = measure(out, sample_rate)
         if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= 0.05:
             return out, after, gain_db, limiting_lu, iterations
         limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
@@ -153,8 +169,8 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         clock = now
 
     say("metering input")
-    power = k_weighted_power(audio, sample_rate)
-    input_lufs = integrated_from_blocks(gated_blocks(power, sample_rate, MOMENTARY_S, GATING_HOP_S))
+    input_loudness = loudness_stats(audio, sample_rate)
+    input_lufs = input_loudness["integrated_lufs"]
     if not np.isfinite(input_lufs):
         raise InvalidAudioError(
             f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, no file written"
@@ -167,7 +183,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     # Metering (the input's full readings, each stage's loudness) runs in a second thread beside the
     # chain: the kernels release the GIL, so on two cores it costs almost no wall time.
     with side_executor("meter") as meter_pool:
-        before_future = meter_pool.submit(measure, audio, sample_rate, power)
+        before_future = meter_pool.submit(measure, audio, sample_rate, input_loudness)
         trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
         signal = Gain(gain_db=trim_db)(audio, sample_rate)
         lap("input_trim")

@@ -92,7 +92,7 @@ class Equalizer(Processor):
         sos = self.sos(sample_rate)
         if sos.shape[0] == 0:
             return audio.copy()
-        return sos_filter(audio, sos)
+        return sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32))
 
 
 def _crossover_sos(sample_rate, crossovers_hz):
@@ -187,8 +187,10 @@ class StereoWidth(Processor):
         mid = 0.5 * (left + right)
         side = 0.5 * (left - right) * self.width
         if self.bass_mono_hz > 0.0:
-            side = sos_filter(side[None], filters.butterworth2_sos(_safe_freq(self.bass_mono_hz, sample_rate),
-                                                                   sample_rate, "high"))[0]
+            side = side[None]
+            sos_filter(side, filters.butterworth2_sos(_safe_freq(self.bass_mono_hz, sample_rate), sample_rate, "high"),
+                       side)
+            side = side[0]
         out = audio.astype(np.float64)
         out[0] = mid + side
         out[1] = mid - side
@@ -247,10 +249,10 @@ class TruePeakLimiter(Processor):
 
     def detector(self, audio, sample_rate):
         """Oversampled peak per sample, max over channels, held over the look-ahead window
-        (``max(peak[n : n + lookahead])``). It does not depend on gain or ceiling, so a loudness
-        search computes it once. Shape: (samples,) float64."""
+        (``max(peak[:, n : n + lookahead])``). It does not depend on gain or ceiling, so a loudness
+        search computes it once. Shape: (samples,) float32."""
         peaks = oversampled_peaks(np.ascontiguousarray(audio, dtype=np.float32), _detector_interpolator(sample_rate), True)
-        return sliding_max_forward(peaks.max(axis=0).astype(np.float64), self._lookahead(sample_rate))
+        return sliding_max_forward(peaks, self._lookahead(sample_rate))
 
     def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
         """Limiter gain per sample for ``pre_gain * audio``. Shape: (samples,) float64 in (0, 1]."""

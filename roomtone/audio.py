@@ -155,10 +155,9 @@ def quantize_to_grid(audio, bits, seed=0):
     independent uniform LSB-wide variables), rounding and clipping to the code range, returned as
     float32 (exactly representable, so writing it at ``bits`` bits without dither stores these very
     samples). Shape: unchanged."""
-    from kernels.pcm import quantize_codes  # numba loads lazily: reading files needs none of it
+    from kernels.pcm import quantize_grid  # numba loads lazily: reading files needs none of it
 
-    codes = quantize_codes(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed, 0)
-    return np.ascontiguousarray((codes.T * np.float32(1.0 / 2 ** (bits - 1))).astype(np.float32))
+    return quantize_grid(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed)
 
 
 def check_output_path(output_path, input_path=None, *, overwrite_input=False):

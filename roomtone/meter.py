@@ -1,7 +1,8 @@
 """Loudness and peak metering: ITU-R BS.1770-4, EBU Tech 3341 (EBU Mode), EBU Tech 3342 (LRA).
 
-All quantities come from one pass of K-weighting (numba biquads) and one per-sample sliding
-energy (numba); the true peak is the BS.1770-4 Annex 2 4x oversampled peak (numba).
+All loudness quantities come from one numba pass (K-weighting, then the 400 ms and 3 s sliding
+energies, evaluated at every sample) that keeps no per-sample array; the true peak is the
+BS.1770-4 Annex 2 4x oversampled peak (numba).
 
 Shape convention: ``audio`` is (channels, samples) float32; ``sample_rate`` in Hz.
 """
@@ -11,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from kernels.biquad import sos_power
-from kernels.loudness import window_means
+from kernels.loudness import loudness_pass, window_means
 from kernels.truepeak import true_peak_per_channel
 from roomtone.concurrency import side_executor
 from roomtone.filters import k_weighting_sos, meter_interpolator, true_peak_factor
@@ -94,10 +95,34 @@ def loudness_range_from_short_term(short_term_power):
     return float(high - low)
 
 
-def integrated_loudness(audio, sample_rate):
-    """Integrated (gated) loudness in LUFS per BS.1770-4; ``-inf`` for silence or < 400 ms."""
-    power = k_weighted_power(audio, sample_rate)
-    return integrated_from_blocks(gated_blocks(power, sample_rate, MOMENTARY_S, GATING_HOP_S))
+def _loudness_pass(audio, sample_rate, gain=None, every_sample=True):
+    """(400 ms gating blocks, 3 s short-term blocks at 10 Hz, max momentary power, max short-term
+    power) of ``audio * gain`` (``gain``: optional per-sample factor, shape (samples,)); without
+    ``every_sample`` the maxima are not computed (-1.0)."""
+    audio = np.asarray(audio)
+    if audio.dtype not in (np.float32, np.float64) or not audio.flags.c_contiguous:
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+    gain = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
+    return loudness_pass(audio, k_weighting_sos(sample_rate), channel_weights(audio.shape[0]), gain,
+                         _samples(MOMENTARY_S, sample_rate), _samples(SHORT_TERM_S, sample_rate),
+                         _samples(GATING_HOP_S, sample_rate), every_sample)
+
+
+def integrated_loudness(audio, sample_rate, gain=None):
+    """Integrated (gated) loudness in LUFS per BS.1770-4; ``-inf`` for silence or < 400 ms.
+
+    ``gain`` (shape (samples,)) meters ``audio * gain`` without building it.
+    """
+    return integrated_from_blocks(_loudness_pass(audio, sample_rate, gain, every_sample=False)[0])
+
+
+def loudness_stats(audio, sample_rate, gain=None):
+    """Integrated loudness (LUFS), LRA (LU), max momentary and max short-term loudness (LUFS) of
+    ``audio`` (times the optional per-sample ``gain``), from one pass. Returns a dict."""
+    blocks_m, blocks_s, max_m, max_s = _loudness_pass(audio, sample_rate, gain)
+    return {"integrated_lufs": integrated_from_blocks(blocks_m), "lra_lu": loudness_range_from_short_term(blocks_s),
+            "max_momentary_lufs": float(to_lufs(max_m)) if max_m >= 0.0 else float("-inf"),
+            "max_short_term_lufs": float(to_lufs(max_s)) if max_s >= 0.0 else float("-inf")}
 
 
 def momentary_loudness(audio, sample_rate, hop_s=None):
@@ -161,35 +186,20 @@ class LoudnessStats:
         return out
 
 
-def measure(audio, sample_rate, power=None):
+def measure(audio, sample_rate, loudness=None):
     """Meter ``audio`` (channels, samples) at ``sample_rate``: I, LRA, max M, max S, TP, SP, PLR.
 
-    ``power`` may pass in :func:`k_weighted_power` of the same audio if the caller has it. The true
+    ``loudness`` may pass in :func:`loudness_stats` of the same audio if the caller has it. The true
     peak runs in a second thread beside the loudness readings (the kernels release the GIL).
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     n_ch, n = audio.shape
     with side_executor("peak") as pool:
         peak = pool.submit(true_peak, audio, sample_rate)
-        stats = _loudness_stats(audio, sample_rate, power)
+        stats = loudness_stats(audio, sample_rate) if loudness is None else loudness
         tp = peak.result()
     integrated = stats["integrated_lufs"]
-    sp = float(to_db(float(np.abs(audio).max()))) if audio.size else float("-inf")
+    sp = float(to_db(max(float(audio.max()), -float(audio.min())))) if audio.size else float("-inf")
     plr = tp - integrated if np.isfinite(integrated) and np.isfinite(tp) else float("nan")
     return LoudnessStats(true_peak_dbtp=tp, sample_peak_dbfs=sp, plr_lu=plr, sample_rate=int(sample_rate),
                          channels=int(n_ch), duration_s=n / sample_rate, **stats)
-
-
-def _loudness_stats(audio, sample_rate, power=None):
-    if power is None:
-        power = k_weighted_power(audio, sample_rate)
-    momentary_window = _samples(MOMENTARY_S, sample_rate)
-    short_window = _samples(SHORT_TERM_S, sample_rate)
-    hop = _samples(GATING_HOP_S, sample_rate)
-    integrated = integrated_from_blocks(window_means(power, momentary_window, hop))
-    lra = loudness_range_from_short_term(window_means(power, short_window, hop))
-    momentary = window_means(power, momentary_window, 1)
-    short = window_means(power, short_window, 1)
-    max_m = float(to_lufs(momentary.max())) if momentary.size else float("-inf")
-    max_s = float(to_lufs(short.max())) if short.size else float("-inf")
-    return {"integrated_lufs": integrated, "lra_lu": lra, "max_momentary_lufs": max_m, "max_short_term_lufs": max_s}

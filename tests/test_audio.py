@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kernels.pcm import quantize_codes
+from kernels.pcm import quantize_codes, quantize_grid
 from refsignals import sine
 from roomtone.audio import quantize_to_grid, read_audio, validate_audio, write_audio
 from roomtone.errors import InvalidAudioError, OutputError
@@ -44,6 +44,17 @@ def test_dither_decorrelates_a_tiny_tone():
     reference = x[0].astype(np.float64)
     correlation = np.dot(dithered, reference) / np.dot(reference, reference)
     assert correlation == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.parametrize("bits", [16, 24])
+@pytest.mark.parametrize("dither", [False, True])
+def test_quantize_grid_is_the_codes_scaled(bits, dither):
+    """Same dither sequence, same clipping: the float grid is exactly the file's codes / 2^(bits-1)."""
+    x = (np.random.default_rng(2).uniform(-1.2, 1.2, (3, 4000))).astype(np.float32)
+    codes = quantize_codes(x, bits, dither, 11, 0)
+    grid = quantize_grid(x, bits, dither, 11)
+    assert grid.dtype == np.float32 and grid.shape == x.shape
+    np.testing.assert_array_equal(grid.astype(np.float64) * 2 ** (bits - 1), codes.T.astype(np.float64))
 
 
 def test_quantize_is_seeded_and_on_grid():
