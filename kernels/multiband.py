@@ -47,8 +47,12 @@ def _section(v, co, ci, z, zi):
 
 @njit(cache=True, nogil=True)
 def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_db, attack_coef, release_coef,
-                       block, bands):
-    """Split, compress each band, sum.
+                       block, bands, out, first, start, stop):
+    """Split, compress each band, sum: samples ``[first, stop)`` of ``x`` are processed from zero
+    state, and ``[start, stop)`` of the result written to ``out`` (``first <= start``). Two calls on
+    overlapping parts of a long signal can so run in two threads: the lead ``start - first`` lets
+    the filters and the gain computer forget their zero start. ``first`` should be a multiple of
+    ``block``, so the control periods fall where they fall in one pass over the whole signal.
 
     ``attack_coef`` and ``release_coef`` are per-sample one-pole coefficients; the smoother uses
     them raised to ``block``. A release tail within 1e-9 dB of 0 is set to exactly 0 dB. With every
@@ -59,14 +63,15 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
         lows: (K, 2, 6) LR4 low-pass cascades; allpasses: (K, 6) the matching all-pass sections
             (rows ``b0 b1 b2 a0 a1 a2``, ``a0 == 1``)
         threshold_db, ratio, makeup_db: (K + 1,) float64, one per band (lowest first)
-        bands: (K + 1, channels, samples) float64 to receive the split bands before their gain, or an
-            array with a zero-sized axis to skip that
-        returns: (channels, samples) float32
+        bands: (K + 1, channels, samples) float64 to receive the split bands before their gain (in
+            ``[start, stop)``), or an array with a zero-sized axis to skip that
+        out: (channels, samples) float32
+        returns: ``out``
     """
-    n_ch, n = x.shape
+    n_ch = x.shape[0]
     n_x = lows.shape[0]
     n_b = n_x + 1
-    keep = bands.shape[0] == n_b and bands.shape[1] == n_ch and bands.shape[2] == n
+    keep = bands.shape[0] == n_b and bands.shape[1] == n_ch and bands.shape[2] == x.shape[1]
     # coefficients per crossover k at k * 15: low-pass sections 0 and 1, then the all-pass
     co = np.empty(n_x * 15 + 1)
     for k in range(n_x):
@@ -78,7 +83,6 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
     per_ch = n_x * 6 + n_x * n_x * 2
     z = np.zeros(n_ch * per_ch + 1)
     block = max(block, 1)
-    out = np.empty((n_ch, n), dtype=np.float32)
     buf = np.empty(block * n_ch * n_b)  # (sample in period, channel, band)
     slope = np.empty(n_b)
     knee_start = np.empty(n_b)
@@ -95,15 +99,15 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
     attack = attack_coef ** block
     release = release_coef ** block
     ln_per_db = np.log(10.0) / 20.0
-    for start in range(0, n, block):
-        m = min(block, n - start)
+    for p0 in range(first, stop, block):
+        m = min(block, stop - p0)
         for b in range(n_b):
             peak[b] = 0.0
         for j in range(m):
             for c in range(n_ch):
                 zc = c * per_ch
                 bc = (j * n_ch + c) * n_b
-                rest = np.float64(x[c, start + j])
+                rest = np.float64(x[c, p0 + j])
                 for k in range(n_x):
                     low = _section(rest, co, k * 15, z, zc + k * 6)
                     low = _section(low, co, k * 15 + 5, z, zc + k * 6 + 2)
@@ -129,7 +133,7 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
                     s = 0.0
             state[b] = s
             gain_new[b] = makeup[b] if s == 0.0 else makeup[b] * np.exp(s * ln_per_db)
-        for j in range(m):
+        for j in range(max(0, start - p0), m):
             frac = (j + 1.0) / m
             for c in range(n_ch):
                 bc = (j * n_ch + c) * n_b
@@ -137,8 +141,8 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
                 for b in range(n_b):
                     acc += buf[bc + b] * (gain_prev[b] + (gain_new[b] - gain_prev[b]) * frac)
                     if keep:
-                        bands[b, c, start + j] = buf[bc + b]
-                out[c, start + j] = acc
+                        bands[b, c, p0 + j] = buf[bc + b]
+                out[c, p0 + j] = acc
         for b in range(n_b):
             gain_prev[b] = gain_new[b]
     return out

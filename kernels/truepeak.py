@@ -69,6 +69,62 @@ def true_peak_per_channel(x, phases):
     return out
 
 
+@njit(cache=True, nogil=True)
+def _offsets(n_ph, n_tap):
+    """Point ``p`` computed at loop index ``i`` is credited to sample ``i + offset[p]``: the nearest
+    to its time ``i - delay + p / P``, ``delay = (P*T - 1) / (2P)`` (linear-phase prototype)."""
+    delay = (n_ph * n_tap - 1) / (2.0 * n_ph)
+    offset = np.empty(n_ph, dtype=np.int64)
+    for p in range(n_ph):
+        offset[p] = int(np.floor(-delay + p / n_ph + 0.5))
+    return offset
+
+
+@njit(cache=True, fastmath=True, nogil=True)
+def _channel_peaks(x, c, rev, offset, refine, k0, k1, dest, base):
+    """Oversampled peaks of channel ``c`` for samples ``[k0, k1)`` into ``dest[k - base]``
+    (overwritten): every point credited to those samples, plus the neighbours the parabola needs,
+    so the result does not depend on where the range starts or ends."""
+    n = x.shape[1]
+    n_ph, n_tap = rev.shape
+    low_off = offset.min()
+    high_off = offset.max()
+    n_loop = n + n_tap - 1  # loop index i covers the window x[i - T + 1 .. i]
+    for k in range(k0, k1):
+        dest[k - base] = abs(x[c, k])
+    # loop indices whose points land in [k0, k1), one more on each side for the parabola; the
+    # first and last samples also take the points the clamping moves onto them
+    i_lo = max(0, (k0 - high_off if k0 > 0 else 0) - 1)
+    i_hi = min(n_loop, (k1 - low_off if k1 < n else n_loop) + 1)
+    xb = np.zeros(i_hi - i_lo + n_tap)  # xb[j] = x[c, i_lo - T + 1 + j], zero outside the signal
+    for j in range(xb.shape[0]):
+        src = i_lo - n_tap + 1 + j
+        if 0 <= src < n:
+            xb[j] = x[c, src]
+    prev2 = 0.0
+    prev1 = 0.0
+    prev1_k = 0
+    for i in range(i_lo, i_hi):
+        for p in range(n_ph):
+            a = _branch_abs(rev, xb, i - i_lo - 1, p)
+            k = i + offset[p]
+            if k < 0:
+                k = 0
+            elif k >= n:
+                k = n - 1
+            if k0 <= k < k1 and a > dest[k - base]:
+                dest[k - base] = a
+            if refine and prev1 > prev2 and prev1 >= a:
+                denom = prev2 - 2.0 * prev1 + a
+                if denom < 0.0 and k0 <= prev1_k < k1:
+                    vertex = prev1 - (prev2 - a) * (prev2 - a) / (8.0 * denom)
+                    if vertex > dest[prev1_k - base]:
+                        dest[prev1_k - base] = vertex
+            prev2 = prev1
+            prev1 = a
+            prev1_k = k
+
+
 @njit(cache=True, parallel=True, fastmath=True, nogil=True)
 def oversampled_peaks(x, phases, refine):
     """Per input sample, the largest absolute value of the signal interpolated around it.
@@ -92,54 +148,93 @@ def oversampled_peaks(x, phases, refine):
     """
     n_ch, n = x.shape
     n_ph, n_tap = phases.shape
-    delay = (n_ph * n_tap - 1) / (2.0 * n_ph)
     out = np.zeros((n_ch, n), dtype=np.float32)
     if n == 0:
         return out
     rev = _reversed_taps(phases)
-    offset = np.empty(n_ph, dtype=np.int64)  # point p at loop index i lands on sample i + offset[p]
-    for p in range(n_ph):
-        offset[p] = int(np.floor(-delay + p / n_ph + 0.5))
-    low_off = offset.min()
-    high_off = offset.max()
-    n_loop = n + n_tap - 1  # loop index i covers the window x[i - T + 1 .. i]
+    offset = _offsets(n_ph, n_tap)
     n_blocks = (n + BLOCK - 1) // BLOCK
     for job in prange(n_ch * n_blocks):
         c = job // n_blocks
         k0 = (job % n_blocks) * BLOCK
-        k1 = min(n, k0 + BLOCK)
-        for k in range(k0, k1):
-            out[c, k] = abs(x[c, k])
-        # loop indices whose points land in [k0, k1), one more on each side for the parabola; the
-        # first and last samples also take the points the clamping moves onto them
-        i_lo = max(0, (k0 - high_off if k0 > 0 else 0) - 1)
-        i_hi = min(n_loop, (k1 - low_off if k1 < n else n_loop) + 1)
-        # xb[j] = x[c, i_lo - T + 1 + j], zero outside the signal
-        xb = np.zeros(i_hi - i_lo + n_tap)
-        for j in range(xb.shape[0]):
-            src = i_lo - n_tap + 1 + j
-            if 0 <= src < n:
-                xb[j] = x[c, src]
-        prev2 = 0.0
-        prev1 = 0.0
-        prev1_k = 0
-        for i in range(i_lo, i_hi):
-            for p in range(n_ph):
-                a = _branch_abs(rev, xb, i - i_lo - 1, p)
-                k = i + offset[p]
-                if k < 0:
-                    k = 0
-                elif k >= n:
-                    k = n - 1
-                if k0 <= k < k1 and a > out[c, k]:
-                    out[c, k] = a
-                if refine and prev1 > prev2 and prev1 >= a:
-                    denom = prev2 - 2.0 * prev1 + a
-                    if denom < 0.0 and k0 <= prev1_k < k1:
-                        vertex = prev1 - (prev2 - a) * (prev2 - a) / (8.0 * denom)
-                        if vertex > out[c, prev1_k]:
-                            out[c, prev1_k] = vertex
-                prev2 = prev1
-                prev1 = a
-                prev1_k = k
+        _channel_peaks(x, c, rev, offset, refine, k0, min(n, k0 + BLOCK), out[c], 0)
+    return out
+
+
+@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+def oversampled_peak_runs(x, phases, refine, out, run_starts, run_stops):
+    """``oversampled_peaks(x, phases, refine).max(axis=0)`` on the sample runs
+    ``[run_starts[r], run_stops[r])`` only, written into ``out`` (runs in parallel, each run split
+    into pieces of at most :data:`BLOCK`). Lets a caller compute the exact detector only where a
+    cheaper bound says it may matter.
+
+    Shape: x (channels, samples); out (samples,) float32; run_starts, run_stops (runs,) int64.
+    """
+    n_ch = x.shape[0]
+    n_ph, n_tap = phases.shape
+    rev = _reversed_taps(phases)
+    offset = _offsets(n_ph, n_tap)
+    # pieces of at most BLOCK samples, so one long run still keeps both cores busy
+    count = 0
+    for r in range(run_starts.shape[0]):
+        count += (run_stops[r] - run_starts[r] + BLOCK - 1) // BLOCK
+    piece_start = np.empty(count, dtype=np.int64)
+    piece_stop = np.empty(count, dtype=np.int64)
+    q = 0
+    for r in range(run_starts.shape[0]):
+        for k0 in range(run_starts[r], run_stops[r], BLOCK):
+            piece_start[q] = k0
+            piece_stop[q] = min(run_stops[r], k0 + BLOCK)
+            q += 1
+    for j in prange(count):
+        k0 = piece_start[j]
+        k1 = piece_stop[j]
+        row = np.empty(k1 - k0, dtype=np.float32)
+        for c in range(n_ch):
+            _channel_peaks(x, c, rev, offset, refine, k0, k1, row, k0)
+            for k in range(k0, k1):
+                if c == 0 or row[k - k0] > out[k]:
+                    out[k] = row[k - k0]
+    return out
+
+
+@njit(cache=True, nogil=True)
+def block_peak_bounds(x, phases, block):
+    """For each block of ``block`` samples, a number no smaller than any value
+    :func:`oversampled_peaks` (with ``refine``) gives its samples, however large, from the sample
+    peak around it: an interpolated point is at most ``S = max_p sum_t |phases[p, t]|`` times the
+    largest ``|x|`` in its window, a parabola's vertex at most 9/8 of the point it refines. The
+    window reach covers the filter length, the credit offsets and the parabola's neighbours.
+
+    Shape: x (channels, samples) -> (ceil(samples / block),) float64
+    """
+    n_ch, n = x.shape
+    n_ph, n_tap = phases.shape
+    offset = _offsets(n_ph, n_tap)
+    reach = n_tap + max(abs(offset.min()), abs(offset.max())) + 2
+    scale = 0.0
+    for p in range(n_ph):
+        total = 0.0
+        for t in range(n_tap):
+            total += abs(phases[p, t])
+        scale = max(scale, total)
+    scale = max(scale, 1.0) * 1.125 * (1.0 + 1e-6)  # and a hair for rounding
+    n_blocks = (n + block - 1) // block
+    sample_max = np.zeros(n_blocks)  # max |x| within each block
+    for b in range(n_blocks):
+        m = 0.0
+        for c in range(n_ch):
+            for k in range(b * block, min(n, (b + 1) * block)):
+                v = abs(x[c, k])
+                if v > m:
+                    m = v
+        sample_max[b] = m
+    out = np.empty(n_blocks)
+    spread = (reach + block - 1) // block  # neighbouring blocks the reach touches
+    for b in range(n_blocks):
+        m = 0.0
+        for d in range(max(0, b - spread), min(n_blocks, b + spread + 1)):
+            if sample_max[d] > m:
+                m = sample_max[d]
+        out[b] = m * scale
     return out

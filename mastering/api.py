@@ -23,8 +23,8 @@ import roomtone
 from mastering.presets import Platform, check_target, get_platform, load_preset
 from mastering.processors import Gain, TruePeakLimiter
 from roomtone.concurrency import side_executor
-from roomtone.audio import (BIT_DEPTHS, check_output_path, quantize_to_grid, read_audio_async, validate_audio,
-                            write_audio)
+from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, quantize_to_grid, read_audio_async,
+                            validate_audio)
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure
 
@@ -41,13 +41,19 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     return plat, target, ceiling
 
 
-def _render(audio, curve, bits):
-    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None."""
+def _render(audio, curve, bits, on_candidate=None):
+    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; passed to
+    ``on_candidate`` if given."""
     out = audio * curve.astype(np.float32)[None, :]
-    return quantize_to_grid(out, bits) if bits else out
+    if bits:
+        out = quantize_to_grid(out, bits)
+    if on_candidate is not None:
+        on_candidate(out)
+    return out
 
 
-def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceiling, max_limiting_lu, bits):
+def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceiling, max_limiting_lu, bits,
+                    on_candidate=None):
     """Find the static gain (dB) so the limited output reads ``target`` LUFS, then quantize.
 
     The limiter's gain curve for ``g * audio`` comes from the same held detector (peaks scale with
@@ -56,6 +62,8 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
     without building it; from the second on, a step builds the quantized (dithered) output and meters
     it in full, so the usual two-step search ends with its final reading already taken. Should the
     output's true peak exceed the ceiling, the limiter aims lower and the search runs again.
+    ``on_candidate(out)``, if given, is told of each built output before it is metered (the file
+    job starts writing it meanwhile); the last one told is the one returned.
     ``level`` is the integrated loudness of ``audio`` in LUFS.
     Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
     """
@@ -70,7 +78,7 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
             curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
             curve *= gain
             if history:  # close: build and meter the real output
-                out = _render(audio, curve, bits)
+                out = _render(audio, curve, bits, on_candidate)
                 after = measure(out, sample_rate)
                 result = after.integrated_lufs
             else:
@@ -84,7 +92,7 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
                 break
             if abs(error) <= LOUDNESS_TOLERANCE_LU:
                 if after is None:
-                    out = _render(audio, curve, bits)
+                    out = _render(audio, curve, bits, on_candidate)
                     after = measure(out, sample_rate)
                 break
             if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
@@ -120,7 +128,7 @@ def _versions():
 
 
 def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_lufs=None, ceiling_dbtp=None,
-           bit_depth="32f", progress=None):
+           bit_depth="32f", progress=None, on_candidate=None):
     """Master ``audio`` to a platform's loudness and true-peak ceiling.
 
     Args:
@@ -133,6 +141,9 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         bit_depth: ``"16"`` or ``"24"`` to quantize (with TPDF dither) here, so the returned samples
             are exactly what a file of that depth holds and meet the target; ``"32f"`` for float.
         progress: optional ``callable(str)`` told of each stage.
+        on_candidate: optional ``callable(audio_out)`` told of each finished output before its
+            final metering (the returned output is the last one told); :func:`master_file` starts
+            writing it then.
 
     Returns:
         ``(audio_out, report)``: float32 (channels, samples), and a JSON-ready dict with versions,
@@ -199,7 +210,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         say("loudness and true-peak limiting")
         limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms,
                                   release_ms=preset.release_ms)
-        detector = limiter.detector(signal, sample_rate)
+        detector = limiter.lazy_detector(signal, sample_rate)
         lap("limiter_detector")
         before = before_future.result()
         stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
@@ -210,7 +221,8 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             level = new_level
         lap("metering_wait")
     out, after, gain_db, limiting_lu, iterations = _solve_loudness(
-        signal, sample_rate, level, limiter, detector, target, ceiling, preset.max_limiting_lu, bits)
+        signal, sample_rate, level, limiter, detector, target, ceiling, preset.max_limiting_lu, bits,
+        on_candidate)
     lap("loudness_solve_and_meter_output")
     stages.append({"stage": "loudness_gain", "gain_db": round(gain_db, 3)})
     stages.append({"stage": "limiter", "gain_db": round(-limiting_lu, 3)})
@@ -273,10 +285,24 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
         reading = read_audio_async(input_path)
     _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
     audio, sample_rate, info = reading.result()
-    out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
-                         ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress)
-    say("writing")
-    write_audio(output_path, out, sample_rate, bit_depth=bit_depth, dither=False)
+    # Each finished output starts writing (to a temporary file) while it is metered; the file that
+    # passes is renamed into place, any other removed.
+    pending = []
+
+    def start_write(candidate):
+        while pending:
+            pending.pop().discard()
+        pending.append(PendingWrite(output_path, candidate, sample_rate, bit_depth))
+
+    try:
+        out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
+                             ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress,
+                             on_candidate=start_write)
+        say("writing")
+        pending.pop().commit()
+    finally:
+        while pending:
+            pending.pop().discard()
     report["input"] = str(input_path)
     report["output"] = str(output_path)
     report["input_format"] = {"format": info.format, "subtype": info.subtype}

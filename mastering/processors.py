@@ -7,6 +7,7 @@ Shape: audio (channels, samples) float32 in and out, same shape.
 
 import dataclasses
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -14,7 +15,7 @@ from kernels.biquad import sos_filter
 from kernels.dynamics import limiter_gain_held, sliding_max_forward
 from kernels.multiband import multiband_compress
 from kernels.saturation import tanh_saturate_2x
-from kernels.truepeak import oversampled_peaks
+from kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
 from roomtone import filters
 from roomtone.errors import PresetError
 from roomtone.processor import Processor, check_number, param, register
@@ -115,7 +116,8 @@ def split_bands(audio, sample_rate, crossovers_hz):
     lows, allpasses = _crossover_sos(sample_rate, crossovers_hz)
     n_b = lows.shape[0] + 1
     bands = np.empty((n_b,) + audio.shape, dtype=np.float64)
-    multiband_compress(audio, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands)
+    multiband_compress(audio, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands,
+                       np.empty(audio.shape, dtype=np.float32), 0, 0, audio.shape[1])
     return bands
 
 
@@ -131,6 +133,7 @@ class MultibandCompressor(Processor):
     """
 
     CONTROL_PERIOD_S = 1.0 / 3000.0
+    SETTLE_TIME_CONSTANTS = 20  # a part's zero start decays to e^-20 before its output is used
 
     crossovers_hz: tuple = (120.0, 2500.0)
     threshold_db: tuple = (-18.0, -20.0, -22.0)
@@ -153,14 +156,35 @@ class MultibandCompressor(Processor):
             for v in values:
                 check_number(f"multiband.{name} value", v, low, high, unit)
 
+    def settle_samples(self, sample_rate):
+        """Samples after which the zero start of the filters and the gain computer is forgotten:
+        :data:`SETTLE_TIME_CONSTANTS` of the slowest of attack, release and the lowest crossover's
+        Butterworth poles (time constant ``1 / (2 pi f zeta)``, ``zeta = 1/sqrt(2)``)."""
+        slowest_s = max(self.attack_ms, self.release_ms) * 1e-3
+        if self.crossovers_hz:
+            slowest_s = max(slowest_s, 1.0 / (2.0 * math.pi * min(self.crossovers_hz) * math.sqrt(0.5)))
+        return int(math.ceil(self.SETTLE_TIME_CONSTANTS * slowest_s * sample_rate))
+
     def process(self, audio, sample_rate):
         lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
         block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
-        return multiband_compress(
-            audio, lows, allpasses, np.asarray(self.threshold_db, dtype=np.float64),
-            np.asarray(self.ratio, dtype=np.float64), np.asarray(self.makeup_db, dtype=np.float64),
-            float(self.knee_db), _time_coef(self.attack_ms, sample_rate), _time_coef(self.release_ms, sample_rate),
-            block, np.zeros((0, 0, 0)))
+        out = np.empty(audio.shape, dtype=np.float32)
+        args = (audio, lows, allpasses, np.asarray(self.threshold_db, dtype=np.float64),
+                np.asarray(self.ratio, dtype=np.float64), np.asarray(self.makeup_db, dtype=np.float64),
+                float(self.knee_db), _time_coef(self.attack_ms, sample_rate), _time_coef(self.release_ms, sample_rate),
+                block, np.zeros((0, 0, 0)), out)
+        n = audio.shape[1]
+        lead = -(-self.settle_samples(sample_rate) // block) * block  # whole control periods
+        mid = (n // 2) // block * block
+        if mid < 2 * lead:  # too short to gain from two threads
+            return multiband_compress(*args, 0, 0, n)
+        # The second half starts one lead early from zero state, in a second thread (the kernel
+        # releases the GIL); by its start the state matches a single pass to e^-20.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-multiband") as pool:
+            second = pool.submit(multiband_compress, *args, mid - lead, mid, n)
+            multiband_compress(*args, 0, 0, mid)
+            second.result()
+        return out
 
 
 @register("width")
@@ -226,6 +250,60 @@ def _detector_interpolator(sample_rate):
     return filters.polyphase_interpolator(4, taps_per_phase=24, beta=10.0)
 
 
+class LazyDetector:
+    """The limiter's held detector computed only where it can matter.
+
+    The limiter leaves a sample alone when ``pre_gain * held <= ceiling``. A cheap bound per block
+    of :attr:`BLOCK` samples (:func:`kernels.truepeak.block_peak_bounds`: the sample peak around it
+    times the interpolator's worst-case gain) stands in for the exact detector wherever even the
+    bound sits under ``ceiling / pre_gain``; elsewhere the exact values are computed, once, as the
+    loudness search asks for higher gains. The gain curve is then identical to the one from the
+    exact detector: where a bound wins the window's maximum, the exact maximum is under the same
+    floor, and both give a gain of 1.
+    """
+
+    BLOCK = 32  # samples: small enough to skip the quiet stretches between transients
+    MERGE_GAP = 2  # blocks: shorter gaps between runs are computed too
+
+    def __init__(self, audio, sample_rate, lookahead):
+        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
+        self.phases = _detector_interpolator(sample_rate)
+        self.lookahead = lookahead
+        self.bounds = block_peak_bounds(self.audio, self.phases, self.BLOCK)
+        n = self.audio.shape[1]
+        self.peaks = np.repeat(self.bounds.astype(np.float32), self.BLOCK)[:n]
+        np.nextafter(self.peaks, np.float32(np.inf), out=self.peaks)  # rounding down must not undercut
+        self.exact = np.zeros(self.bounds.shape, dtype=bool)
+        self._held = None
+
+    @property
+    def exact_fraction(self):
+        """Share of the blocks computed exactly so far."""
+        return float(self.exact.mean()) if self.exact.size else 1.0
+
+    def held(self, floor):
+        """The held detector, exact wherever the exact value could exceed ``floor``.
+        Shape: (samples,) float32."""
+        need = (self.bounds > floor) & ~self.exact
+        if need.any():
+            edges = np.flatnonzero(np.diff(np.concatenate(([0], need.view(np.int8), [0]))))
+            first, last = edges[0::2], edges[1::2]  # runs of blocks [first, last)
+            # a run costs about a filter length of set-up: join runs with short gaps between them
+            new_run = first[1:] - last[:-1] > self.MERGE_GAP
+            first = first[np.concatenate(([0], np.flatnonzero(new_run) + 1))]
+            last = last[np.concatenate((np.flatnonzero(new_run), [len(edges) // 2 - 1]))]
+            for a, b in zip(first, last):
+                need[a:b] = True
+            starts, stops = first * self.BLOCK, np.minimum(last * self.BLOCK, self.audio.shape[1])
+            oversampled_peak_runs(self.audio, self.phases, True, self.peaks, starts.astype(np.int64),
+                                  stops.astype(np.int64))
+            self.exact |= need
+            self._held = None
+        if self._held is None:
+            self._held = sliding_max_forward(self.peaks[None], self.lookahead)
+        return self._held
+
+
 @register("limiter")
 @dataclasses.dataclass(frozen=True)
 class TruePeakLimiter(Processor):
@@ -254,9 +332,17 @@ class TruePeakLimiter(Processor):
         peaks = oversampled_peaks(np.ascontiguousarray(audio, dtype=np.float32), _detector_interpolator(sample_rate), True)
         return sliding_max_forward(peaks, self._lookahead(sample_rate))
 
+    def lazy_detector(self, audio, sample_rate):
+        """A :class:`LazyDetector` for ``audio``: :meth:`gain_curve` accepts it in place of
+        :meth:`detector` and gives the same curve, computing the exact detector only where needed."""
+        return LazyDetector(audio, sample_rate, self._lookahead(sample_rate))
+
     def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
-        """Limiter gain per sample for ``pre_gain * audio``. Shape: (samples,) float64 in (0, 1]."""
+        """Limiter gain per sample for ``pre_gain * audio`` from :meth:`detector` or
+        :meth:`lazy_detector`. Shape: (samples,) float64 in (0, 1]."""
         ceiling = _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
+        if isinstance(detector, LazyDetector):
+            detector = detector.held(ceiling / float(pre_gain))
         return limiter_gain_held(detector, float(pre_gain), ceiling, self._lookahead(sample_rate),
                                  _time_coef(self.release_ms, sample_rate))
 

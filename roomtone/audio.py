@@ -178,6 +178,17 @@ def check_output_path(output_path, input_path=None, *, overwrite_input=False):
         raise OutputError(f"{output_path}: is a directory")
 
 
+def _frames(audio, bit_depth, dither, dither_seed):
+    """Validated float32 ``(channels, samples)`` as the frames libsndfile writes for ``bit_depth``."""
+    if bit_depth == "32f":
+        return audio.T
+    bits = int(bit_depth)
+    # libsndfile maps int32 full scale onto the PCM width: the codes go to the top bits.
+    from kernels.pcm import quantize_codes
+
+    return quantize_codes(audio, bits, dither, dither_seed, 32 - bits)
+
+
 def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither_seed=0):
     """Write float32 ``(channels, samples)`` to WAV/FLAC atomically: a temporary file in the same
     directory, flushed and fsynced, then renamed over ``path``. Nothing is left behind on failure.
@@ -190,16 +201,69 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
     fmt, subtype = output_format(path, bit_depth)
     check_output_path(path)
     audio = validate_audio(audio, sample_rate)
-    if bit_depth == "32f":
-        frames = audio.T
-    else:
-        bits = int(bit_depth)
-        # libsndfile maps int32 full scale onto the PCM width: the codes go to the top bits.
-        from kernels.pcm import quantize_codes
-
-        frames = quantize_codes(audio, bits, dither, dither_seed, 32 - bits)
+    frames = _frames(audio, bit_depth, dither, dither_seed)
     with _atomic_file(path, "wb") as handle:
         sf.write(handle, np.ascontiguousarray(frames), int(sample_rate), subtype=subtype, format=fmt)
+
+
+class PendingWrite:
+    """:func:`write_audio` (without dither: for audio already on the ``bit_depth`` grid) started in a
+    background thread into a temporary file beside ``path``; :meth:`commit` waits, then renames it
+    over ``path``, :meth:`discard` removes it. A job can so write its output while it meters it, and
+    keep or drop the file on the reading. Nothing is left at ``path`` unless committed.
+    """
+
+    def __init__(self, path, audio, sample_rate, bit_depth):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.path = os.fspath(path)
+        self._format = output_format(self.path, bit_depth)
+        check_output_path(self.path)
+        audio = validate_audio(audio, sample_rate)
+        self._tmp = None
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-write")
+        try:
+            self._future = pool.submit(self._write, audio, int(sample_rate), bit_depth)
+        finally:
+            pool.shutdown(wait=False)
+
+    def _write(self, audio, sample_rate, bit_depth):
+        fmt, subtype = self._format
+        try:
+            frames = np.ascontiguousarray(_frames(audio, bit_depth, False, 0))
+            fd, self._tmp = _temp_beside(self.path)
+            with os.fdopen(fd, "wb") as handle:
+                sf.write(handle, frames, sample_rate, subtype=subtype, format=fmt)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException as exc:
+            if self._tmp is not None:
+                _unlink(self._tmp)
+            self._tmp = None
+            if isinstance(exc, (OSError, sf.LibsndfileError)):
+                raise OutputError(f"{self.path}: could not write ({exc})") from None
+            raise
+
+    def commit(self):
+        """Wait for the write and rename the file into place; raises :class:`OutputError`."""
+        self._future.result()
+        try:
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            _unlink(self._tmp)
+            raise OutputError(f"{self.path}: could not write ({exc})") from None
+        finally:
+            self._tmp = None
+
+    def discard(self):
+        """Wait for the write (whatever its outcome) and remove the temporary file."""
+        try:
+            self._future.result()
+        except BaseException:  # noqa: BLE001 - the file is being dropped either way
+            pass
+        if self._tmp is not None:
+            _unlink(self._tmp)
+            self._tmp = None
 
 
 def write_text_atomic(path, text):
@@ -217,11 +281,7 @@ def _atomic_file(path, mode):
     On any failure (including KeyboardInterrupt) the temporary file is removed and nothing is left
     at ``path``; OS and libsndfile errors become :class:`OutputError` with one line.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=os.path.splitext(path)[1] + ".part", dir=directory)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a finished file gets the usual mode
+    fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             yield handle
@@ -229,10 +289,25 @@ def _atomic_file(path, mode):
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as exc:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        _unlink(tmp)
         if isinstance(exc, (OSError, sf.LibsndfileError)):
             raise OutputError(f"{path}: could not write ({exc})") from None
         raise
+
+
+def _temp_beside(path):
+    """``(fd, name)`` of a new hidden temporary file in ``path``'s directory, with the mode a
+    finished file gets (mkstemp makes 0600; the umask decides)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".roomtone-", suffix=os.path.splitext(path)[1] + ".part", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
+    return fd, tmp
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

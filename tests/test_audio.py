@@ -6,7 +6,7 @@ import soundfile as sf
 
 from kernels.pcm import quantize_codes, quantize_grid
 from refsignals import sine
-from roomtone.audio import quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.audio import PendingWrite, quantize_to_grid, read_audio, validate_audio, write_audio
 from roomtone.errors import InvalidAudioError, OutputError
 
 
@@ -82,6 +82,40 @@ def test_write_then_read_round_trip(tmp_path, ext, bit_depth, subtype, channels)
     assert (sr, info.channels, info.subtype) == (48000, channels, subtype)
     np.testing.assert_array_equal(y, expected)
     assert [p.name for p in tmp_path.iterdir()] == [f"o{ext}"]
+
+
+@pytest.mark.parametrize("bit_depth", ["16", "24", "32f"])
+def test_pending_write_commits_the_same_file_write_audio_writes(tmp_path, bit_depth):
+    x = sine(997.0, 0.2, 48000, amplitude=0.7, channels=2)
+    if bit_depth != "32f":
+        x = quantize_to_grid(x, int(bit_depth))
+    write_audio(tmp_path / "a.wav", x, 48000, bit_depth=bit_depth, dither=False)
+    pending = PendingWrite(tmp_path / "b.wav", x, 48000, bit_depth)
+    assert not (tmp_path / "b.wav").exists()  # nothing at the path before commit
+    pending.commit()
+    assert (tmp_path / "a.wav").read_bytes() == (tmp_path / "b.wav").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]
+
+
+def test_pending_write_discard_leaves_nothing(tmp_path):
+    x = sine(997.0, 0.2, 48000, channels=2)
+    (tmp_path / "o.wav").write_bytes(b"old")
+    PendingWrite(tmp_path / "o.wav", x, 48000, "32f").discard()
+    assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+    assert (tmp_path / "o.wav").read_bytes() == b"old"  # an existing file is untouched
+
+
+def test_pending_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, monkeypatch):
+    import roomtone.audio
+
+    def broken_write(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(roomtone.audio.sf, "write", broken_write)
+    pending = PendingWrite(tmp_path / "o.wav", sine(997.0, 0.2, 48000), 48000, "32f")
+    with pytest.raises(OutputError, match="disk full"):
+        pending.commit()
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_validate_audio_layout_and_values():

@@ -555,6 +555,32 @@ def _crossovers(freqs, sample_rate):
     return lows, allpasses
 
 
+def _out_like(x):
+    return np.full(x.shape, np.nan, dtype=np.float32)
+
+
+@pytest.mark.parametrize("lead_periods", [0, 3, 400])
+def test_multiband_compress_in_two_overlapping_parts(lead_periods):
+    """Parts: ``[0, mid)`` and ``[mid - lead, n)`` with only ``[mid, n)`` written. With no lead the
+    second part starts from zero state and differs; with a lead of many time constants it matches
+    one pass over the whole signal to float32 resolution, and every sample is written once."""
+    lows, allpasses = _crossovers((300.0, 3000.0), 48000)
+    x = _compressor_test_signal(2, 6000, seed=3)
+    args = (lows, allpasses, np.full(3, -20.0), np.full(3, 4.0), np.zeros(3), 6.0, 0.9, 0.99, 5, np.zeros((0, 0, 0)))
+    whole = multiband_compress(x, *args, _out_like(x), 0, 0, 6000)
+    parts = _out_like(x)
+    mid, lead = 3000, 5 * lead_periods
+    multiband_compress(x, *args, parts, 0, 0, mid)
+    multiband_compress(x, *args, parts, mid - lead, mid, 6000)
+    assert not np.isnan(parts).any()
+    np.testing.assert_array_equal(parts[:, :mid], whole[:, :mid])
+    error = np.abs(parts[:, mid:] - whole[:, mid:]).max()
+    if lead_periods == 400:  # 2000 samples: 0.99^2000 = e^-20, like the processor's lead
+        assert error < 1e-6
+    elif lead_periods == 0:
+        assert error > 1e-3
+
+
 @pytest.mark.parametrize("freqs", [(), (250.0,), (120.0, 2500.0), (100.0, 800.0, 6000.0)], ids=len)
 @pytest.mark.parametrize("knee_db", [0.0, 6.0])
 @pytest.mark.parametrize("coefs", [(0.0, 0.0), (0.9, 0.999)], ids=["instant", "smoothed"])
@@ -570,13 +596,15 @@ def test_multiband_compress(freqs, knee_db, coefs, block, channels):
     ratio = np.linspace(4.0, 1.5, n_b)
     makeup = np.linspace(0.0, 2.0, n_b)
     bands = np.zeros((n_b,) + x.shape)
-    got = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, bands)
+    got = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, bands,
+                             _out_like(x), 0, 0, x.shape[1])
     want, want_bands = oracle_multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block)
     assert got.dtype == np.float32 and got.shape == x.shape
     np.testing.assert_allclose(bands, want_bands, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)  # float32 output
     # skipping the bands changes nothing
-    alone = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, np.zeros((0, 0, 0)))
+    alone = multiband_compress(x, lows, allpasses, threshold, ratio, makeup, knee_db, *coefs, block, np.zeros((0, 0, 0)),
+                               _out_like(x), 0, 0, x.shape[1])
     assert np.array_equal(alone, got)
 
 
@@ -585,7 +613,7 @@ def test_multiband_compress_tiny_buffers(samples):
     lows, allpasses = _crossovers((120.0, 2500.0), 44100)
     x = _noise(2, samples)
     args = (np.full(3, -30.0), np.full(3, 4.0), np.zeros(3), 6.0, 0.5, 0.9, 15)
-    got = multiband_compress(x, lows, allpasses, *args, np.zeros((0, 0, 0)))
+    got = multiband_compress(x, lows, allpasses, *args, np.zeros((0, 0, 0)), _out_like(x), 0, 0, samples)
     want, _ = oracle_multiband_compress(x, lows, allpasses, *args)
     assert got.shape == (2, samples)
     np.testing.assert_allclose(got, want, rtol=2e-6, atol=1e-7)
@@ -599,7 +627,7 @@ def test_compressor_static_curve_is_continuous_and_monotone(knee_db):
     x = (10.0 ** (levels_db / 20.0))[None]
     none = np.zeros((0, 2, 6)), np.zeros((0, 6))
     out = multiband_compress(x, *none, np.array([-20.0]), np.array([4.0]), np.zeros(1), knee_db, 0.0, 0.0, 1,
-                             np.zeros((0, 0, 0)))
+                             np.zeros((0, 0, 0)), _out_like(x), 0, 0, x.shape[1])
     gain = 20.0 * np.log10(out[0].astype(np.float64) / x[0])
     out_db = levels_db + gain
     assert np.all(np.diff(out_db) > 0.0)

@@ -175,3 +175,39 @@ def test_unusual_sample_rates_keep_their_rate_and_hit_the_target(sample_rate):
     out, report = master(x, sample_rate, preset="open")
     assert out.shape == x.shape and report["sample_rate"] == sample_rate
     assert_on_target(out, sample_rate, -14.0, -1.0)
+
+
+def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tmp_path, monkeypatch):
+    """master_file starts writing each finished output while it is metered. When the first one's
+    reading is refused (simulated here: the true peak is reported 0.5 dB over), that file is dropped,
+    the limiter aims lower, and only the second output lands at the path: no temporary files."""
+    import dataclasses
+
+    import mastering.api
+    from mastering import master_file
+    from roomtone.audio import read_audio, write_audio
+
+    sample_rate = 44100
+    source = tmp_path / "in.wav"
+    write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
+    real_measure = mastering.api.measure
+    readings = []
+
+    def measure_once_over(audio, rate, *args):
+        stats = real_measure(audio, rate, *args)
+        if args:  # the input's reading (passed its loudness): not an output
+            return stats
+        readings.append(stats)
+        if len(readings) == 1:
+            return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
+        return stats
+
+    monkeypatch.setattr(mastering.api, "measure", measure_once_over)
+    report = master_file(source, tmp_path / "out.wav", bit_depth="24")
+    assert len(readings) >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
+    written, rate, _ = read_audio(tmp_path / "out.wav")
+    assert rate == sample_rate
+    assert report["after"]["true_peak_dbtp"] <= -1.0
+    assert meter.true_peak(written, sample_rate) == pytest.approx(readings[-1].true_peak_dbtp, abs=1e-6)
+    assert abs(meter.integrated_loudness(written, sample_rate) - (-14.0)) <= 0.1

@@ -282,3 +282,63 @@ def test_active_processors_are_not_bypassed():
 
 def test_limiter_detector_on_empty_input():
     assert TruePeakLimiter().detector(np.zeros((2, 0), np.float32), 48000).shape == (0,)
+
+
+@pytest.mark.parametrize("sample_rate", [44100, 96000])
+def test_multiband_in_two_threads_matches_one_pass(sample_rate):
+    """A long signal is compressed as two overlapping halves in two threads; the second half's lead
+    (20 release time constants) makes the seam invisible: equal to one pass to float32 resolution."""
+    from kernels.multiband import multiband_compress
+    from mastering.processors import _crossover_sos, _time_coef
+
+    comp = MultibandCompressor(release_ms=60.0, attack_ms=5.0)
+    settle = comp.settle_samples(sample_rate)
+    x = music_like(5.0 * settle / sample_rate, sample_rate, seed=4) * 2.0
+    assert x.shape[1] >= 4 * settle  # long enough to be split
+    got = comp(x, sample_rate)
+    lows, allpasses = _crossover_sos(sample_rate, comp.crossovers_hz)
+    one_pass = multiband_compress(
+        x, lows, allpasses, np.array(comp.threshold_db), np.array(comp.ratio), np.array(comp.makeup_db),
+        comp.knee_db, _time_coef(comp.attack_ms, sample_rate), _time_coef(comp.release_ms, sample_rate),
+        round(sample_rate * comp.CONTROL_PERIOD_S), np.zeros((0, 0, 0)), np.empty(x.shape, np.float32), 0, 0,
+        x.shape[1])
+    assert np.abs(got - one_pass).max() <= 2e-7
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+@pytest.mark.parametrize("channels", [1, 2])
+def test_lazy_detector_gives_the_exact_gain_curve(sample_rate, channels):
+    """The lazy detector computes the exact detector only where its bound could reach the limiter's
+    floor; the gain curves it gives equal the exact detector's at every gain a loudness search
+    tries (rising, as a search does), and it skips part of a signal with quiet stretches."""
+    limiter = TruePeakLimiter(ceiling_dbtp=-1.0)
+    x = music_like(3.0, sample_rate, channels=channels, seed=11)
+    x[:, : x.shape[1] // 3] *= 0.05  # a quiet intro
+    exact = limiter.detector(x, sample_rate)
+    lazy = limiter.lazy_detector(x, sample_rate)
+    for gain_db in (0.0, 3.0, 6.0, 9.0, 14.0):
+        gain = 10 ** (gain_db / 20)
+        np.testing.assert_array_equal(limiter.gain_curve(lazy, sample_rate, pre_gain=gain),
+                                      limiter.gain_curve(exact, sample_rate, pre_gain=gain))
+        if gain_db == 0.0:
+            assert lazy.exact_fraction < 0.9
+    # the exact values it did compute are the exact detector's
+    assert np.all(lazy.held(0.0) == exact)
+
+
+def test_lazy_detector_bounds_are_never_below_the_exact_detector():
+    """The per-block bounds must hold for any signal, including full-scale alternating samples
+    (the worst case for intersample peaks) and isolated impulses."""
+    from kernels.truepeak import block_peak_bounds, oversampled_peaks
+    from mastering.processors import _detector_interpolator
+
+    rng = np.random.default_rng(8)
+    n = 4000
+    signals = [np.tile([1.0, -1.0], n // 2)[None], rng.choice([-1.0, 1.0], (2, n)), np.zeros((1, n))]
+    signals[2][0, [5, 700, 3999]] = [1.0, -0.5, 0.9]
+    for x in signals:
+        x = x.astype(np.float32)
+        phases = _detector_interpolator(48000)
+        peaks = oversampled_peaks(x, phases, True).max(axis=0)
+        bounds = block_peak_bounds(x, phases, 32)
+        assert np.all(np.repeat(bounds, 32)[:n] >= peaks)
