@@ -643,26 +643,31 @@ def versions(args):
 
 def bench_clip(clip, tools, args, workroot):
     """Input row plus one row per tool. On long_3min: one untimed warm-up run per tool, then
-    ``--repeat`` timed runs (median wall time; peak RSS is the largest)."""
+    ``--repeat`` timed rounds, each running every tool once in turn (so a machine that speeds up or
+    slows down over the minutes weighs on every tool alike); median wall time, largest peak RSS."""
     work = workroot / clip.stem
     work.mkdir(parents=True, exist_ok=True)
     rows = [{"tool": "(input)", "input": str(clip),
              "metrics": measure_file(clip, args.target_lufs)}]
     long_clip = clip.stem == LONG_CLIP
+    places = []
     for tool in tools:
         slug = re.sub(r"[^a-z0-9]+", "-", tool.name.lower()).strip("-")
-        out = work / f"{slug}.wav"
         tool_work = work / slug
         tool_work.mkdir(exist_ok=True)
-        if long_clip:
+        places.append((work / f"{slug}.wav", tool_work))
+    if long_clip:
+        for tool, (out, tool_work) in zip(tools, places):
             warm = tool(clip, out, tool_work)
             print(f"  warm-up {tool.name}: {warm.wall_s:.2f} s"
                   + ("" if warm.ok else f" ({warm.error})"), flush=True)
-        runs = []
-        for _ in range(args.repeat if long_clip else 1):
+    all_runs = [[] for _ in tools]
+    for _ in range(args.repeat if long_clip else 1):
+        for tool, (out, tool_work), runs in zip(tools, places, all_runs):
             if out.exists():
                 out.unlink()
             runs.append(tool(clip, out, tool_work))
+    for tool, (out, tool_work), runs in zip(tools, places, all_runs):
         run = runs[-1]
         started = all(r.processes for r in runs)
         row = {"tool": tool.name, "input": str(clip), "output": str(out),

@@ -41,12 +41,21 @@ def _resolve_target(platform, target_lufs, ceiling_dbtp):
     return plat, target, ceiling
 
 
+def _run(processor, signal, sample_rate):
+    """``processor(signal, sample_rate)`` without re-validating: the job validated its input once,
+    and every processor keeps finite audio finite. Returns C-contiguous float32."""
+    if processor.bypassed:
+        return signal
+    return np.ascontiguousarray(processor.process(signal, sample_rate), dtype=np.float32)
+
+
 def _render(audio, curve, bits, on_candidate=None):
     """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; passed to
     ``on_candidate`` if given."""
-    out = audio * curve.astype(np.float32)[None, :]
     if bits:
-        out = quantize_to_grid(out, bits)
+        out = quantize_to_grid(audio, bits, gain=curve)
+    else:
+        out = audio * curve.astype(np.float32)[None, :]
     if on_candidate is not None:
         on_candidate(out)
     return out
@@ -196,7 +205,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     with side_executor("meter") as meter_pool:
         before_future = meter_pool.submit(measure, audio, sample_rate, input_loudness)
         trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
-        signal = Gain(gain_db=trim_db)(audio, sample_rate)
+        signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
         lap("input_trim")
         level_futures = []
         for processor in preset.chain:
@@ -204,7 +213,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
                 level_futures.append(None)
                 continue
             say(processor.kind)
-            signal = processor(signal, sample_rate)
+            signal = _run(processor, signal, sample_rate)
             level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
             lap(processor.kind)
         say("loudness and true-peak limiting")

@@ -150,14 +150,15 @@ def output_format(path, bit_depth):
     return fmt, _SUBTYPES[str(bit_depth)]
 
 
-def quantize_to_grid(audio, bits, seed=0):
-    """``audio`` quantized to ``bits``-bit PCM with TPDF dither of +-1 LSB (the sum of two
-    independent uniform LSB-wide variables), rounding and clipping to the code range, returned as
-    float32 (exactly representable, so writing it at ``bits`` bits without dither stores these very
-    samples). Shape: unchanged."""
+def quantize_to_grid(audio, bits, seed=0, gain=None):
+    """``audio`` (times the per-sample ``gain`` if given, shape (samples,)) quantized to ``bits``-bit
+    PCM with TPDF dither of +-1 LSB (the sum of two independent uniform LSB-wide variables),
+    rounding and clipping to the code range, returned as float32 (exactly representable, so writing
+    it at ``bits`` bits without dither stores these very samples). Shape: unchanged."""
     from kernels.pcm import quantize_grid  # numba loads lazily: reading files needs none of it
 
-    return quantize_grid(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed)
+    gain = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
+    return quantize_grid(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed, gain)
 
 
 def check_output_path(output_path, input_path=None, *, overwrite_input=False):

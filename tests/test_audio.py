@@ -52,9 +52,13 @@ def test_quantize_grid_is_the_codes_scaled(bits, dither):
     """Same dither sequence, same clipping: the float grid is exactly the file's codes / 2^(bits-1)."""
     x = (np.random.default_rng(2).uniform(-1.2, 1.2, (3, 4000))).astype(np.float32)
     codes = quantize_codes(x, bits, dither, 11, 0)
-    grid = quantize_grid(x, bits, dither, 11)
+    grid = quantize_grid(x, bits, dither, 11, np.zeros(0))
     assert grid.dtype == np.float32 and grid.shape == x.shape
     np.testing.assert_array_equal(grid.astype(np.float64) * 2 ** (bits - 1), codes.T.astype(np.float64))
+    # a per-sample gain is the float32 product, then the same quantization
+    gain = np.linspace(0.3, 1.1, x.shape[1])
+    scaled = x * gain.astype(np.float32)[None, :]
+    np.testing.assert_array_equal(quantize_grid(x, bits, dither, 11, gain), quantize_grid(scaled, bits, dither, 11, np.zeros(0)))
 
 
 def test_quantize_is_seeded_and_on_grid():
