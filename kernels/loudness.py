@@ -58,6 +58,25 @@ def _add(s, comp, v):
     return t, comp
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _weighted_power(x, i, g, sos, weights, z1, z2):
+    """``sum_c weights[c] * y_c[i]^2`` with ``y_c = K * (g x_c)``, advancing the cascade's state
+    (transposed direct form II, rows of ``z1``/``z2`` per channel) by sample ``i``."""
+    e = 0.0
+    for c in range(x.shape[0]):
+        w = weights[c]
+        if w == 0.0:
+            continue
+        v = np.float64(x[c, i]) * g
+        for s in range(sos.shape[0]):
+            out = sos[s, 0] * v + z1[c, s]
+            z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
+            z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
+            v = out
+        e += w * v * v
+    return e
+
+
 @njit(cache=True, nogil=True)
 def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=True):
     """K-weighting, channel weighting and two sliding-window energies in one pass, without keeping
@@ -101,19 +120,7 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
         b = 0
         left = hop
         for i in range(n):
-            g = gain[i] if has_gain else 1.0
-            e = 0.0
-            for c in range(n_ch):
-                w = weights[c]
-                if w == 0.0:
-                    continue
-                v = np.float64(x[c, i]) * g
-                for s in range(n_sec):
-                    out = sos[s, 0] * v + z1[c, s]
-                    z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-                    z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
-                    v = out
-                e += w * v * v
+            e = _weighted_power(x, i, gain[i] if has_gain else 1.0, sos, weights, z1, z2)
             bins[b] += e
             left -= 1
             if left == 0:
@@ -129,19 +136,7 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
         return blocks_m, blocks_s, -1.0, -1.0
     slot = 0  # ring index of sample i; sample i - w sits at (slot - w) mod ring_len
     for i in range(n):
-        g = gain[i] if has_gain else 1.0
-        e = 0.0
-        for c in range(n_ch):
-            w = weights[c]
-            if w == 0.0:
-                continue
-            v = np.float64(x[c, i]) * g
-            for s in range(n_sec):
-                out = sos[s, 0] * v + z1[c, s]
-                z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-                z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
-                v = out
-            e += w * v * v
+        e = _weighted_power(x, i, gain[i] if has_gain else 1.0, sos, weights, z1, z2)
         for k in range(2):
             length = windows[k]
             s, comp = _add(sums[k], comps[k], e)

@@ -91,7 +91,6 @@ def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceilin
                 after = measure(out, sample_rate)
                 result = after.integrated_lufs
             else:
-                after = None
                 result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
             error = target - result
             history.append((gain_db, result))
