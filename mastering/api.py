@@ -26,7 +26,7 @@ from roomtone.concurrency import side_executor
 from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, quantize_to_grid, read_audio_async,
                             validate_audio)
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
-from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure
+from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
@@ -188,21 +188,22 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         clock = now
 
     say("metering input")
-    input_loudness = loudness_stats(audio, sample_rate)
-    input_lufs = input_loudness["integrated_lufs"]
-    if not np.isfinite(input_lufs):
-        raise InvalidAudioError(
-            f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, no file written"
-        )
-    if target - input_lufs > MAX_TOTAL_GAIN_DB:
-        raise TargetUnreachableError(
-            f"input reads {input_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
-            f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
-        )
-    # Metering (the input's full readings, each stage's loudness) runs in a second thread beside the
-    # chain: the kernels release the GIL, so on two cores it costs almost no wall time.
+    # Metering (the input's true peak, each stage's loudness) runs in a second thread beside the
+    # chain: the kernels release the GIL, so on two cores it costs little wall time.
     with side_executor("meter") as meter_pool:
-        before_future = meter_pool.submit(measure, audio, sample_rate, input_loudness)
+        input_peak = meter_pool.submit(true_peak, audio, sample_rate)  # beside the loudness pass
+        input_loudness = loudness_stats(audio, sample_rate)
+        input_lufs = input_loudness["integrated_lufs"]
+        if not np.isfinite(input_lufs):
+            raise InvalidAudioError(
+                f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, "
+                f"no file written"
+            )
+        if target - input_lufs > MAX_TOTAL_GAIN_DB:
+            raise TargetUnreachableError(
+                f"input reads {input_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
+                f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
+            )
         trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
         signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
         lap("input_trim")
@@ -219,10 +220,18 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
         limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms,
                                   release_ms=preset.release_ms)
         detector = limiter.lazy_detector(signal, sample_rate)
-        lap("limiter_detector")
-        before = before_future.result()
-        stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
+        # While the last stage is metered beside it, compute the exact detector where the expected
+        # gain will need it, from the last level already metered (the search itself computes
+        # whatever the true level turns out to need).
         level = input_lufs + trim_db  # a static gain shifts integrated loudness exactly
+        for future in level_futures:
+            if future is not None and future.done():
+                level = future.result()
+        limiter.prepare(detector, 10.0 ** ((target - level) / 20.0))
+        lap("limiter_detector")
+        before = measure(audio, sample_rate, input_loudness, input_peak.result())
+        stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
+        level = input_lufs + trim_db
         for processor, future in zip(preset.chain, level_futures):
             new_level = level if future is None else future.result()
             stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})

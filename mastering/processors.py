@@ -342,6 +342,13 @@ class TruePeakLimiter(Processor):
         :meth:`detector` and gives the same curve, computing the exact detector only where needed."""
         return LazyDetector(audio, sample_rate, self._lookahead(sample_rate))
 
+    def prepare(self, detector, pre_gain, ceiling_dbtp=None):
+        """Let a :class:`LazyDetector` compute ahead what :meth:`gain_curve` at ``pre_gain`` will
+        need (e.g. in one thread while another meters); nothing for a plain detector."""
+        if isinstance(detector, LazyDetector):
+            ceiling = _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
+            detector.held(ceiling / float(pre_gain))
+
     def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
         """Limiter gain per sample for ``pre_gain * audio`` from :meth:`detector` or
         :meth:`lazy_detector`. Shape: (samples,) float64 in (0, 1]."""

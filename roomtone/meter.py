@@ -186,18 +186,22 @@ class LoudnessStats:
         return out
 
 
-def measure(audio, sample_rate, loudness=None):
+def measure(audio, sample_rate, loudness=None, true_peak_dbtp=None):
     """Meter ``audio`` (channels, samples) at ``sample_rate``: I, LRA, max M, max S, TP, SP, PLR.
 
-    ``loudness`` may pass in :func:`loudness_stats` of the same audio if the caller has it. The true
-    peak runs in a second thread beside the loudness readings (the kernels release the GIL).
+    ``loudness`` (:func:`loudness_stats`) and ``true_peak_dbtp`` (:func:`true_peak`) of the same
+    audio may be passed in if the caller has them. The true peak runs in a second thread beside the
+    loudness readings (the kernels release the GIL).
     """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     n_ch, n = audio.shape
-    with side_executor("peak") as pool:
-        peak = pool.submit(true_peak, audio, sample_rate)
-        stats = loudness_stats(audio, sample_rate) if loudness is None else loudness
-        tp = peak.result()
+    if loudness is not None and true_peak_dbtp is not None:
+        stats, tp = loudness, float(true_peak_dbtp)
+    else:
+        with side_executor("peak") as pool:
+            peak = pool.submit(true_peak, audio, sample_rate) if true_peak_dbtp is None else None
+            stats = loudness_stats(audio, sample_rate) if loudness is None else loudness
+            tp = peak.result() if peak is not None else float(true_peak_dbtp)
     integrated = stats["integrated_lufs"]
     sp = float(to_db(max(float(audio.max()), -float(audio.min())))) if audio.size else float("-inf")
     plr = tp - integrated if np.isfinite(integrated) and np.isfinite(tp) else float("nan")
