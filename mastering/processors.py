@@ -342,17 +342,20 @@ class TruePeakLimiter(Processor):
         :meth:`detector` and gives the same curve, computing the exact detector only where needed."""
         return LazyDetector(audio, sample_rate, self._lookahead(sample_rate))
 
+    def _target_peak(self, ceiling_dbtp):
+        """The linear peak every detected peak is brought to: the ceiling less the margin."""
+        return _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
+
     def prepare(self, detector, pre_gain, ceiling_dbtp=None):
         """Let a :class:`LazyDetector` compute ahead what :meth:`gain_curve` at ``pre_gain`` will
         need (e.g. in one thread while another meters); nothing for a plain detector."""
         if isinstance(detector, LazyDetector):
-            ceiling = _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
-            detector.held(ceiling / float(pre_gain))
+            detector.held(self._target_peak(ceiling_dbtp) / float(pre_gain))
 
     def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
         """Limiter gain per sample for ``pre_gain * audio`` from :meth:`detector` or
         :meth:`lazy_detector`. Shape: (samples,) float64 in (0, 1]."""
-        ceiling = _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
+        ceiling = self._target_peak(ceiling_dbtp)
         if isinstance(detector, LazyDetector):
             detector = detector.held(ceiling / float(pre_gain))
         return limiter_gain_held(detector, float(pre_gain), ceiling, self._lookahead(sample_rate),
@@ -361,6 +364,6 @@ class TruePeakLimiter(Processor):
     def process(self, audio, sample_rate):
         out = audio * self.gain_curve(self.detector(audio, sample_rate), sample_rate)[None, :]
         check = self.detector(out, sample_rate)
-        if check.max() > _db_to_gain(self.ceiling_dbtp - self.MARGIN_DB):
+        if check.max() > self._target_peak(None):
             out = out * self.gain_curve(check, sample_rate)[None, :]
         return out
