@@ -179,15 +179,30 @@ def check_output_path(output_path, input_path=None, *, overwrite_input=False):
         raise OutputError(f"{output_path}: is a directory")
 
 
+WRITE_CHUNK = 1 << 16  # frames converted and written at a time when no dither sequence runs through
+
+
 def _frames(audio, bit_depth, dither, dither_seed):
-    """Validated float32 ``(channels, samples)`` as the frames libsndfile writes for ``bit_depth``."""
+    """Validated float32 ``(channels, samples)`` as the C-contiguous frames libsndfile writes for
+    ``bit_depth``."""
     if bit_depth == "32f":
-        return audio.T
+        return np.ascontiguousarray(audio.T)
     bits = int(bit_depth)
     # libsndfile maps int32 full scale onto the PCM width: the codes go to the top bits.
     from kernels.pcm import quantize_codes
 
-    return quantize_codes(audio, bits, dither, dither_seed, 32 - bits)
+    return quantize_codes(np.ascontiguousarray(audio), bits, dither, dither_seed, 32 - bits)
+
+
+def _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fmt, subtype):
+    """Encode ``audio`` into the open binary ``handle``. Dithered output is converted in one piece
+    (one dither sequence through the file); otherwise in chunks, so no whole-file integer copy."""
+    with sf.SoundFile(handle, "w", int(sample_rate), audio.shape[0], subtype, format=fmt) as out:
+        if dither and bit_depth != "32f":
+            out.write(_frames(audio, bit_depth, True, dither_seed))
+            return
+        for start in range(0, audio.shape[1], WRITE_CHUNK):
+            out.write(_frames(audio[:, start:start + WRITE_CHUNK], bit_depth, False, 0))
 
 
 def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither_seed=0):
@@ -202,9 +217,8 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
     fmt, subtype = output_format(path, bit_depth)
     check_output_path(path)
     audio = validate_audio(audio, sample_rate)
-    frames = _frames(audio, bit_depth, dither, dither_seed)
     with _atomic_file(path, "wb") as handle:
-        sf.write(handle, np.ascontiguousarray(frames), int(sample_rate), subtype=subtype, format=fmt)
+        _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fmt, subtype)
 
 
 class PendingWrite:
@@ -231,10 +245,9 @@ class PendingWrite:
     def _write(self, audio, sample_rate, bit_depth):
         fmt, subtype = self._format
         try:
-            frames = np.ascontiguousarray(_frames(audio, bit_depth, False, 0))
             fd, self._tmp = _temp_beside(self.path)
             with os.fdopen(fd, "wb") as handle:
-                sf.write(handle, frames, sample_rate, subtype=subtype, format=fmt)
+                _write_frames(handle, audio, sample_rate, bit_depth, False, 0, fmt, subtype)
                 handle.flush()
                 os.fsync(handle.fileno())
         except BaseException as exc:

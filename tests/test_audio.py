@@ -101,6 +101,19 @@ def test_pending_write_commits_the_same_file_write_audio_writes(tmp_path, bit_de
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.wav", "b.wav"]
 
 
+@pytest.mark.parametrize("ext, bit_depth", [(".wav", "24"), (".wav", "32f"), (".flac", "16")])
+def test_long_writes_in_chunks_round_trip_exactly(tmp_path, ext, bit_depth):
+    """Undithered output is converted and written a chunk at a time: across chunk edges the file
+    holds exactly the samples given."""
+    from roomtone.audio import WRITE_CHUNK
+
+    x = sine(997.0, (2.5 * WRITE_CHUNK) / 48000, 48000, amplitude=0.7, channels=2)
+    expected = x if bit_depth == "32f" else quantize_to_grid(x, int(bit_depth))
+    write_audio(tmp_path / f"o{ext}", expected, 48000, bit_depth=bit_depth, dither=False)
+    y, _, _ = read_audio(tmp_path / f"o{ext}")
+    np.testing.assert_array_equal(y, expected)
+
+
 def test_pending_write_discard_leaves_nothing(tmp_path):
     x = sine(997.0, 0.2, 48000, channels=2)
     (tmp_path / "o.wav").write_bytes(b"old")
@@ -115,7 +128,7 @@ def test_pending_write_failure_is_an_output_error_and_leaves_nothing(tmp_path, m
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(roomtone.audio.sf, "write", broken_write)
+    monkeypatch.setattr(roomtone.audio.sf.SoundFile, "write", broken_write)
     pending = PendingWrite(tmp_path / "o.wav", sine(997.0, 0.2, 48000), 48000, "32f")
     with pytest.raises(OutputError, match="disk full"):
         pending.commit()

@@ -193,7 +193,7 @@ def test_failed_write_leaves_no_partial_file(song, tmp_path, monkeypatch):
     def broken_write(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(roomtone.audio.sf, "write", broken_write)
+    monkeypatch.setattr(roomtone.audio.sf.SoundFile, "write", broken_write)
     result = run(master_cli, [song, "-o", tmp_path / "o.wav", "-q"])
     assert result.exit_code == 4 and "disk full" in result.output
     _only_expected_files(tmp_path, ["song.wav"])
