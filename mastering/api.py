@@ -265,7 +265,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
 _WARMED_UP = False
 
 
-def _warm_up(preset, bit_depth):
+def warm_up(preset="balanced", bit_depth="24"):
     """Once per process, run the whole job on 0.5 s of quiet noise so every numba kernel is
     loaded from its cache (about 0.4 s, mostly LLVM loading object code) while the real input is
     still decoding. Later calls (a script mastering many files) skip it. Errors are left for the
@@ -300,7 +300,7 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     say("reading")
     if reading is None:
         reading = read_audio_async(input_path)
-    _warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
+    warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
     audio, sample_rate, info = reading.result()
     # Each finished output starts writing (to a temporary file) while it is metered; the file that
     # passes is renamed into place, any other removed.

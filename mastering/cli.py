@@ -102,8 +102,12 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(input_path)  # decode while numba and the kernels load
-    from mastering.api import master_file
+    from roomtone.runtime import without_scipy_blas
 
+    with without_scipy_blas():
+        from mastering.api import master_file, warm_up
+
+        warm_up(preset, bit_depth)
     report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
                          ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
                          progress=progress, reading=reading)

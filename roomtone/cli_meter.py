@@ -37,14 +37,15 @@ def main(files, as_json):
     """
     from roomtone.audio import read_audio
     from roomtone.meter import measure
-    from roomtone.runtime import keep_freed_memory
+    from roomtone.runtime import keep_freed_memory, without_scipy_blas
 
     keep_freed_memory()
     status = 0
     for path in files:
         try:
             audio, sample_rate, _ = read_audio(path)
-            stats = measure(audio, sample_rate).as_dict()
+            with without_scipy_blas():  # numba's first kernel load need not import SciPy
+                stats = measure(audio, sample_rate).as_dict()
         except RoomtoneError as exc:
             click.echo(f"error: {exc}", err=True)
             status = exit_code_for(exc)
@@ -56,7 +57,6 @@ def main(files, as_json):
         for key, label in _COLUMNS:
             click.echo(f"  {label:<14}{fmt(stats[key], missing='n/a' if key == 'plr_lu' else '-inf'):>8}")
     raise SystemExit(status)
-
 
 
 def run():
