@@ -64,3 +64,34 @@ def sos_power(x, sos, weights):
             acc += g * v * v
         e[i] = acc
     return e
+
+
+@njit(cache=True, nogil=True, inline="always")
+def section_pass2(a, b, m, co, ci, z, za, zb):
+    """Rows ``a`` and ``b`` (two channels) in place through one section, coefficients
+    ``co[ci : ci + 5]`` = b0 b1 b2 a1 a2 (transposed direct form II), states ``z[za : za + 2]`` and
+    ``z[zb : zb + 2]``: two independent recurrences in one loop with their state in registers."""
+    b0 = co[ci]
+    b1 = co[ci + 1]
+    b2 = co[ci + 2]
+    a1 = co[ci + 3]
+    a2 = co[ci + 4]
+    s1a = z[za]
+    s2a = z[za + 1]
+    s1b = z[zb]
+    s2b = z[zb + 1]
+    for j in range(m):
+        va = a[j]
+        vb = b[j]
+        oa = b0 * va + s1a
+        ob = b0 * vb + s1b
+        s1a = b1 * va - a1 * oa + s2a
+        s1b = b1 * vb - a1 * ob + s2b
+        s2a = b2 * va - a2 * oa
+        s2b = b2 * vb - a2 * ob
+        a[j] = oa
+        b[j] = ob
+    z[za] = s1a
+    z[za + 1] = s2a
+    z[zb] = s1b
+    z[zb + 1] = s2b

@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit
 
+from kernels.biquad import section_pass2
+
 
 @njit(cache=True, nogil=True)
 def window_means(e, window, hop):
@@ -58,23 +60,32 @@ def _add(s, comp, v):
     return t, comp
 
 
+SPAN = 256  # samples filtered per block, section by section
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _weighted_power(x, i, g, sos, weights, z1, z2):
-    """``sum_c weights[c] * y_c[i]^2`` with ``y_c = K * (g x_c)``, advancing the cascade's state
-    (transposed direct form II, rows of ``z1``/``z2`` per channel) by sample ``i``."""
-    e = 0.0
-    for c in range(x.shape[0]):
+def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
+    """``e[j] = sum_c weights[c] * (K * (gain x_c))[q0 + j]^2`` for ``j < m``: the block is copied
+    into ``rows`` (float64, channels padded to pairs) and filtered section by section, two channels
+    per loop (:func:`kernels.biquad.section_pass2`); row ``r``'s section ``s`` keeps its state at
+    ``z[(r * n_sec + s) * 2]``."""
+    n_ch = x.shape[0]
+    for c in range(n_ch):
+        for j in range(m):
+            v = np.float64(x[c, q0 + j])
+            rows[c, j] = v * gain[q0 + j] if has_gain else v
+    for r in range(0, rows.shape[0], 2):
+        for s in range(n_sec):
+            section_pass2(rows[r], rows[r + 1], m, co, s * 5, z, (r * n_sec + s) * 2, ((r + 1) * n_sec + s) * 2)
+    for j in range(m):
+        e[j] = 0.0
+    for c in range(n_ch):
         w = weights[c]
         if w == 0.0:
             continue
-        v = np.float64(x[c, i]) * g
-        for s in range(sos.shape[0]):
-            out = sos[s, 0] * v + z1[c, s]
-            z1[c, s] = sos[s, 1] * v - sos[s, 4] * out + z2[c, s]
-            z2[c, s] = sos[s, 2] * v - sos[s, 5] * out
-            v = out
-        e += w * v * v
-    return e
+        for j in range(m):
+            v = rows[c, j]
+            e[j] += w * v * v
 
 
 @njit(cache=True, nogil=True)
@@ -103,11 +114,16 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
     n_ch, n = x.shape
     n_sec = sos.shape[0]
     has_gain = gain.shape[0] == n and n > 0
+    co = np.empty(n_sec * 5 + 1)  # b0 b1 b2 a1 a2 per section
+    for s in range(n_sec):
+        for t, col in enumerate((0, 1, 2, 4, 5)):
+            co[s * 5 + t] = sos[s, col]
+    rows = np.zeros((n_ch + n_ch % 2, SPAN))  # an odd channel count gets a silent partner
+    z = np.zeros(rows.shape[0] * n_sec * 2 + 1)
+    e = np.empty(SPAN)
     windows = (window_m, window_s)
     ring_len = max(window_m, window_s, 1)
     ring = np.zeros(ring_len)
-    z1 = np.zeros((n_ch, n_sec))
-    z2 = np.zeros((n_ch, n_sec))
     blocks_m = np.empty(max(0, (n - window_m) // hop + 1) if n >= window_m else 0)
     blocks_s = np.empty(max(0, (n - window_s) // hop + 1) if n >= window_s else 0)
     sums = np.zeros(2)
@@ -118,11 +134,17 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
     if not every_sample and window_m % hop == 0 and window_s % hop == 0:
         bins = np.zeros(n // hop + 1)
         b = 0
-        left = hop
-        for i in range(n):
-            e = _weighted_power(x, i, gain[i] if has_gain else 1.0, sos, weights, z1, z2)
-            bins[b] += e
-            left -= 1
+        left = hop  # samples still to go into bin b
+        q0 = 0
+        while q0 < n:
+            m = min(SPAN, n - q0, left)  # blocks never straddle a bin
+            _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e)
+            total = 0.0
+            for j in range(m):
+                total += e[j]
+            bins[b] += total
+            q0 += m
+            left -= m
             if left == 0:
                 b += 1
                 left = hop
@@ -136,10 +158,12 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
         return blocks_m, blocks_s, -1.0, -1.0
     slot = 0  # ring index of sample i; sample i - w sits at (slot - w) mod ring_len
     for i in range(n):
-        e = _weighted_power(x, i, gain[i] if has_gain else 1.0, sos, weights, z1, z2)
+        if i % SPAN == 0:
+            _block_energy(x, gain, has_gain, i, min(SPAN, n - i), co, n_sec, weights, z, rows, e)
+        energy = e[i % SPAN]
         for k in range(2):
             length = windows[k]
-            s, comp = _add(sums[k], comps[k], e)
+            s, comp = _add(sums[k], comps[k], energy)
             if i >= length:
                 old = slot - length
                 if old < 0:
@@ -161,7 +185,7 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
                     written[k] += 1
                     countdown[k] = hop
                 countdown[k] -= 1
-        ring[slot] = e
+        ring[slot] = energy
         slot += 1
         if slot == ring_len:
             slot = 0

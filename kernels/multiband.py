@@ -24,6 +24,8 @@ in memory; the result is bit for bit the same).
 import numpy as np
 from numba import njit
 
+from kernels.biquad import section_pass2
+
 
 @njit(cache=True, nogil=True, inline="always")
 def static_gain_db(peak, threshold_db, slope, knee_db, knee_start):
@@ -37,37 +39,6 @@ def static_gain_db(peak, threshold_db, slope, knee_db, knee_start):
     if knee_db > 0.0 and over <= half:
         return -slope * (over + half) * (over + half) / (2.0 * knee_db)
     return -slope * over
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _pass2(a, b, m, co, ci, z, za, zb):
-    """Rows ``a`` and ``b`` (two channels) in place through one section, coefficients
-    ``co[ci : ci + 5]`` = b0 b1 b2 a1 a2 (transposed direct form II), states ``z[za : za + 2]`` and
-    ``z[zb : zb + 2]``: two independent recurrences in one loop with their state in registers."""
-    b0 = co[ci]
-    b1 = co[ci + 1]
-    b2 = co[ci + 2]
-    a1 = co[ci + 3]
-    a2 = co[ci + 4]
-    s1a = z[za]
-    s2a = z[za + 1]
-    s1b = z[zb]
-    s2b = z[zb + 1]
-    for j in range(m):
-        va = a[j]
-        vb = b[j]
-        oa = b0 * va + s1a
-        ob = b0 * vb + s1b
-        s1a = b1 * va - a1 * oa + s2a
-        s1b = b1 * vb - a1 * ob + s2b
-        s2a = b2 * va - a2 * oa
-        s2b = b2 * vb - a2 * ob
-        a[j] = oa
-        b[j] = ob
-    z[za] = s1a
-    z[za + 1] = s2a
-    z[zb] = s1b
-    z[zb + 1] = s2b
 
 
 @njit(cache=True, nogil=True)
@@ -137,15 +108,15 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
             for r in range(0, n_rows, 2):
                 zr = r * per_row
                 zs = (r + 1) * per_row
-                _pass2(low[r], low[r + 1], mm, co, k * 15, z, zr + k * 6, zs + k * 6)
-                _pass2(low[r], low[r + 1], mm, co, k * 15 + 5, z, zr + k * 6 + 2, zs + k * 6 + 2)
-                _pass2(rest[r], rest[r + 1], mm, co, k * 15 + 10, z, zr + k * 6 + 4, zs + k * 6 + 4)
+                section_pass2(low[r], low[r + 1], mm, co, k * 15, z, zr + k * 6, zs + k * 6)
+                section_pass2(low[r], low[r + 1], mm, co, k * 15 + 5, z, zr + k * 6 + 2, zs + k * 6 + 2)
+                section_pass2(rest[r], rest[r + 1], mm, co, k * 15 + 10, z, zr + k * 6 + 4, zs + k * 6 + 4)
                 for j in range(mm):
                     rest[r, j] -= low[r, j]
                     rest[r + 1, j] -= low[r + 1, j]
                 for h in range(k + 1, n_x):
                     slot = n_x * 6 + (k * n_x + h) * 2
-                    _pass2(low[r], low[r + 1], mm, co, h * 15 + 10, z, zr + slot, zs + slot)
+                    section_pass2(low[r], low[r + 1], mm, co, h * 15 + 10, z, zr + slot, zs + slot)
         # gain computer per control period
         for p0 in range(0, mm, block):
             m = min(block, mm - p0)
