@@ -89,6 +89,30 @@ def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
 
 
 @njit(cache=True, nogil=True)
+def weighted_power(x, sos, weights):
+    """``z[n] = sum_c weights[c] * (K * x_c)[n]^2`` at every sample (BS.1770-4 eqs. 1-2), for
+    readings :func:`loudness_pass` does not reduce (e.g. momentary loudness at every sample).
+
+    Shape: x (channels, samples) float32 or float64, sos (sections, 6), weights (channels,) ->
+    (samples,) float64
+    """
+    n_ch, n = x.shape
+    n_sec = sos.shape[0]
+    co = np.empty(n_sec * 5 + 1)
+    for s in range(n_sec):
+        for t, col in enumerate((0, 1, 2, 4, 5)):
+            co[s * 5 + t] = sos[s, col]
+    rows = np.zeros((n_ch + n_ch % 2, SPAN))
+    z = np.zeros(rows.shape[0] * n_sec * 2 + 1)
+    out = np.empty(n)
+    no_gain = np.zeros(0)
+    for q0 in range(0, n, SPAN):
+        m = min(SPAN, n - q0)
+        _block_energy(x, no_gain, False, q0, m, co, n_sec, weights, z, rows, out[q0:q0 + m])
+    return out
+
+
+@njit(cache=True, nogil=True)
 def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=True):
     """K-weighting, channel weighting and two sliding-window energies in one pass, without keeping
     the per-sample power (BS.1770-4 eqs. 1-2; EBU Tech 3341 momentary and short-term windows).

@@ -11,8 +11,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kernels.biquad import sos_power
-from kernels.loudness import loudness_pass, window_means
+from kernels.loudness import loudness_pass, weighted_power, window_means
 from kernels.truepeak import true_peak_per_channel
 from roomtone.concurrency import side_executor
 from roomtone.filters import k_weighting_sos, meter_interpolator, true_peak_factor
@@ -60,7 +59,7 @@ def k_weighted_power(audio, sample_rate, weights=None):
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if weights is None:
         weights = channel_weights(audio.shape[0])
-    return sos_power(audio, k_weighting_sos(sample_rate), np.asarray(weights, dtype=np.float64))
+    return weighted_power(audio, k_weighting_sos(sample_rate), np.asarray(weights, dtype=np.float64))
 
 
 def gated_blocks(power, sample_rate, window_s, hop_s):

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kernels.biquad import sos_filter, sos_power
+from kernels.biquad import sos_filter
 from kernels.dynamics import box_mean_backward, limiter_gain, limiter_gain_held, sliding_max_forward
-from kernels.loudness import loudness_pass, window_means
+from kernels.loudness import loudness_pass, weighted_power, window_means
 from kernels.multiband import multiband_compress, static_gain_db
 from kernels.saturation import soft_clip, tanh_saturate_2x
 from kernels.truepeak import oversampled_peaks, true_peak_per_channel
@@ -109,7 +109,7 @@ def test_sos_filter_tiny_buffers(samples):
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.loudness.window_means, kernels.biquad.sos_power
+# kernels.loudness: weighted_power, window_means, loudness_pass
 # --------------------------------------------------------------------------------------------------
 
 
@@ -124,13 +124,13 @@ def oracle_weighted_power(y, weights):
     "weights", [[1.0], [1.0, 1.0], [1.0, 1.0, 1.0, 0.0, 1.41, 1.41]], ids=["mono", "stereo", "5.1"]
 )
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("samples", [0, 1, 300])
-def test_sos_power_is_filter_then_weighted_power(weights, dtype, samples):
+@pytest.mark.parametrize("samples", [0, 1, 300, 1000])  # 1000: several blocks
+def test_weighted_power_is_filter_then_weighted_power(weights, dtype, samples):
     sos = k_weighting_sos(48000)
     x = _noise(len(weights), samples, dtype, seed=len(weights))
     w = np.array(weights, dtype=np.float64)
     want = oracle_weighted_power(oracle_sos_filter(x, sos), w)
-    np.testing.assert_allclose(sos_power(x, sos, w), want, rtol=1e-9, atol=1e-15)
+    np.testing.assert_allclose(weighted_power(x, sos, w), want, rtol=1e-9, atol=1e-15)
 
 
 def oracle_window_means(e, window, hop):
