@@ -42,6 +42,18 @@ def sos_filter(x, sos, out):
     return out
 
 
+@njit(cache=True, nogil=True)
+def pack_sections(sos):
+    """SOS rows ``b0 b1 b2 a0 a1 a2`` (``a0 == 1``) as the flat ``b0 b1 b2 a1 a2`` per section that
+    :func:`section_pass2` reads (one spare slot at the end, so an empty cascade is still an array).
+    Shape: (sections, 6) -> (sections * 5 + 1,) float64."""
+    co = np.zeros(sos.shape[0] * 5 + 1)
+    for s in range(sos.shape[0]):
+        for t, col in enumerate((0, 1, 2, 4, 5)):
+            co[s * 5 + t] = sos[s, col]
+    return co
+
+
 @njit(cache=True, nogil=True, inline="always")
 def section_pass2(a, b, m, co, ci, z, za, zb):
     """Rows ``a`` and ``b`` (two channels) in place through one section, coefficients

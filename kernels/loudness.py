@@ -3,7 +3,18 @@
 import numpy as np
 from numba import njit
 
-from kernels.biquad import section_pass2
+from kernels.biquad import pack_sections, section_pass2
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add(s, comp, v):
+    """Neumaier-compensated ``s + v``: returns the new sum and compensation."""
+    t = s + v
+    if abs(s) >= abs(v):
+        comp += (s - t) + v
+    else:
+        comp += (v - t) + s
+    return t, comp
 
 
 @njit(cache=True, nogil=True)
@@ -25,39 +36,16 @@ def window_means(e, window, hop):
     s = 0.0
     comp = 0.0
     for i in range(window):
-        t = s + e[i]
-        if abs(s) >= abs(e[i]):
-            comp += (s - t) + e[i]
-        else:
-            comp += (e[i] - t) + s
-        s = t
+        s, comp = _add(s, comp, e[i])
     out[0] = (s + comp) / window
     for k in range(1, count):
         start = (k - 1) * hop
         for j in range(hop):
-            add = e[start + window + j]
-            sub = -e[start + j]
-            for v in (add, sub):
-                t = s + v
-                if abs(s) >= abs(v):
-                    comp += (s - t) + v
-                else:
-                    comp += (v - t) + s
-                s = t
+            s, comp = _add(s, comp, e[start + window + j])
+            s, comp = _add(s, comp, -e[start + j])
         m = (s + comp) / window
         out[k] = m if m > 0.0 else 0.0
     return out
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _add(s, comp, v):
-    """Neumaier-compensated ``s + v``: returns the new sum and compensation."""
-    t = s + v
-    if abs(s) >= abs(v):
-        comp += (s - t) + v
-    else:
-        comp += (v - t) + s
-    return t, comp
 
 
 SPAN = 256  # samples filtered per block, section by section
@@ -89,6 +77,15 @@ def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
 
 
 @njit(cache=True, nogil=True)
+def _block_filter(sos, n_ch):
+    """What :func:`_block_energy` needs for ``n_ch`` channels through ``sos``: the packed
+    coefficients, the block rows (channels padded to pairs: an odd count gets a silent partner) and
+    the zeroed section states. Returns ``(co, rows, z)``."""
+    rows = np.zeros((n_ch + n_ch % 2, SPAN))
+    return pack_sections(sos), rows, np.zeros(rows.shape[0] * sos.shape[0] * 2 + 1)
+
+
+@njit(cache=True, nogil=True)
 def weighted_power(x, sos, weights):
     """``z[n] = sum_c weights[c] * (K * x_c)[n]^2`` at every sample (BS.1770-4 eqs. 1-2), for
     readings :func:`loudness_pass` does not reduce (e.g. momentary loudness at every sample).
@@ -98,12 +95,7 @@ def weighted_power(x, sos, weights):
     """
     n_ch, n = x.shape
     n_sec = sos.shape[0]
-    co = np.empty(n_sec * 5 + 1)
-    for s in range(n_sec):
-        for t, col in enumerate((0, 1, 2, 4, 5)):
-            co[s * 5 + t] = sos[s, col]
-    rows = np.zeros((n_ch + n_ch % 2, SPAN))
-    z = np.zeros(rows.shape[0] * n_sec * 2 + 1)
+    co, rows, z = _block_filter(sos, n_ch)
     out = np.empty(n)
     no_gain = np.zeros(0)
     for q0 in range(0, n, SPAN):
@@ -138,12 +130,7 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
     n_ch, n = x.shape
     n_sec = sos.shape[0]
     has_gain = gain.shape[0] == n and n > 0
-    co = np.empty(n_sec * 5 + 1)  # b0 b1 b2 a1 a2 per section
-    for s in range(n_sec):
-        for t, col in enumerate((0, 1, 2, 4, 5)):
-            co[s * 5 + t] = sos[s, col]
-    rows = np.zeros((n_ch + n_ch % 2, SPAN))  # an odd channel count gets a silent partner
-    z = np.zeros(rows.shape[0] * n_sec * 2 + 1)
+    co, rows, z = _block_filter(sos, n_ch)
     e = np.empty(SPAN)
     windows = (window_m, window_s)
     ring_len = max(window_m, window_s, 1)

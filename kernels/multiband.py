@@ -24,7 +24,7 @@ in memory; the result is bit for bit the same).
 import numpy as np
 from numba import njit
 
-from kernels.biquad import section_pass2
+from kernels.biquad import pack_sections, section_pass2
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -70,10 +70,8 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
     keep = bands.shape[0] == n_b and bands.shape[1] == n_ch and bands.shape[2] == x.shape[1]
     co = np.empty(n_x * 15 + 1)
     for k in range(n_x):
-        for s in range(3):
-            row = lows[k, s] if s < 2 else allpasses[k]
-            for t, col in enumerate((0, 1, 2, 4, 5)):
-                co[k * 15 + s * 5 + t] = row[col]
+        co[k * 15:k * 15 + 10] = pack_sections(lows[k])[:10]
+        co[k * 15 + 10:k * 15 + 15] = pack_sections(allpasses[k:k + 1])[:5]
     n_rows = n_ch + (n_ch % 2)  # channels in pairs; an odd count gets a silent partner
     per_row = n_x * 6 + n_x * n_x * 2
     z = np.zeros(n_rows * per_row + 1)

@@ -3,6 +3,8 @@
 import numpy as np
 from numba import njit, prange
 
+from kernels.truepeak import padded_window
+
 
 @njit(cache=True, fastmath=True, nogil=True)
 def soft_clip(v):
@@ -55,11 +57,7 @@ def tanh_saturate_2x(x, h, drive, mix):
         c = job // n_blocks
         k0 = (job % n_blocks) * BLOCK
         m = min(BLOCK, n - k0)
-        xb = np.zeros(m + 2 * center)  # xb[j] = x[c, k0 - center + j], zero outside the signal
-        for j in range(m + 2 * center):
-            src = k0 - center + j
-            if 0 <= src < n:
-                xb[j] = x[c, src]
+        xb = padded_window(x, c, k0 - center, m + 2 * center)  # xb[j] = x[c, k0 - center + j]
         even = np.empty(m + center)  # even[u] = e[k0 + u]
         for u in range(m + center):
             acc = 0.0

@@ -6,6 +6,18 @@ from numba import njit, prange
 BLOCK = 8192  # samples per work item: small buffers, both cores busy even for mono
 
 
+@njit(cache=True, nogil=True, inline="always")
+def padded_window(x, c, first, length):
+    """``out[j] = x[c, first + j]`` for ``j < length`` as float64, zero where that falls outside
+    the signal: a block kernel's input with the neighbours its filter reaches into.
+    Shape: (length,) float64."""
+    n = x.shape[1]
+    out = np.zeros(length)
+    for j in range(max(0, -first), min(length, n - first)):
+        out[j] = x[c, first + j]
+    return out
+
+
 @njit(cache=True, nogil=True)
 def _reversed_taps(phases):
     """Branches with their taps reversed, so the inner product walks memory forwards (SIMD)."""
@@ -45,11 +57,7 @@ def true_peak_per_channel(x, phases):
         c = job // n_blocks
         i0 = (job % n_blocks) * BLOCK
         i1 = min(n_loop, i0 + BLOCK)
-        xb = np.zeros(max(0, i1 - i0) + n_tap)  # xb[j] = x[c, i0 - T + 1 + j]
-        for j in range(xb.shape[0]):
-            src = i0 - n_tap + 1 + j
-            if 0 <= src < n:
-                xb[j] = x[c, src]
+        xb = padded_window(x, c, i0 - n_tap + 1, max(0, i1 - i0) + n_tap)
         m = 0.0
         for j in range(xb.shape[0]):
             a = abs(xb[j])
@@ -96,11 +104,7 @@ def _channel_peaks(x, c, rev, offset, refine, k0, k1, dest, base):
     # first and last samples also take the points the clamping moves onto them
     i_lo = max(0, (k0 - high_off if k0 > 0 else 0) - 1)
     i_hi = min(n_loop, (k1 - low_off if k1 < n else n_loop) + 1)
-    xb = np.zeros(i_hi - i_lo + n_tap)  # xb[j] = x[c, i_lo - T + 1 + j], zero outside the signal
-    for j in range(xb.shape[0]):
-        src = i_lo - n_tap + 1 + j
-        if 0 <= src < n:
-            xb[j] = x[c, src]
+    xb = padded_window(x, c, i_lo - n_tap + 1, i_hi - i_lo + n_tap)
     prev2 = 0.0
     prev1 = 0.0
     prev1_k = 0

@@ -4,7 +4,6 @@ Inside the library audio is float32 ``(channels, samples)``; files are frames x 
 layout is converted here, once, from the file's own channel count, never guessed from a shape.
 """
 
-import contextlib
 import os
 import struct
 import tempfile
@@ -126,17 +125,23 @@ def read_audio(path):
     return audio, info.sample_rate, info
 
 
+def _in_background(name, fn, *args):
+    """Start ``fn(*args)`` in a thread of its own; returns its :class:`~concurrent.futures.Future`
+    (errors are raised by ``future.result()``)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"roomtone-{name}")
+    try:
+        return pool.submit(fn, *args)
+    finally:
+        pool.shutdown(wait=False)  # the submitted call still runs to completion
+
+
 def read_audio_async(path):
     """Start :func:`read_audio` in a background thread and return its
     :class:`~concurrent.futures.Future` (libsndfile decodes without the GIL, so the caller can
     import and load kernels meanwhile). Errors are raised by ``future.result()``."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-read")
-    try:
-        return pool.submit(read_audio, path)
-    finally:
-        pool.shutdown(wait=False)  # the submitted read still runs to completion
+    return _in_background("read", read_audio, path)
 
 
 def output_format(path, bit_depth):
@@ -217,8 +222,8 @@ def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither
     fmt, subtype = output_format(path, bit_depth)
     check_output_path(path)
     audio = validate_audio(audio, sample_rate)
-    with _atomic_file(path, "wb") as handle:
-        _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fmt, subtype)
+    _commit(_write_temp(path, "wb", lambda handle: _write_frames(handle, audio, sample_rate, bit_depth, dither,
+                                                                  dither_seed, fmt, subtype)), path)
 
 
 class PendingWrite:
@@ -229,84 +234,58 @@ class PendingWrite:
     """
 
     def __init__(self, path, audio, sample_rate, bit_depth):
-        from concurrent.futures import ThreadPoolExecutor
-
         self.path = os.fspath(path)
-        self._format = output_format(self.path, bit_depth)
+        fmt, subtype = output_format(self.path, bit_depth)
         check_output_path(self.path)
         audio = validate_audio(audio, sample_rate)
-        self._tmp = None
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-write")
-        try:
-            self._future = pool.submit(self._write, audio, int(sample_rate), bit_depth)
-        finally:
-            pool.shutdown(wait=False)
-
-    def _write(self, audio, sample_rate, bit_depth):
-        fmt, subtype = self._format
-        try:
-            fd, self._tmp = _temp_beside(self.path)
-            with os.fdopen(fd, "wb") as handle:
-                _write_frames(handle, audio, sample_rate, bit_depth, False, 0, fmt, subtype)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException as exc:
-            if self._tmp is not None:
-                _unlink(self._tmp)
-            self._tmp = None
-            if isinstance(exc, (OSError, sf.LibsndfileError)):
-                raise OutputError(f"{self.path}: could not write ({exc})") from None
-            raise
+        self._future = _in_background(
+            "write", _write_temp, self.path, "wb",
+            lambda handle: _write_frames(handle, audio, sample_rate, bit_depth, False, 0, fmt, subtype))
 
     def commit(self):
         """Wait for the write and rename the file into place; raises :class:`OutputError`."""
-        self._future.result()
-        try:
-            os.replace(self._tmp, self.path)
-        except OSError as exc:
-            _unlink(self._tmp)
-            raise OutputError(f"{self.path}: could not write ({exc})") from None
-        finally:
-            self._tmp = None
+        _commit(self._future.result(), self.path)
 
     def discard(self):
         """Wait for the write (whatever its outcome) and remove the temporary file."""
         try:
-            self._future.result()
-        except BaseException:  # noqa: BLE001 - the file is being dropped either way
+            _unlink(self._future.result())
+        except BaseException:  # noqa: BLE001 - a failed write left nothing; the file is dropped either way
             pass
-        if self._tmp is not None:
-            _unlink(self._tmp)
-            self._tmp = None
 
 
 def write_text_atomic(path, text):
     """Write ``text`` to ``path`` via a temporary file and a rename (for JSON reports)."""
     path = os.fspath(path)
     check_output_path(path)
-    with _atomic_file(path, "w") as handle:
-        handle.write(text)
+    _commit(_write_temp(path, "w", lambda handle: handle.write(text)), path)
 
 
-@contextlib.contextmanager
-def _atomic_file(path, mode):
-    """Yield a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
-
-    On any failure (including KeyboardInterrupt) the temporary file is removed and nothing is left
-    at ``path``; OS and libsndfile errors become :class:`OutputError` with one line.
-    """
+def _write_temp(path, mode, fill):
+    """Write a temporary file beside ``path`` with ``fill(handle)``, flush and fsync it; returns its
+    name. On any failure (including KeyboardInterrupt) it is removed; OS and libsndfile errors become
+    :class:`OutputError` with one line."""
     fd, tmp = _temp_beside(path)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
-            yield handle
+            fill(handle)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
     except BaseException as exc:
         _unlink(tmp)
         if isinstance(exc, (OSError, sf.LibsndfileError)):
             raise OutputError(f"{path}: could not write ({exc})") from None
         raise
+    return tmp
+
+
+def _commit(tmp, path):
+    """Rename the finished temporary file ``tmp`` over ``path`` (atomic on one file system)."""
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        _unlink(tmp)
+        raise OutputError(f"{path}: could not write ({exc})") from None
 
 
 def _temp_beside(path):
