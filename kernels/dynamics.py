@@ -1,4 +1,4 @@
-"""The look-ahead true-peak limiter's gain computer (the compressor's is in :mod:`kernels.multiband`).
+"""The look-ahead true-peak limiter's gain computer (the compressor's is in :mod:`roomtone.kernels.multiband`).
 
 Whole-file curves, but no whole-file scratch: the sliding maximum keeps one window of block maxima,
 the box filters a ring of their own length, and the gain curve is filtered in place.

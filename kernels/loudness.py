@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit
 
-from kernels.biquad import pack_sections, section_pass2
+from roomtone.kernels.biquad import pack_sections, section_pass2
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -55,7 +55,7 @@ SPAN = 256  # samples filtered per block, section by section
 def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
     """``e[j] = sum_c weights[c] * (K * (gain x_c))[q0 + j]^2`` for ``j < m``: the block is copied
     into ``rows`` (float64, channels padded to pairs) and filtered section by section, two channels
-    per loop (:func:`kernels.biquad.section_pass2`); row ``r``'s section ``s`` keeps its state at
+    per loop (:func:`roomtone.kernels.biquad.section_pass2`); row ``r``'s section ``s`` keeps its state at
     ``z[(r * n_sec + s) * 2]``."""
     n_ch = x.shape[0]
     for c in range(n_ch):

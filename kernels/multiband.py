@@ -24,7 +24,7 @@ in memory; the result is bit for bit the same).
 import numpy as np
 from numba import njit
 
-from kernels.biquad import pack_sections, section_pass2
+from roomtone.kernels.biquad import pack_sections, section_pass2
 
 
 @njit(cache=True, nogil=True, inline="always")

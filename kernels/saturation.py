@@ -3,7 +3,7 @@
 import numpy as np
 from numba import njit, prange
 
-from kernels.truepeak import padded_window
+from roomtone.kernels.truepeak import padded_window
 
 
 @njit(cache=True, fastmath=True, nogil=True)

@@ -1,7 +1,7 @@
 """The master job: ``master(audio, sample_rate, preset=..., platform=...)`` returns the mastered
 audio and a report; ``master_file(in_path, out_path, ...)`` does the same for files.
 
-The two are imported on first use (they load numba), so ``mastering.cli`` can start decoding the
+The two are imported on first use (they load numba), so ``roomtone.mastering.cli`` can start decoding the
 input before paying for that import.
 """
 
@@ -12,5 +12,5 @@ def __getattr__(name):
     if name in __all__:
         import importlib
 
-        return getattr(importlib.import_module("mastering.api"), name)
-    raise AttributeError(f"module 'mastering' has no attribute {name!r}")
+        return getattr(importlib.import_module("roomtone.mastering.api"), name)
+    raise AttributeError(f"module 'roomtone.mastering' has no attribute {name!r}")

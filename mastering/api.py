@@ -20,8 +20,8 @@ import time
 import numpy as np
 
 import roomtone
-from mastering.presets import Platform, check_target, get_platform, load_preset
-from mastering.processors import Gain, TruePeakLimiter
+from roomtone.mastering.presets import Platform, check_target, get_platform, load_preset
+from roomtone.mastering.processors import Gain, TruePeakLimiter
 from roomtone.concurrency import side_executor
 from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, quantize_to_grid, read_audio_async,
                             validate_audio)

@@ -1,6 +1,6 @@
 """``master IN -o OUT``: master a file to a platform's loudness and true-peak ceiling.
 
-The CLI parses, calls :func:`mastering.master_file`, and prints the before/after table.
+The CLI parses, calls :func:`roomtone.mastering.master_file`, and prints the before/after table.
 """
 
 import json
@@ -12,7 +12,7 @@ from roomtone.cli_common import fail, fmt, friendly_errors, run_command, stderr_
 
 
 def _list_presets():
-    from mastering.presets import load_platforms, load_preset, preset_paths
+    from roomtone.mastering.presets import load_platforms, load_preset, preset_paths
 
     click.echo("Presets (--preset NAME, or a path to a .toml file):")
     for name in preset_paths():
@@ -105,7 +105,7 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     from roomtone.runtime import without_scipy_blas
 
     with without_scipy_blas():
-        from mastering.api import master_file, warm_up
+        from roomtone.mastering.api import master_file, warm_up
 
         warm_up(preset, bit_depth)
     report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
@@ -124,7 +124,7 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
 
 def _write_demo_input(output_path):
     """Synthesize the demo mix beside OUT as ``<OUT stem>_mix.wav`` and return its path."""
-    from mastering.demo import SAMPLE_RATE, demo_track
+    from roomtone.mastering.demo import SAMPLE_RATE, demo_track
     from roomtone.audio import write_audio
 
     stem, _ = os.path.splitext(output_path)

@@ -12,8 +12,8 @@ import math
 import tomllib
 from pathlib import Path
 
-from mastering.processors import TruePeakLimiter  # importing registers every processor kind
-from presets import PRESET_DIR
+from roomtone.mastering.processors import TruePeakLimiter  # importing registers every processor kind
+from roomtone.presets import PRESET_DIR
 from roomtone.errors import PresetError
 from roomtone.processor import Chain
 

@@ -11,11 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from kernels.biquad import sos_filter
-from kernels.dynamics import limiter_gain_held, sliding_max_forward
-from kernels.multiband import multiband_compress
-from kernels.saturation import tanh_saturate_2x
-from kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
+from roomtone.kernels.biquad import sos_filter
+from roomtone.kernels.dynamics import limiter_gain_held, sliding_max_forward
+from roomtone.kernels.multiband import multiband_compress
+from roomtone.kernels.saturation import tanh_saturate_2x
+from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
 from roomtone import filters
 from roomtone.errors import PresetError
 from roomtone.processor import Processor, check_number, param, register
@@ -129,7 +129,7 @@ class MultibandCompressor(Processor):
     Thresholds are peak levels in dBFS at the master's working level (-18 LUFS); one entry per band
     (``len(crossovers_hz) + 1``) for ``threshold_db``, ``ratio`` and ``makeup_db``. The gain
     computer runs on the peak of each 1/3 ms control period, its gain interpolated in between
-    (:mod:`kernels.multiband`).
+    (:mod:`roomtone.kernels.multiband`).
     """
 
     CONTROL_PERIOD_S = 1.0 / 3000.0
@@ -254,7 +254,7 @@ class LazyDetector:
     """The limiter's held detector computed only where it can matter.
 
     The limiter leaves a sample alone when ``pre_gain * held <= ceiling``. A cheap bound per block
-    of :attr:`BLOCK` samples (:func:`kernels.truepeak.block_peak_bounds`: the sample peak around it
+    of :attr:`BLOCK` samples (:func:`roomtone.kernels.truepeak.block_peak_bounds`: the sample peak around it
     times the interpolator's worst-case gain) stands in for the exact detector wherever even the
     bound sits under ``ceiling / pre_gain``; elsewhere the exact values are computed, once, as the
     loudness search asks for higher gains. The gain curve is then identical to the one from the

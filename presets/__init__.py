@@ -1,5 +1,5 @@
 """Preset data (TOML): ``platforms.toml`` (loudness targets), ``styles/*.toml`` and ``genres/*.toml``
-(mastering chains). Loaded and validated by :mod:`mastering.presets`; this package holds only data."""
+(mastering chains). Loaded and validated by :mod:`roomtone.mastering.presets`; this package holds only data."""
 
 from pathlib import Path
 

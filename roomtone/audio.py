@@ -160,7 +160,7 @@ def quantize_to_grid(audio, bits, seed=0, gain=None):
     PCM with TPDF dither of +-1 LSB (the sum of two independent uniform LSB-wide variables),
     rounding and clipping to the code range, returned as float32 (exactly representable, so writing
     it at ``bits`` bits without dither stores these very samples). Shape: unchanged."""
-    from kernels.pcm import quantize_grid  # numba loads lazily: reading files needs none of it
+    from roomtone.kernels.pcm import quantize_grid  # numba loads lazily: reading files needs none of it
 
     gain = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
     return quantize_grid(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed, gain)
@@ -194,7 +194,7 @@ def _frames(audio, bit_depth, dither, dither_seed):
         return np.ascontiguousarray(audio.T)
     bits = int(bit_depth)
     # libsndfile maps int32 full scale onto the PCM width: the codes go to the top bits.
-    from kernels.pcm import quantize_codes
+    from roomtone.kernels.pcm import quantize_codes
 
     return quantize_codes(np.ascontiguousarray(audio), bits, dither, dither_seed, 32 - bits)
 

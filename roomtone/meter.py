@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from kernels.loudness import loudness_pass, weighted_power, window_means
-from kernels.truepeak import true_peak_per_channel
+from roomtone.kernels.loudness import loudness_pass, weighted_power, window_means
+from roomtone.kernels.truepeak import true_peak_per_channel
 from roomtone.concurrency import side_executor
 from roomtone.filters import k_weighting_sos, meter_interpolator, true_peak_factor
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from kernels.pcm import quantize_codes, quantize_grid
+from roomtone.kernels.pcm import quantize_codes, quantize_grid
 from refsignals import sine
 from roomtone.audio import PendingWrite, quantize_to_grid, read_audio, validate_audio, write_audio
 from roomtone.errors import InvalidAudioError, OutputError

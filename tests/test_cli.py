@@ -12,7 +12,7 @@ import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from mastering.cli import main as master_cli
+from roomtone.mastering.cli import main as master_cli
 from refsignals import music_like, silence, sine
 from roomtone.cli_meter import main as meter_cli
 

@@ -13,12 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from kernels.biquad import sos_filter
-from kernels.dynamics import box_mean_backward, limiter_gain, limiter_gain_held, sliding_max_forward
-from kernels.loudness import loudness_pass, weighted_power, window_means
-from kernels.multiband import multiband_compress, static_gain_db
-from kernels.saturation import soft_clip, tanh_saturate_2x
-from kernels.truepeak import oversampled_peaks, true_peak_per_channel
+from roomtone.kernels.biquad import sos_filter
+from roomtone.kernels.dynamics import box_mean_backward, limiter_gain, limiter_gain_held, sliding_max_forward
+from roomtone.kernels.loudness import loudness_pass, weighted_power, window_means
+from roomtone.kernels.multiband import multiband_compress, static_gain_db
+from roomtone.kernels.saturation import soft_clip, tanh_saturate_2x
+from roomtone.kernels.truepeak import oversampled_peaks, true_peak_per_channel
 from roomtone.filters import (
     allpass_lr4_sos,
     halfband_lowpass,
@@ -39,7 +39,7 @@ def _noise(channels, samples, dtype=np.float64, seed=0):
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.biquad.sos_filter
+# roomtone.kernels.biquad.sos_filter
 # --------------------------------------------------------------------------------------------------
 
 
@@ -109,7 +109,7 @@ def test_sos_filter_tiny_buffers(samples):
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.loudness: weighted_power, window_means, loudness_pass
+# roomtone.kernels.loudness: weighted_power, window_means, loudness_pass
 # --------------------------------------------------------------------------------------------------
 
 
@@ -216,7 +216,7 @@ def test_loudness_pass_keeps_precision_after_loud_passage():
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.truepeak
+# roomtone.kernels.truepeak
 # --------------------------------------------------------------------------------------------------
 
 
@@ -366,7 +366,7 @@ def test_oversampled_peaks_refine_recovers_missed_peak(phase):
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.dynamics
+# roomtone.kernels.dynamics
 # --------------------------------------------------------------------------------------------------
 
 
@@ -480,7 +480,7 @@ def test_limiter_never_exceeds_ceiling(peak, pre_gain, ceiling, lookahead, relea
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.multiband.multiband_compress
+# roomtone.kernels.multiband.multiband_compress
 # --------------------------------------------------------------------------------------------------
 
 
@@ -640,7 +640,7 @@ def test_compressor_static_curve_is_continuous_and_monotone(knee_db):
 
 
 # --------------------------------------------------------------------------------------------------
-# kernels.saturation.tanh_saturate_2x
+# roomtone.kernels.saturation.tanh_saturate_2x
 # --------------------------------------------------------------------------------------------------
 
 

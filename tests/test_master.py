@@ -6,8 +6,8 @@ import numpy as np
 import pyebur128
 import pytest
 
-from mastering import master
-from mastering.processors import TruePeakLimiter
+from roomtone.mastering import master
+from roomtone.mastering.processors import TruePeakLimiter
 from refsignals import music_like, pink_noise, silence, sine
 from roomtone import meter
 from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError
@@ -183,14 +183,14 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
     the limiter aims lower, and only the second output lands at the path: no temporary files."""
     import dataclasses
 
-    import mastering.api
-    from mastering import master_file
+    import roomtone.mastering.api
+    from roomtone.mastering import master_file
     from roomtone.audio import read_audio, write_audio
 
     sample_rate = 44100
     source = tmp_path / "in.wav"
     write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
-    real_measure = mastering.api.measure
+    real_measure = roomtone.mastering.api.measure
     readings = []
 
     def measure_once_over(audio, rate, *args):
@@ -202,7 +202,7 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
             return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
         return stats
 
-    monkeypatch.setattr(mastering.api, "measure", measure_once_over)
+    monkeypatch.setattr(roomtone.mastering.api, "measure", measure_once_over)
     report = master_file(source, tmp_path / "out.wav", bit_depth="24")
     assert len(readings) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]

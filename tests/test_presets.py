@@ -4,7 +4,7 @@ import tomllib
 
 import pytest
 
-from mastering.presets import get_platform, load_platforms, load_preset, parse_preset, preset_paths
+from roomtone.mastering.presets import get_platform, load_platforms, load_preset, parse_preset, preset_paths
 from roomtone.errors import PresetError
 
 EXPECTED_PLATFORMS = {

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mastering.processors import (Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter,
+from roomtone.mastering.processors import (Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter,
                                   split_bands)
 from refsignals import CHANNELS, SAMPLE_RATES, impulse, music_like, pink_noise, silence, sine, sweep
 from roomtone import filters, meter
@@ -288,8 +288,8 @@ def test_limiter_detector_on_empty_input():
 def test_multiband_in_two_threads_matches_one_pass(sample_rate):
     """A long signal is compressed as two overlapping halves in two threads; the second half's lead
     (20 release time constants) makes the seam invisible: equal to one pass to float32 resolution."""
-    from kernels.multiband import multiband_compress
-    from mastering.processors import _crossover_sos, _time_coef
+    from roomtone.kernels.multiband import multiband_compress
+    from roomtone.mastering.processors import _crossover_sos, _time_coef
 
     comp = MultibandCompressor(release_ms=60.0, attack_ms=5.0)
     settle = comp.settle_samples(sample_rate)
@@ -329,8 +329,8 @@ def test_lazy_detector_gives_the_exact_gain_curve(sample_rate, channels):
 def test_lazy_detector_bounds_are_never_below_the_exact_detector():
     """The per-block bounds must hold for any signal, including full-scale alternating samples
     (the worst case for intersample peaks) and isolated impulses."""
-    from kernels.truepeak import block_peak_bounds, oversampled_peaks
-    from mastering.processors import _detector_interpolator
+    from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peaks
+    from roomtone.mastering.processors import _detector_interpolator
 
     rng = np.random.default_rng(8)
     n = 4000

@@ -1,0 +1,135 @@
+"""The package installs under one import name, and its layers hold (DESIGN.md, "Layers").
+
+- The wheel's only top-level package is ``roomtone``; installed beside a distribution that owns the
+  short names ``kernels`` and ``presets``, both import and neither overwrites the other's files.
+- No module of one job (``mastering``, ``enhance``, ``separate``) imports another job, and the
+  kernels and the core import no job.
+- ``master`` and ``meter`` never import jax, flax or optax (checked in a fresh process).
+"""
+
+import ast
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+JOBS = ("mastering", "enhance", "separate")
+# folder in the repository -> its import name
+PACKAGES = {"roomtone": "roomtone", "kernels": "roomtone.kernels", "presets": "roomtone.presets",
+            **{job: f"roomtone.{job}" for job in JOBS}}
+
+
+def _pip(*args, cwd=None):
+    subprocess.run([sys.executable, "-m", "pip", "--disable-pip-version-check", "-q", *args], check=True,
+                   cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+
+
+def _build_wheel(source, out_dir):
+    # No build isolation: the test environment's setuptools builds it, nothing is downloaded.
+    _pip("wheel", "--no-deps", "--no-build-isolation", "-w", str(out_dir), str(source))
+    (wheel,) = Path(out_dir).glob("*.whl")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def roomtone_wheel(tmp_path_factory):
+    return _build_wheel(ROOT, tmp_path_factory.mktemp("wheel"))
+
+
+def _top_level_names(wheel):
+    with zipfile.ZipFile(wheel) as archive:
+        names = {name.split("/")[0] for name in archive.namelist()}
+    return {name for name in names if not name.endswith((".dist-info", ".data"))}
+
+
+def test_wheel_has_one_top_level_package(roomtone_wheel):
+    assert _top_level_names(roomtone_wheel) == {"roomtone"}
+    with zipfile.ZipFile(roomtone_wheel) as archive:
+        names = set(archive.namelist())
+    # the mapped folders and the preset data are inside it
+    for path in ("roomtone/kernels/truepeak.py", "roomtone/mastering/api.py", "roomtone/presets/platforms.toml",
+                 "roomtone/presets/styles/balanced.toml", "roomtone/enhance/__init__.py",
+                 "roomtone/separate/__init__.py"):
+        assert path in names
+
+
+def test_installs_beside_a_distribution_owning_kernels_and_presets(roomtone_wheel, tmp_path):
+    other = tmp_path / "other"
+    for package in ("kernels", "presets"):
+        (other / package).mkdir(parents=True)
+        (other / package / "__init__.py").write_text(f"OWNER = 'other-{package}'\n")
+    (other / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=64", "wheel"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "other-kernels"\nversion = "1.0"\n'
+        '[tool.setuptools]\npackages = ["kernels", "presets"]\n')
+    other_wheel = _build_wheel(other, tmp_path / "other-wheel")
+    target = tmp_path / "site"
+    for wheel in (other_wheel, roomtone_wheel, other_wheel):  # either order: nothing is replaced
+        _pip("install", "--no-deps", "--target", str(target), "--upgrade", str(wheel))
+    code = (
+        "import kernels, presets, roomtone, roomtone.kernels.truepeak, roomtone.presets\n"
+        "from roomtone.mastering import master, master_file\n"
+        "from roomtone.meter import measure\n"
+        "assert kernels.OWNER == 'other-kernels' and presets.OWNER == 'other-presets'\n"
+        f"assert roomtone.__file__.startswith({str(target)!r}), roomtone.__file__\n"
+        "assert (roomtone.presets.PRESET_DIR / 'platforms.toml').is_file()\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def _imported_modules(path):
+    """Absolute module names a source file imports (``import a.b``, ``from a.b import c``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "import_module" and node.args:
+            if isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+                names.add(node.args[0].value)
+    return names
+
+
+def _modules_of(folder):
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("folder", sorted(PACKAGES))
+def test_layers_jobs_never_import_each_other(folder):
+    own = PACKAGES[folder]
+    if folder in JOBS:
+        forbidden = [f"roomtone.{job}" for job in JOBS if job != folder]
+    else:  # the core and the kernels import no job
+        forbidden = [f"roomtone.{job}" for job in JOBS]
+    if folder == "kernels":
+        forbidden += ["roomtone"]  # kernels import nothing of ours but other kernels
+    bad = []
+    for path in _modules_of(folder):
+        for name in _imported_modules(path):
+            for prefix in forbidden:
+                if (name == prefix or name.startswith(prefix + ".")) and not name.startswith("roomtone.kernels"):
+                    bad.append(f"{path.relative_to(ROOT)} imports {name}")
+            # the short names of the repository folders are never imported: they are not installed
+            top = name.split(".")[0]
+            if top in PACKAGES and top != "roomtone":
+                bad.append(f"{path.relative_to(ROOT)} imports {name} (use roomtone.{name})")
+    assert not bad, "\n".join(bad) + f"\n({own} may not import these)"
+
+
+def test_tests_and_benchmarks_use_the_roomtone_names():
+    bad = []
+    for folder in ("tests", "benchmarks"):
+        for path in _modules_of(folder):
+            for name in _imported_modules(path):
+                if name.split(".")[0] in PACKAGES and not name.startswith("roomtone"):
+                    bad.append(f"{path.relative_to(ROOT)} imports {name}")
+    assert not bad, "\n".join(bad)
