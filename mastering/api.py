@@ -20,25 +20,17 @@ import time
 import numpy as np
 
 import roomtone
-from roomtone.mastering.presets import Platform, check_target, get_platform, load_preset
-from roomtone.mastering.processors import Gain, TruePeakLimiter
+from roomtone.audio import BIT_DEPTHS, PendingWrite, check_output_path, read_audio_async, validate_audio
 from roomtone.concurrency import side_executor
-from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, quantize_to_grid, read_audio_async,
-                            validate_audio)
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
+from roomtone.loudness import reach_loudness
+from roomtone.mastering.presets import load_preset
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
+from roomtone.platforms import resolve_target
+from roomtone.stages import Gain, TruePeakLimiter
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
-LOUDNESS_TOLERANCE_LU = 0.01  # we aim well inside the 0.1 LU promise
-
-
-def _resolve_target(platform, target_lufs, ceiling_dbtp):
-    plat = platform if isinstance(platform, Platform) else get_platform(platform)
-    target = plat.target_lufs if target_lufs is None else float(target_lufs)
-    ceiling = plat.ceiling_dbtp if ceiling_dbtp is None else float(ceiling_dbtp)
-    check_target(target, ceiling)
-    return plat, target, ceiling
 
 
 def _run(processor, signal, sample_rate):
@@ -47,83 +39,6 @@ def _run(processor, signal, sample_rate):
     if processor.bypassed:
         return signal
     return np.ascontiguousarray(processor.process(signal, sample_rate), dtype=np.float32)
-
-
-def _render(audio, curve, bits, on_candidate=None):
-    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; passed to
-    ``on_candidate`` if given."""
-    if bits:
-        out = quantize_to_grid(audio, bits, gain=curve)
-    else:
-        out = audio * curve.astype(np.float32)[None, :]
-    if on_candidate is not None:
-        on_candidate(out)
-    return out
-
-
-def _solve_loudness(audio, sample_rate, level, limiter, detector, target, ceiling, max_limiting_lu, bits,
-                    on_candidate=None):
-    """Find the static gain (dB) so the limited output reads ``target`` LUFS, then quantize.
-
-    The limiter's gain curve for ``g * audio`` comes from the same held detector (peaks scale with
-    g), so each step costs one gain curve and one integrated-loudness reading: a secant search on
-    ``I(g) - target``, which rises monotonically with g. The first step meters ``audio * curve``
-    without building it; from the second on, a step builds the quantized (dithered) output and meters
-    it in full, so the usual two-step search ends with its final reading already taken. Should the
-    output's true peak exceed the ceiling, the limiter aims lower and the search runs again.
-    ``on_candidate(out)``, if given, is told of each built output before it is metered (the file
-    job starts writing it meanwhile); the last one told is the one returned.
-    ``level`` is the integrated loudness of ``audio`` in LUFS.
-    Returns ``(output float32, after LoudnessStats, gain_db, limiting_lu, iterations)``.
-    """
-    limiter_ceiling = ceiling
-    gain_db = target - level
-    iterations = 0
-    for attempt in range(4):
-        history = []  # (gain_db, loudness) at this limiter ceiling
-        after = None
-        for step in range(16):
-            gain = 10.0 ** (gain_db / 20.0)
-            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
-            curve *= gain
-            if history:  # close: build and meter the real output
-                out = _render(audio, curve, bits, on_candidate)
-                after = measure(out, sample_rate)
-                result = after.integrated_lufs
-            else:
-                result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
-            error = target - result
-            history.append((gain_db, result))
-            iterations += 1
-            limiting_lu = level + gain_db - result
-            if limiting_lu > max_limiting_lu + 0.5:
-                break
-            if abs(error) <= LOUDNESS_TOLERANCE_LU:
-                if after is None:
-                    out = _render(audio, curve, bits, on_candidate)
-                    after = measure(out, sample_rate)
-                break
-            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
-                (g0, r0), (g1, r1) = history[-2], history[-1]
-                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
-            else:
-                gain_db += error
-        if limiting_lu > max_limiting_lu:
-            raise TargetUnreachableError(
-                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
-                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
-                f"or use a preset with more compression"
-            )
-        if abs(target - result) > 0.05 or after is None:
-            raise TargetUnreachableError(
-                f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
-                f"{target:g} LUFS target, after {iterations} steps")
-        if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= 0.05:
-            return out, after, gain_db, limiting_lu, iterations
-        limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
-    raise TargetUnreachableError(
-        f"after 4 attempts the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP; "
-        f"the target is {target:g} LUFS under {ceiling:g} dBTP")
 
 
 def _versions():
@@ -169,7 +84,8 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     audio = validate_audio(audio, sample_rate)
     sample_rate = int(sample_rate)
     preset = load_preset(preset)
-    plat, target, ceiling = _resolve_target(platform, target_lufs, ceiling_dbtp)
+    goal = resolve_target(platform, audio.shape[0], target_lufs, ceiling_dbtp)
+    target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
@@ -237,29 +153,29 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
             level = new_level
         lap("metering_wait")
-    out, after, gain_db, limiting_lu, iterations = _solve_loudness(
-        signal, sample_rate, level, limiter, detector, target, ceiling, preset.max_limiting_lu, bits,
-        on_candidate)
+    result = reach_loudness(signal, sample_rate, target_lufs=target, ceiling_dbtp=ceiling, level_lufs=level,
+                            limiter=limiter, detector=detector, max_limiting_lu=preset.max_limiting_lu, bits=bits,
+                            on_candidate=on_candidate)
     lap("loudness_solve_and_meter_output")
-    stages.append({"stage": "loudness_gain", "gain_db": round(gain_db, 3)})
-    stages.append({"stage": "limiter", "gain_db": round(-limiting_lu, 3)})
+    stages.append({"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)})
+    stages.append(result.stage_report())
     report = {
         "versions": _versions(),
         "preset": preset.to_dict(),
-        "platform": plat.name,
-        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling},
+        "platform": goal.platform,
+        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": goal.note},
         "sample_rate": sample_rate,
         "channels": int(audio.shape[0]),
         "bit_depth": str(bit_depth),
         "dither": "tpdf" if bits else None,
         "stages": stages,
-        "loudness_iterations": iterations,
+        "loudness_iterations": result.iterations,
         "before": before.as_dict(),
-        "after": after.as_dict(),
+        "after": result.after.as_dict(),
         "seconds": round(time.perf_counter() - started, 3),
         "timings_s": timings,
     }
-    return out, report
+    return result.audio, report
 
 
 _WARMED_UP = False
@@ -267,9 +183,10 @@ _WARMED_UP = False
 
 def warm_up(preset="balanced", bit_depth="24"):
     """Once per process, run the whole job on 0.5 s of quiet noise so every numba kernel is
-    loaded from its cache (about 0.4 s, mostly LLVM loading object code) while the real input is
-    still decoding. Later calls (a script mastering many files) skip it. Errors are left for the
-    real run to report."""
+    loaded from its cache (about 0.4 s, mostly LLVM loading object code), or compiled on a first
+    run. The ``master`` CLI calls it while the input decodes; library calls never do it behind the
+    caller's back (the first real call pays the loading instead). Later calls skip it. Errors are
+    left for the real run to report."""
     global _WARMED_UP
     if _WARMED_UP:
         return
@@ -300,15 +217,16 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     say("reading")
     if reading is None:
         reading = read_audio_async(input_path)
-    warm_up(preset, bit_depth)  # loads the compiled kernels while the file decodes
     audio, sample_rate, info = reading.result()
     # Each finished output starts writing (to a temporary file) while it is metered; the file that
-    # passes is renamed into place, any other removed.
+    # passes is renamed into place, any other removed. A write stays in ``pending`` until it is
+    # committed or discarded, so an interrupt at any point (even inside commit's wait) finds it.
     pending = []
 
     def start_write(candidate):
         while pending:
-            pending.pop().discard()
+            pending[-1].discard()
+            pending.pop()
         pending.append(PendingWrite(output_path, candidate, sample_rate, bit_depth))
 
     try:
@@ -316,10 +234,12 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
                              ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress,
                              on_candidate=start_write)
         say("writing")
-        pending.pop().commit()
+        pending[-1].commit()
+        pending.pop()
     finally:
         while pending:
-            pending.pop().discard()
+            pending[-1].discard()
+            pending.pop()
     report["input"] = str(input_path)
     report["output"] = str(output_path)
     report["input_format"] = {"format": info.format, "subtype": info.subtype}

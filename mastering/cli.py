@@ -12,7 +12,8 @@ from roomtone.cli_common import fail, fmt, friendly_errors, run_command, stderr_
 
 
 def _list_presets():
-    from roomtone.mastering.presets import load_platforms, load_preset, preset_paths
+    from roomtone.mastering.presets import load_preset, preset_paths
+    from roomtone.platforms import load_platforms
 
     click.echo("Presets (--preset NAME, or a path to a .toml file):")
     for name in preset_paths():
@@ -33,8 +34,18 @@ def _print_table(report):
                "true_peak_dbtp": f"<= {report['target']['true_peak_dbtp']:.1f}"}
     for key, label in rows:
         click.echo(f"{label:<12}{fmt(before[key]):>9}{fmt(after[key]):>9}   {targets.get(key, '')}")
-    gains = ", ".join(f"{s['stage']} {s['gain_db']:+.1f}" for s in report["stages"])
+    gains = ", ".join(f"{s['stage']} {s['gain_db']:+.1f}" for s in report["stages"] if s["stage"] != "limiter")
     click.echo(f"stage gains (dB/LU): {gains}")
+    limiter = next((s for s in report["stages"] if s["stage"] == "limiter"), None)
+    if limiter is not None:
+        if limiter["limited_percent"]:
+            click.echo(f"limiter: peaks down up to {limiter['gain_reduction_max_db']:.1f} dB "
+                       f"({limiter['gain_reduction_mean_db']:.1f} dB mean on the {limiter['limited_percent']:.1f} % of "
+                       f"samples it touched), {-limiter['gain_db']:.2f} LU of loudness")
+        else:
+            click.echo("limiter: touched nothing")
+    if report["target"].get("note"):
+        click.echo(f"target: {report['target']['note']}")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})

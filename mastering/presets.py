@@ -12,10 +12,11 @@ import math
 import tomllib
 from pathlib import Path
 
-from roomtone.mastering.processors import TruePeakLimiter  # importing registers every processor kind
-from roomtone.presets import PRESET_DIR
+import roomtone.mastering.processors  # noqa: F401 - importing registers the mastering processor kinds
 from roomtone.errors import PresetError
+from roomtone.presets import PRESET_DIR
 from roomtone.processor import Chain
+from roomtone.stages import TruePeakLimiter
 
 SCHEMA_VERSION = 1
 CATEGORIES = ("style", "genre")
@@ -26,8 +27,6 @@ _LIMITER_KEYS = {
     "release_ms": (*TruePeakLimiter.__dataclass_fields__["release_ms"].metadata["range"], "ms"),
     "max_limiting_lu": (0.0, 20.0, "LU"),
 }
-TARGET_RANGE_LUFS = (-40.0, -5.0)
-CEILING_RANGE_DBTP = (-12.0, 0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,55 +150,3 @@ def load_preset(name_or_path):
     except OSError as exc:
         raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
     return parse_preset(data, source=path)
-
-
-@dataclasses.dataclass(frozen=True)
-class Platform:
-    """A delivery target: integrated loudness in LUFS and true-peak ceiling in dBTP."""
-
-    name: str
-    target_lufs: float
-    ceiling_dbtp: float
-    description: str = ""
-
-
-def load_platforms(path=None):
-    """``{name: Platform}`` from ``presets/platforms.toml`` (or ``path``), validated."""
-    path = Path(path) if path else PRESET_DIR / "platforms.toml"
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:
-        raise PresetError(f"{path}: cannot read platforms ({exc})") from None
-    version = data.pop("schema_version", None)
-    if version != SCHEMA_VERSION:
-        raise PresetError(f"{path}: schema_version must be {SCHEMA_VERSION}; got {version!r}")
-    platforms = {}
-    for name, table in data.items():
-        if not isinstance(table, dict):
-            raise PresetError(f"{path}: {name!r} must be a table of target_lufs, ceiling_dbtp, description")
-        for key in table:
-            if key not in ("target_lufs", "ceiling_dbtp", "description"):
-                raise PresetError(f"{path}: unknown key '{name}.{key}'")
-        try:
-            target, ceiling = float(table["target_lufs"]), float(table["ceiling_dbtp"])
-        except (KeyError, TypeError, ValueError):
-            raise PresetError(f"{path}: platform {name!r} needs numeric target_lufs and ceiling_dbtp") from None
-        check_target(target, ceiling, where=f"{path}: platform {name!r}: ")
-        platforms[name] = Platform(name, target, ceiling, table.get("description", ""))
-    return platforms
-
-
-def check_target(target_lufs, ceiling_dbtp, where=""):
-    """Raise :class:`PresetError` unless the target and ceiling lie in the supported ranges."""
-    (t_low, t_high), (c_low, c_high) = TARGET_RANGE_LUFS, CEILING_RANGE_DBTP
-    if not t_low <= target_lufs <= t_high:
-        raise PresetError(f"{where}target_lufs={target_lufs:g} LUFS is outside {t_low:g}..{t_high:g} LUFS")
-    if not c_low <= ceiling_dbtp <= c_high:
-        raise PresetError(f"{where}ceiling_dbtp={ceiling_dbtp:g} dBTP is outside {c_low:g}..{c_high:g} dBTP")
-
-
-def get_platform(name):
-    platforms = load_platforms()
-    if name not in platforms:
-        raise PresetError(f"unknown platform {name!r}; known: {', '.join(platforms)}")
-    return platforms[name]

@@ -1,5 +1,5 @@
-"""The mastering processors: EQ, multiband compressor, stereo width, saturation, gain, and the
-look-ahead true-peak limiter. Each is a frozen dataclass with units in its parameter names and the
+"""The mastering processors: EQ, multiband compressor, stereo width and saturation (the static
+gain and the true-peak limiter every job shares are in :mod:`roomtone.stages`). Each is a frozen dataclass with units in its parameter names and the
 common call ``processor(audio, sample_rate)`` (see :mod:`roomtone.processor`).
 
 Shape: audio (channels, samples) float32 in and out, same shape.
@@ -11,43 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from roomtone.kernels.biquad import sos_filter
-from roomtone.kernels.dynamics import limiter_gain_held, sliding_max_forward
-from roomtone.kernels.multiband import multiband_compress
-from roomtone.kernels.saturation import tanh_saturate_2x
-from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
 from roomtone import filters
 from roomtone.errors import PresetError
+from roomtone.kernels.biquad import sos_filter
+from roomtone.kernels.multiband import multiband_compress
+from roomtone.kernels.saturation import tanh_saturate_2x
 from roomtone.processor import Processor, check_number, param, register
-
-
-def _db_to_gain(db):
-    return 10.0 ** (db / 20.0)
-
-
-def _time_coef(ms, sample_rate):
-    """One-pole coefficient reaching 1 - 1/e of a step after ``ms`` milliseconds."""
-    return math.exp(-1.0 / (max(ms, 1e-3) * 1e-3 * sample_rate))
+from roomtone.stages import db_to_gain, time_coef
 
 
 def _safe_freq(freq_hz, sample_rate):
     """Keep a corner frequency below 0.45 x the sample rate (e.g. a 16 kHz shelf on 22.05 kHz audio)."""
     return min(freq_hz, 0.45 * sample_rate)
-
-
-@register("gain")
-@dataclasses.dataclass(frozen=True)
-class Gain(Processor):
-    """Static gain."""
-
-    gain_db: float = param(0.0, -60.0, 60.0, "dB")
-
-    @property
-    def bypassed(self):
-        return self.gain_db == 0.0
-
-    def process(self, audio, sample_rate):
-        return audio * np.float32(_db_to_gain(self.gain_db))
 
 
 @register("eq")
@@ -171,7 +146,7 @@ class MultibandCompressor(Processor):
         out = np.empty(audio.shape, dtype=np.float32)
         args = (audio, lows, allpasses, np.asarray(self.threshold_db, dtype=np.float64),
                 np.asarray(self.ratio, dtype=np.float64), np.asarray(self.makeup_db, dtype=np.float64),
-                float(self.knee_db), _time_coef(self.attack_ms, sample_rate), _time_coef(self.release_ms, sample_rate),
+                float(self.knee_db), time_coef(self.attack_ms, sample_rate), time_coef(self.release_ms, sample_rate),
                 block, np.zeros((0, 0, 0)), out)
         n = audio.shape[1]
         lead = -(-self.settle_samples(sample_rate) // block) * block  # whole control periods
@@ -238,132 +213,5 @@ class Saturation(Processor):
 
     def process(self, audio, sample_rate):
         # Drive relative to the working level: full scale maps to tanh(drive).
-        drive = _db_to_gain(self.drive_db)
+        drive = db_to_gain(self.drive_db)
         return tanh_saturate_2x(audio, filters.halfband_lowpass(), drive, float(self.mix))
-
-
-def _detector_interpolator(sample_rate):
-    """The limiter's interpolator: 4x at every sample rate (refinement needs that grid, even where
-    the meter uses 2x or none) with 24 taps per branch, Kaiser beta 10, flatter near Nyquist than
-    the meter's 49-tap Hann filter. With parabolic refinement it reads within about 0.04 dB of a 16x
-    reference on noise, sweeps and drum hits (tests/test_processors.py)."""
-    return filters.polyphase_interpolator(4, taps_per_phase=24, beta=10.0)
-
-
-class LazyDetector:
-    """The limiter's held detector computed only where it can matter.
-
-    The limiter leaves a sample alone when ``pre_gain * held <= ceiling``. A cheap bound per block
-    of :attr:`BLOCK` samples (:func:`roomtone.kernels.truepeak.block_peak_bounds`: the sample peak around it
-    times the interpolator's worst-case gain) stands in for the exact detector wherever even the
-    bound sits under ``ceiling / pre_gain``; elsewhere the exact values are computed, once, as the
-    loudness search asks for higher gains. The gain curve is then identical to the one from the
-    exact detector: where a bound wins the window's maximum, the exact maximum is under the same
-    floor, and both give a gain of 1.
-    """
-
-    BLOCK = 32  # samples: small enough to skip the quiet stretches between transients
-    MERGE_GAP = 2  # blocks: shorter gaps between runs are computed too
-    # A search asks for rising gains: compute ahead for 1 dB more, so its next step rarely needs
-    # new exact blocks (and a new held maximum).
-    ANTICIPATE = 10.0 ** (-1.0 / 20.0)
-
-    def __init__(self, audio, sample_rate, lookahead):
-        self.audio = np.ascontiguousarray(audio, dtype=np.float32)
-        self.phases = _detector_interpolator(sample_rate)
-        self.lookahead = lookahead
-        self.bounds = block_peak_bounds(self.audio, self.phases, self.BLOCK)
-        n = self.audio.shape[1]
-        self.peaks = np.repeat(self.bounds.astype(np.float32), self.BLOCK)[:n]
-        np.nextafter(self.peaks, np.float32(np.inf), out=self.peaks)  # rounding down must not undercut
-        self.exact = np.zeros(self.bounds.shape, dtype=bool)
-        self._held = None
-
-    @property
-    def exact_fraction(self):
-        """Share of the blocks computed exactly so far."""
-        return float(self.exact.mean()) if self.exact.size else 1.0
-
-    def held(self, floor):
-        """The held detector, exact wherever the exact value could exceed ``floor``.
-        Shape: (samples,) float32."""
-        need = (self.bounds > floor * self.ANTICIPATE) & ~self.exact
-        if need[self.bounds > floor].any():
-            edges = np.flatnonzero(np.diff(np.concatenate(([0], need.view(np.int8), [0]))))
-            first, last = edges[0::2], edges[1::2]  # runs of blocks [first, last)
-            # a run costs about a filter length of set-up: join runs with short gaps between them
-            new_run = first[1:] - last[:-1] > self.MERGE_GAP
-            first = first[np.concatenate(([0], np.flatnonzero(new_run) + 1))]
-            last = last[np.concatenate((np.flatnonzero(new_run), [len(edges) // 2 - 1]))]
-            marks = np.zeros(need.size + 1, dtype=np.int64)
-            np.add.at(marks, first, 1)
-            np.add.at(marks, last, -1)
-            need = np.cumsum(marks[:-1]) > 0
-            starts, stops = first * self.BLOCK, np.minimum(last * self.BLOCK, self.audio.shape[1])
-            oversampled_peak_runs(self.audio, self.phases, True, self.peaks, starts.astype(np.int64),
-                                  stops.astype(np.int64))
-            self.exact |= need
-            self._held = None
-        if self._held is None:
-            self._held = sliding_max_forward(self.peaks[None], self.lookahead)
-        return self._held
-
-
-@register("limiter")
-@dataclasses.dataclass(frozen=True)
-class TruePeakLimiter(Processor):
-    """Look-ahead true-peak limiter: a 4x oversampled detector (with parabolic refinement between
-    interpolated points), a forward hold over the look-ahead, release, and smoothing, so every
-    detected peak lands at or under ``ceiling_dbtp - MARGIN_DB``. The detector reads within about
-    0.04 dB of a 16x reference; fast, deep gain changes spread the spectrum and add up to about
-    0.08 dB more between samples (measured on 150 random hot signals), so the margin is 0.1 dB and
-    :meth:`process` checks its own output and limits once more where a peak still pokes through.
-    Offline: zero latency in the output.
-    """
-
-    MARGIN_DB = 0.1
-
-    ceiling_dbtp: float = param(-1.0, -20.0, 0.0, "dBTP")
-    lookahead_ms: float = param(3.0, 0.5, 20.0, "ms")
-    release_ms: float = param(80.0, 1.0, 2000.0, "ms")
-
-    def _lookahead(self, sample_rate):
-        return max(2, int(round(self.lookahead_ms * 1e-3 * sample_rate)))
-
-    def detector(self, audio, sample_rate):
-        """Oversampled peak per sample, max over channels, held over the look-ahead window
-        (``max(peak[:, n : n + lookahead])``). It does not depend on gain or ceiling, so a loudness
-        search computes it once. Shape: (samples,) float32."""
-        peaks = oversampled_peaks(np.ascontiguousarray(audio, dtype=np.float32), _detector_interpolator(sample_rate), True)
-        return sliding_max_forward(peaks, self._lookahead(sample_rate))
-
-    def lazy_detector(self, audio, sample_rate):
-        """A :class:`LazyDetector` for ``audio``: :meth:`gain_curve` accepts it in place of
-        :meth:`detector` and gives the same curve, computing the exact detector only where needed."""
-        return LazyDetector(audio, sample_rate, self._lookahead(sample_rate))
-
-    def _target_peak(self, ceiling_dbtp):
-        """The linear peak every detected peak is brought to: the ceiling less the margin."""
-        return _db_to_gain((self.ceiling_dbtp if ceiling_dbtp is None else ceiling_dbtp) - self.MARGIN_DB)
-
-    def prepare(self, detector, pre_gain, ceiling_dbtp=None):
-        """Let a :class:`LazyDetector` compute ahead what :meth:`gain_curve` at ``pre_gain`` will
-        need (e.g. in one thread while another meters); nothing for a plain detector."""
-        if isinstance(detector, LazyDetector):
-            detector.held(self._target_peak(ceiling_dbtp) / float(pre_gain))
-
-    def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
-        """Limiter gain per sample for ``pre_gain * audio`` from :meth:`detector` or
-        :meth:`lazy_detector`. Shape: (samples,) float64 in (0, 1]."""
-        ceiling = self._target_peak(ceiling_dbtp)
-        if isinstance(detector, LazyDetector):
-            detector = detector.held(ceiling / float(pre_gain))
-        return limiter_gain_held(detector, float(pre_gain), ceiling, self._lookahead(sample_rate),
-                                 _time_coef(self.release_ms, sample_rate))
-
-    def process(self, audio, sample_rate):
-        out = audio * self.gain_curve(self.detector(audio, sample_rate), sample_rate)[None, :]
-        check = self.detector(out, sample_rate)
-        if check.max() > self._target_peak(None):
-            out = out * self.gain_curve(check, sample_rate)[None, :]
-        return out

@@ -68,7 +68,7 @@ def test_json_output_and_explicit_target(song, tmp_path):
                               "--json", "-q"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["target"] == {"integrated_lufs": -20.0, "true_peak_dbtp": -3.0}
+    assert data["target"] == {"integrated_lufs": -20.0, "true_peak_dbtp": -3.0, "note": None}
     assert abs(data["after"]["integrated_lufs"] + 20.0) <= 0.05
 
 

@@ -7,7 +7,7 @@ import pyebur128
 import pytest
 
 from roomtone.mastering import master
-from roomtone.mastering.processors import TruePeakLimiter
+from roomtone.stages import TruePeakLimiter
 from refsignals import music_like, pink_noise, silence, sine
 from roomtone import meter
 from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError
@@ -66,7 +66,7 @@ def test_hits_platform_targets_by_libebur128(make, platform, target, ceiling):
     out, report = master(x, sample_rate, platform=platform)
     assert out.shape == x.shape and out.dtype == np.float32
     assert_on_target(out, sample_rate, target, ceiling)
-    assert report["target"] == {"integrated_lufs": target, "true_peak_dbtp": ceiling}
+    assert report["target"] == {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": None}
     assert abs(report["after"]["integrated_lufs"] - target) <= 0.02
 
 
@@ -183,14 +183,14 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
     the limiter aims lower, and only the second output lands at the path: no temporary files."""
     import dataclasses
 
-    import roomtone.mastering.api
+    import roomtone.loudness
     from roomtone.mastering import master_file
     from roomtone.audio import read_audio, write_audio
 
     sample_rate = 44100
     source = tmp_path / "in.wav"
     write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
-    real_measure = roomtone.mastering.api.measure
+    real_measure = roomtone.loudness.measure
     readings = []
 
     def measure_once_over(audio, rate, *args):
@@ -202,7 +202,7 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
             return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
         return stats
 
-    monkeypatch.setattr(roomtone.mastering.api, "measure", measure_once_over)
+    monkeypatch.setattr(roomtone.loudness, "measure", measure_once_over)
     report = master_file(source, tmp_path / "out.wav", bit_depth="24")
     assert len(readings) >= 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
@@ -211,3 +211,39 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
     assert report["after"]["true_peak_dbtp"] <= -1.0
     assert meter.true_peak(written, sample_rate) == pytest.approx(readings[-1].true_peak_dbtp, abs=1e-6)
     assert abs(meter.integrated_loudness(written, sample_rate) - (-14.0)) <= 0.1
+
+
+def test_limiter_report_gives_its_real_gain_reduction():
+    """A clipped, loud master brought to -14 LUFS: the limiter shaves its peaks, which costs little
+    integrated loudness but several dB at the peaks; the report says both (max and mean)."""
+    sample_rate = 44100
+    x = clipped_loud_master(sample_rate)
+    out, report = master(x, sample_rate, platform="spotify", bit_depth="32f")
+    (limiter,) = [s for s in report["stages"] if s["stage"] == "limiter"]
+    gain_db = next(s["gain_db"] for s in report["stages"] if s["stage"] == "loudness_gain")
+    # independent of the job: the output over the pre-limiter signal is the limiter's gain
+    assert limiter["gain_reduction_max_db"] > 0.5
+    assert 0.0 < limiter["gain_reduction_mean_db"] <= limiter["gain_reduction_max_db"]
+    assert 0.0 < limiter["limited_percent"] <= 100.0
+    assert limiter["gain_reduction_max_db"] > -limiter["gain_db"]  # peaks lose more than the loudness does
+    assert gain_db > 0
+
+
+def test_limiter_report_is_zero_when_nothing_is_limited():
+    sample_rate = 44100
+    x = pink_noise(5.0, sample_rate, rms=0.02)  # crest about 12 dB: -14 LUFS leaves the peaks under -1 dBTP
+    out, report = master(x, sample_rate, preset="balanced", target_lufs=-24.0, ceiling_dbtp=-1.0)
+    (limiter,) = [s for s in report["stages"] if s["stage"] == "limiter"]
+    assert limiter["gain_reduction_max_db"] == 0.0 and limiter["limited_percent"] == 0.0
+
+
+@pytest.mark.parametrize("channels, expected", [(1, -19.0), (2, -16.0)])
+def test_podcast_mono_is_minus_19_unless_a_target_is_given(channels, expected):
+    sample_rate = 48000
+    x = music_like(6.0, sample_rate, channels=channels)
+    out, report = master(x, sample_rate, platform="podcast")
+    assert_on_target(out, sample_rate, expected, -1.0)
+    assert report["target"]["integrated_lufs"] == expected
+    assert (report["target"]["note"] is not None) == (channels == 1)
+    out, report = master(x, sample_rate, platform="Podcast", target_lufs=-16.0)  # names: any case
+    assert report["target"]["integrated_lufs"] == -16.0 and report["target"]["note"] is None

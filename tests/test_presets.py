@@ -4,7 +4,8 @@ import tomllib
 
 import pytest
 
-from roomtone.mastering.presets import get_platform, load_platforms, load_preset, parse_preset, preset_paths
+from roomtone.mastering.presets import load_preset, parse_preset, preset_paths
+from roomtone.platforms import get_platform, load_platforms
 from roomtone.errors import PresetError
 
 EXPECTED_PLATFORMS = {

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from roomtone.mastering.processors import (Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter,
-                                  split_bands)
+from roomtone.mastering.processors import Equalizer, MultibandCompressor, Saturation, StereoWidth, split_bands
+from roomtone.stages import Gain, TruePeakLimiter
 from refsignals import CHANNELS, SAMPLE_RATES, impulse, music_like, pink_noise, silence, sine, sweep
 from roomtone import filters, meter
 from roomtone.errors import InvalidAudioError, PresetError
@@ -289,7 +289,8 @@ def test_multiband_in_two_threads_matches_one_pass(sample_rate):
     """A long signal is compressed as two overlapping halves in two threads; the second half's lead
     (20 release time constants) makes the seam invisible: equal to one pass to float32 resolution."""
     from roomtone.kernels.multiband import multiband_compress
-    from roomtone.mastering.processors import _crossover_sos, _time_coef
+    from roomtone.mastering.processors import _crossover_sos
+    from roomtone.stages import time_coef as _time_coef
 
     comp = MultibandCompressor(release_ms=60.0, attack_ms=5.0)
     settle = comp.settle_samples(sample_rate)
@@ -330,7 +331,7 @@ def test_lazy_detector_bounds_are_never_below_the_exact_detector():
     """The per-block bounds must hold for any signal, including full-scale alternating samples
     (the worst case for intersample peaks) and isolated impulses."""
     from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peaks
-    from roomtone.mastering.processors import _detector_interpolator
+    from roomtone.stages import _detector_interpolator
 
     rng = np.random.default_rng(8)
     n = 4000

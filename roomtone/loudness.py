@@ -1,0 +1,163 @@
+"""The loudness stage every delivering job ends in: one static gain, then the true-peak limiter,
+solved so the output reads a target integrated loudness (BS.1770-4) under a true-peak ceiling
+(BS.1770-4 Annex 2), then dither for integer output.
+
+The loudness change comes from one static gain and the limiter only: no gain riding. The limiter's
+gain curve for ``g * audio`` comes from one held detector (peaks scale with ``g``), so each search
+step costs one gain curve and one integrated-loudness reading: a secant search on
+``I(g) - target``, which rises monotonically with ``g``.
+
+Shape: audio (channels, samples) float32.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from roomtone.audio import quantize_to_grid
+from roomtone.errors import TargetUnreachableError
+from roomtone.meter import LoudnessStats, integrated_loudness, measure
+from roomtone.stages import TruePeakLimiter
+
+TOLERANCE_LU = 0.01  # the search aims well inside the 0.1 LU promise of DESIGN.md
+ACCEPT_LU = 0.05  # a final reading further than this from the target is a failure
+DEFAULT_MAX_LIMITING_LU = 6.0
+_ACTIVE_DB = 0.01  # the limiter "acts" on a sample when it takes off more than this
+
+
+@dataclasses.dataclass
+class LoudnessResult:
+    """What :func:`reach_loudness` delivers.
+
+    ``audio``: the output, float32 (channels, samples), quantized when ``bits`` was given.
+    ``after``: its meter readings. ``gain_db``: the static gain before the limiter.
+    ``limiting_lu``: integrated loudness the limiter took off (``level + gain_db - after``).
+    ``gain_reduction_max_db`` / ``gain_reduction_mean_db``: the limiter's deepest reduction and its
+    mean over the samples it acted on (more than 0.01 dB); ``limited_percent``: share of samples it
+    acted on. ``iterations``: search steps.
+    """
+
+    audio: np.ndarray
+    after: LoudnessStats
+    gain_db: float
+    limiting_lu: float
+    gain_reduction_max_db: float
+    gain_reduction_mean_db: float
+    limited_percent: float
+    iterations: int
+
+    def stage_report(self):
+        """The limiter's line of a job report (JSON-ready)."""
+        return {"stage": "limiter", "gain_db": round(-self.limiting_lu, 3),
+                "gain_reduction_max_db": round(self.gain_reduction_max_db, 2),
+                "gain_reduction_mean_db": round(self.gain_reduction_mean_db, 2),
+                "limited_percent": round(self.limited_percent, 2)}
+
+
+def _render(audio, curve, bits, on_candidate=None):
+    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; passed to
+    ``on_candidate`` if given."""
+    if bits:
+        out = quantize_to_grid(audio, bits, gain=curve)
+    else:
+        out = audio * curve.astype(np.float32)[None, :]
+    if on_candidate is not None:
+        on_candidate(out)
+    return out
+
+
+def _reduction_stats(curve, gain):
+    """(max dB, mean dB over acting samples, percent of samples acting) of the limiter part of
+    ``curve`` (= ``gain * limiter gain``)."""
+    reduction_db = -20.0 * np.log10(np.maximum(curve / gain, 1e-12))
+    acting = reduction_db > _ACTIVE_DB
+    if not acting.any():
+        return 0.0, 0.0, 0.0
+    return float(reduction_db.max()), float(reduction_db[acting].mean()), 100.0 * float(acting.mean())
+
+
+def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=None, limiter=None,
+                   detector=None, max_limiting_lu=DEFAULT_MAX_LIMITING_LU, bits=None, on_candidate=None):
+    """Gain, limit and (for ``bits``) dither ``audio`` so it reads ``target_lufs`` under ``ceiling_dbtp``.
+
+    Args:
+        audio: (channels, samples) float32, validated, at least one 400 ms block long and not silent.
+        sample_rate: Hz.
+        target_lufs: integrated loudness to land on (BS.1770-4), within 0.01 LU where it can.
+        ceiling_dbtp: true-peak ceiling the output's meter reading stays at or under.
+        level_lufs: the integrated loudness of ``audio`` if the caller has it (else it is metered).
+        limiter: a :class:`~roomtone.stages.TruePeakLimiter` for its timing (its own ceiling is
+            not used: ``ceiling_dbtp`` is); default 3 ms look-ahead, 80 ms release.
+        detector: the limiter's detector of ``audio`` (:meth:`TruePeakLimiter.lazy_detector`) if
+            the caller prepared it (e.g. in a thread beside other work).
+        max_limiting_lu: the most integrated loudness the limiter may take off; beyond it the
+            target is unreachable without wrecking the audio.
+        bits: 16 or 24 to quantize with TPDF dither (the returned samples are exactly what a file
+            of that depth holds, and it is these that are metered); ``None`` for float.
+        on_candidate: ``callable(out)`` told of each built output before it is metered (a file
+            job can start writing it meanwhile); the last one told is the one returned.
+
+    The first step meters ``audio * curve`` without building it; from the second on, a step builds
+    the (quantized) output and meters it in full, so a two-step search ends with its final reading
+    taken. Should the output's true peak exceed the ceiling, the limiter aims lower and the search
+    runs again (at most four times).
+
+    Returns: :class:`LoudnessResult`.
+    Raises: :class:`TargetUnreachableError` when the target needs more than ``max_limiting_lu`` of
+    limiting or the search does not settle.
+    """
+    if limiter is None:
+        limiter = TruePeakLimiter(ceiling_dbtp=ceiling_dbtp)
+    if detector is None:
+        detector = limiter.lazy_detector(audio, sample_rate)
+    level = integrated_loudness(audio, sample_rate) if level_lufs is None else float(level_lufs)
+    target, ceiling = float(target_lufs), float(ceiling_dbtp)
+    limiter_ceiling = ceiling
+    gain_db = target - level
+    iterations = 0
+    for attempt in range(4):
+        history = []  # (gain_db, loudness) at this limiter ceiling
+        after = None
+        for step in range(16):
+            gain = 10.0 ** (gain_db / 20.0)
+            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
+            curve *= gain
+            if history:  # close: build and meter the real output
+                out = _render(audio, curve, bits, on_candidate)
+                after = measure(out, sample_rate)
+                result = after.integrated_lufs
+            else:
+                result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
+            error = target - result
+            history.append((gain_db, result))
+            iterations += 1
+            limiting_lu = level + gain_db - result
+            if limiting_lu > max_limiting_lu + 0.5:
+                break
+            if abs(error) <= TOLERANCE_LU:
+                if after is None:
+                    out = _render(audio, curve, bits, on_candidate)
+                    after = measure(out, sample_rate)
+                break
+            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
+                (g0, r0), (g1, r1) = history[-2], history[-1]
+                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
+            else:
+                gain_db += error
+        if limiting_lu > max_limiting_lu:
+            raise TargetUnreachableError(
+                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
+                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
+                f"or use a preset with more compression"
+            )
+        if abs(target - result) > ACCEPT_LU or after is None:
+            raise TargetUnreachableError(
+                f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
+                f"{target:g} LUFS target, after {iterations} steps")
+        if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= ACCEPT_LU:
+            reduction = _reduction_stats(curve, gain)
+            return LoudnessResult(out, after, gain_db, limiting_lu, *reduction, iterations)
+        limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
+    raise TargetUnreachableError(
+        f"after 4 attempts the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP; "
+        f"the target is {target:g} LUFS under {ceiling:g} dBTP")
