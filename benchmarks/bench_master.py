@@ -57,15 +57,6 @@ KNOWN_TOOLS = ("roomtone", "ffmpeg-loudnorm", "pedalboard", "pedalboard-sp", "pe
 LOUDNESS_TOLERANCE_LU = 0.1
 EPS = 1e-9
 
-# 16x true-peak reference interpolator: Kaiser-windowed sinc, +-32 input samples, beta 12
-# (about -120 dB stop band; flat to about 19 kHz at 44.1 kHz). resample_poly's default filter
-# (+-10 samples, beta 5) droops audibly below Nyquist and would under-read treble-heavy peaks.
-TP16_FACTOR = 16
-TP16_HALF_TAPS = 32
-TP16_BETA = 12.0
-TP16_BLOCK = 1 << 18
-
-
 # ---------------------------------------------------------------------------------------------
 # Helper mode: the Python peers, each run as its own process.
 # ---------------------------------------------------------------------------------------------
@@ -73,13 +64,9 @@ TP16_BLOCK = 1 << 18
 
 def ebur128_integrated(frames, sample_rate):
     """Integrated loudness (LUFS) of ``frames`` (samples, channels) by libebur128."""
-    import numpy as np
-    import pyebur128
+    from roomtone.testing import libebur128
 
-    state = pyebur128.R128State(frames.shape[1], sample_rate, pyebur128.MeasurementMode.MODE_I)
-    data = np.ascontiguousarray(frames, dtype=np.float64)
-    state.add_frames(data.ravel(), data.shape[0])
-    return float(pyebur128.get_loudness_global(state))
+    return libebur128(frames.T, sample_rate)[0]
 
 
 def peer_pedalboard(inp, out, target_lufs, ceiling_dbtp, true_peak=True):
@@ -344,36 +331,11 @@ def db(linear):
     return 20.0 * math.log10(linear) if linear > 0 else float("-inf")
 
 
-def tp16_filter():
-    from scipy.signal import firwin
-
-    n = 2 * TP16_FACTOR * TP16_HALF_TAPS + 1
-    return firwin(n, 1.0 / TP16_FACTOR, window=("kaiser", TP16_BETA)).astype("float32")
-
-
-_TP16_H = None
-
-
 def true_peak_16x(frames):
-    """Max |x| (dBTP) of ``frames`` (samples, channels) interpolated 16x by a long FIR, in blocks
-    that overlap by the filter's half length (so the result equals the one-shot computation)."""
-    global _TP16_H
-    import numpy as np
-    from scipy.signal import resample_poly
+    """Max |x| (dBTP) of ``frames`` (samples, channels) interpolated 16x (:mod:`roomtone.testing`)."""
+    from roomtone.testing import true_peak_16x as reference
 
-    if _TP16_H is None:
-        _TP16_H = tp16_filter()
-    n = frames.shape[0]
-    pad = TP16_HALF_TAPS + 2
-    best = 0.0
-    for c in range(frames.shape[1]):
-        x = np.ascontiguousarray(frames[:, c], dtype=np.float32)
-        best = max(best, float(np.abs(x).max()) if n else 0.0)
-        for start in range(0, n, TP16_BLOCK):
-            lo, hi = max(0, start - pad), min(n, start + TP16_BLOCK + pad)
-            y = resample_poly(x[lo:hi], TP16_FACTOR, 1, window=_TP16_H)
-            best = max(best, float(np.abs(y).max()))
-    return db(best)
+    return reference(frames.T)
 
 
 def lra_lu(frames, sr):
@@ -392,16 +354,12 @@ def lra_lu(frames, sr):
 
 def measure_file(path, target_lufs):
     import numpy as np
-    import pyebur128
     import soundfile as sf
 
+    from roomtone.testing import libebur128
+
     frames, sr = sf.read(str(path), dtype="float64", always_2d=True)
-    mode = pyebur128.MeasurementMode.MODE_I | pyebur128.MeasurementMode.MODE_TRUE_PEAK
-    state = pyebur128.R128State(frames.shape[1], sr, mode)
-    data = np.ascontiguousarray(frames)
-    state.add_frames(data.ravel(), data.shape[0])
-    integrated = float(pyebur128.get_loudness_global(state))
-    tp = db(max(pyebur128.get_true_peak(state, c) for c in range(frames.shape[1])))
+    integrated, tp = libebur128(frames.T, sr)
     lra, lra_meter, roomtone_i = lra_lu(frames, sr)
     info = sf.info(str(path))
     return {

@@ -52,6 +52,10 @@ class Equalizer(Processor):
     def bypassed(self):
         return not self.low_shelf_db and not self.high_shelf_db and not any(gain for _, gain, _ in self.bands)
 
+    @classmethod
+    def example(cls):
+        return cls(low_shelf_db=2.0, high_shelf_db=-1.5, bands=((1000.0, 3.0, 1.0),))
+
     def sos(self, sample_rate):
         """The cascade as SOS rows. Shape: (sections, 6)."""
         rows = []
@@ -178,6 +182,10 @@ class StereoWidth(Processor):
     def bypassed(self):
         return self.width == 1.0 and self.bass_mono_hz == 0.0
 
+    @classmethod
+    def example(cls):
+        return cls(width=1.3, bass_mono_hz=120.0)
+
     def process(self, audio, sample_rate):
         if audio.shape[0] < 2:
             return audio.copy()
@@ -210,6 +218,10 @@ class Saturation(Processor):
     @property
     def bypassed(self):
         return self.mix == 0.0  # drive_db = 0 still runs the curve at unity drive
+
+    @classmethod
+    def example(cls):
+        return cls(drive_db=6.0, mix=0.5)
 
     def process(self, audio, sample_rate):
         # Drive relative to the working level: full scale maps to tanh(drive).

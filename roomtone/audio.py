@@ -23,6 +23,7 @@ _SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 BIT_DEPTHS = tuple(_SUBTYPES)  # "16", "24", "32f"
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 768000
+MAX_CHANNELS = 64  # more is a (samples, channels) array read the wrong way round, not a layout
 
 
 @dataclass(frozen=True)
@@ -40,8 +41,9 @@ class AudioFileInfo:
 def validate_audio(audio, sample_rate, *, name="audio"):
     """Check an in-memory signal and return it as C-contiguous float32 ``(channels, samples)``.
 
-    Raises :class:`InvalidAudioError` for a wrong rank, no channels, a bad sample rate or
-    non-finite samples. A 1-D array is taken as mono.
+    Raises :class:`InvalidAudioError` for a wrong rank, no channels or more than
+    :data:`MAX_CHANNELS` (a (samples, channels) array: the message says to transpose), a bad sample
+    rate or non-finite samples. A 1-D array is taken as mono.
     """
     array = np.asarray(audio)
     if array.ndim == 1:
@@ -50,6 +52,11 @@ def validate_audio(audio, sample_rate, *, name="audio"):
         raise InvalidAudioError(f"{name} must have shape (channels, samples); got shape {array.shape}")
     if array.shape[0] < 1:
         raise InvalidAudioError(f"{name} has no channels")
+    if array.shape[0] > MAX_CHANNELS:
+        raise InvalidAudioError(
+            f"{name} has shape {array.shape}, read as {array.shape[0]} channels of {array.shape[1]} samples; the "
+            f"layout is (channels, samples) with at most {MAX_CHANNELS} channels: transpose it (audio.T) if it is "
+            f"(samples, channels)")
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise InvalidAudioError(f"{name} must be real integer or float samples; got dtype {array.dtype}")
     # Below 8 kHz the BS.1770-4 K-weighting shelf (1.68 kHz) has no stable digital version.

@@ -3,10 +3,17 @@ their names, called as ``processor(audio, sample_rate)``; a :class:`Chain` is a 
 itself callable. Parameters carry their range and unit as field metadata, so construction, preset
 loading and ``repr`` all speak the same language.
 
+A processor reports its delay, :meth:`Processor.latency_samples` (a chain, the sum), so a job can
+compensate a model's look-ahead. A processor backed by model weights keeps only their name or path
+as a field; the loaded model lives in :func:`cached_resource`, outside the dataclass, so the
+processor stays hashable, comparable and serialisable as preset data.
+
 Shape: ``audio`` (channels, samples) float32 in, the same shape and dtype out.
 """
 
 import dataclasses
+import threading
+from collections import OrderedDict
 from collections.abc import MutableSequence
 
 import numpy as np
@@ -23,14 +30,52 @@ def param(default, low, high, unit):
 
 
 def register(kind):
-    """Class decorator: make a processor constructible from preset data under ``kind``."""
+    """Class decorator: make a processor constructible from preset data under ``kind``.
+
+    Two different classes under one ``kind`` are an error (``ValueError``), not a silent
+    replacement; re-registering the same class (a module reloaded) is allowed.
+    """
 
     def wrap(cls):
+        known = PROCESSORS.get(kind)
+        if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"processor kind {kind!r} is already registered by {known.__module__}.{known.__qualname__}; "
+                             f"{cls.__module__}.{cls.__qualname__} needs another kind")
         cls.kind = kind
         PROCESSORS[kind] = cls
         return cls
 
     return wrap
+
+
+_RESOURCES = OrderedDict()  # (loader, key) -> loaded object, least recently used first
+_RESOURCES_LOCK = threading.Lock()
+MAX_RESOURCES = 8
+
+
+def cached_resource(loader, key):
+    """``loader(key)``, loaded once and kept for later calls (the :data:`MAX_RESOURCES` most
+    recently used are kept). For processors backed by model weights: the dataclass field is the
+    weights' name or path (``key``), the loaded model lives here. ``loader`` must be a module-level
+    function (it is part of the cache key)."""
+    slot = (loader, key)
+    with _RESOURCES_LOCK:
+        if slot in _RESOURCES:
+            _RESOURCES.move_to_end(slot)
+            return _RESOURCES[slot]
+    value = loader(key)  # outside the lock: loading may be slow; a race loads twice, keeps one
+    with _RESOURCES_LOCK:
+        value = _RESOURCES.setdefault(slot, value)
+        _RESOURCES.move_to_end(slot)
+        while len(_RESOURCES) > MAX_RESOURCES:
+            _RESOURCES.popitem(last=False)
+    return value
+
+
+def clear_resources():
+    """Forget every cached resource (frees loaded models)."""
+    with _RESOURCES_LOCK:
+        _RESOURCES.clear()
 
 
 def check_number(where, value, low, high, unit):
@@ -57,6 +102,17 @@ class Processor:
     def bypassed(self):
         """True when these parameters leave any signal unchanged (e.g. 0 dB gain, width 1)."""
         return False
+
+    def latency_samples(self, sample_rate):
+        """Samples by which the output lags the input at ``sample_rate`` (0: aligned). A job
+        trims this many samples from the start (and pads the end) to keep the output aligned."""
+        return 0
+
+    @classmethod
+    def example(cls):
+        """An instance with parameters that do something (not bypassed), for contract tests and
+        documentation; the defaults unless a subclass says otherwise."""
+        return cls()
 
     def __call__(self, audio, sample_rate):
         audio = validate_audio(audio, sample_rate)
@@ -128,6 +184,10 @@ class Chain(MutableSequence):
 
     def __repr__(self):
         return f"Chain({self._items!r})"
+
+    def latency_samples(self, sample_rate):
+        """The chain's delay: the sum of its processors' :meth:`Processor.latency_samples`."""
+        return sum(int(p.latency_samples(sample_rate)) for p in self._items if not p.bypassed)
 
     def __call__(self, audio, sample_rate):
         """Run every processor in order."""

@@ -170,3 +170,13 @@ def test_rates_below_8_khz_and_complex_samples_are_refused():
         validate_audio(np.zeros((1, 10)), 4000)
     with pytest.raises(InvalidAudioError, match="real integer or float"):
         validate_audio(np.zeros((1, 10), dtype=complex), 48000)
+
+
+@pytest.mark.parametrize("shape", [(48000, 2), (65, 1000), (4410, 1)])
+def test_implausible_channel_counts_are_refused_with_the_fix(shape):
+    with pytest.raises(InvalidAudioError, match=r"\(channels, samples\).*transpose"):
+        validate_audio(np.zeros(shape, dtype=np.float32), 48000)
+
+
+def test_sixty_four_channels_are_accepted():
+    assert validate_audio(np.zeros((64, 10), dtype=np.float32), 48000).shape == (64, 10)

@@ -3,7 +3,6 @@
 44.1 to 96 kHz; clear refusals where the target cannot be met."""
 
 import numpy as np
-import pyebur128
 import pytest
 
 from roomtone.mastering import master
@@ -11,28 +10,7 @@ from roomtone.stages import TruePeakLimiter
 from refsignals import music_like, pink_noise, silence, sine
 from roomtone import meter
 from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError
-
-
-def libebur128(audio, sample_rate):
-    """Integrated loudness (LUFS) and true peak (dBTP) by libebur128, the independent meter."""
-    frames = np.ascontiguousarray(audio.T, dtype=np.float64)
-    state = pyebur128.R128State(audio.shape[0], sample_rate,
-                                pyebur128.MeasurementMode.MODE_I | pyebur128.MeasurementMode.MODE_TRUE_PEAK)
-    if audio.shape[0] == 6:
-        for index, kind in enumerate((pyebur128.ChannelType.LEFT, pyebur128.ChannelType.RIGHT,
-                                      pyebur128.ChannelType.CENTER, pyebur128.ChannelType.UNUSED,
-                                      pyebur128.ChannelType.LEFT_SURROUND, pyebur128.ChannelType.RIGHT_SURROUND)):
-            state.set_channel(index, kind)
-    state.add_frames(frames.ravel(), frames.shape[0])
-    peak = max(pyebur128.get_true_peak(state, c) for c in range(audio.shape[0]))
-    return pyebur128.get_loudness_global(state), 20 * np.log10(peak)
-
-
-def true_peak_16x(audio):
-    from scipy.signal import resample_poly
-
-    up = resample_poly(audio.astype(np.float64), 16, 1, axis=1, window=("kaiser", 10.0))
-    return 20 * np.log10(max(np.abs(up).max(), np.abs(audio).max()))
+from roomtone.testing import libebur128, true_peak_16x
 
 
 def scaled_to(audio, sample_rate, lufs):

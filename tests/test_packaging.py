@@ -9,6 +9,7 @@
 
 import ast
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -37,7 +38,11 @@ def _build_wheel(source, out_dir):
 
 @pytest.fixture(scope="module")
 def roomtone_wheel(tmp_path_factory):
-    return _build_wheel(ROOT, tmp_path_factory.mktemp("wheel"))
+    # Built from a copy of the sources, so the checkout gets no build/ or egg-info folders.
+    source = tmp_path_factory.mktemp("source") / "roomtone"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".hypothesis"))
+    return _build_wheel(source, tmp_path_factory.mktemp("wheel"))
 
 
 def _top_level_names(wheel):
