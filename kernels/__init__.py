@@ -9,12 +9,8 @@ runs the multiband compressor over two overlapping halves). Whole-file kernels k
 scratch beyond their output: they work in blocks or rings, so a job's memory is a few copies of
 the signal.
 
-numba's on-disk cache must be writable and is keyed to the CPU, so it lives in the user's cache
-directory (``$NUMBA_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/roomtone/numba``), never in the package.
+numba's on-disk cache (``cache=True``) is keyed to the CPU and lives where numba puts it: beside the
+sources when that folder is writable, else in the user's cache directory (``~/.cache/numba``), or
+in ``$NUMBA_CACHE_DIR`` when the user sets it. Importing these modules changes no environment
+variable.
 """
-
-import os as _os
-
-if "NUMBA_CACHE_DIR" not in _os.environ:
-    _base = _os.environ.get("XDG_CACHE_HOME") or _os.path.join(_os.path.expanduser("~"), ".cache")
-    _os.environ["NUMBA_CACHE_DIR"] = _os.path.join(_base, "roomtone", "numba")

@@ -113,12 +113,9 @@ def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, b
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(input_path)  # decode while numba and the kernels load
-    from roomtone.runtime import without_scipy_blas
+    from roomtone.mastering.api import master_file, warm_up
 
-    with without_scipy_blas():
-        from roomtone.mastering.api import master_file, warm_up
-
-        warm_up(preset, bit_depth)
+    warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
                          ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
                          progress=progress, reading=reading)

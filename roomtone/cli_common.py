@@ -1,5 +1,6 @@
 """What every command-line entry point shares: one-line errors, exit codes, progress on stderr."""
 
+import atexit
 import functools
 import os
 import sys
@@ -55,9 +56,12 @@ def run_command(command):
     """Console-script entry point: run a click ``command``, then leave without interpreter teardown.
 
     When a whole-file job is done and every file is closed, Python's teardown (numba's and LLVM's
-    objects, a heap of several hundred MB) still takes about 0.3 s, which a user waiting on the
-    shell prompt pays for nothing. So stdout and stderr are flushed and the process ends with
-    ``os._exit`` and the command's exit status (141 if stdout was closed early).
+    objects, a heap of several hundred MB) still takes 0.15 to 0.3 s, which a user waiting on the
+    shell prompt pays for nothing (measured 2026-12-01, 3-minute master, median of 5: 2.01 s
+    against 2.16 s). So first every ``atexit`` handler runs, as at a normal exit (logging's
+    shutdown, JAX's compilation cache and anything else registered), then stdout and stderr are
+    flushed and the process ends with ``os._exit`` and the command's exit status (141 if stdout
+    was closed early). Only the console scripts do this; the library never exits.
     """
     try:
         command.main()  # standalone mode: always ends in SystemExit
@@ -69,6 +73,7 @@ def run_command(command):
     elif not isinstance(code, int):
         print(code, file=sys.stderr)
         code = 1
+    atexit._run_exitfuncs()  # what a normal exit runs first; it reports its handlers' errors itself
     try:
         sys.stdout.flush()
     except BrokenPipeError:

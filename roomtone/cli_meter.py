@@ -37,15 +37,14 @@ def main(files, as_json):
     """
     from roomtone.audio import read_audio
     from roomtone.meter import measure
-    from roomtone.runtime import keep_freed_memory, without_scipy_blas
+    from roomtone.runtime import keep_freed_memory
 
     keep_freed_memory()
     status = 0
     for path in files:
         try:
             audio, sample_rate, _ = read_audio(path)
-            with without_scipy_blas():  # numba's first kernel load need not import SciPy
-                stats = measure(audio, sample_rate).as_dict()
+            stats = measure(audio, sample_rate).as_dict()
         except RoomtoneError as exc:
             click.echo(f"error: {exc}", err=True)
             status = exit_code_for(exc)

@@ -138,3 +138,60 @@ def test_tests_and_benchmarks_use_the_roomtone_names():
                 if name.split(".")[0] in PACKAGES and not name.startswith("roomtone"):
                     bad.append(f"{path.relative_to(ROOT)} imports {name}")
     assert not bad, "\n".join(bad)
+
+
+_FRESH_PROCESS_CHECK = r"""
+import json, os, sys
+import numpy as np
+before_env = dict(os.environ)
+before_none = {name for name, module in sys.modules.items() if module is None}
+import roomtone, roomtone.meter, roomtone.loudness, roomtone.stages, roomtone.platforms, roomtone.audio
+from roomtone.mastering import master
+x = (np.random.default_rng(0).standard_normal((2, 48000)) * 0.05).astype(np.float32)
+out, report = master(x, 48000)
+roomtone.meter.measure(out, 48000)
+{cli}
+print(json.dumps({
+    "env_changed": sorted(k for k in set(os.environ) | set(before_env) if os.environ.get(k) != before_env.get(k)),
+    "modules_hidden": sorted({n for n, m in sys.modules.items() if m is None} - before_none),
+    "model_libraries": sorted(n for n in ("jax", "flax", "optax", "jaxlib") if n in sys.modules),
+}))
+"""
+
+_CLI_CALLS = r"""
+import soundfile as sf, tempfile
+from roomtone.mastering.cli import main as master_cli
+from roomtone.cli_meter import main as meter_cli
+folder = tempfile.mkdtemp()
+sf.write(folder + "/in.wav", x.T, 48000)
+for cli, args in ((master_cli, [folder + "/in.wav", "-o", folder + "/out.wav", "-q"]),
+                  (meter_cli, ["--json", folder + "/out.wav"])):
+    try:
+        cli.main(args, standalone_mode=False)
+    except SystemExit as exc:
+        assert not exc.code, exc.code
+"""
+
+
+@pytest.mark.parametrize("with_cli", [False, True], ids=["library", "master-and-meter-cli"])
+def test_nothing_process_global_and_no_model_libraries(with_cli, tmp_path):
+    """In a fresh process, importing the library and mastering and metering (through the API, and
+    through the master and meter commands) writes no environment variable, hides no module, and
+    never imports jax, flax or optax (only code that runs a model may)."""
+    code = _FRESH_PROCESS_CHECK.replace("{cli}", _CLI_CALLS if with_cli else "")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found == {"env_changed": [], "modules_hidden": [], "model_libraries": []}
+
+
+def test_process_tuning_is_reached_only_from_console_scripts():
+    """``roomtone.runtime`` (glibc mallopt) is imported by the command-line modules alone."""
+    users = []
+    for folder in PACKAGES:
+        for path in _modules_of(folder):
+            if "roomtone.runtime" in _imported_modules(path):
+                users.append(path.name)
+    assert users and all(name.startswith("cli") for name in users), users
