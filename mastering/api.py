@@ -161,7 +161,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     stages.append(result.stage_report())
     report = {
         "versions": _versions(),
-        "preset": preset.to_dict(),
+        "preset": {**preset.to_dict(), "source": preset.source or None},
         "platform": goal.platform,
         "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": goal.note},
         "sample_rate": sample_rate,

@@ -1,14 +1,23 @@
-"""``master IN -o OUT``: master a file to a platform's loudness and true-peak ceiling.
+"""``master IN... -o OUT|DIR``: master files to a platform's loudness and true-peak ceiling.
 
-The CLI parses, calls :func:`roomtone.mastering.master_file`, and prints the before/after table.
+The CLI parses, checks every path and option before any work, calls
+:func:`roomtone.mastering.master_file` per file, and prints the before/after table (one file) or a
+summary table (many files).
 """
 
 import json
 import os
+import sys
 
 import click
 
-from roomtone.cli_common import fail, fmt, friendly_errors, run_command, stderr_progress
+import roomtone
+from roomtone.cli_common import check_interrupted, exit_code_for, fail, fmt, friendly_errors, run_command, stderr_progress
+from roomtone.errors import OutputError, RoomtoneError
+
+# --format choices; the default keeps the input's format when it is one of these lossless two
+_LOSSLESS = ("wav", "flac")
+FORMATS = _LOSSLESS + ("mp3", "ogg", "opus")
 
 
 def _list_presets():
@@ -48,98 +57,237 @@ def _print_table(report):
         click.echo(f"target: {report['target']['note']}")
 
 
+def _print_summary(results):
+    """One row per file: done with its readings, or the error."""
+    click.echo(f"\n{'file':<32}{'I (LUFS)':>9}{'TP (dBTP)':>10}{'LRA':>6}  result")
+    for source, report, error in results:
+        name = os.path.basename(source)[:31]
+        if error is None:
+            after = report["after"]
+            click.echo(f"{name:<32}{fmt(after['integrated_lufs'], 2):>9}{fmt(after['true_peak_dbtp'], 2):>10}"
+                       f"{fmt(after['lra_lu'], missing='n/a'):>6}  -> {report['output']}")
+        else:
+            click.echo(f"{name:<32}{'':>9}{'':>10}{'':>6}  failed: {error}")
+    failed = sum(1 for _, _, error in results if error is not None)
+    click.echo(f"{len(results) - failed} of {len(results)} mastered" + (f", {failed} failed" if failed else ""))
+
+
+def _is_directory_target(output_path, inputs):
+    return len(inputs) > 1 or output_path.endswith(("/", os.sep)) or os.path.isdir(output_path)
+
+
+def _extension_for(input_path, fmt_choice):
+    if fmt_choice:
+        return "." + fmt_choice
+    ext = os.path.splitext(input_path)[1].lower()
+    return ext if ext[1:] in _LOSSLESS else ".wav"
+
+
+def _plan(inputs, output_path, fmt_choice):
+    """``[(input, output)]`` for the call; a directory target gets ``DIR/<input name>.<ext>``."""
+    if not _is_directory_target(output_path, inputs):
+        if fmt_choice and os.path.splitext(output_path)[1].lower() != "." + fmt_choice:
+            fail(f"--format {fmt_choice} does not match the output file {output_path}; name it .{fmt_choice}, "
+                 f"or give a directory", 2)
+        return [(inputs[0], output_path)]
+    plan, seen = [], {}
+    for source in inputs:
+        stem = os.path.splitext(os.path.basename(source))[0]
+        target = os.path.join(output_path, stem + _extension_for(source, fmt_choice))
+        key = os.path.abspath(target)
+        if key in seen:
+            fail(f"{source} and {seen[key]} would both be written to {target}; master them in separate calls", 2)
+        seen[key] = source
+        plan.append((source, target))
+    return plan
+
+
+def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_dir):
+    """Refuse bad destinations before any work (and before any input is decoded). A missing
+    output or report folder is created."""
+    from roomtone.audio import check_output_path, output_format
+
+    for directory in {os.path.dirname(os.path.abspath(p)) for _, p in plan} | (
+            {os.path.abspath(report_dir)} if report_dir else set()) | (
+            {os.path.dirname(os.path.abspath(report_path))} if report_path else set()):
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
+    for source, target in plan:
+        try:
+            output_format(target, bit_depth)
+        except OutputError as exc:  # a bad extension or depth is a bad option, not a failed write
+            fail(str(exc), 2)
+        check_output_path(target, source, overwrite_input=overwrite_input)
+    if report_path:
+        check_output_path(report_path, plan[0][0])
+        if os.path.abspath(report_path) == os.path.abspath(plan[0][1]):
+            fail(f"{report_path}: the report path is the output path; choose another", 4)
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("input_path", metavar="IN", required=False, type=click.Path(dir_okay=False))
-@click.option("-o", "--output", "output_path", type=click.Path(dir_okay=False),
-              help="Output file; .wav or .flac (format from the extension). Written atomically.")
+@click.argument("inputs", metavar="IN...", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output_path", type=click.Path(),
+              help="Output file (one IN), or a folder for IN... (each written as FOLDER/<IN name>.<ext>; a path "
+                   "ending in / or an existing folder counts as a folder; missing folders are created). Format from "
+                   "the extension: .wav, .flac. Written atomically.")
+@click.option("--format", "fmt_choice", type=click.Choice(FORMATS, case_sensitive=False),
+              help="Output format when writing into a folder (default: the input's when it is WAV or FLAC, else WAV).")
 @click.option("--preset", default="balanced", show_default=True,
               help="Style (warm, balanced, open, aggressive), genre (pop, rock, hip-hop, electronic, jazz, classical, "
-                   "acoustic) or a path to a preset .toml file. See --list-presets.")
+                   "acoustic) or a path to a preset .toml file; names in any case. See --list-presets.")
 @click.option("--platform", default="spotify", show_default=True,
               help="Delivery target: spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
-                   "podcast -16/-1, ebu-r128 -23/-1, atsc-a85 -24/-2.")
+                   "podcast -16/-1 (-19 LUFS for mono), ebu-r128 -23/-1, atsc-a85 -24/-2. Names in any case.")
 @click.option("--target-lufs", type=float, help="Integrated loudness target in LUFS (BS.1770-4); overrides the platform's.")
 @click.option("--ceiling-dbtp", type=float, help="True-peak ceiling in dBTP (4x oversampled); overrides the platform's.")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="24", show_default=True,
               help="Output sample format: 16/24-bit integer PCM with TPDF dither, or 32-bit float (WAV only).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
-              help="Also write the JSON report here (versions, preset as applied, per-stage gain, before/after).")
-@click.option("--json", "as_json", is_flag=True, help="Print the JSON report to stdout instead of the table.")
+              help="Also write the JSON report here (one IN; versions, preset as applied, per-stage gain, before/after).")
+@click.option("--report-dir", type=click.Path(file_okay=False),
+              help="Write one JSON report per file into this folder, as <output name>.json.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
+                   "for a file that failed), instead of the tables.")
 @click.option("--overwrite-input", is_flag=True, help="Allow OUT to be the input file itself (replaced only on success).")
 @click.option("--demo", is_flag=True, help="Master a 12 s demo track (drums, bass, chords) the package synthesizes; needs -o.")
 @click.option("--list-presets", is_flag=True, help="List presets and platforms, then exit.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress messages on stderr.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
-def main(input_path, output_path, preset, platform, target_lufs, ceiling_dbtp, bit_depth, report_path, as_json,
-         overwrite_input, demo, list_presets, quiet):
-    """Master IN into OUT at a platform's loudness, with the true peak under its ceiling.
+def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, report_path,
+         report_dir, as_json, overwrite_input, demo, list_presets, quiet):
+    """Master IN into OUT (or each IN into a folder) at a platform's loudness, with the true peak
+    under its ceiling.
 
     \b
     Examples:
       master song.wav -o song_master.wav --preset warm --platform spotify
       master mix.flac -o mix_apple.flac --platform apple --bit-depth 24 --report mix.json
+      master *.wav -o masters/ --format flac --report-dir masters/reports
       master --demo -o demo_master.wav
 
     Every output reads the target integrated loudness within 0.1 LU and a true peak at or under the
-    ceiling. If that needs more limiting than the preset allows, nothing is written and the exit
-    status is 3. Exit status 2: bad input or options; 4: output not writable.
+    ceiling. If that needs more limiting than the preset allows, that file is not written (exit
+    status 3). With many files, one that fails is reported and the rest go on; the exit status is
+    that of the last failure. Exit status 2: bad input or options; 4: output not writable;
+    130: interrupted (Ctrl-C; nothing half-written is left).
     """
     if list_presets:
         _list_presets()
         return
+    if output_path is None:
+        fail("missing -o/--output (where to write the master)", 2)
+    fmt_choice = fmt_choice.lower() if fmt_choice else None
+    inputs = list(inputs)
+    if demo:
+        if inputs:
+            fail("--demo masters its own track; give no IN", 2)
+    elif not inputs:
+        fail("missing IN (the file to master), or use --demo", 2)
+    plan = _plan(inputs or ["demo_mix.wav"], output_path, fmt_choice)
+    if report_path and len(plan) > 1:
+        fail("--report takes one file; with many inputs use --report-dir", 2)
     from roomtone.runtime import keep_freed_memory
 
     keep_freed_memory()
-    if output_path is None:
-        fail("missing -o/--output (where to write the master)", 2)
-    progress = stderr_progress(quiet)
-    from roomtone.audio import check_output_path, output_format
-
-    output_format(output_path, bit_depth)
     if demo:
-        if input_path:
-            fail("--demo masters its own track; give no IN", 2)
-        input_path = _write_demo_input(output_path)
-        if progress:
-            progress(f"demo mix written to {input_path}")
-    elif input_path is None:
-        fail("missing IN (the file to master), or use --demo", 2)
-    # Refuse bad destinations before any work (and before the input is decoded).
-    check_output_path(output_path, input_path, overwrite_input=overwrite_input)
-    if report_path:
-        check_output_path(report_path, input_path)
-        if os.path.abspath(report_path) == os.path.abspath(output_path):
-            fail(f"{report_path}: the report path is the output path; choose another", 4)
+        # the mix is written beside OUT as <OUT stem>_mix.wav (the README command can be rerun)
+        _check_destinations([(None, plan[0][1])], bit_depth, overwrite_input, report_path, report_dir)
+        inputs = [_write_demo_input(plan[0][1])]
+        plan = [(inputs[0], plan[0][1])]
+        if not quiet:
+            click.echo(f"  ... demo mix written to {inputs[0]}", err=True)
+    _check_destinations(plan, bit_depth, overwrite_input, report_path, report_dir)
     from roomtone.audio import read_audio_async
 
-    reading = read_audio_async(input_path)  # decode while numba and the kernels load
+    reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
     from roomtone.mastering.api import master_file, warm_up
 
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
-    report = master_file(input_path, output_path, preset=preset, platform=platform, target_lufs=target_lufs,
-                         ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, overwrite_input=overwrite_input,
-                         progress=progress, reading=reading)
-    if report_path:
-        from roomtone.audio import write_text_atomic
+    options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                   bit_depth=bit_depth, overwrite_input=overwrite_input)
+    if len(plan) == 1:
+        report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading, **options)
+        _write_reports(report, report_path, report_dir)
+        if as_json:
+            click.echo(json.dumps(report))
+        else:
+            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, {report['platform']})")
+            _print_table(report)
+        return
+    results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file)
+    if not as_json:
+        _print_summary(results)
+    raise SystemExit(status)
 
-        write_text_atomic(report_path, json.dumps(report, indent=2) + "\n")
-    if as_json:
-        click.echo(json.dumps(report))
-    else:
-        click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, {report['platform']})")
-        _print_table(report)
+
+def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file):
+    """Master every ``(input, output)`` of ``plan`` in turn, the next file decoding while one is
+    mastered; a failing file is reported and the rest go on. Returns ``(results, exit status)``."""
+    from roomtone.audio import read_audio_async
+
+    results, status = [], 0
+    progress = stderr_progress(True)  # checks for Ctrl-C between stages; the bar shows progress
+    bar = click.progressbar(length=len(plan), label="mastering", file=sys.stderr,
+                            item_show_func=lambda item: item and os.path.basename(item))
+    with (bar if not quiet else _NoBar()) as shown:
+        for index, (source, target) in enumerate(plan):
+            check_interrupted()
+            ahead = read_audio_async(plan[index + 1][0]) if index + 1 < len(plan) else None
+            shown.update(0, source)
+            try:
+                report = master_file(source, target, progress=progress, reading=reading, **options)
+                _write_reports(report, None, report_dir)
+                results.append((source, report, None))
+                if as_json:
+                    click.echo(json.dumps(report))
+            except RoomtoneError as exc:
+                check_interrupted()
+                status = exit_code_for(exc)
+                results.append((source, None, str(exc)))
+                click.echo(f"\nerror: {exc}" if not quiet else f"error: {exc}", err=True)
+                if as_json:
+                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
+            shown.update(1)
+            reading = ahead
+    return results, status
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def update(self, steps, item=None):
+        pass
+
+
+def _write_reports(report, report_path, report_dir):
+    from roomtone.audio import write_text_atomic
+
+    text = json.dumps(report, indent=2) + "\n"
+    if report_path:
+        write_text_atomic(report_path, text)
+    if report_dir:
+        stem = os.path.splitext(os.path.basename(report["output"]))[0]
+        write_text_atomic(os.path.join(report_dir, stem + ".json"), text)
 
 
 def _write_demo_input(output_path):
     """Synthesize the demo mix beside OUT as ``<OUT stem>_mix.wav`` and return its path."""
-    from roomtone.mastering.demo import SAMPLE_RATE, demo_track
     from roomtone.audio import write_audio
+    from roomtone.mastering.demo import SAMPLE_RATE, demo_track
 
     stem, _ = os.path.splitext(output_path)
     mix_path = f"{stem}_mix.wav"
     write_audio(mix_path, demo_track(), SAMPLE_RATE, bit_depth="24")
     return mix_path
-
 
 
 def run():

@@ -47,6 +47,7 @@ class Preset:
     source: str = ""
 
     def to_dict(self):
+        """Preset data (what :meth:`to_toml` writes); the report adds ``source``."""
         return {
             "schema_version": SCHEMA_VERSION, "name": self.name, "category": self.category,
             "description": self.description,
@@ -128,13 +129,17 @@ def preset_paths():
 
 
 def load_preset(name_or_path):
-    """A shipped preset by name (``"warm"``, ``"jazz"``) or a preset file by path."""
+    """A shipped preset by name, case-insensitively (``"warm"``, ``"Jazz"``), or a preset file by
+    path. A preset read from a path other than a shipped file is named after that file (its stem),
+    so an edited copy of ``warm.toml`` saved as ``mine.toml`` reports ``mine``, not ``warm``; the
+    report's ``source`` gives the path either way."""
     if isinstance(name_or_path, Preset):
         return name_or_path
     text = str(name_or_path)
     paths = preset_paths()
-    if text in paths:
-        path = paths[text]
+    shipped = text.strip().lower()
+    if shipped in paths and not Path(text).exists():
+        path = paths[shipped]
     elif text.endswith(".toml") or Path(text).exists():
         path = Path(text)
         if path.is_dir():
@@ -149,4 +154,7 @@ def load_preset(name_or_path):
         raise PresetError(f"{path}: not valid TOML ({exc})") from None
     except OSError as exc:
         raise PresetError(f"{path}: cannot read ({exc.strerror})") from None
-    return parse_preset(data, source=path)
+    preset = parse_preset(data, source=path)
+    if path.resolve() not in {p.resolve() for p in paths.values()} and preset.name != path.stem:
+        preset = dataclasses.replace(preset, name=path.stem)
+    return preset

@@ -1,9 +1,12 @@
 """What every command-line entry point shares: one-line errors, exit codes, progress on stderr."""
 
 import atexit
+import contextlib
 import functools
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -26,18 +29,60 @@ def exit_code_for(exc):
     return 2
 
 
+class _Interrupts:
+    """Ctrl-C for a command: the first SIGINT only sets a flag, which the command checks at its
+    stage boundaries (:func:`check_interrupted`, called by every progress callback), so the
+    KeyboardInterrupt is raised in the main thread between two kernel calls, never inside one
+    (raised there, numba's dispatcher turned it into ``SystemError: ... returned a result with an
+    exception set``) and never between a temporary file and its rename. A second Ctrl-C interrupts
+    at once."""
+
+    def __init__(self):
+        self.requested = False
+
+    def handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    @contextlib.contextmanager
+    def installed(self):
+        self.requested = False
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = signal.signal(signal.SIGINT, self.handle)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+INTERRUPTS = _Interrupts()
+
+
+def check_interrupted():
+    """Raise KeyboardInterrupt if Ctrl-C was pressed since the command started."""
+    if INTERRUPTS.requested:
+        raise KeyboardInterrupt
+
+
 def friendly_errors(func):
     """Turn our errors into ``error: <one line>`` on stderr and an exit code; never a traceback
-    (set ``ROOMTONE_DEBUG=1`` to see one for an internal error)."""
+    (set ``ROOMTONE_DEBUG=1`` to see one for an internal error). Ctrl-C is always ``interrupted``
+    with exit status 130, whatever it interrupted."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with INTERRUPTS.installed():
+                return func(*args, **kwargs)
         except RoomtoneError as exc:
+            if INTERRUPTS.requested:
+                fail("interrupted; no partial output was written", 130)
             fail(str(exc), exit_code_for(exc))
         except KeyboardInterrupt:
-            fail("interrupted; no output was written", 130)
+            fail("interrupted; no partial output was written", 130)
         except BrokenPipeError:
             # stdout closed early (`master ... | head`): the work is done, nothing left to say.
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -45,6 +90,8 @@ def friendly_errors(func):
         except MemoryError:
             fail("out of memory; try a shorter file or free some memory", 70)
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
+            if INTERRUPTS.requested:  # whatever the interrupt surfaced as (e.g. a SystemError)
+                fail("interrupted; no partial output was written", 130)
             if os.environ.get("ROOMTONE_DEBUG"):
                 raise
             fail(f"internal error ({type(exc).__name__}: {exc}); rerun with ROOMTONE_DEBUG=1 for details", 70)
@@ -86,12 +133,13 @@ def run_command(command):
 
 
 def stderr_progress(quiet):
-    """A ``progress(stage)`` callback writing ``  ... stage`` to stderr (nothing if quiet)."""
-    if quiet:
-        return None
+    """A ``progress(stage)`` callback: it checks for Ctrl-C (:func:`check_interrupted`) and, unless
+    ``quiet``, writes ``  ... stage`` to stderr."""
 
     def progress(stage):
-        click.echo(f"  ... {stage}", err=True)
+        check_interrupted()
+        if not quiet:
+            click.echo(f"  ... {stage}", err=True)
 
     return progress
 

@@ -19,7 +19,8 @@ _COLUMNS = (
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line per file (keys: path, integrated_lufs, lra_lu, max_momentary_lufs, "
                    "max_short_term_lufs, true_peak_dbtp, sample_peak_dbfs, plr_lu, sample_rate, channels, "
-                   "duration_s). Silence reads null loudness.")
+                   "duration_s). Silence reads null loudness and LRA; an unreadable file gives "
+                   "{\"path\": ..., \"error\": ...}.")
 @friendly_errors
 def main(files, as_json):
     """Meter audio FILES (WAV, FLAC, OGG, MP3, AIFF...).
@@ -48,13 +49,15 @@ def main(files, as_json):
         except RoomtoneError as exc:
             click.echo(f"error: {exc}", err=True)
             status = exit_code_for(exc)
+            if as_json:  # a script reading one object per file gets one for this file too
+                click.echo(json.dumps({"path": path, "error": str(exc)}))
             continue
         if as_json:
             click.echo(json.dumps({"path": path, **stats}))
             continue
         click.echo(f"{path}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)")
         for key, label in _COLUMNS:
-            click.echo(f"  {label:<14}{fmt(stats[key], missing='n/a' if key == 'plr_lu' else '-inf'):>8}")
+            click.echo(f"  {label:<14}{fmt(stats[key], missing='n/a' if key in ('plr_lu', 'lra_lu') else '-inf'):>8}")
     raise SystemExit(status)
 
 

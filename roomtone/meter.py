@@ -81,11 +81,12 @@ def integrated_from_blocks(blocks):
 def loudness_range_from_short_term(short_term_power):
     """LRA (EBU Tech 3342): L95 - L10 of short-term loudness (10 Hz) after an absolute gate at
     -70 LUFS and a relative gate 20 LU below the power mean of the absolutely gated blocks.
+    ``nan`` (undefined: JSON ``null``) for silence, where no block passes the absolute gate;
     ``0.0`` when fewer than two blocks remain."""
     lk = to_lufs(short_term_power)
     keep = lk > ABSOLUTE_GATE_LUFS
     if not keep.any():
-        return 0.0
+        return float("nan")
     gamma_r = to_lufs(short_term_power[keep].mean()) + LRA_RELATIVE_GATE_LU
     values = lk[keep & (lk > gamma_r)]
     if values.size < 2:
@@ -159,7 +160,7 @@ class LoudnessStats:
     """Everything ``meter`` prints for one signal. Loudness in LUFS, ranges in LU, peaks in dB.
 
     ``-inf`` loudness (silence, or shorter than the 400 ms gating block) is kept as ``-inf`` here and
-    written as ``null`` in JSON.
+    written as ``null`` in JSON; so is an undefined LRA (``nan``: nothing above the gate) and PLR.
     """
 
     integrated_lufs: float

@@ -6,15 +6,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 import soundfile as sf
 from click.testing import CliRunner
 
-from roomtone.mastering.cli import main as master_cli
+import roomtone
 from refsignals import music_like, silence, sine
 from roomtone.cli_meter import main as meter_cli
+from roomtone.mastering.cli import main as master_cli
+from roomtone.testing import libebur128
 
 SR = 44100
 
@@ -168,7 +171,7 @@ def test_output_equal_to_input_is_refused_unless_asked(song, tmp_path):
 
 def test_unwritable_or_missing_directory(song, tmp_path, monkeypatch):
     result = run(master_cli, [song, "-o", tmp_path / "no" / "such" / "dir.wav", "-q"])
-    assert result.exit_code == 4 and "does not exist" in result.output
+    assert result.exit_code == 0 and (tmp_path / "no" / "such" / "dir.wav").is_file()  # folders are created
     locked = tmp_path / "locked"
     locked.mkdir()
     # CI runs as root, which ignores permission bits: make the access check itself say no.
@@ -179,11 +182,12 @@ def test_unwritable_or_missing_directory(song, tmp_path, monkeypatch):
     assert os.listdir(locked) == []
 
 
-def test_unsupported_extension_or_bit_depth(song, tmp_path):
-    result = run(master_cli, [song, "-o", tmp_path / "o.mp3", "-q"])
-    assert result.exit_code == 4 and "unsupported output extension" in result.output
+def test_unsupported_extension_or_bit_depth_is_a_bad_option(song, tmp_path):
+    result = run(master_cli, [song, "-o", tmp_path / "o.xyz", "-q"])
+    assert result.exit_code == 2 and "unsupported output extension" in result.output
     result = run(master_cli, [song, "-o", tmp_path / "o.flac", "--bit-depth", "32f", "-q"])
-    assert result.exit_code == 4 and "not available for .flac" in result.output
+    assert result.exit_code == 2 and "not available for .flac" in result.output
+    _only_expected_files(tmp_path, ["song.wav"])
 
 
 def test_failed_write_leaves_no_partial_file(song, tmp_path, monkeypatch):
@@ -215,13 +219,24 @@ def test_meter_silence_reads_null_and_bad_files_fail_with_one_line_each(tmp_path
     quiet = _write(tmp_path / "quiet.wav", silence(1.0, SR))
     result = run(meter_cli, ["--json", quiet])
     assert result.exit_code == 0
-    assert json.loads(result.output)["integrated_lufs"] is None
+    reading = json.loads(result.output)
+    assert reading["integrated_lufs"] is None and reading["lra_lu"] is None  # undefined, not 0 LU
     cases = bad_inputs(tmp_path)
     paths = [cases[c][0] for c in ("missing", "empty", "non-audio", "truncated")]
     result = run(meter_cli, [*paths, quiet])
     assert result.exit_code == 2
     errors = [line for line in result.output.splitlines() if line.startswith("error: ")]
     assert len(errors) == 4
+
+
+def test_meter_json_gives_an_object_for_every_file_even_unreadable_ones(tmp_path):
+    quiet = _write(tmp_path / "quiet.wav", silence(1.0, SR))
+    missing = tmp_path / "missing.wav"
+    result = CliRunner().invoke(meter_cli, ["--json", str(missing), str(quiet)])  # stdout and stderr apart
+    assert result.exit_code == 2
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["path"] for row in rows] == [str(missing), str(quiet)]
+    assert "no such file" in rows[0]["error"] and "error" not in rows[1]
 
 
 def test_console_scripts_run_without_traceback(tmp_path):
@@ -241,14 +256,12 @@ def test_report_path_is_checked_before_any_work(song, tmp_path):
     assert _digest(song) == digest
     result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", tmp_path / "o.wav", "-q"])
     assert result.exit_code == 4 and "report path is the output path" in result.output
-    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--report", tmp_path / "no" / "r.json", "-q"])
-    assert result.exit_code == 4 and "does not exist" in result.output
     _only_expected_files(tmp_path, ["song.wav"])
 
 
 def test_demo_with_a_bad_format_writes_nothing(tmp_path):
     result = run(master_cli, ["--demo", "-o", tmp_path / "x.flac", "--bit-depth", "32f", "-q"])
-    assert result.exit_code == 4 and "not available for .flac" in result.output
+    assert result.exit_code == 2 and "not available for .flac" in result.output
     assert os.listdir(tmp_path) == []
 
 
@@ -308,3 +321,110 @@ def test_console_scripts_master_and_meter_a_file_in_a_fresh_process(song, tmp_pa
                           timeout=300)
     assert read.returncode == 0, read.stderr
     assert abs(json.loads(read.stdout)["integrated_lufs"] + 14.0) <= 0.05
+
+
+def test_many_files_into_a_folder_one_bad_file_reported_rest_go_on(tmp_path):
+    sources = tmp_path / "in"
+    sources.mkdir()
+    a = _write(sources / "a.wav", music_like(3.0, SR, seed=3) * 0.2, subtype="PCM_24")
+    b = _write(sources / "b.flac", music_like(3.0, SR, seed=4) * 0.2, subtype="PCM_24")
+    bad = sources / "c.wav"
+    bad.write_text("not audio\n")
+    c = _write(sources / "d.ogg", music_like(3.0, SR, seed=5) * 0.2, subtype="VORBIS")
+    out = tmp_path / "out" / "masters"  # created
+    result = CliRunner().invoke(master_cli, [str(a), str(b), str(bad), str(c), "-o", str(out), "-q", "--json",
+                                             "--report-dir", str(tmp_path / "reports")])
+    assert result.exit_code == 2, result.output
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [os.path.basename(r["input"]) for r in rows] == ["a.wav", "b.flac", "c.wav", "d.ogg"]
+    assert "error" in rows[2] and "not a readable audio file" in rows[2]["error"]
+    # outputs keep WAV/FLAC, anything else becomes WAV
+    assert sorted(os.listdir(out)) == ["a.wav", "b.flac", "d.wav"]
+    assert sorted(os.listdir(tmp_path / "reports")) == ["a.json", "b.json", "d.json"]
+    for row in (rows[0], rows[1], rows[3]):
+        assert abs(libebur128(sf.read(row["output"], always_2d=True)[0].T, SR)[0] + 14.0) <= 0.1
+    assert result.stderr.count("error: ") == 1
+
+
+def test_many_files_summary_table_and_format(tmp_path):
+    files = [_write(tmp_path / f"t{i}.wav", music_like(3.0, SR, seed=i) * 0.2, subtype="PCM_24") for i in range(2)]
+    result = run(master_cli, [*files, "-o", tmp_path / "out", "--format", "FLAC", "-q"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "out")) == ["t0.flac", "t1.flac"]
+    assert "2 of 2 mastered" in result.output and "t0.wav" in result.output
+
+
+def test_many_files_refuse_clashing_names_and_a_single_report_before_any_work(tmp_path):
+    a = _write(tmp_path / "x.wav", music_like(1.0, SR))
+    b = _write(tmp_path / "x.flac", music_like(1.0, SR), subtype="PCM_16")
+    result = run(master_cli, [a, b, "-o", tmp_path / "out", "--format", "wav", "-q"])
+    assert result.exit_code == 2 and "would both be written" in result.output
+    result = run(master_cli, [a, b, "-o", tmp_path / "out2", "--report", tmp_path / "r.json", "-q"])
+    assert result.exit_code == 2 and "--report-dir" in result.output
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
+def test_version_and_names_in_any_case(song, tmp_path):
+    result = run(master_cli, ["--version"])
+    assert result.exit_code == 0 and roomtone.__version__ in result.output
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--preset", "Warm", "--platform", "APPLE", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["preset"]["name"] == "warm" and report["platform"] == "apple"
+    assert report["target"]["integrated_lufs"] == -16.0
+
+
+def test_an_edited_preset_reports_its_own_name_and_path(song, tmp_path):
+    warm = os.path.join(os.path.dirname(__file__), "..", "presets", "styles", "warm.toml")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(open(warm).read().replace("knee_db = 8.0", "knee_db = 7.0"))
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--preset", mine, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["preset"]["name"] == "mine" and report["preset"]["source"] == str(mine)
+
+
+def test_mono_podcast_says_why_it_aims_at_minus_19(tmp_path):
+    mono = _write(tmp_path / "voice.wav", music_like(4.0, SR, channels=1) * 0.2, subtype="PCM_24")
+    result = run(master_cli, [mono, "-o", tmp_path / "o.wav", "--platform", "podcast", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "-19 LUFS" in result.output and "mono" in result.output
+
+
+_SIGINT_SCRIPT = r"""
+import os, signal, sys, threading, time
+from roomtone.mastering.cli import main
+delay = float(sys.argv[1])
+timer = threading.Timer(delay, lambda: os.kill(os.getpid(), signal.SIGINT))
+timer.daemon = True
+timer.start()
+try:
+    main.main(sys.argv[2:])
+except SystemExit as exc:
+    sys.exit(exc.code)
+"""
+
+
+def test_ctrl_c_at_any_moment_is_interrupted_130_and_leaves_nothing(tmp_path):
+    """A real SIGINT at moments spread over a job (decoding, chain, search, writing): always
+    ``interrupted`` with exit 130, no traceback, no internal error, and nothing in the output folder
+    (no output, no hidden temporary file)."""
+    source = _write(tmp_path / "long.wav", music_like(60.0, SR, seed=9) * 0.3, subtype="PCM_24")
+    # how long a whole job takes here, to spread the interrupts over it
+    out_dir = tmp_path / "out"
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _SIGINT_SCRIPT, "1000", str(source), "-o", str(out_dir / "o.wav"), "-q"],
+                          capture_output=True, text=True, timeout=300)
+    total = time.perf_counter() - started
+    assert done.returncode == 0, done.stderr
+    (out_dir / "o.wav").unlink()
+    for fraction in (0.05, 0.2, 0.35, 0.5, 0.6, 0.7, 0.8, 0.9):
+        result = subprocess.run([sys.executable, "-c", _SIGINT_SCRIPT, str(total * fraction), str(source),
+                                 "-o", str(out_dir / "o.wav"), "-q"], capture_output=True, text=True, timeout=300)
+        if result.returncode == 0:  # the job finished before the signal: a whole, valid output
+            assert sf.info(str(out_dir / "o.wav")).frames == sf.info(str(source)).frames
+            (out_dir / "o.wav").unlink()
+            continue
+        assert result.returncode == 130, (fraction, result.stderr)
+        assert result.stderr.strip().splitlines() == ["error: interrupted; no partial output was written"]
+        assert os.listdir(out_dir) == [], (fraction, os.listdir(out_dir))
