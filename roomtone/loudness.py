@@ -66,14 +66,20 @@ def _render(audio, curve, bits, on_candidate=None):
     return out
 
 
-def _reduction_stats(curve, gain):
+def _reduction_stats(curve, gain, chunk=1 << 18):
     """(max dB, mean dB over acting samples, percent of samples acting) of the limiter part of
-    ``curve`` (= ``gain * limiter gain``)."""
-    reduction_db = -20.0 * np.log10(np.maximum(curve / gain, 1e-12))
-    acting = reduction_db > _ACTIVE_DB
-    if not acting.any():
+    ``curve`` (= ``gain * limiter gain``), in chunks: no whole-file scratch."""
+    deepest, total_db, acting = 0.0, 0.0, 0
+    for start in range(0, curve.size, chunk):
+        reduction_db = -20.0 * np.log10(np.maximum(curve[start:start + chunk] / gain, 1e-12))
+        hit = reduction_db > _ACTIVE_DB
+        if hit.any():
+            deepest = max(deepest, float(reduction_db.max()))
+            total_db += float(reduction_db[hit].sum())
+            acting += int(np.count_nonzero(hit))
+    if not acting:
         return 0.0, 0.0, 0.0
-    return float(reduction_db.max()), float(reduction_db[acting].mean()), 100.0 * float(acting.mean())
+    return deepest, total_db / acting, 100.0 * acting / curve.size
 
 
 def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=None, limiter=None,
