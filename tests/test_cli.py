@@ -180,7 +180,7 @@ def test_unwritable_or_missing_directory(song, tmp_path, monkeypatch):
 
 
 def test_unsupported_extension_or_bit_depth(song, tmp_path):
-    result = run(master_cli, [song, "-o", tmp_path / "o.mp3", "-q"])
+    result = run(master_cli, [song, "-o", tmp_path / "o.aiff", "-q"])
     assert result.exit_code == 4 and "unsupported output extension" in result.output
     result = run(master_cli, [song, "-o", tmp_path / "o.flac", "--bit-depth", "32f", "-q"])
     assert result.exit_code == 4 and "not available for .flac" in result.output
