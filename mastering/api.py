@@ -10,23 +10,30 @@ Signal path (all offline, whole file):
 4. for 16/24-bit output, TPDF dither; the result is re-metered and, should the true peak of the
    quantized signal exceed the ceiling, the limiter is re-run a hair lower.
 
+A master delivered at another rate is resampled between 2 and 3 (the loudness stage runs at the
+delivery rate). A lossy file (MP3, OGG Vorbis, Opus) is rendered in float, encoded, decoded and
+metered again; the loudness stage re-runs aiming lower until the decoded file is under the ceiling.
+
 The loudness change comes only from these static gains, the chain and the limiter: no gain riding.
 Metering runs in a second thread beside the chain (the numba kernels release the GIL).
 """
 
+import dataclasses
 import platform as _platform
 import time
 
 import numpy as np
 
 import roomtone
-from roomtone.audio import BIT_DEPTHS, PendingWrite, check_output_path, read_audio_async, validate_audio
+from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
+                            lossy_codec, output_format, read_audio_async, validate_audio)
 from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
 from roomtone.loudness import reach_loudness
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
 from roomtone.platforms import resolve_target
+from roomtone.resample import check_output_sample_rate, resample
 from roomtone.stages import Gain, TruePeakLimiter
 
 WORKING_LEVEL_LUFS = -18.0
@@ -51,41 +58,79 @@ def _versions():
 
 
 def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_lufs=None, ceiling_dbtp=None,
-           bit_depth="32f", progress=None, on_candidate=None):
+           bit_depth="32f", output_sample_rate=None, progress=None, on_candidate=None):
     """Master ``audio`` to a platform's loudness and true-peak ceiling.
 
     Args:
         audio: (channels, samples) float array, any channel count (mono, stereo, 5.1...).
-        sample_rate: Hz; kept as is.
+        sample_rate: Hz.
         preset: a shipped preset name, a path to a preset TOML file, or a :class:`Preset`.
         platform: a platform name from ``presets/platforms.toml`` (``spotify``, ``apple``...).
         target_lufs, ceiling_dbtp: override the platform's integrated loudness target (LUFS) and
             true-peak ceiling (dBTP).
         bit_depth: ``"16"`` or ``"24"`` to quantize (with TPDF dither) here, so the returned samples
             are exactly what a file of that depth holds and meet the target; ``"32f"`` for float.
+        output_sample_rate: None keeps ``sample_rate``; else one of 44100, 48000, 88200, 96000 Hz
+            (:data:`roomtone.resample.OUTPUT_SAMPLE_RATES`): the chain runs at the input rate, its
+            output is resampled (soxr VHQ), and the loudness stage runs at the new rate, so the
+            output is metered, limited and on target at the rate it is delivered at.
         progress: optional ``callable(str)`` told of each stage.
         on_candidate: optional ``callable(audio_out)`` told of each finished output before its
             final metering (the returned output is the last one told); :func:`master_file` starts
             writing it then.
 
     Returns:
-        ``(audio_out, report)``: float32 (channels, samples), and a JSON-ready dict with versions,
-        the preset as applied, the target, per-stage gains and before/after meter readings.
+        ``(audio_out, report)``: float32 (channels, samples') at the delivery rate, and a JSON-ready
+        dict with versions, the preset as applied, the target, per-stage gains, before/after meter
+        readings, ``sample_rate`` (delivered, Hz) and ``resampled_to`` (Hz, or None).
 
     Raises:
         InvalidAudioError: empty, non-finite, shorter than one 400 ms gating block, or silent input.
         PresetError: unknown preset or platform, bad preset file, target or ceiling out of range.
-        OutputError: ``bit_depth`` not one of 16, 24, 32f.
+        OutputError: ``bit_depth`` not one of 16, 24, 32f; ``output_sample_rate`` not an allowed rate.
         TargetUnreachableError: the target needs more limiting than the preset allows, more than
             40 dB of gain, or the loudness/true-peak search does not settle.
     """
-    started = time.perf_counter()
-    say = progress or (lambda message: None)
+    job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
+                   ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
+                   progress=progress)
+    return _deliver(job, on_candidate=on_candidate)
+
+
+@dataclasses.dataclass
+class _Job:
+    """A master whose chain has run (and whose output is at the delivery rate): :func:`_deliver`
+    runs the loudness stage on it, again if a lossy encoder needs the limiter to aim lower.
+
+    ``signal``: the chain's output, float32 (channels, samples) at ``sample_rate`` (delivery, Hz);
+    ``level_lufs``: its integrated loudness. ``stages``: the report's per-stage gains so far.
+    """
+
+    signal: np.ndarray
+    sample_rate: int
+    level_lufs: float
+    limiter: TruePeakLimiter
+    detector: object
+    preset: object
+    goal: object
+    bit_depth: str
+    bits: int | None
+    stages: list
+    before: object
+    resampled_to: int | None
+    timings: dict
+    started: float
+
+
+def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate):
+    """Everything that can be refused before any work: ``(audio, sample_rate, preset, goal, bits,
+    delivery rate)``."""
     audio = validate_audio(audio, sample_rate)
     sample_rate = int(sample_rate)
+    if output_sample_rate is not None:
+        output_sample_rate = check_output_sample_rate(output_sample_rate)
     preset = load_preset(preset)
     goal = resolve_target(platform, audio.shape[0], target_lufs, ceiling_dbtp)
-    target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
@@ -94,6 +139,18 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long (shape {audio.shape}, read as "
             f"(channels, samples)); integrated loudness needs at least one {MOMENTARY_S * 1000:.0f} ms gating block"
         )
+    return audio, sample_rate, preset, goal, bits, output_sample_rate or sample_rate
+
+
+def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
+             progress):
+    """Check the options, meter the input, run the input trim and the preset's chain, resample to
+    the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`."""
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    audio, sample_rate, preset, goal, bits, rate_out = _check_options(
+        audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate)
+    target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     timings = {}
     clock = time.perf_counter()
 
@@ -132,10 +189,16 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             signal = _run(processor, signal, sample_rate)
             level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
             lap(processor.kind)
+        resampled_level = None
+        if rate_out != sample_rate:
+            say(f"resampling {sample_rate} -> {rate_out} Hz")
+            signal = resample(signal, sample_rate, rate_out)
+            resampled_level = meter_pool.submit(integrated_loudness, signal, rate_out)
+            lap("resample")
         say("loudness and true-peak limiting")
         limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms,
                                   release_ms=preset.release_ms)
-        detector = limiter.lazy_detector(signal, sample_rate)
+        detector = limiter.lazy_detector(signal, rate_out)
         # While the last stage is metered beside it, compute the exact detector where the expected
         # gain will need it, from the last level already metered (the search itself computes
         # whatever the true level turns out to need).
@@ -152,27 +215,46 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             new_level = level if future is None else future.result()
             stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
             level = new_level
+        if resampled_level is not None:  # the filter cuts above the lower Nyquist: a hair of loudness
+            new_level = resampled_level.result()
+            stages.append({"stage": "resample", "gain_db": round(new_level - level, 3)})
+            level = new_level
         lap("metering_wait")
-    result = reach_loudness(signal, sample_rate, target_lufs=target, ceiling_dbtp=ceiling, level_lufs=level,
-                            limiter=limiter, detector=detector, max_limiting_lu=preset.max_limiting_lu, bits=bits,
+    return _Job(signal=signal, sample_rate=rate_out, level_lufs=level, limiter=limiter, detector=detector,
+                preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
+                resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started)
+
+
+def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None):
+    """The loudness stage of ``job`` and its report: ``(audio_out, report)``.
+
+    ``aim_below_db`` lowers the ceiling the stage limits and checks to (for a lossy encoder's
+    overshoot); ``target_shift_lu`` moves the loudness it aims at (for an encoder's loudness shift).
+    The report's target stays the job's.
+    """
+    clock = time.perf_counter()
+    target, ceiling = job.goal.integrated_lufs, job.goal.ceiling_dbtp
+    result = reach_loudness(job.signal, job.sample_rate, target_lufs=target + target_shift_lu,
+                            ceiling_dbtp=ceiling - aim_below_db, level_lufs=job.level_lufs, limiter=job.limiter,
+                            detector=job.detector, max_limiting_lu=job.preset.max_limiting_lu, bits=job.bits,
                             on_candidate=on_candidate)
-    lap("loudness_solve_and_meter_output")
-    stages.append({"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)})
-    stages.append(result.stage_report())
+    timings = dict(job.timings, loudness_solve_and_meter_output=round(time.perf_counter() - clock, 3))
+    stages = job.stages + [{"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)}, result.stage_report()]
     report = {
         "versions": _versions(),
-        "preset": {**preset.to_dict(), "source": preset.source or None},
-        "platform": goal.platform,
-        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": goal.note},
-        "sample_rate": sample_rate,
-        "channels": int(audio.shape[0]),
-        "bit_depth": str(bit_depth),
-        "dither": "tpdf" if bits else None,
+        "preset": {**job.preset.to_dict(), "source": job.preset.source or None},
+        "platform": job.goal.platform,
+        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": job.goal.note},
+        "sample_rate": job.sample_rate,
+        "resampled_to": job.resampled_to,
+        "channels": int(job.signal.shape[0]),
+        "bit_depth": job.bit_depth,
+        "dither": "tpdf" if job.bits else None,
         "stages": stages,
         "loudness_iterations": result.iterations,
-        "before": before.as_dict(),
+        "before": job.before.as_dict(),
         "after": result.after.as_dict(),
-        "seconds": round(time.perf_counter() - started, 3),
+        "seconds": round(time.perf_counter() - job.started, 3),
         "timings_s": timings,
     }
     return result.audio, report
@@ -198,41 +280,88 @@ def warm_up(preset="balanced", bit_depth="24"):
     _WARMED_UP = True
 
 
+ENCODE_ATTEMPTS = 4  # encodings of one lossy output at most
+ENCODE_MARGIN_DB = 0.05  # a re-encode aims this much lower than the overshoot alone asks for
+ENCODED_ACCEPT_LU = 0.05  # the decoded file's loudness may sit this far from the target, else re-aim
+
+
 def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
-                ceiling_dbtp=None, bit_depth="24", overwrite_input=False, progress=None, reading=None):
-    """Master a file into ``output_path`` (WAV or FLAC by extension), atomically.
+                ceiling_dbtp=None, bit_depth="24", output_sample_rate=None, overwrite_input=False, progress=None,
+                reading=None):
+    """Master a file into ``output_path``, atomically; the format comes from its extension.
+
+    Formats: ``.wav`` (16, 24, 32f), ``.flac`` (16, 24), and the lossy ``.mp3`` (320 kbps CBR),
+    ``.ogg`` (Vorbis q8) and ``.opus`` (:data:`roomtone.audio.LOSSY_CODECS`). A lossy output has no
+    bit depth: ``bit_depth`` is ignored there (any of 16, 24, 32f or None is accepted). The master
+    is rendered in float, encoded to a temporary file beside ``output_path``, and that file is
+    decoded and metered: should its true peak be over the ceiling (or its loudness more than
+    0.05 LU off the target), the loudness stage runs again with the limiter aiming lower by the
+    overshoot plus 0.05 dB (and the loudness aim moved by the miss), at most four encodings in all.
+    Only a file that passes is renamed into place; the report's ``after_encoding`` gives its
+    readings (``codec``, ``quality``, ``integrated_lufs``, ``true_peak_dbtp``, ``sample_peak_dbfs``,
+    ``attempts``, ``limiter_ceiling_dbtp``, ``loudness_aim_lufs``).
+
+    ``output_sample_rate``: None keeps the input's rate where the format takes it; a lossy format
+    that does not (Opus from 44.1 kHz, MP3 from 96 kHz) gets the nearest delivery rate it takes,
+    e.g. 48000 Hz for Opus (the report's ``resampled_to`` and ``resampled_reason`` say so). Else one
+    of 44100, 48000, 88200, 96000 Hz that the format takes; anything else is refused before the
+    input is read. Resampling happens before the loudness stage (see :func:`master`).
 
     ``reading`` may be a :class:`concurrent.futures.Future` already decoding ``input_path`` with
     :func:`roomtone.audio.read_audio_async` (the CLI starts one before importing this module).
 
-    The output keeps the input's sample rate and channel layout. The input is never modified; an
-    output path equal to the input is refused unless ``overwrite_input``. Returns the report (with
-    ``input`` and ``output`` paths added).
-    """
-    from roomtone.audio import output_format
+    The output keeps the input's channel layout. The input is never modified; an output path equal
+    to the input is refused unless ``overwrite_input``. Returns the report (with ``input``,
+    ``output``, ``input_format`` and ``output_format`` added).
 
+    Raises: as :func:`master`, and :class:`OutputError` for an unsupported extension, bit depth,
+    sample rate or channel count (MP3 holds two) or a failed write; :class:`TargetUnreachableError`
+    when the encoded file cannot be brought under the ceiling in four encodings.
+    """
     output_format(output_path, bit_depth)
+    if output_sample_rate is not None:  # refused before any work, the input not even read
+        delivery_sample_rate(output_path, None, output_sample_rate)
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
     say = progress or (lambda message: None)
     say("reading")
     if reading is None:
         reading = read_audio_async(input_path)
     audio, sample_rate, info = reading.result()
-    # Each finished output starts writing (to a temporary file) while it is metered; the file that
-    # passes is renamed into place, any other removed. A write stays in ``pending`` until it is
-    # committed or discarded, so an interrupt at any point (even inside commit's wait) finds it.
+    rate_out = delivery_sample_rate(output_path, sample_rate, output_sample_rate)
+    check_output_channels(output_path, audio.shape[0])
+    codec = lossy_codec(output_path)
+    options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                   output_sample_rate=rate_out if rate_out != sample_rate else None, progress=progress)
+    if codec is None:
+        report = _write_pcm(audio, sample_rate, rate_out, output_path, bit_depth, options, say)
+        report["output_format"] = dict(zip(("format", "subtype"), output_format(output_path, bit_depth)))
+    else:
+        report = _write_lossy(audio, sample_rate, output_path, codec, options, say)
+        report["output_format"] = {"format": codec.format, "subtype": codec.subtype}
+    report["resampled_reason"] = None
+    if report["resampled_to"] is not None:
+        report["resampled_reason"] = ("requested" if output_sample_rate is not None else
+                                      f"{codec.name} takes {codec.rates_text()}, not {sample_rate} Hz")
+    report["input"] = str(input_path)
+    report["output"] = str(output_path)
+    report["input_format"] = {"format": info.format, "subtype": info.subtype}
+    return report
+
+
+def _write_pcm(audio, sample_rate, rate_out, output_path, bit_depth, options, say):
+    """WAV/FLAC: each finished output starts writing (to a temporary file) while it is metered; the
+    file that passes is renamed into place, any other removed. A write stays in ``pending`` until it
+    is committed or discarded, so an interrupt at any point (even inside commit's wait) finds it."""
     pending = []
 
     def start_write(candidate):
         while pending:
             pending[-1].discard()
             pending.pop()
-        pending.append(PendingWrite(output_path, candidate, sample_rate, bit_depth))
+        pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
 
     try:
-        out, report = master(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
-                             ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, progress=progress,
-                             on_candidate=start_write)
+        out, report = master(audio, sample_rate, bit_depth=bit_depth, on_candidate=start_write, **options)
         say("writing")
         pending[-1].commit()
         pending.pop()
@@ -240,7 +369,60 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
         while pending:
             pending[-1].discard()
             pending.pop()
-    report["input"] = str(input_path)
-    report["output"] = str(output_path)
-    report["input_format"] = {"format": info.format, "subtype": info.subtype}
+    return report
+
+
+def _meter_encoded(audio, sample_rate):
+    """The decoded lossy file's readings (:class:`~roomtone.meter.LoudnessStats`)."""
+    return measure(audio, sample_rate)
+
+
+def _write_lossy(audio, sample_rate, output_path, codec, options, say):
+    """MP3/OGG/Opus: master in float (no dither before a lossy encoder), encode to a temporary file,
+    decode it and meter it; re-run the loudness stage aiming lower while the decoded true peak is
+    over the ceiling (or its loudness off the target), then rename the file that passed into place."""
+    job = _prepare(audio, sample_rate, bit_depth="32f", **options)
+    target, ceiling = job.goal.integrated_lufs, job.goal.ceiling_dbtp
+    aim_below_db, shift_lu = 0.0, 0.0
+    pending = None
+    try:
+        for attempt in range(1, ENCODE_ATTEMPTS + 1):
+            try:
+                out, report = _deliver(job, aim_below_db=aim_below_db, target_shift_lu=shift_lu)
+            except TargetUnreachableError as exc:
+                if attempt == 1:
+                    raise
+                raise TargetUnreachableError(
+                    f"{output_path}: {codec.name} encoding {attempt - 1} read {decoded.true_peak_dbtp:.2f} dBTP "
+                    f"against the {ceiling:g} dBTP ceiling; limiting {aim_below_db:.2f} dB lower fails: {exc}") from None
+            say(f"encoding {codec.name}" + (f" again (attempt {attempt})" if attempt > 1 else ""))
+            pending = PendingWrite(output_path, out, job.sample_rate, None)
+            decoded = _meter_encoded(*pending.read_back())
+            over_db = decoded.true_peak_dbtp - ceiling
+            miss_lu = decoded.integrated_lufs - target
+            if over_db <= 0.0 and abs(miss_lu) <= ENCODED_ACCEPT_LU:
+                break
+            pending.discard()
+            pending = None
+            if over_db > 0.0:
+                aim_below_db += over_db + ENCODE_MARGIN_DB
+            if abs(miss_lu) > ENCODED_ACCEPT_LU:
+                shift_lu -= miss_lu
+        else:
+            raise TargetUnreachableError(
+                f"{output_path}: after {ENCODE_ATTEMPTS} {codec.name} encodings the decoded file reads "
+                f"{decoded.integrated_lufs:.2f} LUFS and {decoded.true_peak_dbtp:.2f} dBTP; the target is "
+                f"{target:g} LUFS under {ceiling:g} dBTP")
+        say("writing")
+        pending.commit()
+        pending = None
+    finally:
+        if pending is not None:
+            pending.discard()
+    report["bit_depth"] = None
+    report["after_encoding"] = {
+        "codec": codec.name, "quality": codec.quality,
+        "integrated_lufs": round(decoded.integrated_lufs, 4), "true_peak_dbtp": round(decoded.true_peak_dbtp, 4),
+        "sample_peak_dbfs": round(decoded.sample_peak_dbfs, 4), "attempts": attempt,
+        "limiter_ceiling_dbtp": round(ceiling - aim_below_db, 3), "loudness_aim_lufs": round(target + shift_lu, 3)}
     return report

@@ -2,6 +2,10 @@
 
 Inside the library audio is float32 ``(channels, samples)``; files are frames x channels. The
 layout is converted here, once, from the file's own channel count, never guessed from a shape.
+
+Output formats: WAV and FLAC (integer PCM or float, :data:`BIT_DEPTHS`) and the lossy MP3, OGG Vorbis
+and Opus (:data:`LOSSY_CODECS`), all through libsndfile. Input: whatever libsndfile reads, plus
+AAC/M4A through PyAV (the optional ``aac`` extra).
 """
 
 import os
@@ -14,16 +18,73 @@ import soundfile as sf
 
 from roomtone.errors import InvalidAudioError, OutputError
 
-# extension -> (libsndfile format, allowed bit depths)
+# extension -> (libsndfile format, allowed bit depths); None: a lossy format (see LOSSY_CODECS), where
+# a bit depth does not apply
 OUTPUT_FORMATS = {
     ".wav": ("WAV", ("16", "24", "32f")),
     ".flac": ("FLAC", ("16", "24")),
+    ".mp3": ("MP3", None),
+    ".ogg": ("OGG", None),
+    ".opus": ("OGG", None),
 }
 _SUBTYPES = {"16": "PCM_16", "24": "PCM_24", "32f": "FLOAT"}
 BIT_DEPTHS = tuple(_SUBTYPES)  # "16", "24", "32f"
+AAC_EXTENSIONS = (".m4a", ".aac", ".mp4")  # read through PyAV (libsndfile has no AAC decoder)
+AAC_HINT = "AAC/M4A input needs the optional decoder: pip install 'roomtone[aac]'"
 MIN_SAMPLE_RATE = 8000
 MAX_SAMPLE_RATE = 768000
 MAX_CHANNELS = 64  # more is a (samples, channels) array read the wrong way round, not a layout
+
+
+@dataclass(frozen=True)
+class LossyCodec:
+    """How libsndfile encodes one lossy output format, at delivery quality.
+
+    ``compression_level`` is libsndfile's 0 (best) .. 1 (smallest); ``bitrate_mode`` its
+    ``CONSTANT``/``AVERAGE``/``VARIABLE`` or None for the codec's own. ``sample_rates``: the rates
+    (Hz) the encoder takes, or ``(low, high)`` with ``rate_range`` for a continuous range.
+    ``max_channels``: the most the format holds. ``quality``: the setting in words, for the report.
+    """
+
+    name: str
+    format: str
+    subtype: str
+    compression_level: float
+    bitrate_mode: str | None
+    sample_rates: tuple
+    rate_range: bool
+    max_channels: int
+    quality: str
+
+    def takes(self, sample_rate):
+        """Whether the encoder takes ``sample_rate`` (Hz)."""
+        if self.rate_range:
+            return self.sample_rates[0] <= sample_rate <= self.sample_rates[1]
+        return sample_rate in self.sample_rates
+
+    def rates_text(self):
+        if self.rate_range:
+            return f"{self.sample_rates[0]}..{self.sample_rates[1]} Hz"
+        return ", ".join(str(rate) for rate in self.sample_rates) + " Hz"
+
+
+# Delivery settings (libsndfile 1.2.2 with LAME, libvorbis and libopus; bitrates measured on stereo
+# white noise): MP3 at 320 kbps CBR; Vorbis at quality 8 (about 200 kbps); Opus at about 270 kbps
+# stereo (libsndfile maps the level onto 6..256 kbps per channel). MP3 (MPEG-1/2/2.5) takes only its
+# nine rates and two channels; Opus only 8/12/16/24/48 kHz. libvorbis takes any rate, but crashed the
+# process at 384 kHz here (192 kHz and 200 kHz worked), so Vorbis stops at 192 kHz.
+LOSSY_CODECS = {
+    ".mp3": LossyCodec("mp3", "MP3", "MPEG_LAYER_III", 0.0, "CONSTANT",
+                       (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000), False, 2, "320 kbps CBR"),
+    ".ogg": LossyCodec("vorbis", "OGG", "VORBIS", 0.2, None, (8000, 192000), True, 255, "quality 8 VBR"),
+    ".opus": LossyCodec("opus", "OGG", "OPUS", 0.5, None, (8000, 12000, 16000, 24000, 48000), False, 255,
+                        "about 135 kbps per channel VBR"),
+}
+
+
+def lossy_codec(path):
+    """The :class:`LossyCodec` for ``path``'s extension, or None for WAV/FLAC (and anything else)."""
+    return LOSSY_CODECS.get(os.path.splitext(os.fspath(path))[1].lower())
 
 
 @dataclass(frozen=True)
@@ -112,6 +173,22 @@ def read_audio(path):
         raise InvalidAudioError(f"{path}: cannot read ({exc.strerror})") from None
     if missing:
         raise InvalidAudioError(f"{path}: truncated: the WAV header declares {missing} more bytes of audio than the file holds")
+    if os.path.splitext(path)[1].lower() in AAC_EXTENSIONS:
+        data, info = _read_with_pyav(path)
+    else:
+        data, info = _read_with_libsndfile(path)
+    if data.shape[0] < info.frames:
+        raise InvalidAudioError(
+            f"{path}: truncated: the header declares {info.frames} frames but only {data.shape[0]} are present"
+        )
+    if data.shape[0] == 0:
+        raise InvalidAudioError(f"{path}: contains no audio frames")
+    audio = validate_audio(data.T, info.sample_rate, name=path)
+    return audio, info.sample_rate, info
+
+
+def _read_with_libsndfile(path):
+    """``(frames x channels float32, AudioFileInfo)`` by libsndfile; one-line errors."""
     try:
         with sf.SoundFile(path) as handle:
             info = AudioFileInfo(path, int(handle.samplerate), int(handle.channels), int(handle.frames),
@@ -122,14 +199,42 @@ def read_audio(path):
         if "lost sync" in reason or "unexpected end" in reason.lower():
             raise InvalidAudioError(f"{path}: truncated or corrupt audio data ({reason})") from None
         raise InvalidAudioError(f"{path}: not a readable audio file ({reason})") from None
-    if data.shape[0] < info.frames:
-        raise InvalidAudioError(
-            f"{path}: truncated: the header declares {info.frames} frames but only {data.shape[0]} are present"
-        )
-    if data.shape[0] == 0:
-        raise InvalidAudioError(f"{path}: contains no audio frames")
-    audio = validate_audio(data.T, info.sample_rate, name=path)
-    return audio, info.sample_rate, info
+    return data, info
+
+
+def _read_with_pyav(path):
+    """``(frames x channels float32, AudioFileInfo)`` of the first audio stream of an AAC/M4A/MP4
+    file, decoded by PyAV (FFmpeg) at the stream's own rate and layout. FFmpeg skips the encoder's
+    priming samples; the padding of the last frame is cut to the duration the container declares."""
+    try:
+        import av
+    except ImportError:
+        raise InvalidAudioError(f"{path}: {AAC_HINT}") from None
+    try:
+        with av.open(path) as container:
+            stream = next((s for s in container.streams if s.type == "audio"), None)
+            if stream is None:
+                raise InvalidAudioError(f"{path}: has no audio stream")
+            rate = int(stream.codec_context.sample_rate)
+            # every frame to planar float32 at the stream's layout and rate: rows are channels
+            converter = av.AudioResampler(format="fltp", layout=stream.codec_context.layout, rate=rate)
+            chunks = []
+            for frame in container.decode(stream):
+                chunks.extend(out.to_ndarray() for out in converter.resample(frame))
+            chunks.extend(out.to_ndarray() for out in converter.resample(None))
+            channels = int(stream.codec_context.channels)
+            codec = stream.codec_context.name
+            container_name = container.format.name
+            declared = None
+            if stream.duration and stream.time_base:
+                declared = int(round(float(stream.duration * stream.time_base) * rate))
+    except av.FFmpegError as exc:
+        raise InvalidAudioError(f"{path}: not a readable AAC/M4A file ({str(exc).splitlines()[0]})") from None
+    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), dtype=np.float32)
+    if declared is not None and 0 < declared < data.shape[1]:
+        data = data[:, :declared]
+    data = np.ascontiguousarray(data.T, dtype=np.float32)
+    return data, AudioFileInfo(path, rate, channels, data.shape[0], container_name.split(",")[0].upper(), codec.upper())
 
 
 def _in_background(name, fn, *args):
@@ -152,14 +257,61 @@ def read_audio_async(path):
 
 
 def output_format(path, bit_depth):
-    """(libsndfile format, subtype) for ``path``'s extension and ``bit_depth`` ("16", "24", "32f")."""
+    """(libsndfile format, subtype) for ``path``'s extension and ``bit_depth`` ("16", "24", "32f").
+
+    A lossy format (.mp3, .ogg, .opus) has no bit depth: its encoder takes the float samples. There
+    ``bit_depth`` may be None or any of :data:`BIT_DEPTHS` and is ignored (a caller such as the CLI
+    passes its default "24" whatever the format, and cannot tell it from one typed on purpose); a
+    value that is no bit depth roomtone writes at all (e.g. "20") is refused for every format.
+    """
     ext = os.path.splitext(os.fspath(path))[1].lower()
     if ext not in OUTPUT_FORMATS:
-        raise OutputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use .wav or .flac")
+        raise OutputError(f"{path}: unsupported output extension {ext or '(none)'!r}; use one of "
+                          f"{', '.join(OUTPUT_FORMATS)}")
     fmt, depths = OUTPUT_FORMATS[ext]
+    if depths is None:
+        if bit_depth is not None and str(bit_depth) not in BIT_DEPTHS:
+            raise OutputError(f"{path}: bit depth {bit_depth} is not one of {', '.join(BIT_DEPTHS)}; for {ext} "
+                              f"(lossy) no bit depth applies: leave it out")
+        return fmt, LOSSY_CODECS[ext].subtype
     if str(bit_depth) not in depths:
         raise OutputError(f"{path}: bit depth {bit_depth} is not available for {ext}; choose one of {', '.join(depths)}")
     return fmt, _SUBTYPES[str(bit_depth)]
+
+
+def delivery_sample_rate(path, sample_rate, output_sample_rate=None):
+    """The rate (Hz) a master of ``sample_rate`` audio is written to ``path`` at.
+
+    ``output_sample_rate`` None keeps ``sample_rate`` where the format takes it; a lossy encoder that
+    does not (Opus from 44.1 kHz, MP3 from 96 kHz) gets the highest rate of
+    :data:`roomtone.resample.OUTPUT_SAMPLE_RATES` it takes, of the same family (44.1 or 48 kHz) where
+    one is. A rate asked for must be one of those and one the format takes (``sample_rate`` may
+    then be None: the check runs before the input is read). Raises :class:`OutputError` with the
+    allowed rates.
+    """
+    from roomtone.resample import OUTPUT_SAMPLE_RATES, check_output_sample_rate
+
+    codec = lossy_codec(path)
+    if output_sample_rate is not None:
+        rate = check_output_sample_rate(output_sample_rate)
+        if codec is not None and not codec.takes(rate):
+            allowed = [str(r) for r in OUTPUT_SAMPLE_RATES if codec.takes(r)]
+            raise OutputError(f"{path}: output_sample_rate={rate} Hz is not available for {codec.name}, which takes "
+                              f"{codec.rates_text()}; choose {' or '.join(allowed)} Hz")
+        return rate
+    if codec is None or codec.takes(int(sample_rate)):
+        return int(sample_rate)
+    candidates = [rate for rate in OUTPUT_SAMPLE_RATES if codec.takes(rate)]
+    family = [rate for rate in candidates if (rate % 11025 == 0) == (int(sample_rate) % 11025 == 0)]
+    return max(family or candidates)
+
+
+def check_output_channels(path, channels):
+    """Refuse more channels than ``path``'s format holds (MP3: two) with :class:`OutputError`."""
+    codec = lossy_codec(path)
+    if codec is not None and channels > codec.max_channels:
+        raise OutputError(f"{path}: {codec.name} holds at most {codec.max_channels} channels; the audio has "
+                          f"{channels}: write .ogg, .opus, .flac or .wav instead")
 
 
 def quantize_to_grid(audio, bits, seed=0, gain=None):
@@ -206,9 +358,16 @@ def _frames(audio, bit_depth, dither, dither_seed):
     return quantize_codes(np.ascontiguousarray(audio), bits, dither, dither_seed, 32 - bits)
 
 
-def _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fmt, subtype):
+def _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fmt, subtype, codec=None):
     """Encode ``audio`` into the open binary ``handle``. Dithered output is converted in one piece
-    (one dither sequence through the file); otherwise in chunks, so no whole-file integer copy."""
+    (one dither sequence through the file); otherwise in chunks, so no whole-file integer copy. A
+    lossy ``codec`` (:class:`LossyCodec`) takes the float samples in chunks at its settings."""
+    if codec is not None:
+        with sf.SoundFile(handle, "w", int(sample_rate), audio.shape[0], codec.subtype, format=codec.format,
+                          compression_level=codec.compression_level, bitrate_mode=codec.bitrate_mode) as out:
+            for start in range(0, audio.shape[1], WRITE_CHUNK):
+                out.write(np.ascontiguousarray(audio[:, start:start + WRITE_CHUNK].T))
+        return
     with sf.SoundFile(handle, "w", int(sample_rate), audio.shape[0], subtype, format=fmt) as out:
         if dither and bit_depth != "32f":
             out.write(_frames(audio, bit_depth, True, dither_seed))
@@ -217,27 +376,40 @@ def _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fm
             out.write(_frames(audio[:, start:start + WRITE_CHUNK], bit_depth, False, 0))
 
 
-def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither_seed=0):
-    """Write float32 ``(channels, samples)`` to WAV/FLAC atomically: a temporary file in the same
-    directory, flushed and fsynced, then renamed over ``path``. Nothing is left behind on failure.
+def _check_encodable(path, audio, sample_rate):
+    """Refuse a rate or channel count ``path``'s lossy format does not take, before any encoding."""
+    codec = lossy_codec(path)
+    if codec is not None and not codec.takes(int(sample_rate)):
+        raise OutputError(f"{path}: {codec.name} takes {codec.rates_text()}, not {sample_rate} Hz; resample first "
+                          f"(master_file's output_sample_rate)")
+    check_output_channels(path, audio.shape[0])
+    return codec
 
-    16- and 24-bit output is TPDF-dithered (as :func:`quantize_to_grid`) unless ``dither=False`` (for audio
-    already quantized to that depth, e.g. by :func:`quantize_to_grid`, which is then written
-    exactly); 32f is written as is.
+
+def write_audio(path, audio, sample_rate, *, bit_depth="24", dither=True, dither_seed=0):
+    """Write float32 ``(channels, samples)`` atomically: a temporary file in the same directory,
+    flushed and fsynced, then renamed over ``path``. Nothing is left behind on failure.
+
+    WAV/FLAC: 16- and 24-bit output is TPDF-dithered (as :func:`quantize_to_grid`) unless
+    ``dither=False`` (for audio already quantized to that depth, e.g. by :func:`quantize_to_grid`,
+    which is then written exactly); 32f is written as is. MP3/OGG/Opus: the float samples go to the
+    encoder at :data:`LOSSY_CODECS` settings; ``bit_depth`` and ``dither`` are ignored.
     """
     path = os.fspath(path)
     fmt, subtype = output_format(path, bit_depth)
     check_output_path(path)
     audio = validate_audio(audio, sample_rate)
+    codec = _check_encodable(path, audio, sample_rate)
     _commit(_write_temp(path, "wb", lambda handle: _write_frames(handle, audio, sample_rate, bit_depth, dither,
-                                                                  dither_seed, fmt, subtype)), path)
+                                                                  dither_seed, fmt, subtype, codec)), path)
 
 
 class PendingWrite:
     """:func:`write_audio` (without dither: for audio already on the ``bit_depth`` grid) started in a
     background thread into a temporary file beside ``path``; :meth:`commit` waits, then renames it
     over ``path``, :meth:`discard` removes it. A job can so write its output while it meters it, and
-    keep or drop the file on the reading. Nothing is left at ``path`` unless committed.
+    keep or drop the file on the reading; for a lossy format, :meth:`read_back` decodes what the
+    encoder wrote, so the job meters the file itself. Nothing is left at ``path`` unless committed.
     """
 
     def __init__(self, path, audio, sample_rate, bit_depth):
@@ -245,9 +417,22 @@ class PendingWrite:
         fmt, subtype = output_format(self.path, bit_depth)
         check_output_path(self.path)
         audio = validate_audio(audio, sample_rate)
+        codec = _check_encodable(self.path, audio, sample_rate)
         self._future = _in_background(
             "write", _write_temp, self.path, "wb",
-            lambda handle: _write_frames(handle, audio, sample_rate, bit_depth, False, 0, fmt, subtype))
+            lambda handle: _write_frames(handle, audio, sample_rate, bit_depth, False, 0, fmt, subtype, codec))
+
+    def read_back(self):
+        """Wait for the write and decode the temporary file: ``(audio, sample_rate)``, float32
+        (channels, samples), as a player would read the file. Raises :class:`OutputError`."""
+        tmp = self._future.result()
+        try:
+            with sf.SoundFile(tmp) as handle:
+                data = handle.read(dtype="float32", always_2d=True)
+                rate = int(handle.samplerate)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise OutputError(f"{self.path}: the file just written does not decode ({str(exc).splitlines()[0]})") from None
+        return np.ascontiguousarray(data.T), rate
 
     def commit(self):
         """Wait for the write and rename the file into place; raises :class:`OutputError`."""
