@@ -132,9 +132,11 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.option("-o", "--output", "output_path", type=click.Path(),
               help="Output file (one IN), or a folder for IN... (each written as FOLDER/<IN name>.<ext>; a path "
                    "ending in / or an existing folder counts as a folder; missing folders are created). Format from "
-                   "the extension: .wav, .flac. Written atomically.")
+                   "the extension: .wav, .flac, .mp3, .ogg (Vorbis), .opus; a lossy file is decoded and re-metered after encoding, "
+                   "and encoded again aiming lower if its true peak went over the ceiling. Written atomically.")
 @click.option("--format", "fmt_choice", type=click.Choice(FORMATS, case_sensitive=False),
-              help="Output format when writing into a folder (default: the input's when it is WAV or FLAC, else WAV).")
+              help="Output format when writing into a folder (default: the input's when it is WAV or FLAC, else WAV). "
+                   "Input: WAV, FLAC, OGG, MP3, AIFF...; AAC/M4A with the optional extra roomtone[aac].")
 @click.option("--preset", default="balanced", show_default=True,
               help="Style (warm, balanced, open, aggressive), genre (pop, rock, hip-hop, electronic, jazz, classical, "
                    "acoustic) or a path to a preset .toml file; names in any case. See --list-presets.")
@@ -145,6 +147,10 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.option("--ceiling-dbtp", type=float, help="True-peak ceiling in dBTP (4x oversampled); overrides the platform's.")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="24", show_default=True,
               help="Output sample format: 16/24-bit integer PCM with TPDF dither, or 32-bit float (WAV only).")
+@click.option("--sample-rate", "output_sample_rate", type=int, metavar="HZ",
+              help="Resample the output to 44100, 48000, 88200 or 96000 Hz (soxr, very high quality) before the "
+                   "loudness stage, so loudness and true peak are met at the delivered rate. Default: the input's rate "
+                   "(Opus, which takes only 8/12/16/24/48 kHz, is delivered at 48 kHz).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Also write the JSON report here (one IN; versions, preset as applied, per-stage gain, before/after).")
 @click.option("--report-dir", type=click.Path(file_okay=False),
@@ -158,8 +164,8 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
 @click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
-def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, report_path,
-         report_dir, as_json, overwrite_input, demo, list_presets, quiet):
+def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
+         report_path, report_dir, as_json, overwrite_input, demo, list_presets, quiet):
     """Master IN into OUT (or each IN into a folder) at a platform's loudness, with the true peak
     under its ceiling.
 
@@ -189,6 +195,13 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     elif not inputs:
         fail("missing IN (the file to master), or use --demo", 2)
     plan = _plan(inputs or ["demo_mix.wav"], output_path, fmt_choice)
+    if output_sample_rate is not None:
+        from roomtone.resample import check_output_sample_rate
+
+        try:
+            check_output_sample_rate(output_sample_rate)
+        except OutputError as exc:  # a rate we do not deliver is a bad option
+            fail(str(exc), 2)
     if report_path and len(plan) > 1:
         fail("--report takes one file; with many inputs use --report-dir", 2)
     from roomtone.runtime import keep_freed_memory
@@ -209,7 +222,7 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
 
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                   bit_depth=bit_depth, overwrite_input=overwrite_input)
+                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input)
     if len(plan) == 1:
         report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading, **options)
         _write_reports(report, report_path, report_dir)

@@ -428,3 +428,28 @@ def test_ctrl_c_at_any_moment_is_interrupted_130_and_leaves_nothing(tmp_path):
         assert result.returncode == 130, (fraction, result.stderr)
         assert result.stderr.strip().splitlines() == ["error: interrupted; no partial output was written"]
         assert os.listdir(out_dir) == [], (fraction, os.listdir(out_dir))
+
+
+@pytest.mark.parametrize("ext", ["mp3", "ogg", "opus"])
+def test_lossy_output_hits_the_target_as_decoded(song, tmp_path, ext):
+    out = tmp_path / f"o.{ext}"
+    result = run(master_cli, [song, "-o", out, "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    decoded, rate = sf.read(str(out), always_2d=True)
+    integrated, peak = libebur128(decoded.T, rate)
+    assert abs(integrated + 14.0) <= 0.1 and peak <= -1.0
+    assert report["after_encoding"]["attempts"] >= 1
+    _only_expected_files(tmp_path, ["song.wav", f"o.{ext}"])
+
+
+def test_sample_rate_option_resamples_and_bad_rates_are_bad_options(song, tmp_path):
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--sample-rate", "96000", "-q"])
+    assert result.exit_code == 0, result.output
+    audio, rate = sf.read(str(tmp_path / "o.wav"), always_2d=True)
+    assert rate == 96000
+    integrated, peak = libebur128(audio.T, rate)
+    assert abs(integrated + 14.0) <= 0.1 and peak <= -1.0
+    result = run(master_cli, [song, "-o", tmp_path / "p.wav", "--sample-rate", "32000", "-q"])
+    assert result.exit_code == 2 and "44100, 48000, 88200, 96000" in result.output
+    assert not (tmp_path / "p.wav").exists()
