@@ -143,10 +143,16 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
 
 
 def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-             progress):
+             progress, consume_input=False):
     """Check the options, meter the input, run the input trim and the preset's chain, resample to
-    the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`."""
+    the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`.
+
+    ``consume_input``: the caller gives the audio away (the file job, which decoded it), as a
+    one-item list ``audio`` that this empties: the input trim then scales it in place, one
+    whole-file copy fewer. :func:`master` never does this."""
     started = time.perf_counter()
+    if consume_input:  # a one-item list, emptied here: no caller's frame or argument tuple keeps the array
+        audio = audio.pop()
     say = progress or (lambda message: None)
     audio, sample_rate, preset, goal, bits, rate_out = _check_options(
         audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate)
@@ -178,7 +184,14 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
                 f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
             )
         trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
-        signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
+        # The input's readings are complete here (its sample peak included), so nothing below
+        # needs the input itself: given away, it is trimmed in place.
+        before = measure(audio, sample_rate, input_loudness, input_peak.result())
+        if consume_input and audio.flags.writeable:
+            signal = np.multiply(audio, np.float32(10.0 ** (trim_db / 20.0)), out=audio)
+        else:
+            signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
+        del audio
         lap("input_trim")
         level_futures = []
         for processor in preset.chain:
@@ -208,7 +221,6 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
                 level = future.result()
         limiter.prepare(detector, 10.0 ** ((target - level) / 20.0))
         lap("limiter_detector")
-        before = measure(audio, sample_rate, input_loudness, input_peak.result())
         stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
         level = input_lufs + trim_db
         for processor, future in zip(preset.chain, level_futures):
@@ -326,17 +338,21 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     say("reading")
     if reading is None:
         reading = read_audio_async(input_path)
-    audio, sample_rate, info = reading.result()
+    audio, sample_rate, info = reading.take() if hasattr(reading, "take") else reading.result()
     rate_out = delivery_sample_rate(output_path, sample_rate, output_sample_rate)
     check_output_channels(output_path, audio.shape[0])
+    # The decoded audio is ours: handed down in a box and taken out there, so the job can trim it
+    # in place with no other reference keeping a second copy alive.
+    owned = [audio]
+    del audio
     codec = lossy_codec(output_path)
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
                    output_sample_rate=rate_out if rate_out != sample_rate else None, progress=progress)
     if codec is None:
-        report = _write_pcm(audio, sample_rate, rate_out, output_path, bit_depth, options, say)
+        report = _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say)
         report["output_format"] = dict(zip(("format", "subtype"), output_format(output_path, bit_depth)))
     else:
-        report = _write_lossy(audio, sample_rate, output_path, codec, options, say)
+        report = _write_lossy(owned, sample_rate, output_path, codec, options, say)
         report["output_format"] = {"format": codec.format, "subtype": codec.subtype}
     report["resampled_reason"] = None
     if report["resampled_to"] is not None:
@@ -348,8 +364,9 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     return report
 
 
-def _write_pcm(audio, sample_rate, rate_out, output_path, bit_depth, options, say):
-    """WAV/FLAC: each finished output starts writing (to a temporary file) while it is metered; the
+def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say):
+    """WAV/FLAC (``owned``: a one-item list holding the decoded input, given away): each finished
+    output starts writing (to a temporary file) while it is metered; the
     file that passes is renamed into place, any other removed. A write stays in ``pending`` until it
     is committed or discarded, so an interrupt at any point (even inside commit's wait) finds it."""
     pending = []
@@ -358,10 +375,13 @@ def _write_pcm(audio, sample_rate, rate_out, output_path, bit_depth, options, sa
         while pending:
             pending[-1].discard()
             pending.pop()
-        pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
+        if candidate is not None:  # None: the last candidate is superseded; only drop it
+            pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
 
     try:
-        out, report = master(audio, sample_rate, bit_depth=bit_depth, on_candidate=start_write, **options)
+        job = _prepare(owned, sample_rate, bit_depth=bit_depth, consume_input=True, **options)
+        out, report = _deliver(job, on_candidate=start_write)
+        del job
         say("writing")
         pending[-1].commit()
         pending.pop()
@@ -377,11 +397,11 @@ def _meter_encoded(audio, sample_rate):
     return measure(audio, sample_rate)
 
 
-def _write_lossy(audio, sample_rate, output_path, codec, options, say):
+def _write_lossy(owned, sample_rate, output_path, codec, options, say):
     """MP3/OGG/Opus: master in float (no dither before a lossy encoder), encode to a temporary file,
     decode it and meter it; re-run the loudness stage aiming lower while the decoded true peak is
     over the ceiling (or its loudness off the target), then rename the file that passed into place."""
-    job = _prepare(audio, sample_rate, bit_depth="32f", **options)
+    job = _prepare(owned, sample_rate, bit_depth="32f", consume_input=True, **options)
     target, ceiling = job.goal.integrated_lufs, job.goal.ceiling_dbtp
     aim_below_db, shift_lu = 0.0, 0.0
     pending = None

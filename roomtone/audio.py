@@ -249,11 +249,30 @@ def _in_background(name, fn, *args):
         pool.shutdown(wait=False)  # the submitted call still runs to completion
 
 
+class AudioReading:
+    """:func:`read_audio` of ``path`` running in a background thread (libsndfile decodes without
+    the GIL, so the caller can import and load kernels meanwhile). :meth:`result` waits and returns
+    ``(audio, sample_rate, AudioFileInfo)`` (errors are raised there); :meth:`take` does the same
+    and forgets the result, so a job that processes the audio in place holds the only copy."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        self._future = _in_background("read", read_audio, self.path)
+
+    def result(self):
+        if self._future is None:
+            raise RuntimeError(f"{self.path}: the decoded audio was already taken")
+        return self._future.result()
+
+    def take(self):
+        value = self.result()
+        self._future = None
+        return value
+
+
 def read_audio_async(path):
-    """Start :func:`read_audio` in a background thread and return its
-    :class:`~concurrent.futures.Future` (libsndfile decodes without the GIL, so the caller can
-    import and load kernels meanwhile). Errors are raised by ``future.result()``."""
-    return _in_background("read", read_audio, path)
+    """Start :func:`read_audio` of ``path`` in a background thread: an :class:`AudioReading`."""
+    return AudioReading(path)
 
 
 def output_format(path, bit_depth):

@@ -66,6 +66,14 @@ def _render(audio, curve, bits, on_candidate=None):
     return out
 
 
+def _supersede(out, on_candidate):
+    """Before a new candidate is built, let the old one go (``on_candidate(None)`` tells the
+    caller to drop it too), so two whole outputs are never alive at once. Returns None."""
+    if out is not None and on_candidate is not None:
+        on_candidate(None)
+    return None
+
+
 def _reduction_stats(curve, gain, chunk=1 << 18):
     """(max dB, mean dB over acting samples, percent of samples acting) of the limiter part of
     ``curve`` (= ``gain * limiter gain``), in chunks: no whole-file scratch."""
@@ -101,7 +109,9 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
         bits: 16 or 24 to quantize with TPDF dither (the returned samples are exactly what a file
             of that depth holds, and it is these that are metered); ``None`` for float.
         on_candidate: ``callable(out)`` told of each built output before it is metered (a file
-            job can start writing it meanwhile); the last one told is the one returned.
+            job can start writing it meanwhile); the last one told is the one returned. It is told
+            ``None`` when the last candidate is superseded, before the next one is built: drop it
+            then, so no two whole outputs are held at once.
 
     The first step meters ``audio * curve`` without building it; from the second on, a step builds
     the (quantized) output and meters it in full, so a two-step search ends with its final reading
@@ -121,14 +131,17 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
     limiter_ceiling = ceiling
     gain_db = target - level
     iterations = 0
+    out = None
     for attempt in range(4):
         history = []  # (gain_db, loudness) at this limiter ceiling
         after = None
         for step in range(16):
             gain = 10.0 ** (gain_db / 20.0)
+            curve = None  # the last step's curve is dropped before the next is built (memory)
             curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
             curve *= gain
             if history:  # close: build and meter the real output
+                out = _supersede(out, on_candidate)
                 out = _render(audio, curve, bits, on_candidate)
                 after = measure(out, sample_rate)
                 result = after.integrated_lufs
@@ -142,6 +155,7 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
                 break
             if abs(error) <= TOLERANCE_LU:
                 if after is None:
+                    out = _supersede(out, on_candidate)
                     out = _render(audio, curve, bits, on_candidate)
                     after = measure(out, sample_rate)
                 break
