@@ -204,9 +204,9 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
             fail(str(exc), 2)
     if report_path and len(plan) > 1:
         fail("--report takes one file; with many inputs use --report-dir", 2)
-    from roomtone.runtime import keep_freed_memory
+    from roomtone.runtime import keep_freed_memory_for
 
-    keep_freed_memory()
+    keep_freed_memory_for([source for source, _ in plan] if not demo else [])
     if demo:
         # the mix is written beside OUT as <OUT stem>_mix.wav (the README command can be rerun)
         _check_destinations([(None, plan[0][1])], bit_depth, overwrite_input, report_path, report_dir)

@@ -177,23 +177,38 @@ def read_audio(path):
         data, info = _read_with_pyav(path)
     else:
         data, info = _read_with_libsndfile(path)
-    if data.shape[0] < info.frames:
+    if data.shape[1] < info.frames:
         raise InvalidAudioError(
-            f"{path}: truncated: the header declares {info.frames} frames but only {data.shape[0]} are present"
+            f"{path}: truncated: the header declares {info.frames} frames but only {data.shape[1]} are present"
         )
-    if data.shape[0] == 0:
+    if data.shape[1] == 0:
         raise InvalidAudioError(f"{path}: contains no audio frames")
-    audio = validate_audio(data.T, info.sample_rate, name=path)
+    audio = validate_audio(data, info.sample_rate, name=path)  # already (channels, samples) float32: no copy
     return audio, info.sample_rate, info
 
 
+READ_CHUNK = 1 << 16  # frames decoded at a time into the (channels, samples) array
+
+
 def _read_with_libsndfile(path):
-    """``(frames x channels float32, AudioFileInfo)`` by libsndfile; one-line errors."""
+    """``((channels, frames) float32, AudioFileInfo)`` by libsndfile; one-line errors. Decoded in
+    chunks straight into the library's layout, so reading holds one whole-file copy, not two."""
     try:
         with sf.SoundFile(path) as handle:
             info = AudioFileInfo(path, int(handle.samplerate), int(handle.channels), int(handle.frames),
                                  handle.format, handle.subtype)
-            data = handle.read(dtype="float32", always_2d=True)
+            data = np.empty((info.channels, max(info.frames, 0)), dtype=np.float32)
+            filled = 0
+            block = np.empty((READ_CHUNK, info.channels), dtype=np.float32)
+            while True:
+                got = handle.read(out=block, dtype="float32", always_2d=True).shape[0]
+                if got == 0:
+                    break
+                if filled + got > data.shape[1]:  # more frames than declared: grow (rare)
+                    data = np.concatenate((data[:, :filled], np.empty((info.channels, filled + got), np.float32)), 1)
+                data[:, filled:filled + got] = block[:got].T
+                filled += got
+            data = data[:, :filled] if filled < data.shape[1] else data
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError) as exc:
         reason = str(exc).split("\n")[0].strip()
         if "lost sync" in reason or "unexpected end" in reason.lower():
@@ -203,7 +218,7 @@ def _read_with_libsndfile(path):
 
 
 def _read_with_pyav(path):
-    """``(frames x channels float32, AudioFileInfo)`` of the first audio stream of an AAC/M4A/MP4
+    """``((channels, frames) float32, AudioFileInfo)`` of the first audio stream of an AAC/M4A/MP4
     file, decoded by PyAV (FFmpeg) at the stream's own rate and layout. FFmpeg skips the encoder's
     priming samples; the padding of the last frame is cut to the duration the container declares."""
     try:
@@ -233,8 +248,8 @@ def _read_with_pyav(path):
     data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), dtype=np.float32)
     if declared is not None and 0 < declared < data.shape[1]:
         data = data[:, :declared]
-    data = np.ascontiguousarray(data.T, dtype=np.float32)
-    return data, AudioFileInfo(path, rate, channels, data.shape[0], container_name.split(",")[0].upper(), codec.upper())
+    data = np.ascontiguousarray(data, dtype=np.float32)
+    return data, AudioFileInfo(path, rate, channels, data.shape[1], container_name.split(",")[0].upper(), codec.upper())
 
 
 def _in_background(name, fn, *args):

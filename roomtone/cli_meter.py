@@ -38,9 +38,9 @@ def main(files, as_json):
     """
     from roomtone.audio import read_audio
     from roomtone.meter import measure
-    from roomtone.runtime import keep_freed_memory
+    from roomtone.runtime import keep_freed_memory_for
 
-    keep_freed_memory()
+    keep_freed_memory_for(files)
     status = 0
     for path in files:
         try:
