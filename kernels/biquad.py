@@ -49,8 +49,8 @@ def pack_sections(sos):
     Shape: (sections, 6) -> (sections * 5 + 1,) float64."""
     co = np.zeros(sos.shape[0] * 5 + 1)
     for s in range(sos.shape[0]):
-        for t, col in enumerate((0, 1, 2, 4, 5)):
-            co[s * 5 + t] = sos[s, col]
+        for t in range(5):
+            co[s * 5 + t] = sos[s, t if t < 3 else t + 1]  # columns 0 1 2 4 5
     return co
 
 
