@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _section(v, sos, s, z1, z2, row):
     """One transposed direct form II step of section ``s`` with state row ``row``."""
     out = sos[s, 0] * v + z1[row, s]
@@ -54,7 +54,7 @@ def pack_sections(sos):
     return co
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def section_pass2(a, b, m, co, ci, z, za, zb):
     """Rows ``a`` and ``b`` (two channels) in place through one section, coefficients
     ``co[ci : ci + 5]`` = b0 b1 b2 a1 a2 (transposed direct form II), states ``z[za : za + 2]`` and

@@ -6,7 +6,7 @@ from numba import njit
 from roomtone.kernels.biquad import pack_sections, section_pass2
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _add(s, comp, v):
     """Neumaier-compensated ``s + v``: returns the new sum and compensation."""
     t = s + v
@@ -51,7 +51,7 @@ def window_means(e, window, hop):
 SPAN = 256  # samples filtered per block, section by section
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
     """``e[j] = sum_c weights[c] * (K * (gain x_c))[q0 + j]^2`` for ``j < m``: the block is copied
     into ``rows`` (float64, channels padded to pairs) and filtered section by section, two channels

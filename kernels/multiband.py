@@ -27,7 +27,7 @@ from numba import njit
 from roomtone.kernels.biquad import section_pass2
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def static_gain_db(peak, threshold_db, slope, knee_db, knee_start):
     """Static curve: gain in dB (<= 0) for a linear ``peak``; ``slope = 1 - 1/ratio``, the soft knee
     ``knee_db`` wide around ``threshold_db``. Below ``knee_start`` (the knee's linear start) it is 0

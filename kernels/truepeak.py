@@ -6,7 +6,7 @@ from numba import njit, prange
 BLOCK = 8192  # samples per work item: small buffers, both cores busy even for mono
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def padded_window(x, c, first, length):
     """``out[j] = x[c, first + j]`` for ``j < length`` as float64, zero where that falls outside
     the signal: a block kernel's input with the neighbours its filter reaches into.
