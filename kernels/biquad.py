@@ -10,7 +10,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _section(v, sos, s, z1, z2, row):
     """One transposed direct form II step of section ``s`` with state row ``row``."""
     out = sos[s, 0] * v + z1[row, s]
@@ -49,12 +49,12 @@ def pack_sections(sos):
     Shape: (sections, 6) -> (sections * 5 + 1,) float64."""
     co = np.zeros(sos.shape[0] * 5 + 1)
     for s in range(sos.shape[0]):
-        for t, col in enumerate((0, 1, 2, 4, 5)):
-            co[s * 5 + t] = sos[s, col]
+        for t in range(5):
+            co[s * 5 + t] = sos[s, t if t < 3 else t + 1]  # columns 0 1 2 4 5
     return co
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def section_pass2(a, b, m, co, ci, z, za, zb):
     """Rows ``a`` and ``b`` (two channels) in place through one section, coefficients
     ``co[ci : ci + 5]`` = b0 b1 b2 a1 a2 (transposed direct form II), states ``z[za : za + 2]`` and

@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _channel_max(v, j):
     m = v[0, j]
     for c in range(1, v.shape[0]):

@@ -6,7 +6,7 @@ from numba import njit
 from roomtone.kernels.biquad import pack_sections, section_pass2
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _add(s, comp, v):
     """Neumaier-compensated ``s + v``: returns the new sum and compensation."""
     t = s + v
@@ -51,7 +51,7 @@ def window_means(e, window, hop):
 SPAN = 256  # samples filtered per block, section by section
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
     """``e[j] = sum_c weights[c] * (K * (gain x_c))[q0 + j]^2`` for ``j < m``: the block is copied
     into ``rows`` (float64, channels padded to pairs) and filtered section by section, two channels
@@ -144,21 +144,15 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
     written = np.zeros(2, dtype=np.int64)
     if not every_sample and window_m % hop == 0 and window_s % hop == 0:
         bins = np.zeros(n // hop + 1)
-        b = 0
-        left = hop  # samples still to go into bin b
-        q0 = 0
-        while q0 < n:
-            m = min(SPAN, n - q0, left)  # blocks never straddle a bin
-            _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e)
-            total = 0.0
-            for j in range(m):
-                total += e[j]
-            bins[b] += total
-            q0 += m
-            left -= m
-            if left == 0:
-                b += 1
-                left = hop
+        for b in range(bins.shape[0]):
+            bin_stop = min(n, (b + 1) * hop)
+            for q0 in range(b * hop, bin_stop, SPAN):  # blocks never straddle a bin
+                m = min(SPAN, bin_stop - q0)
+                _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e)
+                total = 0.0
+                for j in range(m):
+                    total += e[j]
+                bins[b] += total
         for blocks, length in ((blocks_m, window_m), (blocks_s, window_s)):
             per = length // hop
             for k in range(blocks.shape[0]):

@@ -24,10 +24,10 @@ in memory; the result is bit for bit the same).
 import numpy as np
 from numba import njit
 
-from roomtone.kernels.biquad import pack_sections, section_pass2
+from roomtone.kernels.biquad import section_pass2
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def static_gain_db(peak, threshold_db, slope, knee_db, knee_start):
     """Static curve: gain in dB (<= 0) for a linear ``peak``; ``slope = 1 - 1/ratio``, the soft knee
     ``knee_db`` wide around ``threshold_db``. Below ``knee_start`` (the knee's linear start) it is 0
@@ -69,9 +69,12 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
     n_b = n_x + 1
     keep = bands.shape[0] == n_b and bands.shape[1] == n_ch and bands.shape[2] == x.shape[1]
     co = np.empty(n_x * 15 + 1)
-    for k in range(n_x):
-        co[k * 15:k * 15 + 10] = pack_sections(lows[k])[:10]
-        co[k * 15 + 10:k * 15 + 15] = pack_sections(allpasses[k:k + 1])[:5]
+    for k in range(n_x):  # as pack_sections: b0 b1 b2 a1 a2 of both low-pass sections, then the all-pass
+        for t in range(5):
+            col = t if t < 3 else t + 1
+            co[k * 15 + t] = lows[k, 0, col]
+            co[k * 15 + 5 + t] = lows[k, 1, col]
+            co[k * 15 + 10 + t] = allpasses[k, col]
     n_rows = n_ch + (n_ch % 2)  # channels in pairs; an odd count gets a silent partner
     per_row = n_x * 6 + n_x * n_x * 2
     z = np.zeros(n_rows * per_row + 1)

@@ -4,7 +4,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def _quantize(v, scale, low, high, dither, state):
     """``clip(round(v * scale + d), low, high)`` with TPDF dither ``d`` of +-1 LSB from the xorshift64*
     state (Vigna 2016: one 64-bit draw gives the two independent 32-bit uniforms). Returns

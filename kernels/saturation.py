@@ -1,8 +1,9 @@
 """Soft saturation, 2x oversampled so the harmonics it makes above Nyquist are filtered, not folded."""
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
+from roomtone.kernels._split import run_split
 from roomtone.kernels.truepeak import padded_window
 
 
@@ -23,37 +24,15 @@ def soft_clip(v):
 BLOCK = 4096  # output samples per work item: small buffers (cache-resident), both cores busy even for mono
 
 
-@njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def tanh_saturate_2x(x, h, drive, mix):
-    """``(1 - mix) * x + mix * soft_clip(drive * x) / drive`` evaluated at twice the sample rate
-    (``soft_clip`` is tanh to 1e-4).
-
-    ``h`` must be an odd-length half-band low-pass of length ``4 r + 3`` (cutoff at the original
-    Nyquist, unit DC gain, zero at every even offset from the centre but the centre itself, as
-    :func:`roomtone.filters.halfband_lowpass` makes): the kernel skips the taps a half-band filter
-    has at zero. It interpolates (gain 2 on the zero-stuffed signal) and decimates; the two delays of
-    ``(len(h) - 1) / 2`` up-rate samples add to a whole number of input samples, removed here, so the
-    output is aligned with the input.
-
-    With ``c = (len(h) - 1) / 2`` (odd) and ``he[r] = h[2 c - 2 r]``, the saturated up-rate signal is
-    ``e[q] = sat(2 sum_r he[r] x[q - c + r])`` at even points and ``o[k] = sat(2 h[c] x[k])`` at odd
-    ones, and ``out[k] = h[c] o[k] + sum_r he[r] e[k + r]`` (r = 0..c). The signal is cut into
-    blocks of :data:`BLOCK` outputs, each with the ``c`` neighbours it needs on either side, run in
-    parallel over channels and blocks; nothing longer than a block is allocated.
-
-    Shape: x (channels, samples) float32/float64 -> (channels, samples) float32
-    """
-    n_ch, n = x.shape
-    taps = h.shape[0]
-    center = (taps - 1) // 2
-    n_even = center + 1  # even taps h[0], h[2], ..., h[2 * center]
-    h_even_rev = np.empty(n_even)  # he[r] = h[2 center - 2 r]
-    for r in range(n_even):
-        h_even_rev[r] = h[2 * (n_even - 1 - r)]
-    h_center = h[center]
-    out = np.empty((n_ch, n), dtype=np.float32)
+@njit(cache=True, fastmath=True, nogil=True)
+def _saturate_blocks(x, h_even_rev, h_center, drive, mix, out, first, last):
+    """Work items ``[first, last)`` of :func:`tanh_saturate_2x`: item ``job`` is channel
+    ``job // n_blocks``, output samples ``[b * BLOCK, (b + 1) * BLOCK)`` with ``b = job % n_blocks``."""
+    n = x.shape[1]
+    n_even = h_even_rev.shape[0]
+    center = n_even - 1
     n_blocks = (n + BLOCK - 1) // BLOCK
-    for job in prange(n_ch * n_blocks):
+    for job in range(first, last):
         c = job // n_blocks
         k0 = (job % n_blocks) * BLOCK
         m = min(BLOCK, n - k0)
@@ -70,4 +49,32 @@ def tanh_saturate_2x(x, h, drive, mix):
             for r in range(n_even):
                 acc += h_even_rev[r] * even[j + r]
             out[c, k0 + j] = (1.0 - mix) * v + mix * acc
+
+
+def tanh_saturate_2x(x, h, drive, mix):
+    """``(1 - mix) * x + mix * soft_clip(drive * x) / drive`` evaluated at twice the sample rate
+    (``soft_clip`` is tanh to 1e-4).
+
+    ``h`` must be an odd-length half-band low-pass of length ``4 r + 3`` (cutoff at the original
+    Nyquist, unit DC gain, zero at every even offset from the centre but the centre itself, as
+    :func:`roomtone.filters.halfband_lowpass` makes): the kernel skips the taps a half-band filter
+    has at zero. It interpolates (gain 2 on the zero-stuffed signal) and decimates; the two delays of
+    ``(len(h) - 1) / 2`` up-rate samples add to a whole number of input samples, removed here, so the
+    output is aligned with the input.
+
+    With ``c = (len(h) - 1) / 2`` (odd) and ``he[r] = h[2 c - 2 r]``, the saturated up-rate signal is
+    ``e[q] = sat(2 sum_r he[r] x[q - c + r])`` at even points and ``o[k] = sat(2 h[c] x[k])`` at odd
+    ones, and ``out[k] = h[c] o[k] + sum_r he[r] e[k + r]`` (r = 0..c). The signal is cut into
+    blocks of :data:`BLOCK` outputs, each with the ``c`` neighbours it needs on either side, one share
+    of the channels and blocks per core; nothing longer than a block is allocated.
+
+    Shape: x (channels, samples) float32/float64 -> (channels, samples) float32
+    """
+    n_ch, n = x.shape
+    h = np.asarray(h, dtype=np.float64)
+    center = (h.shape[0] - 1) // 2
+    h_even_rev = np.ascontiguousarray(h[0:2 * center + 1:2][::-1])  # he[r] = h[2 center - 2 r]
+    out = np.empty((n_ch, n), dtype=np.float32)
+    run_split(_saturate_blocks, n_ch * ((n + BLOCK - 1) // BLOCK), x, h_even_rev, float(h[center]), float(drive),
+              float(mix), out)
     return out

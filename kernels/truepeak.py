@@ -1,12 +1,14 @@
 """Oversampled peak detection (BS.1770-4 Annex 2: polyphase FIR interpolation, then |.| and max)."""
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
+
+from roomtone.kernels._split import run_split
 
 BLOCK = 8192  # samples per work item: small buffers, both cores busy even for mono
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True)
 def padded_window(x, c, first, length):
     """``out[j] = x[c, first + j]`` for ``j < length`` as float64, zero where that falls outside
     the signal: a block kernel's input with the neighbours its filter reaches into.
@@ -39,21 +41,15 @@ def _branch_abs(rev, xp, i, p):
     return abs(acc)
 
 
-@njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def true_peak_per_channel(x, phases):
-    """Largest absolute value of each channel, sampled and P-times interpolated.
-
-    ``phases[p, t]`` is tap ``t`` of polyphase branch ``p`` of a P-times interpolator (the meter
-    uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Work is split over channels and
-    blocks of :data:`BLOCK` loop indices. Shape: x (channels, samples) -> (channels,) float64.
-    """
-    n_ch, n = x.shape
-    n_ph, n_tap = phases.shape
-    rev = _reversed_taps(phases)
+@njit(cache=True, fastmath=True, nogil=True)
+def _true_peak_blocks(x, rev, n_blocks, best, first, last):
+    """Work items ``[first, last)`` of :func:`true_peak_per_channel`: item ``job`` is channel
+    ``job // n_blocks``, loop indices ``[b * BLOCK, (b + 1) * BLOCK)`` with ``b = job % n_blocks``;
+    its maximum goes to ``best[c, b]``."""
+    n = x.shape[1]
+    n_ph, n_tap = rev.shape
     n_loop = n + n_tap - 1
-    n_blocks = max(1, (n_loop + BLOCK - 1) // BLOCK)
-    best = np.zeros((n_ch, n_blocks))
-    for job in prange(n_ch * n_blocks):
+    for job in range(first, last):
         c = job // n_blocks
         i0 = (job % n_blocks) * BLOCK
         i1 = min(n_loop, i0 + BLOCK)
@@ -69,12 +65,23 @@ def true_peak_per_channel(x, phases):
                 if a > m:
                     m = a
         best[c, job % n_blocks] = m
-    out = np.zeros(n_ch)
-    for c in range(n_ch):
-        for b in range(n_blocks):
-            if best[c, b] > out[c]:
-                out[c] = best[c, b]
-    return out
+
+
+def true_peak_per_channel(x, phases):
+    """Largest absolute value of each channel, sampled and P-times interpolated.
+
+    ``phases[p, t]`` is tap ``t`` of polyphase branch ``p`` of a P-times interpolator (the meter
+    uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Work is split over channels and
+    blocks of :data:`BLOCK` loop indices, one share per core. Shape: x (channels, samples) ->
+    (channels,) float64.
+    """
+    n_ch, n = x.shape
+    rev = _reversed_taps(phases)
+    n_loop = n + rev.shape[1] - 1
+    n_blocks = max(1, (n_loop + BLOCK - 1) // BLOCK)
+    best = np.zeros((n_ch, n_blocks))
+    run_split(_true_peak_blocks, n_ch * n_blocks, x, rev, n_blocks, best)
+    return best.max(axis=1)
 
 
 @njit(cache=True, nogil=True)
@@ -88,6 +95,18 @@ def _offsets(n_ph, n_tap):
     return offset
 
 
+@njit(cache=True, nogil=True)
+def _offset_range(offset):
+    """``(offset.min(), offset.max())`` of a non-empty int64 array, as a plain loop (numba's array
+    reductions cost about 0.4 s of first-run compilation)."""
+    low = offset[0]
+    high = offset[0]
+    for p in range(1, offset.shape[0]):
+        low = min(low, offset[p])
+        high = max(high, offset[p])
+    return low, high
+
+
 @njit(cache=True, fastmath=True, nogil=True)
 def _channel_peaks(x, c, rev, offset, refine, k0, k1, dest, base):
     """Oversampled peaks of channel ``c`` for samples ``[k0, k1)`` into ``dest[k - base]``
@@ -95,8 +114,7 @@ def _channel_peaks(x, c, rev, offset, refine, k0, k1, dest, base):
     so the result does not depend on where the range starts or ends."""
     n = x.shape[1]
     n_ph, n_tap = rev.shape
-    low_off = offset.min()
-    high_off = offset.max()
+    low_off, high_off = _offset_range(offset)
     n_loop = n + n_tap - 1  # loop index i covers the window x[i - T + 1 .. i]
     for k in range(k0, k1):
         dest[k - base] = abs(x[c, k])
@@ -129,7 +147,18 @@ def _channel_peaks(x, c, rev, offset, refine, k0, k1, dest, base):
             prev1_k = k
 
 
-@njit(cache=True, parallel=True, fastmath=True, nogil=True)
+@njit(cache=True, fastmath=True, nogil=True)
+def _peak_blocks(x, rev, offset, refine, out, first, last):
+    """Work items ``[first, last)`` of :func:`oversampled_peaks`: item ``job`` is channel
+    ``job // n_blocks``, output samples ``[b * BLOCK, (b + 1) * BLOCK)`` with ``b = job % n_blocks``."""
+    n = x.shape[1]
+    n_blocks = (n + BLOCK - 1) // BLOCK
+    for job in range(first, last):
+        c = job // n_blocks
+        k0 = (job % n_blocks) * BLOCK
+        _channel_peaks(x, c, rev, offset, refine, k0, min(n, k0 + BLOCK), out[c], 0)
+
+
 def oversampled_peaks(x, phases, refine):
     """Per input sample, the largest absolute value of the signal interpolated around it.
 
@@ -141,7 +170,7 @@ def oversampled_peaks(x, phases, refine):
     neighbours adds its vertex, so a 4x detector tracks a much finer grid (the limiter uses this; the
     meter stays the standard's 4x).
 
-    Work is split over channels and blocks of :data:`BLOCK` output samples (both cores busy, no
+    Work is split over channels and blocks of :data:`BLOCK` output samples, one share per core (no
     whole-signal copies): a block computes every interpolated point credited to its samples, plus
     the neighbours the parabola needs, and writes only its own samples.
 
@@ -151,46 +180,21 @@ def oversampled_peaks(x, phases, refine):
         returns: (channels, samples) float32
     """
     n_ch, n = x.shape
-    n_ph, n_tap = phases.shape
     out = np.zeros((n_ch, n), dtype=np.float32)
     if n == 0:
         return out
-    rev = _reversed_taps(phases)
-    offset = _offsets(n_ph, n_tap)
-    n_blocks = (n + BLOCK - 1) // BLOCK
-    for job in prange(n_ch * n_blocks):
-        c = job // n_blocks
-        k0 = (job % n_blocks) * BLOCK
-        _channel_peaks(x, c, rev, offset, refine, k0, min(n, k0 + BLOCK), out[c], 0)
+    n_ph, n_tap = phases.shape
+    run_split(_peak_blocks, n_ch * ((n + BLOCK - 1) // BLOCK), x, _reversed_taps(phases), _offsets(n_ph, n_tap),
+              bool(refine), out)
     return out
 
 
-@njit(cache=True, parallel=True, fastmath=True, nogil=True)
-def oversampled_peak_runs(x, phases, refine, out, run_starts, run_stops):
-    """``oversampled_peaks(x, phases, refine).max(axis=0)`` on the sample runs
-    ``[run_starts[r], run_stops[r])`` only, written into ``out`` (runs in parallel, each run split
-    into pieces of at most :data:`BLOCK`). Lets a caller compute the exact detector only where a
-    cheaper bound says it may matter.
-
-    Shape: x (channels, samples); out (samples,) float32; run_starts, run_stops (runs,) int64.
-    """
+@njit(cache=True, fastmath=True, nogil=True)
+def _peak_pieces(x, rev, offset, refine, out, piece_start, piece_stop, first, last):
+    """Pieces ``[first, last)`` of :func:`oversampled_peak_runs`: piece ``j`` covers samples
+    ``[piece_start[j], piece_stop[j])``, the maximum over channels written into ``out``."""
     n_ch = x.shape[0]
-    n_ph, n_tap = phases.shape
-    rev = _reversed_taps(phases)
-    offset = _offsets(n_ph, n_tap)
-    # pieces of at most BLOCK samples, so one long run still keeps both cores busy
-    count = 0
-    for r in range(run_starts.shape[0]):
-        count += (run_stops[r] - run_starts[r] + BLOCK - 1) // BLOCK
-    piece_start = np.empty(count, dtype=np.int64)
-    piece_stop = np.empty(count, dtype=np.int64)
-    q = 0
-    for r in range(run_starts.shape[0]):
-        for k0 in range(run_starts[r], run_stops[r], BLOCK):
-            piece_start[q] = k0
-            piece_stop[q] = min(run_stops[r], k0 + BLOCK)
-            q += 1
-    for j in prange(count):
+    for j in range(first, last):
         k0 = piece_start[j]
         k1 = piece_stop[j]
         row = np.empty(k1 - k0, dtype=np.float32)
@@ -199,6 +203,27 @@ def oversampled_peak_runs(x, phases, refine, out, run_starts, run_stops):
             for k in range(k0, k1):
                 if c == 0 or row[k - k0] > out[k]:
                     out[k] = row[k - k0]
+
+
+def oversampled_peak_runs(x, phases, refine, out, run_starts, run_stops):
+    """``oversampled_peaks(x, phases, refine).max(axis=0)`` on the sample runs
+    ``[run_starts[r], run_stops[r])`` only (disjoint), written into ``out``; each run is split into
+    pieces of at most :data:`BLOCK`, one share of the pieces per core. Lets a caller compute the
+    exact detector only where a cheaper bound says it may matter. Returns ``out``.
+
+    Shape: x (channels, samples); out (samples,) float32; run_starts, run_stops (runs,) int64.
+    """
+    n_ph, n_tap = phases.shape
+    starts = np.asarray(run_starts, dtype=np.int64)
+    stops = np.asarray(run_stops, dtype=np.int64)
+    # pieces of at most BLOCK samples, so one long run still keeps every core busy
+    counts = np.maximum((stops - starts + BLOCK - 1) // BLOCK, 0)
+    first_piece = np.cumsum(counts) - counts
+    index = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first_piece, counts)
+    piece_start = np.repeat(starts, counts) + index * BLOCK
+    piece_stop = np.minimum(piece_start + BLOCK, np.repeat(stops, counts))
+    run_split(_peak_pieces, piece_start.shape[0], x, _reversed_taps(phases), _offsets(n_ph, n_tap), bool(refine),
+              out, piece_start, piece_stop)
     return out
 
 
@@ -215,7 +240,8 @@ def block_peak_bounds(x, phases, block):
     n_ch, n = x.shape
     n_ph, n_tap = phases.shape
     offset = _offsets(n_ph, n_tap)
-    reach = n_tap + max(abs(offset.min()), abs(offset.max())) + 2
+    low_off, high_off = _offset_range(offset)
+    reach = n_tap + max(abs(low_off), abs(high_off)) + 2
     scale = 0.0
     for p in range(n_ph):
         total = 0.0

@@ -276,19 +276,26 @@ _WARMED_UP = False
 
 
 def warm_up(preset="balanced", bit_depth="24"):
-    """Once per process, run the whole job on 0.5 s of quiet noise so every numba kernel is
-    loaded from its cache (about 0.4 s, mostly LLVM loading object code), or compiled on a first
-    run. The ``master`` CLI calls it while the input decodes; library calls never do it behind the
-    caller's back (the first real call pays the loading instead). Later calls skip it. Errors are
-    left for the real run to report."""
+    """Once per process, run the whole job on 0.5 s of quiet noise, and both PCM quantizers (the
+    job's dither and the file writer's), so every numba kernel a :func:`master_file` call loads
+    (:data:`roomtone.kernels.MASTER_KERNELS`) is loaded from its cache (about 0.3 s, mostly LLVM
+    loading object code), or compiled on a first run (about 7 s; :func:`roomtone.kernels.cache_is_warm`
+    tells which). The ``master`` CLI calls it while the input decodes; library calls never do it
+    behind the caller's back (the first real call pays the loading instead). Later calls skip it.
+    Errors are left for the real run to report."""
     global _WARMED_UP
     if _WARMED_UP:
         return
+    from roomtone.audio import _frames, quantize_to_grid
+
     noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
     try:
-        master(noise, 44100, preset=preset, bit_depth=bit_depth)
+        out, _ = master(noise, 44100, preset=preset, bit_depth=bit_depth)
     except RoomtoneError:
-        pass
+        out = noise
+    if str(bit_depth) == "32f":
+        quantize_to_grid(out, 24)  # so that the cache holds every kernel whatever the depth
+    _frames(out, "24", False, 0)  # the writer's quantizer (a master_file write of 16/24-bit output)
     _WARMED_UP = True
 
 
