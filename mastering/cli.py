@@ -218,8 +218,11 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
+    from roomtone.kernels import cache_is_warm
     from roomtone.mastering.api import master_file, warm_up
 
+    if not quiet and not cache_is_warm():  # said once: later runs load the cached kernels
+        click.echo("  ... compiling the audio kernels for this machine (first run only, about 10 s)", err=True)
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
                    bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input)

@@ -453,3 +453,18 @@ def test_sample_rate_option_resamples_and_bad_rates_are_bad_options(song, tmp_pa
     result = run(master_cli, [song, "-o", tmp_path / "p.wav", "--sample-rate", "32000", "-q"])
     assert result.exit_code == 2 and "44100, 48000, 88200, 96000" in result.output
     assert not (tmp_path / "p.wav").exists()
+
+
+def test_first_run_says_once_that_it_compiles_the_kernels(song, tmp_path):
+    """With an empty numba cache the command says it is compiling (a first run is silent for
+    seconds otherwise); the next run, with the cache filled, does not say it again."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    master = os.path.join(os.path.dirname(sys.executable), "master")
+    first = subprocess.run([master, str(song), "-o", str(tmp_path / "a.wav")], env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    assert first.stderr.count("compiling the audio kernels") == 1
+    second = subprocess.run([master, str(song), "-o", str(tmp_path / "b.wav")], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert second.returncode == 0, second.stderr
+    assert "compiling" not in second.stderr
