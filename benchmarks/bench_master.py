@@ -651,6 +651,50 @@ def bench_clip(clip, tools, args, workroot):
     return rows
 
 
+def _timed_child(cmd, env):
+    """Wall and CPU seconds (``os.wait4``) of one child process; raises on a non-zero exit."""
+    start = time.perf_counter()
+    child = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    stderr = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    wall = time.perf_counter() - start
+    child.stderr.close()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {stderr.decode(errors='replace').strip()[-300:]}")
+    return wall, usage.ru_utime + usage.ru_stime
+
+
+def cold_start(args):
+    """First run on a fresh machine: ``master --demo`` and ``master long_3min`` each in a child
+    process with ``NUMBA_CACHE_DIR`` an empty folder of its own (so numba compiles every kernel and
+    caches it there, nowhere else), then once more on that now-warm cache. Prints a table."""
+    master = find_master_command(args.master_cmd)
+    if master is None:
+        print("master CLI not found (use --master-cmd)", file=sys.stderr)
+        return 2
+    long_clip = MUSIC_DIR / f"{LONG_CLIP}.flac"
+    jobs = [("master --demo", ["--demo"])]
+    if long_clip.exists():
+        jobs.append((f"master {LONG_CLIP}", [str(long_clip)]))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_cold_") as work:
+        for label, job_args in jobs:
+            cache = Path(tempfile.mkdtemp(prefix="numba_cache_", dir=work))
+            env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+            cmd = [*master, *job_args, "-o", str(Path(work) / "out.wav"), "-q"]
+            cold_wall, cold_cpu = _timed_child(cmd, env)
+            index_files = sum(1 for path in cache.rglob("*.nbi"))
+            warm_wall, warm_cpu = _timed_child(cmd, env)
+            rows.append([label, f"{cold_wall:.2f}", f"{cold_cpu:.2f}", f"{warm_wall:.2f}", f"{warm_cpu:.2f}",
+                         str(index_files)])
+            print(f"{label}: cold {cold_wall:.2f} s, warm {warm_wall:.2f} s", flush=True)
+    print(f"\n## First run on an empty numba cache ({platform.node()}, {os.cpu_count()} CPUs)\n")
+    print("Whole child process; cold: NUMBA_CACHE_DIR an empty folder (every kernel compiled and "
+          "cached); warm: the same command again on that cache.\n")
+    print(markdown(["command", "cold wall s", "cold CPU s", "warm wall s", "warm CPU s", "cached kernels"], rows))
+    return 0
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(
         description="Master every clip with roomtone and its peers (ffmpeg loudnorm, pedalboard, "
@@ -678,6 +722,9 @@ def parse_args(argv=None):
     p.add_argument("--matchering-alt-reference", default=str(MATCHERING_ALT_REFERENCE),
                    help="reference used when the clip is the reference itself")
     p.add_argument("--skip-meter-speed", action="store_true")
+    p.add_argument("--cold-start", action="store_true",
+                   help="only measure the first run on an empty numba cache: master --demo and master "
+                        f"{LONG_CLIP}, each in a child process with an empty NUMBA_CACHE_DIR, then warm")
     p.add_argument("--json", metavar="OUT.json", help="save the raw results")
     p.add_argument("--keep", metavar="DIR", help="write the outputs to DIR and keep them")
     p.add_argument("--peer", nargs=3, metavar=("TOOL", "IN", "OUT"), help=argparse.SUPPRESS)
@@ -700,6 +747,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.peer:
         return run_peer(args)
+    if args.cold_start:
+        return cold_start(args)
 
     clips = find_inputs(args)
     tools = make_tools(args)

@@ -276,18 +276,22 @@ _WARMED_UP = False
 
 
 def warm_up(preset="balanced", bit_depth="24"):
-    """Once per process, run the whole job on 0.5 s of quiet noise, and both PCM quantizers (the
-    job's dither and the file writer's), so every numba kernel a :func:`master_file` call loads
-    (:data:`roomtone.kernels.MASTER_KERNELS`) is loaded from its cache (about 0.3 s, mostly LLVM
-    loading object code), or compiled on a first run (about 7 s; :func:`roomtone.kernels.cache_is_warm`
-    tells which). The ``master`` CLI calls it while the input decodes; library calls never do it
-    behind the caller's back (the first real call pays the loading instead). Later calls skip it.
-    Errors are left for the real run to report."""
+    """Once per process, load every numba kernel a :func:`master_file` call uses
+    (:data:`roomtone.kernels.MASTER_KERNELS`) from numba's cache (about 0.3 s, mostly LLVM loading
+    object code), or on a first run compile them (:func:`roomtone.kernels.compile_kernels`: about
+    7 s of CPU, shared over up to one process per core; :func:`roomtone.kernels.cache_is_warm` tells
+    which), then run the whole job on 0.5 s of quiet noise and both PCM quantizers (the job's dither
+    and the file writer's) so that nothing is left to load. The ``master`` CLI calls it while the
+    input decodes; library calls never do it behind the caller's back (the first real call pays the
+    loading or compiling instead, in this process only). Later calls skip it. Errors are left for
+    the real run to report."""
     global _WARMED_UP
     if _WARMED_UP:
         return
     from roomtone.audio import _frames, quantize_to_grid
+    from roomtone.kernels import compile_kernels
 
+    compile_kernels()
     noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
     try:
         out, _ = master(noise, 44100, preset=preset, bit_depth=bit_depth)

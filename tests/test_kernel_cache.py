@@ -1,8 +1,10 @@
 """roomtone.kernels.cache_is_warm against numba's real on-disk cache, in fresh processes.
 
 A cold cache (``NUMBA_CACHE_DIR`` an empty folder, set in the child's environment only) reads
-False; after ``warm_up`` it reads True, and a second process then compiles nothing for a whole
-``master_file`` job and loads exactly the kernels :data:`roomtone.kernels.MASTER_KERNELS` names.
+False; after ``warm_up`` (which compiles through :func:`roomtone.kernels.compile_kernels`, in
+several processes where there are several cores) it reads True, and a second process then compiles
+nothing for a whole ``master_file`` job (a preset with a stereo-width high-pass, 24-bit output) and
+loads exactly the kernel signatures :data:`roomtone.kernels.MASTER_KERNELS` names.
 """
 
 import json
@@ -16,7 +18,7 @@ import soundfile as sf
 CHILD = r"""
 import importlib, json, sys, time
 from numba.core.registry import CPUDispatcher
-from roomtone.kernels import MASTER_KERNELS, cache_is_warm
+from roomtone.kernels import MASTER_KERNELS, _arg_types, cache_is_warm
 import roomtone.kernels.biquad, roomtone.kernels.dynamics, roomtone.kernels.loudness, roomtone.kernels.multiband
 import roomtone.kernels.pcm, roomtone.kernels.saturation, roomtone.kernels.truepeak
 start = time.perf_counter()
@@ -25,17 +27,18 @@ seconds = time.perf_counter() - start
 from roomtone.mastering.api import master_file, warm_up
 warm_up()
 after = cache_is_warm()
-master_file(sys.argv[1], sys.argv[2], bit_depth="24")
+master_file(sys.argv[1], sys.argv[2], preset="warm", bit_depth="24")
 used, compiled = [], []
 for module in ("biquad", "dynamics", "loudness", "multiband", "pcm", "saturation", "truepeak"):
     mod = importlib.import_module("roomtone.kernels." + module)
     for name, obj in vars(mod).items():
         if isinstance(obj, CPUDispatcher) and obj.py_func.__module__ == mod.__name__ and obj.signatures:
-            used.append([module, name])
+            used += [[module, name, str(sig)] for sig in obj.signatures]
             if obj.stats.cache_misses:
                 compiled.append([module, name])
 print(json.dumps({"before": before, "after": after, "seconds": seconds, "used": sorted(used),
-                  "compiled": sorted(compiled), "master_kernels": sorted(map(list, MASTER_KERNELS))}))
+                  "compiled": sorted(compiled),
+                  "master_kernels": sorted([m, n, str(_arg_types(sig))] for m, n, sig, _, _ in MASTER_KERNELS)}))
 """
 
 
@@ -62,7 +65,7 @@ def test_cache_is_warm_cold_then_warm(tmp_path):
     assert warm["before"] is True
     assert warm["seconds"] < 0.2  # a few ms: index files only
     assert warm["compiled"] == []  # warm_up plus the real job compile nothing on a warm cache
-    assert warm["used"] == warm["master_kernels"]  # and load exactly the kernels cache_is_warm checks
+    assert warm["used"] == warm["master_kernels"]  # and load exactly the signatures cache_is_warm checks
 
 
 def test_cache_is_warm_false_for_a_stale_cpu_or_source(tmp_path, monkeypatch):
@@ -76,3 +79,13 @@ def test_cache_is_warm_false_for_a_stale_cpu_or_source(tmp_path, monkeypatch):
     real = codegen.magic_tuple
     monkeypatch.setattr(type(codegen), "magic_tuple", lambda self: ("other-triple",) + real()[1:])
     assert not _in_cache(quantize_codes)
+
+
+def test_compile_shares_keep_groups_together():
+    from roomtone.kernels import MASTER_KERNELS, _shares
+
+    for n in (1, 2, 3, 4):
+        shares = _shares(MASTER_KERNELS, n)
+        assert sorted(k for share in shares for k in share) == sorted(MASTER_KERNELS)
+        for group in {k[3] for k in MASTER_KERNELS}:  # kernels sharing callees compile in one process
+            assert sum(any(k[3] == group for k in share) for share in shares) == 1
