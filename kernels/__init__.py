@@ -46,7 +46,8 @@ MASTER_KERNELS = (
     ("biquad", "sos_filter", f"({_M64}, {_M64}, {_M64})", "filters", 0.15),  # stereo width's side high-pass
     ("truepeak", "_reversed_taps", f"({_M64},)", "peaks", 0.15),
     ("truepeak", "_offsets", "(int64, int64)", "peaks", 0.15),
-    ("truepeak", "_true_peak_blocks", f"({_A32}, {_M64}, int64, {_M64}, int64, int64)", "peaks", 0.5),
+    ("truepeak", "_true_peak_blocks", f"({_A32}, {_M64}, int64, float64, float64[::1], {_M64}, int64, int64)",
+     "peaks", 0.5),
     ("truepeak", "block_peak_bounds", f"({_A32}, {_M64}, int64)", "peaks", 0.45),
     ("truepeak", "_peak_pieces",
      f"({_A32}, {_M64}, int64[::1], boolean, float32[::1], int64[::1], int64[::1], int64, int64)", "peaks", 0.7),

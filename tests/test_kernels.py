@@ -297,6 +297,23 @@ def test_true_peak_per_channel(phase_set, channels, dtype, samples):
 
 
 @pytest.mark.parametrize("phase_set", sorted(PHASE_SETS))
+@pytest.mark.parametrize("level_db", [-60.0, -6.0, -1.0])
+def test_true_peak_per_channel_quiet_blocks_and_one_intersample_peak(phase_set, level_db):
+    """The meter skips blocks that cannot reach the sample peak: an inter-sample peak above every
+    sample, in one block among quiet ones, and a louder sample elsewhere, still read exactly."""
+    phases = PHASE_SETS[phase_set]()
+    n = 40000  # many meter blocks
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, n)) * 10.0 ** (level_db / 20.0) * 0.1
+    k = np.arange(64)
+    x[0, 20000:20064] = 0.7 * np.sin(np.pi / 2 * k + np.pi / 4)  # fs/4 at 45 deg: true peak 0.7, samples 0.49
+    x[0, 5000] = 0.6
+    x[1, 33333] = -0.8
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    np.testing.assert_allclose(true_peak_per_channel(x, phases), oracle_true_peak(x, phases), rtol=1e-12)
+
+
+@pytest.mark.parametrize("phase_set", sorted(PHASE_SETS))
 @pytest.mark.parametrize("samples", [1, 5, 150])
 def test_oversampled_peaks_per_sample(phase_set, samples):
     phases = PHASE_SETS[phase_set]()
