@@ -49,7 +49,6 @@ def batch(master, clips, work, repeat):
 
 
 def memory(master, minutes_list, work):
-    import numpy as np
     import soundfile as sf
 
     base, sample_rate = sf.read(str(MUSIC_DIR / f"{LONG_CLIP}.flac"), dtype="float32", always_2d=True)

@@ -29,7 +29,7 @@ from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, che
                             lossy_codec, output_format, read_audio_async, validate_audio)
 from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
-from roomtone.loudness import reach_loudness
+from roomtone.loudness import ACCEPT_LU, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
 from roomtone.platforms import resolve_target
@@ -305,7 +305,6 @@ def warm_up(preset="balanced", bit_depth="24"):
 
 ENCODE_ATTEMPTS = 4  # encodings of one lossy output at most
 ENCODE_MARGIN_DB = 0.05  # a re-encode aims this much lower than the overshoot alone asks for
-ENCODED_ACCEPT_LU = 0.05  # the decoded file's loudness may sit this far from the target, else re-aim
 
 
 def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
@@ -382,10 +381,13 @@ def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, sa
     is committed or discarded, so an interrupt at any point (even inside commit's wait) finds it."""
     pending = []
 
-    def start_write(candidate):
+    def drop():
         while pending:
             pending[-1].discard()
             pending.pop()
+
+    def start_write(candidate):
+        drop()
         if candidate is not None:  # None: the last candidate is superseded; only drop it
             pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
 
@@ -397,9 +399,7 @@ def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, sa
         pending[-1].commit()
         pending.pop()
     finally:
-        while pending:
-            pending[-1].discard()
-            pending.pop()
+        drop()
     return report
 
 
@@ -431,13 +431,13 @@ def _write_lossy(owned, sample_rate, output_path, codec, options, say):
             decoded = _meter_encoded(*pending.read_back())
             over_db = decoded.true_peak_dbtp - ceiling
             miss_lu = decoded.integrated_lufs - target
-            if over_db <= 0.0 and abs(miss_lu) <= ENCODED_ACCEPT_LU:
+            if over_db <= 0.0 and abs(miss_lu) <= ACCEPT_LU:
                 break
             pending.discard()
             pending = None
             if over_db > 0.0:
                 aim_below_db += over_db + ENCODE_MARGIN_DB
-            if abs(miss_lu) > ENCODED_ACCEPT_LU:
+            if abs(miss_lu) > ACCEPT_LU:
                 shift_lu -= miss_lu
         else:
             raise TargetUnreachableError(

@@ -107,9 +107,12 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
     output or report folder is created."""
     from roomtone.audio import check_output_path, output_format
 
-    for directory in {os.path.dirname(os.path.abspath(p)) for _, p in plan} | (
-            {os.path.abspath(report_dir)} if report_dir else set()) | (
-            {os.path.dirname(os.path.abspath(report_path))} if report_path else set()):
+    folders = {os.path.dirname(os.path.abspath(target)) for _, target in plan}
+    if report_dir:
+        folders.add(os.path.abspath(report_dir))
+    if report_path:
+        folders.add(os.path.dirname(os.path.abspath(report_path)))
+    for directory in sorted(folders):
         if not os.path.isdir(directory):
             try:
                 os.makedirs(directory, exist_ok=True)
