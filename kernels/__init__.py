@@ -37,7 +37,7 @@ _M64 = "float64[:, ::1]"
 # keeps kernels that share callees in one compiling process; ``seconds`` is roughly what a cold
 # compile takes on a 2-core VM (for sharing the work out, nothing else).
 MASTER_KERNELS = (
-    ("loudness", "loudness_pass", f"({_A32}, {_M64}, float64[::1], float64[::1], int64, int64, int64, boolean)",
+    ("loudness", "loudness_pass", f"({_A32}, {_M64}, float64[::1], float32[::1], int64, int64, int64, boolean)",
      "loudness", 1.8),
     ("multiband", "multiband_compress",
      f"({_A32}, float64[:, :, ::1], {_M64}, float64[::1], float64[::1], float64[::1], float64, float64, float64, "
@@ -46,16 +46,16 @@ MASTER_KERNELS = (
     ("biquad", "sos_filter", f"({_M64}, {_M64}, {_M64})", "filters", 0.15),  # stereo width's side high-pass
     ("truepeak", "_reversed_taps", f"({_M64},)", "peaks", 0.15),
     ("truepeak", "_offsets", "(int64, int64)", "peaks", 0.15),
-    ("truepeak", "_true_peak_blocks", f"({_A32}, {_M64}, int64, float64, float64[::1], {_M64}, int64, int64)",
+    ("truepeak", "_true_peak_blocks",
+     f"({_A32}, float32[::1], {_M64}, int64, float64, float64[::1], {_M64}, int64, int64)",
      "peaks", 0.5),
     ("truepeak", "block_peak_bounds", f"({_A32}, {_M64}, int64)", "peaks", 0.45),
     ("truepeak", "_peak_pieces",
      f"({_A32}, {_M64}, int64[::1], boolean, float32[::1], int64[::1], int64[::1], int64, int64)", "peaks", 0.7),
     ("saturation", "_saturate_blocks", f"({_A32}, float64[::1], float64, float64, float64, {_A32}, int64, int64)",
      "peaks", 0.35),
-    ("dynamics", "sliding_max_forward", f"({_A32}, int64)", "dynamics", 0.3),
-    ("dynamics", "limiter_gain_held", "(float32[::1], float64, float64, int64, float64)", "dynamics", 0.3),
-    ("pcm", "quantize_grid", f"({_A32}, int64, boolean, int64, float64[::1])", "pcm", 0.4),
+    ("dynamics", "limiter_gain_peak", "(float32[::1], float64, float64, int64, float64)", "dynamics", 0.4),
+    ("pcm", "quantize_grid", f"({_A32}, int64, boolean, int64, float32[::1], {_A32})", "pcm", 0.4),
     ("pcm", "quantize_codes", f"({_A32}, int64, boolean, int64, int64)", "pcm", 0.2),
 )
 _PROCESS_START_S = 0.4  # a compiling child's own start (Python, numba, these modules)

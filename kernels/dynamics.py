@@ -64,7 +64,8 @@ def box_mean_backward(v, length, initial, out):
     """``out[n] = mean(v[n - length + 1 : n + 1])`` with ``v[k < 0] = initial``; ``out`` may be ``v``
     (in place: the window's inputs are kept in a ring of ``length``). Returns ``out``.
 
-    Shape: v, out (samples,) float64
+    Shape: v, out (samples,) float32 or float64 (the sum and its ring are float64; a float32
+    ``out`` is rounded towards zero)
     """
     n = v.shape[0]
     length = max(length, 1)
@@ -79,8 +80,45 @@ def box_mean_backward(v, length, initial, out):
         pos += 1
         if pos == length:
             pos = 0
-        out[i] = s / length
+        m = s / length
+        out[i] = m
+        if out[i] > m:  # a narrower ``out`` rounds towards zero: never above the exact mean
+            out[i] = np.nextafter(out[i], out[i] * 0)
     return out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _release(held_level, ceiling, state, release_coef):
+    """One sample of the limiter's gain computer: the gain ``held_level`` (the held, pre-gained
+    peak) requires, reached at once when it is lower than ``state`` and released towards it
+    otherwise. Returns the new state."""
+    h = ceiling / held_level if held_level > ceiling else 1.0
+    if h <= state:
+        return h
+    return h + (state - h) * release_coef
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _down32(v):
+    """``v`` as float32, rounded towards zero (a gain stored in float32 never exceeds the one
+    computed, so the limiter's guarantee survives the narrowing)."""
+    f = np.float32(v)
+    if f > v:
+        f = np.nextafter(f, np.float32(0.0))
+    return f
+
+
+@njit(cache=True, nogil=True)
+def _smooth(gain, lookahead):
+    """The two backward box filters (lengths summing to ``lookahead``), in place. Returns ``gain``."""
+    first = lookahead // 2
+    second = lookahead - first
+    if first < 1 or gain.shape[0] == 0:
+        return gain
+    # Samples before the start are taken equal to the first: a peak in the first look-ahead window
+    # is then limited as fully as any other.
+    box_mean_backward(gain, first, np.float64(gain[0]), gain)
+    return box_mean_backward(gain, second, np.float64(gain[0]), gain)
 
 
 @njit(cache=True, nogil=True)
@@ -88,28 +126,49 @@ def limiter_gain_held(held_peak, pre_gain, ceiling, lookahead, release_coef):
     """:func:`limiter_gain` from ``held_peak = sliding_max_forward(peak, lookahead)``.
 
     The hold does not depend on ``pre_gain`` (``min(1, c / (g * p))`` is monotonic in ``p``), so a
-    caller searching for the gain that meets a loudness target computes it once.
-    Shape: held_peak (samples,) float32 or float64 -> (samples,) float64.
+    caller searching for the gain that meets a loudness target may compute it once (or let
+    :func:`limiter_gain_peak` hold as it goes, with no held copy at all).
+    Shape: held_peak (samples,) float32 or float64 -> (samples,) float32.
     """
     n = held_peak.shape[0]
-    gain = np.empty(n, dtype=np.float64)
+    gain = np.empty(n, dtype=np.float32)
     state = 1.0
     for i in range(n):
-        level = pre_gain * np.float64(held_peak[i])
-        h = ceiling / level if level > ceiling else 1.0
-        if h <= state:
-            state = h
-        else:
-            state = h + (state - h) * release_coef
-        gain[i] = state
-    first = lookahead // 2
-    second = lookahead - first
-    if first < 1 or n == 0:
-        return gain
-    # Samples before the start are taken equal to the first: a peak in the first look-ahead window
-    # is then limited as fully as any other.
-    box_mean_backward(gain, first, gain[0], gain)
-    return box_mean_backward(gain, second, gain[0], gain)
+        state = _release(pre_gain * np.float64(held_peak[i]), ceiling, state, release_coef)
+        gain[i] = _down32(state)
+    return _smooth(gain, lookahead)
+
+
+@njit(cache=True, nogil=True)
+def limiter_gain_peak(peak, pre_gain, ceiling, lookahead, release_coef):
+    """:func:`limiter_gain_held` of ``sliding_max_forward(peak[None], lookahead)``, the hold taken
+    as it goes: a monotonic queue of the window's candidate maxima (Lemire 2006), a ring of
+    ``lookahead + 1`` indices, so no held copy of the detector is made. The same curve, bit for bit.
+    Shape: peak (samples,) float32 -> (samples,) float32.
+    """
+    n = peak.shape[0]
+    length = max(lookahead, 1)
+    gain = np.empty(n, dtype=np.float32)
+    cap = length + 1
+    ring = np.empty(cap, dtype=np.int64)  # indices, their peaks falling from front to back
+    head = 0
+    tail = 0
+    pushed = 0  # samples offered to the queue so far
+    state = 1.0
+    for i in range(n):
+        stop = min(n, i + length)  # the window is peak[i : i + length]
+        while pushed < stop:
+            v = peak[pushed]
+            while tail > head and peak[ring[(tail - 1) % cap]] <= v:
+                tail -= 1
+            ring[tail % cap] = pushed
+            tail += 1
+            pushed += 1
+        while ring[head % cap] < i:
+            head += 1
+        state = _release(pre_gain * np.float64(peak[ring[head % cap]]), ceiling, state, release_coef)
+        gain[i] = _down32(state)
+    return _smooth(gain, lookahead)
 
 
 @njit(cache=True, nogil=True)
@@ -125,6 +184,6 @@ def limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef):
     Shape:
         peak: (channels, samples) float32 or float64, the detector (e.g. oversampled peaks); the
             channels are linked (their maximum is limited)
-        returns: (samples,) float64 in (0, 1]
+        returns: (samples,) float32 in (0, 1] (the box filters sum in float64)
     """
     return limiter_gain_held(sliding_max_forward(peak, lookahead), pre_gain, ceiling, lookahead, release_coef)

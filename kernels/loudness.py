@@ -60,8 +60,10 @@ def _block_energy(x, gain, has_gain, q0, m, co, n_sec, weights, z, rows, e):
     n_ch = x.shape[0]
     for c in range(n_ch):
         for j in range(m):
-            v = np.float64(x[c, q0 + j])
-            rows[c, j] = v * gain[q0 + j] if has_gain else v
+            if has_gain:  # the product in the signal's precision, as the built signal holds it
+                rows[c, j] = np.float64(x[c, q0 + j] * gain[q0 + j])
+            else:
+                rows[c, j] = np.float64(x[c, q0 + j])
     for r in range(0, rows.shape[0], 2):
         for s in range(n_sec):
             section_pass2(rows[r], rows[r + 1], m, co, s * 5, z, (r * n_sec + s) * 2, ((r + 1) * n_sec + s) * 2)
@@ -123,7 +125,8 @@ def loudness_pass(x, sos, weights, gain, window_m, window_s, hop, every_sample=T
 
     Shape:
         x: (channels, samples) float32 or float64; sos: (sections, 6); weights: (channels,)
-        gain: (samples,) or (0,) float64
+        gain: (samples,) or (0,), float32 for float32 ``x`` (the product is rounded as a float32
+            signal of it would be)
         returns: (blocks_m, blocks_s, max_m, max_s): (max(0, (samples - w) // hop + 1),) float64 each,
             and the two maxima (-1.0 where no window is complete)
     """

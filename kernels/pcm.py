@@ -48,20 +48,21 @@ def quantize_codes(audio, bits, dither, seed, shift):
 
 
 @njit(cache=True, nogil=True)
-def quantize_grid(audio, bits, dither, seed, gain):
+def quantize_grid(audio, bits, dither, seed, gain, out):
     """:func:`quantize_codes` (same dither sequence) of ``audio * gain`` as float32
     ``code / 2^(bits-1)``: the samples a ``bits``-bit file holds, exactly representable. ``gain`` is
     a per-sample factor (e.g. the limiter's curve: applied and quantized in one pass) or empty.
 
     The product is rounded to float32 before quantizing, as ``(audio * gain).astype(float32)`` would.
-    Shape: audio (channels, samples), gain (samples,) or (0,) -> (channels, samples) float32.
+    The samples go to ``out``, which may be ``audio`` itself (each sample is read before it is
+    written). Returns ``out``.
+    Shape: audio (channels, samples), gain (samples,) or (0,) float32, out (channels, samples) float32.
     """
     n_ch, n = audio.shape
     has_gain = gain.shape[0] == n and n > 0
     scale = float(2 ** (bits - 1))
     inv = 1.0 / scale
     state = np.uint64(seed) * np.uint64(0x9E3779B97F4A7C15) + np.uint64(0x2545F4914F6CDD1D)
-    out = np.empty((n_ch, n), dtype=np.float32)
     for i in range(n):
         g = np.float32(gain[i]) if has_gain else np.float32(1.0)
         for c in range(n_ch):

@@ -21,6 +21,20 @@ def padded_window(x, c, first, length):
 
 
 @njit(cache=True, nogil=True)
+def padded_window_gain(x, gain, c, first, length):
+    """:func:`padded_window` of ``x * gain`` (``gain``: a per-sample factor, shape (samples,), or
+    empty for none), each product rounded to float32 first, as ``x * gain`` in float32 numpy
+    (or the PCM quantizer's input) holds it. Shape: (length,) float64."""
+    if gain.shape[0] == 0:
+        return padded_window(x, c, first, length)
+    n = x.shape[1]
+    out = np.zeros(length)
+    for j in range(max(0, -first), min(length, n - first)):
+        out[j] = np.float32(x[c, first + j] * gain[first + j])
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _reversed_taps(phases):
     """Branches with their taps reversed, so the inner product walks memory forwards (SIMD)."""
     n_ph, n_tap = phases.shape
@@ -45,8 +59,9 @@ METER_BLOCK = 1024  # loop indices per work item of the meter: small, so that qu
 
 
 @njit(cache=True, fastmath=True, nogil=True)
-def _true_peak_blocks(x, rev, n_blocks, scale, floor, best, first, last):
-    """Work items ``[first, last)`` of :func:`true_peak_per_channel`: item ``job`` is channel
+def _true_peak_blocks(x, gain, rev, n_blocks, scale, floor, best, first, last):
+    """Work items ``[first, last)`` of :func:`true_peak_per_channel` of ``x * gain`` (``gain``
+    empty for none): item ``job`` is channel
     ``c = job // n_blocks``, loop indices ``[b * METER_BLOCK, (b + 1) * METER_BLOCK)`` with
     ``b = job % n_blocks``; its maximum goes to ``best[c, b]``. A block whose window peak ``m``
     satisfies ``m * scale < floor[c]`` (``scale`` bounding the interpolator's gain, ``floor[c]`` a
@@ -58,7 +73,7 @@ def _true_peak_blocks(x, rev, n_blocks, scale, floor, best, first, last):
         c = job // n_blocks
         i0 = (job % n_blocks) * METER_BLOCK
         i1 = min(n_loop, i0 + METER_BLOCK)
-        xb = padded_window(x, c, i0 - n_tap + 1, max(0, i1 - i0) + n_tap)
+        xb = padded_window_gain(x, gain, c, i0 - n_tap + 1, max(0, i1 - i0) + n_tap)
         m = 0.0
         for j in range(xb.shape[0]):
             a = abs(xb[j])
@@ -75,8 +90,10 @@ def _true_peak_blocks(x, rev, n_blocks, scale, floor, best, first, last):
         best[c, job % n_blocks] = m
 
 
-def true_peak_per_channel(x, phases):
-    """Largest absolute value of each channel, sampled and P-times interpolated.
+def true_peak_per_channel(x, phases, gain=None):
+    """Largest absolute value of each channel, sampled and P-times interpolated, of ``x`` or, with
+    ``gain`` (float32, shape (samples,): a per-sample factor such as a limiter's gain curve), of
+    ``(x * gain)`` rounded to float32, without building it.
 
     ``phases[p, t]`` is tap ``t`` of polyphase branch ``p`` of a P-times interpolator (the meter
     uses a 49-tap filter in 4 branches, BS.1770-4 Annex 2's order). Work is split over channels and
@@ -91,13 +108,25 @@ def true_peak_per_channel(x, phases):
     n_loop = n + rev.shape[1] - 1
     n_blocks = max(1, (n_loop + METER_BLOCK - 1) // METER_BLOCK)
     best = np.zeros((n_ch, n_blocks))
-    scale = float(np.abs(rev).sum(axis=1).max(initial=0.0)) * (1.0 + 1e-6)
-    if n:
-        floor = np.maximum(x.max(axis=1), -x.min(axis=1)).astype(np.float64)  # each channel's sample peak
+    scale = interpolator_gain_bound(phases)
+    floor = np.zeros(n_ch)  # each channel's sample peak
+    if gain is None:
+        gain = np.zeros(0, dtype=np.float32)
+        if n:
+            floor = np.maximum(x.max(axis=1), -x.min(axis=1)).astype(np.float64)
     else:
-        floor = np.zeros(n_ch)
-    run_split(_true_peak_blocks, n_ch * n_blocks, x, rev, n_blocks, scale, np.ascontiguousarray(floor), best)
+        for start in range(0, n, 1 << 16):  # in chunks: no whole-signal product
+            piece = x[:, start:start + (1 << 16)] * gain[start:start + (1 << 16)]
+            floor = np.maximum(floor, np.abs(piece).max(axis=1))
+    run_split(_true_peak_blocks, n_ch * n_blocks, x, gain, rev, n_blocks, scale, np.ascontiguousarray(floor), best)
     return best.max(axis=1)
+
+
+def interpolator_gain_bound(phases):
+    """``max_p sum_t |phases[p, t]|`` (and a margin of 1e-6 for rounding): no interpolated point
+    exceeds this times the largest ``|x|`` in its window, so an error of at most ``e`` per sample
+    moves the true peak by at most this times ``e``."""
+    return float(np.abs(phases).sum(axis=1).max(initial=0.0)) * (1.0 + 1e-6)
 
 
 @njit(cache=True, nogil=True)

@@ -75,9 +75,8 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
             output is resampled (soxr VHQ), and the loudness stage runs at the new rate, so the
             output is metered, limited and on target at the rate it is delivered at.
         progress: optional ``callable(str)`` told of each stage.
-        on_candidate: optional ``callable(audio_out)`` told of each finished output before its
-            final metering (the returned output is the last one told); :func:`master_file` starts
-            writing it then.
+        on_candidate: optional ``callable(audio_out)`` told of the output once it is built, before
+            its final metering; :func:`master_file` starts writing it then.
 
     Returns:
         ``(audio_out, report)``: float32 (channels, samples') at the delivery rate, and a JSON-ready
@@ -94,7 +93,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
                    progress=progress)
-    return _deliver(job, on_candidate=on_candidate)
+    return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal)
 
 
 @dataclasses.dataclass
@@ -104,6 +103,8 @@ class _Job:
 
     ``signal``: the chain's output, float32 (channels, samples) at ``sample_rate`` (delivery, Hz);
     ``level_lufs``: its integrated loudness. ``stages``: the report's per-stage gains so far.
+    ``owns_signal``: no caller holds ``signal`` (it is not the caller's array), so the loudness
+    stage may write the output over it (the job is then spent).
     """
 
     signal: np.ndarray
@@ -120,6 +121,7 @@ class _Job:
     resampled_to: int | None
     timings: dict
     started: float
+    owns_signal: bool
 
 
 def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate):
@@ -153,6 +155,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
     started = time.perf_counter()
     if consume_input:  # a one-item list, emptied here: no caller's frame or argument tuple keeps the array
         audio = audio.pop()
+    callers = None if consume_input else audio  # to tell whether the signal is still the caller's array
     say = progress or (lambda message: None)
     audio, sample_rate, preset, goal, bits, rate_out = _check_options(
         audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate)
@@ -232,24 +235,37 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             stages.append({"stage": "resample", "gain_db": round(new_level - level, 3)})
             level = new_level
         lap("metering_wait")
+    owns_signal = callers is None or not np.may_share_memory(signal, callers)
+    del callers
     return _Job(signal=signal, sample_rate=rate_out, level_lufs=level, limiter=limiter, detector=detector,
                 preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
-                resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started)
+                resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started,
+                owns_signal=owns_signal)
 
 
-def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None):
+def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, in_place=False):
     """The loudness stage of ``job`` and its report: ``(audio_out, report)``.
 
     ``aim_below_db`` lowers the ceiling the stage limits and checks to (for a lossy encoder's
     overshoot); ``target_shift_lu`` moves the loudness it aims at (for an encoder's loudness shift).
-    The report's target stays the job's.
+    The report's target stays the job's. ``in_place`` (only where ``job.owns_signal``): the output
+    is written over the job's signal, which leaves the job spent (no second delivery).
     """
     clock = time.perf_counter()
+    if job.signal is None:
+        raise RuntimeError("this job's signal was delivered in place already")
+    if in_place and not job.owns_signal:
+        raise ValueError("in_place delivery would overwrite the caller's array")
     target, ceiling = job.goal.integrated_lufs, job.goal.ceiling_dbtp
-    result = reach_loudness(job.signal, job.sample_rate, target_lufs=target + target_shift_lu,
+    channels = int(job.signal.shape[0])
+    signal, detector = job.signal, job.detector
+    if in_place:  # the job lets go of both, so the stage can free the detector and reuse the signal
+        job.signal = job.detector = None
+    result = reach_loudness(signal, job.sample_rate, target_lufs=target + target_shift_lu,
                             ceiling_dbtp=ceiling - aim_below_db, level_lufs=job.level_lufs, limiter=job.limiter,
-                            detector=job.detector, max_limiting_lu=job.preset.max_limiting_lu, bits=job.bits,
-                            on_candidate=on_candidate)
+                            detector=detector, max_limiting_lu=job.preset.max_limiting_lu, bits=job.bits,
+                            on_candidate=on_candidate, in_place=in_place)
+    del signal, detector
     timings = dict(job.timings, loudness_solve_and_meter_output=round(time.perf_counter() - clock, 3))
     stages = job.stages + [{"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)}, result.stage_report()]
     report = {
@@ -259,7 +275,7 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None):
         "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": job.goal.note},
         "sample_rate": job.sample_rate,
         "resampled_to": job.resampled_to,
-        "channels": int(job.signal.shape[0]),
+        "channels": channels,
         "bit_depth": job.bit_depth,
         "dither": "tpdf" if job.bits else None,
         "stages": stages,
@@ -375,9 +391,9 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
 
 
 def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say):
-    """WAV/FLAC (``owned``: a one-item list holding the decoded input, given away): each finished
-    output starts writing (to a temporary file) while it is metered; the
-    file that passes is renamed into place, any other removed. A write stays in ``pending`` until it
+    """WAV/FLAC (``owned``: a one-item list holding the decoded input, given away): the output,
+    built over the job's signal, starts writing (to a temporary file) while it is metered, and is
+    renamed into place once it passes. A write stays in ``pending`` until it
     is committed or discarded, so an interrupt at any point (even inside commit's wait) finds it."""
     pending = []
 
@@ -388,12 +404,11 @@ def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, sa
 
     def start_write(candidate):
         drop()
-        if candidate is not None:  # None: the last candidate is superseded; only drop it
-            pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
+        pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
 
     try:
         job = _prepare(owned, sample_rate, bit_depth=bit_depth, consume_input=True, **options)
-        out, report = _deliver(job, on_candidate=start_write)
+        out, report = _deliver(job, on_candidate=start_write, in_place=True)
         del job
         say("writing")
         pending[-1].commit()

@@ -348,15 +348,29 @@ def check_output_channels(path, channels):
                           f"{channels}: write .ogg, .opus, .flac or .wav instead")
 
 
-def quantize_to_grid(audio, bits, seed=0, gain=None):
-    """``audio`` (times the per-sample ``gain`` if given, shape (samples,)) quantized to ``bits``-bit
-    PCM with TPDF dither of +-1 LSB (the sum of two independent uniform LSB-wide variables),
-    rounding and clipping to the code range, returned as float32 (exactly representable, so writing
-    it at ``bits`` bits without dither stores these very samples). Shape: unchanged."""
+def quantize_to_grid(audio, bits, seed=0, gain=None, in_place=False):
+    """``audio`` (times the per-sample ``gain`` if given, shape (samples,), as float32) quantized to
+    ``bits``-bit PCM with TPDF dither of +-1 LSB (the difference of two independent uniform
+    LSB-wide variables), rounding and clipping to the code range, returned as float32 (exactly
+    representable, so writing it at ``bits`` bits without dither stores these very samples). Each
+    output sample is within 1.5 LSB of its input (:func:`quantization_error_bound`).
+    ``in_place``: overwrite ``audio`` (C-contiguous float32) with the result and return it.
+    Shape: unchanged."""
     from roomtone.kernels.pcm import quantize_grid  # numba loads lazily: reading files needs none of it
 
-    gain = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
-    return quantize_grid(np.ascontiguousarray(audio, dtype=np.float32), bits, True, seed, gain)
+    gain = np.zeros(0, dtype=np.float32) if gain is None else np.ascontiguousarray(gain, dtype=np.float32)
+    if in_place:
+        if audio.dtype != np.float32 or not audio.flags.c_contiguous or not audio.flags.writeable:
+            raise ValueError("in_place quantization needs writeable C-contiguous float32 audio")
+        return quantize_grid(audio, bits, True, seed, gain, audio)
+    audio = np.ascontiguousarray(audio, dtype=np.float32)
+    return quantize_grid(audio, bits, True, seed, gain, np.empty(audio.shape, dtype=np.float32))
+
+
+def quantization_error_bound(bits):
+    """The most :func:`quantize_to_grid` moves a sample inside the code range: 1.5 LSB (dither
+    under 1 LSB, rounding at most 0.5), in full-scale units."""
+    return 1.5 / float(2 ** (bits - 1))
 
 
 def check_output_path(output_path, input_path=None, *, overwrite_input=False):

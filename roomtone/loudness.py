@@ -3,9 +3,9 @@ solved so the output reads a target integrated loudness (BS.1770-4) under a true
 (BS.1770-4 Annex 2), then dither for integer output.
 
 The loudness change comes from one static gain and the limiter only: no gain riding. The limiter's
-gain curve for ``g * audio`` comes from one held detector (peaks scale with ``g``), so each search
-step costs one gain curve and one integrated-loudness reading: a secant search on
-``I(g) - target``, which rises monotonically with ``g``.
+gain curve for ``g * audio`` comes from one detector (peaks scale with ``g``), so each search
+step costs one gain curve and one integrated-loudness reading of ``audio * curve`` (no candidate
+output is built): a secant search on ``I(g) - target``, which rises monotonically with ``g``.
 
 Shape: audio (channels, samples) float32.
 """
@@ -14,9 +14,11 @@ import dataclasses
 
 import numpy as np
 
-from roomtone.audio import quantize_to_grid
+from roomtone.audio import quantization_error_bound, quantize_to_grid
+from roomtone.concurrency import side_executor
 from roomtone.errors import TargetUnreachableError
-from roomtone.meter import LoudnessStats, integrated_loudness, measure
+from roomtone.kernels.truepeak import interpolator_gain_bound
+from roomtone.meter import LoudnessStats, integrated_loudness, measure, peak_interpolator, true_peak
 from roomtone.stages import TruePeakLimiter
 
 TOLERANCE_LU = 0.01  # the search aims well inside the 0.1 LU promise of DESIGN.md
@@ -54,24 +56,14 @@ class LoudnessResult:
                 "limited_percent": round(self.limited_percent, 2)}
 
 
-def _render(audio, curve, bits, on_candidate=None):
-    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; passed to
-    ``on_candidate`` if given."""
+def _render(audio, curve, bits, in_place):
+    """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; written
+    over ``audio`` when ``in_place``."""
     if bits:
-        out = quantize_to_grid(audio, bits, gain=curve)
-    else:
-        out = audio * curve.astype(np.float32)[None, :]
-    if on_candidate is not None:
-        on_candidate(out)
-    return out
-
-
-def _supersede(out, on_candidate):
-    """Before a new candidate is built, let the old one go (``on_candidate(None)`` tells the
-    caller to drop it too), so two whole outputs are never alive at once. Returns None."""
-    if out is not None and on_candidate is not None:
-        on_candidate(None)
-    return None
+        return quantize_to_grid(audio, bits, gain=curve, in_place=in_place)
+    if in_place:
+        return np.multiply(audio, curve[None, :], out=audio)
+    return audio * curve[None, :]
 
 
 def _reduction_stats(curve, gain, chunk=1 << 18):
@@ -91,7 +83,8 @@ def _reduction_stats(curve, gain, chunk=1 << 18):
 
 
 def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=None, limiter=None,
-                   detector=None, max_limiting_lu=DEFAULT_MAX_LIMITING_LU, bits=None, on_candidate=None):
+                   detector=None, max_limiting_lu=DEFAULT_MAX_LIMITING_LU, bits=None, on_candidate=None,
+                   in_place=False):
     """Gain, limit and (for ``bits``) dither ``audio`` so it reads ``target_lufs`` under ``ceiling_dbtp``.
 
     Args:
@@ -108,15 +101,19 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
             target is unreachable without wrecking the audio.
         bits: 16 or 24 to quantize with TPDF dither (the returned samples are exactly what a file
             of that depth holds, and it is these that are metered); ``None`` for float.
-        on_candidate: ``callable(out)`` told of each built output before it is metered (a file
-            job can start writing it meanwhile); the last one told is the one returned. It is told
-            ``None`` when the last candidate is superseded, before the next one is built: drop it
-            then, so no two whole outputs are held at once.
+        on_candidate: ``callable(out)`` told of the output once it is built, before it is metered
+            (a file job can start writing it meanwhile).
+        in_place: the caller gives ``audio`` (C-contiguous, writeable float32) and ``detector``
+            away: the output is written over ``audio`` and the detector released first, so the
+            stage needs no second whole signal (memory: the signal, the detector's one float32 per
+            sample and the float32 gain curve, never more).
 
-    The first step meters ``audio * curve`` without building it; from the second on, a step builds
-    the (quantized) output and meters it in full, so a two-step search ends with its final reading
-    taken. Should the output's true peak exceed the ceiling, the limiter aims lower and the search
-    runs again (at most four times).
+    The search never builds a candidate: each step computes the gain curve and meters
+    ``audio * curve`` through it (integrated loudness, and from the second step on the true peak in
+    a second thread), both exactly what the built float32 product would read. Quantizing moves a
+    sample by at most 1.5 LSB, hence the true peak by at most the interpolator's gain times that,
+    so the limiter aims lower whenever that bound could cross the ceiling (at most four attempts).
+    Only then is the output built, once, and metered in full: the readings returned are its own.
 
     Returns: :class:`LoudnessResult`.
     Raises: :class:`TargetUnreachableError` when the target needs more than ``max_limiting_lu`` of
@@ -128,56 +125,69 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
         detector = limiter.lazy_detector(audio, sample_rate)
     level = integrated_loudness(audio, sample_rate) if level_lufs is None else float(level_lufs)
     target, ceiling = float(target_lufs), float(ceiling_dbtp)
+    # the most quantizing can add to the true peak (linear full scale): 0 for float output
+    allowance = (interpolator_gain_bound(peak_interpolator(sample_rate)) * quantization_error_bound(bits)
+                 if bits else 0.0)
     limiter_ceiling = ceiling
     gain_db = target - level
     iterations = 0
-    out = None
-    for attempt in range(4):
-        history = []  # (gain_db, loudness) at this limiter ceiling
-        after = None
-        for step in range(16):
-            gain = 10.0 ** (gain_db / 20.0)
-            curve = None  # the last step's curve is dropped before the next is built (memory)
-            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
-            curve *= gain
-            if history:  # close: build and meter the real output
-                out = _supersede(out, on_candidate)
-                out = _render(audio, curve, bits, on_candidate)
-                after = measure(out, sample_rate)
-                result = after.integrated_lufs
-            else:
+    with side_executor("peak") as pool:
+        for attempt in range(4):
+            history = []  # (gain_db, loudness) at this limiter ceiling
+            peak = None
+            for step in range(16):
+                gain = 10.0 ** (gain_db / 20.0)
+                if peak is not None:  # a reading of the last curve: done with it before the next is made
+                    peak.cancel() or peak.result()
+                curve = peak = None  # the last step's curve goes before the next is built (memory)
+                curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
+                curve *= np.float32(gain)
+                if history:  # close to the answer: its true peak beside its loudness
+                    peak = pool.submit(true_peak, audio, sample_rate, curve)
                 result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
-            error = target - result
-            history.append((gain_db, result))
-            iterations += 1
-            limiting_lu = level + gain_db - result
-            if limiting_lu > max_limiting_lu + 0.5:
+                error = target - result
+                history.append((gain_db, result))
+                iterations += 1
+                limiting_lu = level + gain_db - result
+                if limiting_lu > max_limiting_lu + 0.5 or abs(error) <= TOLERANCE_LU:
+                    break
+                if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
+                    (g0, r0), (g1, r1) = history[-2], history[-1]
+                    gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
+                else:
+                    gain_db += error
+            if limiting_lu > max_limiting_lu:
+                raise TargetUnreachableError(
+                    f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
+                    f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
+                    f"or use a preset with more compression"
+                )
+            if abs(error) > ACCEPT_LU:
+                raise TargetUnreachableError(
+                    f"the loudness search stopped at {result:.2f} LUFS, {abs(error):.2f} LU from the "
+                    f"{target:g} LUFS target, after {iterations} steps")
+            peak_dbtp = peak.result() if peak is not None else true_peak(audio, sample_rate, gain=curve)
+            peak = None
+            worst_dbtp = 20.0 * np.log10(10.0 ** (peak_dbtp / 20.0) + allowance)
+            if worst_dbtp <= ceiling:
                 break
-            if abs(error) <= TOLERANCE_LU:
-                if after is None:
-                    out = _supersede(out, on_candidate)
-                    out = _render(audio, curve, bits, on_candidate)
-                    after = measure(out, sample_rate)
-                break
-            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
-                (g0, r0), (g1, r1) = history[-2], history[-1]
-                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
-            else:
-                gain_db += error
-        if limiting_lu > max_limiting_lu:
+            limiter_ceiling -= max(worst_dbtp - ceiling, 0.0) + 0.01
+        else:
             raise TargetUnreachableError(
-                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
-                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
-                f"or use a preset with more compression"
-            )
-        if abs(target - result) > ACCEPT_LU or after is None:
-            raise TargetUnreachableError(
-                f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
-                f"{target:g} LUFS target, after {iterations} steps")
-        if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= ACCEPT_LU:
-            reduction = _reduction_stats(curve, gain)
-            return LoudnessResult(out, after, gain_db, limiting_lu, *reduction, iterations)
-        limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
-    raise TargetUnreachableError(
-        f"after 4 attempts the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP; "
-        f"the target is {target:g} LUFS under {ceiling:g} dBTP")
+                f"after 4 attempts the output reads {result:.2f} LUFS and up to {worst_dbtp:.2f} dBTP; "
+                f"the target is {target:g} LUFS under {ceiling:g} dBTP")
+    reduction = _reduction_stats(curve, gain)
+    if in_place and hasattr(detector, "release"):
+        detector.release()
+    detector = None
+    out = _render(audio, curve, bits, in_place)
+    del audio, curve
+    if on_candidate is not None:
+        on_candidate(out)
+    # float output is the very product metered above: its true peak is known
+    after = measure(out, sample_rate, true_peak_dbtp=None if bits else peak_dbtp)
+    if after.true_peak_dbtp > ceiling or abs(after.integrated_lufs - target) > ACCEPT_LU:  # the bound above forbids it
+        raise TargetUnreachableError(
+            f"the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP against "
+            f"{target:g} LUFS under {ceiling:g} dBTP")
+    return LoudnessResult(out, after, gain_db, limiting_lu, *reduction, iterations)

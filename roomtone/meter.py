@@ -102,7 +102,7 @@ def _loudness_pass(audio, sample_rate, gain=None, every_sample=True):
     audio = np.asarray(audio)
     if audio.dtype not in (np.float32, np.float64) or not audio.flags.c_contiguous:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
-    gain = np.zeros(0) if gain is None else np.ascontiguousarray(gain, dtype=np.float64)
+    gain = np.zeros(0, dtype=np.float32) if gain is None else np.ascontiguousarray(gain, dtype=np.float32)
     return loudness_pass(audio, k_weighting_sos(sample_rate), channel_weights(audio.shape[0]), gain,
                          _samples(MOMENTARY_S, sample_rate), _samples(SHORT_TERM_S, sample_rate),
                          _samples(GATING_HOP_S, sample_rate), every_sample)
@@ -147,12 +147,18 @@ def peak_interpolator(sample_rate):
     return meter_interpolator(true_peak_factor(sample_rate))
 
 
-def true_peak(audio, sample_rate):
-    """Maximum true peak in dBTP (BS.1770-4 Annex 2: 4x oversampling below 96 kHz, |.|, max)."""
+def true_peak(audio, sample_rate, gain=None):
+    """Maximum true peak in dBTP (BS.1770-4 Annex 2: 4x oversampling below 96 kHz, |.|, max).
+
+    ``gain`` (shape (samples,)) meters ``(audio * gain)`` in float32 without building it: the same
+    reading, bit for bit, as metering the product.
+    """
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if audio.size == 0:
         return float("-inf")
-    return float(to_db(float(true_peak_per_channel(audio, peak_interpolator(sample_rate)).max())))
+    if gain is not None:
+        gain = np.ascontiguousarray(gain, dtype=np.float32)
+    return float(to_db(float(true_peak_per_channel(audio, peak_interpolator(sample_rate), gain).max())))
 
 
 @dataclass(frozen=True)

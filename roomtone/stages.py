@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from roomtone import filters
-from roomtone.kernels.dynamics import limiter_gain_held, sliding_max_forward
+from roomtone.kernels.dynamics import limiter_gain_held, limiter_gain_peak, sliding_max_forward
 from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
 from roomtone.processor import Processor, param, register
 
@@ -59,7 +59,10 @@ def _detector_interpolator(sample_rate):
 
 
 class LazyDetector:
-    """The limiter's held detector computed only where it can matter.
+    """The limiter's detector (oversampled peak per sample, max over channels) computed only where
+    it can matter; the look-ahead hold is taken as the gain curve is computed
+    (:func:`roomtone.kernels.dynamics.limiter_gain_peak`), so the detector costs one float32 value
+    per sample and no held copy.
 
     The limiter leaves a sample alone when ``pre_gain * held <= ceiling``. A cheap bound per block
     of :attr:`BLOCK` samples (:func:`roomtone.kernels.truepeak.block_peak_bounds`: the sample peak around it
@@ -73,7 +76,7 @@ class LazyDetector:
     BLOCK = 32  # samples: small enough to skip the quiet stretches between transients
     MERGE_GAP = 2  # blocks: shorter gaps between runs are computed too
     # A search asks for rising gains: compute ahead for 1 dB more, so its next step rarely needs
-    # new exact blocks (and a new held maximum).
+    # new exact blocks.
     ANTICIPATE = 10.0 ** (-1.0 / 20.0)
 
     def __init__(self, audio, sample_rate, lookahead):
@@ -85,15 +88,15 @@ class LazyDetector:
         self.peaks = np.repeat(self.bounds.astype(np.float32), self.BLOCK)[:n]
         np.nextafter(self.peaks, np.float32(np.inf), out=self.peaks)  # rounding down must not undercut
         self.exact = np.zeros(self.bounds.shape, dtype=bool)
-        self._held = None
 
     @property
     def exact_fraction(self):
         """Share of the blocks computed exactly so far."""
         return float(self.exact.mean()) if self.exact.size else 1.0
 
-    def held(self, floor):
-        """The held detector, exact wherever the exact value could exceed ``floor``.
+    def peaks_for(self, floor):
+        """The detector before the hold, exact wherever the exact value could exceed ``floor``
+        (elsewhere a bound above it, which the limiter treats alike: both are under ``floor``).
         Shape: (samples,) float32."""
         need = (self.bounds > floor * self.ANTICIPATE) & ~self.exact
         if need[self.bounds > floor].any():
@@ -111,10 +114,12 @@ class LazyDetector:
             oversampled_peak_runs(self.audio, self.phases, True, self.peaks, starts.astype(np.int64),
                                   stops.astype(np.int64))
             self.exact |= need
-            self._held = None
-        if self._held is None:
-            self._held = sliding_max_forward(self.peaks[None], self.lookahead)
-        return self._held
+        return self.peaks
+
+    def release(self):
+        """Let the detector's arrays go (the job is done with it, or its audio is about to be
+        overwritten); it cannot be used afterwards."""
+        self.audio = self.peaks = self.bounds = self.exact = None
 
 
 @register("limiter")
@@ -158,14 +163,16 @@ class TruePeakLimiter(Processor):
         """Let a :class:`LazyDetector` compute ahead what :meth:`gain_curve` at ``pre_gain`` will
         need (e.g. in one thread while another meters); nothing for a plain detector."""
         if isinstance(detector, LazyDetector):
-            detector.held(self._target_peak(ceiling_dbtp) / float(pre_gain))
+            detector.peaks_for(self._target_peak(ceiling_dbtp) / float(pre_gain))
 
     def gain_curve(self, detector, sample_rate, pre_gain=1.0, ceiling_dbtp=None):
         """Limiter gain per sample for ``pre_gain * audio`` from :meth:`detector` or
-        :meth:`lazy_detector`. Shape: (samples,) float64 in (0, 1]."""
+        :meth:`lazy_detector` (the same curve from either). Shape: (samples,) float32 in (0, 1]."""
         ceiling = self._target_peak(ceiling_dbtp)
         if isinstance(detector, LazyDetector):
-            detector = detector.held(ceiling / float(pre_gain))
+            peaks = detector.peaks_for(ceiling / float(pre_gain))
+            return limiter_gain_peak(peaks, float(pre_gain), ceiling, self._lookahead(sample_rate),
+                                     time_coef(self.release_ms, sample_rate))
         return limiter_gain_held(detector, float(pre_gain), ceiling, self._lookahead(sample_rate),
                                  time_coef(self.release_ms, sample_rate))
 

@@ -6,7 +6,8 @@ import soundfile as sf
 
 from roomtone.kernels.pcm import quantize_codes, quantize_grid
 from refsignals import sine
-from roomtone.audio import PendingWrite, quantize_to_grid, read_audio, validate_audio, write_audio
+from roomtone.audio import (PendingWrite, quantization_error_bound, quantize_to_grid, read_audio, validate_audio,
+                            write_audio)
 from roomtone.errors import InvalidAudioError, OutputError
 
 
@@ -52,13 +53,33 @@ def test_quantize_grid_is_the_codes_scaled(bits, dither):
     """Same dither sequence, same clipping: the float grid is exactly the file's codes / 2^(bits-1)."""
     x = (np.random.default_rng(2).uniform(-1.2, 1.2, (3, 4000))).astype(np.float32)
     codes = quantize_codes(x, bits, dither, 11, 0)
-    grid = quantize_grid(x, bits, dither, 11, np.zeros(0))
+    grid = quantize_grid(x, bits, dither, 11, np.zeros(0, np.float32), np.empty_like(x))
     assert grid.dtype == np.float32 and grid.shape == x.shape
     np.testing.assert_array_equal(grid.astype(np.float64) * 2 ** (bits - 1), codes.T.astype(np.float64))
     # a per-sample gain is the float32 product, then the same quantization
-    gain = np.linspace(0.3, 1.1, x.shape[1])
-    scaled = x * gain.astype(np.float32)[None, :]
-    np.testing.assert_array_equal(quantize_grid(x, bits, dither, 11, gain), quantize_grid(scaled, bits, dither, 11, np.zeros(0)))
+    gain = np.linspace(0.3, 1.1, x.shape[1]).astype(np.float32)
+    scaled = x * gain[None, :]
+    none = np.zeros(0, np.float32)
+    with_gain = quantize_grid(x, bits, dither, 11, gain, np.empty_like(x))
+    np.testing.assert_array_equal(with_gain, quantize_grid(scaled, bits, dither, 11, none, np.empty_like(x)))
+    # in place (out is the input) gives the same samples
+    copy = x.copy()
+    assert quantize_grid(copy, bits, dither, 11, gain, copy) is copy
+    np.testing.assert_array_equal(copy, with_gain)
+    # every sample within the stated 1.5 LSB of its input, inside the code range
+    inside = np.abs(scaled) < 0.99
+    assert np.all(np.abs(with_gain - scaled)[inside] <= quantization_error_bound(bits))
+
+
+def test_quantize_to_grid_in_place():
+    x = (np.random.default_rng(4).uniform(-0.9, 0.9, (2, 3000))).astype(np.float32)
+    gain = np.linspace(0.5, 1.0, 3000)
+    want = quantize_to_grid(x, 16, seed=2, gain=gain)
+    got = quantize_to_grid(x, 16, seed=2, gain=gain, in_place=True)
+    assert got is x
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(ValueError):
+        quantize_to_grid(x.astype(np.float64), 16, in_place=True)
 
 
 def test_quantize_is_seeded_and_on_grid():

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from roomtone.kernels.biquad import sos_filter
-from roomtone.kernels.dynamics import box_mean_backward, limiter_gain, limiter_gain_held, sliding_max_forward
+from roomtone.kernels.dynamics import (box_mean_backward, limiter_gain, limiter_gain_held, limiter_gain_peak,
+                                      sliding_max_forward)
 from roomtone.kernels.loudness import loudness_pass, weighted_power, window_means
 from roomtone.kernels.multiband import multiband_compress, static_gain_db
 from roomtone.kernels.saturation import soft_clip, tanh_saturate_2x
@@ -314,6 +315,31 @@ def test_true_peak_per_channel_quiet_blocks_and_one_intersample_peak(phase_set, 
 
 
 @pytest.mark.parametrize("phase_set", sorted(PHASE_SETS))
+@pytest.mark.parametrize("samples", [0, 1, 200, 17000])
+def test_true_peak_per_channel_of_a_gained_signal(phase_set, samples):
+    """With a per-sample gain, the reading of the float32 product, bit for bit, without building it
+    (a limiter's deep cut at one spot, so the skipping floor comes from the product)."""
+    phases = PHASE_SETS[phase_set]()
+    x = _noise(2, samples, np.float32, seed=samples)
+    gain = np.linspace(1.8, 0.4, samples).astype(np.float32)
+    gain[samples // 2: samples // 2 + 50] *= np.float32(0.1)
+    product = x * gain[None, :]
+    np.testing.assert_array_equal(true_peak_per_channel(x, phases, gain), true_peak_per_channel(product, phases))
+    np.testing.assert_allclose(true_peak_per_channel(x, phases, gain), oracle_true_peak(product, phases), rtol=1e-12)
+
+
+def test_loudness_pass_with_a_float32_gain_meters_the_float32_product():
+    sos = k_weighting_sos(48000)
+    w = np.ones(2)
+    x = _noise(2, 5000, np.float32, seed=4)
+    gain = np.linspace(0.3, 1.7, 5000).astype(np.float32)
+    got = loudness_pass(x, sos, w, gain, 400, 3000, 100, True)
+    want = loudness_pass(x * gain[None, :], sos, w, np.zeros(0, np.float32), 400, 3000, 100, True)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("phase_set", sorted(PHASE_SETS))
 @pytest.mark.parametrize("samples", [1, 5, 150])
 def test_oversampled_peaks_per_sample(phase_set, samples):
     phases = PHASE_SETS[phase_set]()
@@ -459,7 +485,8 @@ def test_limiter_gain_matches_formula(lookahead, release_coef, pre_gain, channel
     ceiling = 0.891  # -1 dBTP
     got = limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef)
     want = oracle_limiter_gain(peak, pre_gain, ceiling, lookahead, release_coef)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-14)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=3e-7, atol=0)  # float32 curve, float64 sums
 
 
 @pytest.mark.parametrize("lookahead", [1, 48])
@@ -469,8 +496,27 @@ def test_limiter_gain_held_equals_limiter_gain(lookahead):
     np.testing.assert_allclose(
         limiter_gain_held(held, 1.7, 0.9, lookahead, 0.995),
         oracle_limiter_gain(peak, 1.7, 0.9, lookahead, 0.995),
-        rtol=1e-10, atol=1e-14,
+        rtol=3e-7, atol=0,
     )
+
+
+@pytest.mark.parametrize("lookahead", [1, 2, 3, 48, 250, 400])
+@pytest.mark.parametrize("signal", ["noise", "ties", "falling", "rising", "short"])
+def test_limiter_gain_peak_holds_as_it_goes(lookahead, signal):
+    """The queue-held curve is the held-detector curve, bit for bit: ties, a falling ramp (every
+    sample of the window waits in the queue), a rising one, and a signal shorter than the window."""
+    rng = np.random.default_rng(lookahead)
+    n = 60 if signal == "short" else 3000
+    peak = {"noise": np.abs(rng.standard_normal(n)) * 0.6,
+            "ties": np.round(rng.uniform(0.0, 2.0, n) * 3) / 3,
+            "falling": np.linspace(2.0, 0.1, n),
+            "rising": np.linspace(0.1, 2.0, n),
+            "short": rng.uniform(0.5, 2.0, n)}[signal].astype(np.float32)
+    held = oracle_sliding_max_forward(peak[None], lookahead).astype(np.float32)
+    got = limiter_gain_peak(peak, 1.3, 0.891, lookahead, 0.998)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, limiter_gain_held(held, 1.3, 0.891, lookahead, 0.998))
+    assert limiter_gain_peak(np.zeros(0, np.float32), 1.0, 1.0, lookahead, 0.99).shape == (0,)
 
 
 def test_limiter_gain_empty():

@@ -155,12 +155,10 @@ def test_unusual_sample_rates_keep_their_rate_and_hit_the_target(sample_rate):
     assert_on_target(out, sample_rate, -14.0, -1.0)
 
 
-def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tmp_path, monkeypatch):
-    """master_file starts writing each finished output while it is metered. When the first one's
-    reading is refused (simulated here: the true peak is reported 0.5 dB over), that file is dropped,
-    the limiter aims lower, and only the second output lands at the path: no temporary files."""
-    import dataclasses
-
+def test_loudness_search_aims_lower_when_a_true_peak_reading_is_over(tmp_path, monkeypatch):
+    """The search meters each candidate's true peak through its gain curve. When the first reading
+    is over the ceiling (simulated: reported 1 dB over), the limiter aims lower and searches again;
+    only then is the output built, once, and written: no temporary files, on target."""
     import roomtone.loudness
     from roomtone.mastering import master_file
     from roomtone.audio import read_audio, write_audio
@@ -168,27 +166,51 @@ def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tm
     sample_rate = 44100
     source = tmp_path / "in.wav"
     write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
-    real_measure = roomtone.loudness.measure
-    readings = []
+    real_true_peak = roomtone.loudness.true_peak
+    readings, builds = [], []
 
-    def measure_once_over(audio, rate, *args):
-        stats = real_measure(audio, rate, *args)
-        if args:  # the input's reading (passed its loudness): not an output
-            return stats
-        readings.append(stats)
-        if len(readings) == 1:
-            return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
-        return stats
+    def true_peak_once_over(audio, rate, gain=None):
+        reading = real_true_peak(audio, rate, gain)
+        readings.append(reading)
+        return reading + 1.0 if len(readings) == 1 else reading
 
-    monkeypatch.setattr(roomtone.loudness, "measure", measure_once_over)
+    monkeypatch.setattr(roomtone.loudness, "true_peak", true_peak_once_over)
+    real_render = roomtone.loudness._render
+    monkeypatch.setattr(roomtone.loudness, "_render", lambda *a: builds.append(1) or real_render(*a))
     report = master_file(source, tmp_path / "out.wav", bit_depth="24")
-    assert len(readings) >= 2
+    assert len(readings) >= 2 and len(builds) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
     written, rate, _ = read_audio(tmp_path / "out.wav")
     assert rate == sample_rate
     assert report["after"]["true_peak_dbtp"] <= -1.0
-    assert meter.true_peak(written, sample_rate) == pytest.approx(readings[-1].true_peak_dbtp, abs=1e-6)
+    assert meter.true_peak(written, sample_rate) == pytest.approx(report["after"]["true_peak_dbtp"], abs=1e-4)
     assert abs(meter.integrated_loudness(written, sample_rate) - (-14.0)) <= 0.1
+
+
+def test_file_job_whose_final_reading_fails_leaves_no_file(tmp_path, monkeypatch):
+    """The output is written while it is metered; should its own reading fail (it cannot, by the
+    quantizer's bound: simulated here), the job stops with an error and the file being written is
+    removed: nothing at the path, no temporary file."""
+    import dataclasses
+
+    import roomtone.loudness
+    from roomtone.errors import TargetUnreachableError
+    from roomtone.mastering import master_file
+    from roomtone.audio import write_audio
+
+    sample_rate = 44100
+    source = tmp_path / "in.wav"
+    write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
+    real_measure = roomtone.loudness.measure
+
+    def measure_over(audio, rate, *args, **kwargs):
+        stats = real_measure(audio, rate, *args, **kwargs)
+        return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
+
+    monkeypatch.setattr(roomtone.loudness, "measure", measure_over)
+    with pytest.raises(TargetUnreachableError, match="dBTP"):
+        master_file(source, tmp_path / "out.wav", bit_depth="24")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav"]
 
 
 def test_limiter_report_gives_its_real_gain_reduction():
