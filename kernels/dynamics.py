@@ -64,8 +64,7 @@ def box_mean_backward(v, length, initial, out):
     """``out[n] = mean(v[n - length + 1 : n + 1])`` with ``v[k < 0] = initial``; ``out`` may be ``v``
     (in place: the window's inputs are kept in a ring of ``length``). Returns ``out``.
 
-    Shape: v, out (samples,) float32 or float64 (the sum and its ring are float64; a float32
-    ``out`` is rounded towards zero)
+    Shape: v, out (samples,) float64
     """
     n = v.shape[0]
     length = max(length, 1)
@@ -80,10 +79,7 @@ def box_mean_backward(v, length, initial, out):
         pos += 1
         if pos == length:
             pos = 0
-        m = s / length
-        out[i] = m
-        if out[i] > m:  # a narrower ``out`` rounds towards zero: never above the exact mean
-            out[i] = np.nextafter(out[i], out[i] * 0)
+        out[i] = s / length
     return out
 
 
@@ -109,16 +105,46 @@ def _down32(v):
 
 
 @njit(cache=True, nogil=True)
-def _smooth(gain, lookahead):
-    """The two backward box filters (lengths summing to ``lookahead``), in place. Returns ``gain``."""
+def _smoother(lookahead):
+    """State of the two backward box filters (lengths ``lookahead // 2`` and the rest):
+    ``(ring1, ring2, sums, positions)``; empty rings when ``lookahead < 2`` (no smoothing)."""
     first = lookahead // 2
-    second = lookahead - first
-    if first < 1 or gain.shape[0] == 0:
-        return gain
-    # Samples before the start are taken equal to the first: a peak in the first look-ahead window
-    # is then limited as fully as any other.
-    box_mean_backward(gain, first, np.float64(gain[0]), gain)
-    return box_mean_backward(gain, second, np.float64(gain[0]), gain)
+    if first < 1:
+        return np.zeros(0), np.zeros(0), np.zeros(2), np.zeros(2, dtype=np.int64)
+    return np.zeros(first), np.zeros(lookahead - first), np.zeros(2), np.zeros(2, dtype=np.int64)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _smooth_sample(i, r, ring1, ring2, sums, pos):
+    """Release value ``r`` of sample ``i`` through both box filters (:func:`box_mean_backward`
+    twice, the same float64 arithmetic, fused into one pass). Samples before the start are taken
+    equal to the first: a peak in the first look-ahead window is then limited as fully as any
+    other. Returns the smoothed gain."""
+    n1 = ring1.shape[0]
+    if n1 == 0:
+        return r
+    n2 = ring2.shape[0]
+    if i == 0:
+        for k in range(n1):
+            ring1[k] = r
+        for k in range(n2):
+            ring2[k] = r
+        sums[0] = r * n1
+        sums[1] = r * n2
+    p = pos[0]
+    s = sums[0] + r
+    s -= ring1[p]
+    ring1[p] = r
+    pos[0] = p + 1 if p + 1 < n1 else 0
+    sums[0] = s
+    m = s / n1
+    p = pos[1]
+    s = sums[1] + m
+    s -= ring2[p]
+    ring2[p] = m
+    pos[1] = p + 1 if p + 1 < n2 else 0
+    sums[1] = s
+    return s / n2
 
 
 @njit(cache=True, nogil=True)
@@ -128,47 +154,51 @@ def limiter_gain_held(held_peak, pre_gain, ceiling, lookahead, release_coef):
     The hold does not depend on ``pre_gain`` (``min(1, c / (g * p))`` is monotonic in ``p``), so a
     caller searching for the gain that meets a loudness target may compute it once (or let
     :func:`limiter_gain_peak` hold as it goes, with no held copy at all).
-    Shape: held_peak (samples,) float32 or float64 -> (samples,) float32.
+    Shape: held_peak (samples,) float32 or float64 -> (samples,) float32 (computed in float64,
+    rounded towards zero).
     """
     n = held_peak.shape[0]
     gain = np.empty(n, dtype=np.float32)
+    ring1, ring2, sums, pos = _smoother(lookahead)
     state = 1.0
     for i in range(n):
         state = _release(pre_gain * np.float64(held_peak[i]), ceiling, state, release_coef)
-        gain[i] = _down32(state)
-    return _smooth(gain, lookahead)
+        gain[i] = _down32(_smooth_sample(i, state, ring1, ring2, sums, pos))
+    return gain
 
 
 @njit(cache=True, nogil=True)
 def limiter_gain_peak(peak, pre_gain, ceiling, lookahead, release_coef):
     """:func:`limiter_gain_held` of ``sliding_max_forward(peak[None], lookahead)``, the hold taken
-    as it goes: a monotonic queue of the window's candidate maxima (Lemire 2006), a ring of
-    ``lookahead + 1`` indices, so no held copy of the detector is made. The same curve, bit for bit.
-    Shape: peak (samples,) float32 -> (samples,) float32.
+    as it goes (van Herk / Gil-Werman as in :func:`sliding_max_forward`: a block's suffix maxima in
+    one block of scratch, the next block's prefix maximum as a running value), so no held copy of
+    the detector is made. The same curve, bit for bit.
+    Shape: peak (samples,) float32, non-negative (detector magnitudes) -> (samples,) float32.
     """
     n = peak.shape[0]
     length = max(lookahead, 1)
     gain = np.empty(n, dtype=np.float32)
-    cap = length + 1
-    ring = np.empty(cap, dtype=np.int64)  # indices, their peaks falling from front to back
-    head = 0
-    tail = 0
-    pushed = 0  # samples offered to the queue so far
+    suffix = np.empty(length, dtype=peak.dtype)
+    ring1, ring2, sums, pos = _smoother(lookahead)
     state = 1.0
-    for i in range(n):
-        stop = min(n, i + length)  # the window is peak[i : i + length]
-        while pushed < stop:
-            v = peak[pushed]
-            while tail > head and peak[ring[(tail - 1) % cap]] <= v:
-                tail -= 1
-            ring[tail % cap] = pushed
-            tail += 1
-            pushed += 1
-        while ring[head % cap] < i:
-            head += 1
-        state = _release(pre_gain * np.float64(peak[ring[head % cap]]), ceiling, state, release_coef)
-        gain[i] = _down32(state)
-    return _smooth(gain, lookahead)
+    for start in range(0, n, length):
+        end = min(n, start + length)
+        run = peak[end - 1]
+        for j in range(end - 1, start - 1, -1):
+            if peak[j] > run:
+                run = peak[j]
+            suffix[j - start] = run
+        prefix = peak[start] * 0  # the window of start + k also holds peak[end : end + k]; peaks are >= 0
+        for k in range(end - start):
+            held = suffix[k]
+            if k > 0 and end + k - 1 < n:
+                if peak[end + k - 1] > prefix:
+                    prefix = peak[end + k - 1]
+            if prefix > held:
+                held = prefix
+            state = _release(pre_gain * np.float64(held), ceiling, state, release_coef)
+            gain[start + k] = _down32(_smooth_sample(start + k, state, ring1, ring2, sums, pos))
+    return gain
 
 
 @njit(cache=True, nogil=True)

@@ -29,7 +29,7 @@ from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, che
                             lossy_codec, output_format, read_audio_async, validate_audio)
 from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
-from roomtone.loudness import ACCEPT_LU, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
+from roomtone.loudness import ACCEPT_LU, in_place_pays, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
 from roomtone.platforms import resolve_target
@@ -93,7 +93,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
                    progress=progress)
-    return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal)
+    return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal and in_place_pays(job.signal))
 
 
 @dataclasses.dataclass
@@ -391,9 +391,10 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
 
 
 def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say):
-    """WAV/FLAC (``owned``: a one-item list holding the decoded input, given away): the output,
-    built over the job's signal, starts writing (to a temporary file) while it is metered, and is
-    renamed into place once it passes. A write stays in ``pending`` until it
+    """WAV/FLAC (``owned``: a one-item list holding the decoded input, given away): the output
+    (built over the job's signal when that pays, :func:`~roomtone.loudness.in_place_pays`) starts
+    writing (to a temporary file) while it is metered; the file that passes is renamed into place,
+    any other removed. A write stays in ``pending`` until it
     is committed or discarded, so an interrupt at any point (even inside commit's wait) finds it."""
     pending = []
 
@@ -404,11 +405,12 @@ def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, sa
 
     def start_write(candidate):
         drop()
-        pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
+        if candidate is not None:  # None: the last candidate is superseded; only drop it
+            pending.append(PendingWrite(output_path, candidate, rate_out, bit_depth))
 
     try:
         job = _prepare(owned, sample_rate, bit_depth=bit_depth, consume_input=True, **options)
-        out, report = _deliver(job, on_candidate=start_write, in_place=True)
+        out, report = _deliver(job, on_candidate=start_write, in_place=in_place_pays(job.signal))
         del job
         say("writing")
         pending[-1].commit()

@@ -15,7 +15,6 @@ import dataclasses
 import numpy as np
 
 from roomtone.audio import quantization_error_bound, quantize_to_grid
-from roomtone.concurrency import side_executor
 from roomtone.errors import TargetUnreachableError
 from roomtone.kernels.truepeak import interpolator_gain_bound
 from roomtone.meter import LoudnessStats, integrated_loudness, measure, peak_interpolator, true_peak
@@ -56,14 +55,26 @@ class LoudnessResult:
                 "limited_percent": round(self.limited_percent, 2)}
 
 
-def _render(audio, curve, bits, in_place):
+def _render(audio, curve, bits, in_place, on_candidate=None):
     """``audio * curve`` as float32, quantized (TPDF-dithered) to ``bits`` unless None; written
-    over ``audio`` when ``in_place``."""
+    over ``audio`` when ``in_place``; passed to ``on_candidate`` if given."""
     if bits:
-        return quantize_to_grid(audio, bits, gain=curve, in_place=in_place)
-    if in_place:
-        return np.multiply(audio, curve[None, :], out=audio)
-    return audio * curve[None, :]
+        out = quantize_to_grid(audio, bits, gain=curve, in_place=in_place)
+    elif in_place:
+        out = np.multiply(audio, curve[None, :], out=audio)
+    else:
+        out = audio * curve[None, :]
+    if on_candidate is not None:
+        on_candidate(out)
+    return out
+
+
+def _supersede(out, on_candidate):
+    """Before a new candidate is built, let the old one go (``on_candidate(None)`` tells the
+    caller to drop it too), so two whole outputs are never alive at once. Returns None."""
+    if out is not None and on_candidate is not None:
+        on_candidate(None)
+    return None
 
 
 def _reduction_stats(curve, gain, chunk=1 << 18):
@@ -80,6 +91,16 @@ def _reduction_stats(curve, gain, chunk=1 << 18):
     if not acting:
         return 0.0, 0.0, 0.0
     return deepest, total_db / acting, 100.0 * acting / curve.size
+
+
+IN_PLACE_MIN_BYTES = 128 << 20  # about 6 minutes of 44.1 kHz stereo float32
+
+
+def in_place_pays(audio):
+    """Whether a job that owns ``audio`` should have :func:`reach_loudness` work in place: from
+    :data:`IN_PLACE_MIN_BYTES` on, where the memory saved (a whole output) matters more than the one
+    extra true-peak reading it costs (about 0.1 s a minute of stereo here)."""
+    return audio.nbytes >= IN_PLACE_MIN_BYTES
 
 
 def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=None, limiter=None,
@@ -101,19 +122,25 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
             target is unreachable without wrecking the audio.
         bits: 16 or 24 to quantize with TPDF dither (the returned samples are exactly what a file
             of that depth holds, and it is these that are metered); ``None`` for float.
-        on_candidate: ``callable(out)`` told of the output once it is built, before it is metered
-            (a file job can start writing it meanwhile).
+        on_candidate: ``callable(out)`` told of each built output before it is metered (a file
+            job can start writing it meanwhile); the last one told is the one returned. It is told
+            ``None`` when the last output is superseded, before the next one is built: drop it
+            then, so no two whole outputs are held at once.
         in_place: the caller gives ``audio`` (C-contiguous, writeable float32) and ``detector``
             away: the output is written over ``audio`` and the detector released first, so the
             stage needs no second whole signal (memory: the signal, the detector's one float32 per
-            sample and the float32 gain curve, never more).
+            sample and the float32 gain curve, never more). :func:`in_place_pays` says when a job
+            should (long signals: it costs one more true-peak reading).
 
-    The search never builds a candidate: each step computes the gain curve and meters
-    ``audio * curve`` through it (integrated loudness, and from the second step on the true peak in
-    a second thread), both exactly what the built float32 product would read. Quantizing moves a
-    sample by at most 1.5 LSB, hence the true peak by at most the interpolator's gain times that,
-    so the limiter aims lower whenever that bound could cross the ceiling (at most four attempts).
-    Only then is the output built, once, and metered in full: the readings returned are its own.
+    The first step meters ``audio * curve`` through the curve (the integrated loudness the built
+    float32 product reads) without building it; from the second on, a step builds the (quantized)
+    output and meters it in full, so a two-step search ends with its final reading taken. Should the
+    output's true peak exceed the ceiling, the limiter aims lower and the search runs again (at
+    most four times). In place, no step builds anything: the signal is gone once the output is
+    built, so the check comes first. The true peak of ``audio * curve`` is read through the curve,
+    and quantizing moves a sample by at most 1.5 LSB, hence the true peak by at most the
+    interpolator's gain times that; the limiter aims lower whenever that bound could cross the
+    ceiling, and only then is the output built, once. The readings returned are the output's own.
 
     Returns: :class:`LoudnessResult`.
     Raises: :class:`TargetUnreachableError` when the target needs more than ``max_limiting_lu`` of
@@ -131,63 +158,75 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
     limiter_ceiling = ceiling
     gain_db = target - level
     iterations = 0
-    with side_executor("peak") as pool:
-        for attempt in range(4):
-            history = []  # (gain_db, loudness) at this limiter ceiling
-            peak = None
-            for step in range(16):
-                gain = 10.0 ** (gain_db / 20.0)
-                if peak is not None:  # a reading of the last curve: done with it before the next is made
-                    peak.cancel() or peak.result()
-                curve = peak = None  # the last step's curve goes before the next is built (memory)
-                curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
-                curve *= np.float32(gain)
-                if history:  # close to the answer: its true peak beside its loudness
-                    peak = pool.submit(true_peak, audio, sample_rate, curve)
+    after = worst_dbtp = None
+    out = None
+    for attempt in range(4):
+        history = []  # (gain_db, loudness) at this limiter ceiling
+        after = None
+        for step in range(16):
+            gain = 10.0 ** (gain_db / 20.0)
+            curve = None  # the last step's curve goes before the next is built (memory)
+            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
+            curve *= np.float32(gain)
+            if history and not in_place:  # close: build and meter the real output
+                out = _supersede(out, on_candidate)
+                out = _render(audio, curve, bits, False, on_candidate)
+                after = measure(out, sample_rate)
+                result = after.integrated_lufs
+            else:
+                after = None
                 result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
-                error = target - result
-                history.append((gain_db, result))
-                iterations += 1
-                limiting_lu = level + gain_db - result
-                if limiting_lu > max_limiting_lu + 0.5 or abs(error) <= TOLERANCE_LU:
-                    break
-                if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
-                    (g0, r0), (g1, r1) = history[-2], history[-1]
-                    gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
-                else:
-                    gain_db += error
-            if limiting_lu > max_limiting_lu:
-                raise TargetUnreachableError(
-                    f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
-                    f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
-                    f"or use a preset with more compression"
-                )
-            if abs(error) > ACCEPT_LU:
-                raise TargetUnreachableError(
-                    f"the loudness search stopped at {result:.2f} LUFS, {abs(error):.2f} LU from the "
-                    f"{target:g} LUFS target, after {iterations} steps")
-            peak_dbtp = peak.result() if peak is not None else true_peak(audio, sample_rate, gain=curve)
-            peak = None
-            worst_dbtp = 20.0 * np.log10(10.0 ** (peak_dbtp / 20.0) + allowance)
-            if worst_dbtp <= ceiling:
+            error = target - result
+            history.append((gain_db, result))
+            iterations += 1
+            limiting_lu = level + gain_db - result
+            if limiting_lu > max_limiting_lu + 0.5 or abs(error) <= TOLERANCE_LU:
                 break
-            limiter_ceiling -= max(worst_dbtp - ceiling, 0.0) + 0.01
-        else:
+            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
+                (g0, r0), (g1, r1) = history[-2], history[-1]
+                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
+            else:
+                gain_db += error
+        if limiting_lu > max_limiting_lu:
             raise TargetUnreachableError(
-                f"after 4 attempts the output reads {result:.2f} LUFS and up to {worst_dbtp:.2f} dBTP; "
-                f"the target is {target:g} LUFS under {ceiling:g} dBTP")
-    reduction = _reduction_stats(curve, gain)
-    if in_place and hasattr(detector, "release"):
-        detector.release()
-    detector = None
-    out = _render(audio, curve, bits, in_place)
-    del audio, curve
-    if on_candidate is not None:
-        on_candidate(out)
-    # float output is the very product metered above: its true peak is known
-    after = measure(out, sample_rate, true_peak_dbtp=None if bits else peak_dbtp)
-    if after.true_peak_dbtp > ceiling or abs(after.integrated_lufs - target) > ACCEPT_LU:  # the bound above forbids it
+                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
+                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
+                f"or use a preset with more compression"
+            )
+        if abs(error) > ACCEPT_LU:
+            raise TargetUnreachableError(
+                f"the loudness search stopped at {result:.2f} LUFS, {abs(error):.2f} LU from the "
+                f"{target:g} LUFS target, after {iterations} steps")
+        if in_place:  # the signal is overwritten below: check the true peak through the curve first
+            peak_dbtp = true_peak(audio, sample_rate, gain=curve)
+            worst_dbtp = 20.0 * np.log10(10.0 ** (peak_dbtp / 20.0) + allowance)
+            if worst_dbtp > ceiling:
+                limiter_ceiling -= worst_dbtp - ceiling + 0.01
+                continue
+            reduction = _reduction_stats(curve, gain)
+            if hasattr(detector, "release"):
+                detector.release()
+            detector = None
+            out = _render(audio, curve, bits, True, on_candidate)
+            del audio, curve
+            # float output is the very product read through the curve: its true peak is known
+            after = measure(out, sample_rate, true_peak_dbtp=None if bits else peak_dbtp)
+            if after.true_peak_dbtp > ceiling or abs(after.integrated_lufs - target) > ACCEPT_LU:
+                raise TargetUnreachableError(  # the quantizer's bound forbids it
+                    f"the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP "
+                    f"against {target:g} LUFS under {ceiling:g} dBTP")
+            break
+        if after is None:  # the first step landed: build and meter it
+            out = _supersede(out, on_candidate)
+            out = _render(audio, curve, bits, False, on_candidate)
+            after = measure(out, sample_rate)
+        if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= ACCEPT_LU:
+            reduction = _reduction_stats(curve, gain)
+            break
+        limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
+    else:
         raise TargetUnreachableError(
-            f"the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP against "
-            f"{target:g} LUFS under {ceiling:g} dBTP")
+            f"after 4 attempts the output reads {result:.2f} LUFS and up to "
+            f"{after.true_peak_dbtp if after is not None else worst_dbtp:.2f} dBTP; "
+            f"the target is {target:g} LUFS under {ceiling:g} dBTP")
     return LoudnessResult(out, after, gain_db, limiting_lu, *reduction, iterations)

@@ -155,14 +155,77 @@ def test_unusual_sample_rates_keep_their_rate_and_hit_the_target(sample_rate):
     assert_on_target(out, sample_rate, -14.0, -1.0)
 
 
-def test_loudness_search_aims_lower_when_a_true_peak_reading_is_over(tmp_path, monkeypatch):
-    """The search meters each candidate's true peak through its gain curve. When the first reading
-    is over the ceiling (simulated: reported 1 dB over), the limiter aims lower and searches again;
-    only then is the output built, once, and written: no temporary files, on target."""
+def test_file_job_writes_while_metering_and_keeps_only_the_output_that_passed(tmp_path, monkeypatch):
+    """master_file starts writing each finished output while it is metered. When the first one's
+    reading is refused (simulated here: the true peak is reported 1 dB over), that file is dropped,
+    the limiter aims lower, and only the second output lands at the path: no temporary files."""
+    import dataclasses
+
     import roomtone.loudness
     from roomtone.mastering import master_file
     from roomtone.audio import read_audio, write_audio
 
+    sample_rate = 44100
+    source = tmp_path / "in.wav"
+    write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
+    real_measure = roomtone.loudness.measure
+    readings = []
+
+    def measure_once_over(audio, rate, *args, **kwargs):
+        stats = real_measure(audio, rate, *args, **kwargs)
+        if args:  # the input's reading (passed its loudness): not an output
+            return stats
+        readings.append(stats)
+        if len(readings) == 1:
+            return dataclasses.replace(stats, true_peak_dbtp=stats.true_peak_dbtp + 1.0)
+        return stats
+
+    monkeypatch.setattr(roomtone.loudness, "measure", measure_once_over)
+    report = master_file(source, tmp_path / "out.wav", bit_depth="24")
+    assert len(readings) >= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
+    written, rate, _ = read_audio(tmp_path / "out.wav")
+    assert rate == sample_rate
+    assert report["after"]["true_peak_dbtp"] <= -1.0
+    assert meter.true_peak(written, sample_rate) == pytest.approx(readings[-1].true_peak_dbtp, abs=1e-6)
+    assert abs(meter.integrated_loudness(written, sample_rate) - (-14.0)) <= 0.1
+
+
+@pytest.mark.parametrize("bit_depth", ["16", "32f"])
+def test_in_place_delivery_gives_the_same_master(bit_depth, monkeypatch):
+    """Long signals are delivered over the job's own signal (the detector freed first); the search
+    then reads every step through the gain curve instead of building candidates, so it may stop
+    a hair elsewhere, but the master is the same one: same gains within 0.01 dB, on target, under
+    the ceiling, its readings its own; the caller's array untouched."""
+    import roomtone.loudness
+
+    sample_rate = 44100
+    x = clipped_loud_master(sample_rate)
+    beside, report_beside = master(x, sample_rate, bit_depth=bit_depth)
+    monkeypatch.setattr(roomtone.loudness, "IN_PLACE_MIN_BYTES", 0)
+    x_before = x.copy()
+    over, report_over = master(x, sample_rate, bit_depth=bit_depth)
+    np.testing.assert_array_equal(x, x_before)
+    assert not np.shares_memory(over, x)
+    gains = lambda report: [s["gain_db"] for s in report["stages"]]
+    np.testing.assert_allclose(gains(report_over), gains(report_beside), atol=0.01)
+    for out, report in ((over, report_over), (beside, report_beside)):
+        assert abs(report["after"]["integrated_lufs"] + 14.0) <= 0.01
+        assert report["after"]["true_peak_dbtp"] <= -1.0
+        assert meter.true_peak(out, sample_rate) == pytest.approx(report["after"]["true_peak_dbtp"], abs=1e-4)
+        assert meter.integrated_loudness(out, sample_rate) == pytest.approx(report["after"]["integrated_lufs"], abs=1e-4)
+    assert np.max(np.abs(over - beside)) < 0.01
+
+
+def test_in_place_search_checks_the_true_peak_through_the_curve_first(tmp_path, monkeypatch):
+    """In place, the true peak is read through the gain curve before the signal is overwritten.
+    When that reading is over the ceiling (simulated: 1 dB over), the limiter aims lower and
+    searches again; the output is built once and written: no temporary files, on target."""
+    import roomtone.loudness
+    from roomtone.mastering import master_file
+    from roomtone.audio import read_audio, write_audio
+
+    monkeypatch.setattr(roomtone.loudness, "IN_PLACE_MIN_BYTES", 0)
     sample_rate = 44100
     source = tmp_path / "in.wav"
     write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
@@ -176,9 +239,9 @@ def test_loudness_search_aims_lower_when_a_true_peak_reading_is_over(tmp_path, m
 
     monkeypatch.setattr(roomtone.loudness, "true_peak", true_peak_once_over)
     real_render = roomtone.loudness._render
-    monkeypatch.setattr(roomtone.loudness, "_render", lambda *a: builds.append(1) or real_render(*a))
+    monkeypatch.setattr(roomtone.loudness, "_render", lambda *a: builds.append(a[3]) or real_render(*a))
     report = master_file(source, tmp_path / "out.wav", bit_depth="24")
-    assert len(readings) >= 2 and len(builds) == 1
+    assert len(readings) == 2 and builds == [True]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav"]
     written, rate, _ = read_audio(tmp_path / "out.wav")
     assert rate == sample_rate
@@ -187,10 +250,10 @@ def test_loudness_search_aims_lower_when_a_true_peak_reading_is_over(tmp_path, m
     assert abs(meter.integrated_loudness(written, sample_rate) - (-14.0)) <= 0.1
 
 
-def test_file_job_whose_final_reading_fails_leaves_no_file(tmp_path, monkeypatch):
-    """The output is written while it is metered; should its own reading fail (it cannot, by the
-    quantizer's bound: simulated here), the job stops with an error and the file being written is
-    removed: nothing at the path, no temporary file."""
+def test_in_place_job_whose_final_reading_fails_leaves_no_file(tmp_path, monkeypatch):
+    """In place there is no signal left to retry from; should the output's own reading fail (the
+    quantizer's bound forbids it: simulated here), the job stops with an error and the file being
+    written is removed: nothing at the path, no temporary file."""
     import dataclasses
 
     import roomtone.loudness
@@ -198,6 +261,7 @@ def test_file_job_whose_final_reading_fails_leaves_no_file(tmp_path, monkeypatch
     from roomtone.mastering import master_file
     from roomtone.audio import write_audio
 
+    monkeypatch.setattr(roomtone.loudness, "IN_PLACE_MIN_BYTES", 0)
     sample_rate = 44100
     source = tmp_path / "in.wav"
     write_audio(source, quiet_acoustic(sample_rate), sample_rate, bit_depth="24")
