@@ -1,0 +1,80 @@
+"""Chunked application of a model to long signals: segment, pad, batch, run, cross-fade, trim.
+
+The model never chunks or reads files; :func:`apply_chunked` cuts the signal into segments of a
+fixed length (one compiled shape for any input length), overlapping by ``overlap`` samples, runs
+them in batches, and overlap-adds the outputs with complementary raised-cosine cross-fades (they
+sum to exactly 1), so the seams are smooth and memory does not grow with the input beyond its
+output. ``delay`` samples of model latency are trimmed from the front, so the output is
+sample-aligned with the input and of the same length.
+
+Shape: x (channels, samples) float32 -> (channels, samples) float32.
+"""
+
+import numpy as np
+
+
+def crossfade(overlap):
+    """The rising half of the cross-fade: ``sin^2`` over ``overlap`` samples; it and its reverse
+    sum to 1 at every sample. Shape: (overlap,) float32."""
+    if overlap <= 0:
+        return np.zeros(0, np.float32)
+    t = (np.arange(overlap) + 0.5) / overlap
+    return (np.sin(0.5 * np.pi * t) ** 2).astype(np.float32)
+
+
+def segment_starts(samples, keep, step):
+    """Start of every segment, ``step`` apart, each answering ``keep`` samples, so that together
+    they cover ``samples`` samples (the last one reaching the end, none wholly past it)."""
+    if step <= 0:
+        raise ValueError(f"segment step {step} must be positive (overlap and delay shorter than the segment)")
+    return [i * step for i in range(1 + -(-max(0, samples - keep) // step))]
+
+
+def apply_chunked(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
+    """``run`` applied to ``x`` segment by segment and cross-faded together.
+
+    Args:
+        run: ``callable(batch) -> batch``, numpy float32 (items, segment) in and out (one compiled
+            shape: the last batch is padded with silent items).
+        x: (channels, samples) float32; each channel is an item.
+        segment: samples per item (the model's fixed input length).
+        overlap: samples two neighbouring outputs share (cross-faded).
+        delay: the model's latency in samples: its output at ``n`` answers its input at ``n - delay``.
+            An item's input covers ``x[s : s + segment]``; its output from sample ``delay`` on
+            answers ``x[s : s + segment - delay]``, and only that part is kept, so a delaying model
+            gives the same output chunked as whole.
+        batch: items per call.
+        progress: optional ``callable(done, total)`` after each batch.
+
+    Returns: (channels, samples) float32, the same length as ``x``.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    channels, samples = x.shape
+    out = np.zeros((channels, samples), np.float32)
+    if samples == 0:
+        return out
+    keep = segment - delay  # output samples an item answers for
+    starts = segment_starts(samples, keep, keep - overlap)
+    fade = crossfade(overlap)
+    items = [(c, s) for c in range(channels) for s in starts]
+    done = 0
+    for first in range(0, len(items), batch):
+        group = items[first:first + batch]
+        block = np.zeros((batch, segment), np.float32)
+        for i, (c, s) in enumerate(group):
+            piece = x[c, s:min(s + segment, samples)]
+            block[i, :len(piece)] = piece
+        result = np.asarray(run(block), dtype=np.float32)
+        for i, (c, s) in enumerate(group):
+            y = result[i, delay:delay + keep].copy()  # answers x[s : s + keep]
+            if overlap:
+                if s > 0:
+                    y[:overlap] *= fade
+                if s + keep < samples:
+                    y[-overlap:] *= fade[::-1]
+            stop = min(s + keep, samples)
+            out[c, s:stop] += y[:stop - s]
+        done += len(group)
+        if progress is not None:
+            progress(done, len(items))
+    return out

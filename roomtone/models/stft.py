@@ -1,0 +1,98 @@
+"""STFT and ISTFT in JAX: a framed ``jnp.fft.rfft`` and its overlap-add inverse.
+
+Framing: frame ``t`` holds samples ``[t * hop - (n_fft - hop), t * hop + hop)`` of the signal (zero
+outside it), so frame ``t`` ends with the hop the signal reaches at ``t * hop``, and a signal of
+``n`` samples has ``ceil(n / hop) + n_fft / hop - 1`` frames: every sample lies in ``n_fft / hop``
+frames, the last ones included. The inverse overlap-adds the windowed frames and
+divides by the window-sum envelope ``sum_t synthesis(n - t hop) analysis(n - t hop)``, computed on
+the host (:func:`window_envelope`; TOOLCHAIN.md: built inside ``jit`` from constants, XLA spent
+minutes constant-folding it) and passed in. Where every sample is covered by frames whose envelope
+is non-zero (any window that overlaps-adds to a positive sum, e.g. periodic Hann at hop <= n_fft/2),
+``istft(stft(x)) == x`` to float32 precision.
+
+Shape: audio (..., samples) float32; spectra (..., frames, n_fft // 2 + 1) complex64.
+"""
+
+import numpy as np
+
+
+def frame_count(samples, hop, n_fft):
+    """Frames for ``samples`` samples: ``ceil(samples / hop) + n_fft / hop - 1`` (every sample in
+    ``n_fft / hop`` frames)."""
+    return -(-int(samples) // int(hop)) + int(n_fft) // int(hop) - 1
+
+
+def hann(n_fft):
+    """Periodic Hann window (its squares overlap-add to a constant at hop n_fft/4; itself at n_fft/2).
+    Shape: (n_fft,) float32."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+
+
+def sqrt_hann(n_fft):
+    """Square root of the periodic Hann window: as analysis and synthesis window its product
+    overlap-adds to exactly 1 at hop n_fft/2. Shape: (n_fft,) float32."""
+    return np.sqrt(hann(n_fft)).astype(np.float32)
+
+
+def window_envelope(analysis, synthesis, hop, frames):
+    """The overlap-added ``analysis * synthesis`` over ``frames`` frames, aligned with the signal
+    (sample 0 of the signal first). Shape: (frames * hop,) float32."""
+    n_fft = len(analysis)
+    lead = n_fft - hop
+    product = np.asarray(analysis, np.float64) * np.asarray(synthesis, np.float64)
+    total = np.zeros(frames * hop + lead)
+    for t in range(frames):
+        total[t * hop:t * hop + n_fft] += product
+    return total[lead:].astype(np.float32)
+
+
+def _pad(x, hop, n_fft, frames):
+    import jax.numpy as jnp
+
+    lead = n_fft - hop
+    tail = frames * hop - x.shape[-1]  # frames * hop + lead samples in all
+    widths = [(0, 0)] * (x.ndim - 1) + [(lead, tail)]
+    return jnp.pad(x, widths)
+
+
+def frames_of(x, n_fft, hop):
+    """The frames of ``x`` (see the module's framing), unwindowed. Shape: (..., frames, n_fft)."""
+    import jax.numpy as jnp
+
+    frames = frame_count(x.shape[-1], hop, n_fft)
+    padded = _pad(x, hop, n_fft, frames)
+    index = (np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]).astype(np.int32)
+    return jnp.take(padded, index, axis=-1)
+
+
+def stft(x, window, hop):
+    """Short-time Fourier transform of ``x`` with ``window`` (host array, length ``n_fft``) every
+    ``hop`` samples. Shape: (..., samples) -> (..., frames, n_fft // 2 + 1) complex64."""
+    import jax.numpy as jnp
+
+    window = jnp.asarray(window, jnp.float32)
+    return jnp.fft.rfft(frames_of(x, len(window), hop) * window, axis=-1)
+
+
+def istft(spec, window, hop, envelope, length):
+    """Inverse of :func:`stft`: inverse FFT of each frame, ``window`` (synthesis), overlap-add, divide
+    by ``envelope`` (:func:`window_envelope` of the analysis and synthesis windows over these frames,
+    from the host) and keep ``length`` samples. Shape: (..., frames, bins) -> (..., length) float32."""
+    import jax.numpy as jnp
+
+    n_fft = len(window)
+    frames = spec.shape[-2]
+    lead = n_fft - hop
+    x = jnp.fft.irfft(spec, n=n_fft, axis=-1) * jnp.asarray(window, jnp.float32)
+    # overlap-add as a sum of n_fft // hop shifted hop-blocks (n_fft a multiple of hop)
+    if n_fft % hop:
+        raise ValueError(f"n_fft {n_fft} must be a multiple of hop {hop}")
+    k = n_fft // hop
+    blocks = x.reshape(x.shape[:-1] + (k, hop))  # (..., frames, k, hop)
+    out = jnp.zeros(x.shape[:-2] + (frames + k - 1, hop), x.dtype)
+    for j in range(k):
+        out = out.at[..., j:j + frames, :].add(blocks[..., :, j, :])
+    out = out.reshape(x.shape[:-2] + ((frames + k - 1) * hop,))[..., lead:lead + frames * hop]
+    env = jnp.asarray(envelope, jnp.float32)
+    out = jnp.where(env > 1e-6, out / jnp.maximum(env, 1e-6), 0.0)
+    return out[..., :length]

@@ -1,0 +1,153 @@
+"""The model layer: STFT/ISTFT, weight files, chunked apply, runtime set-up."""
+
+import json
+import os
+import zipfile
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")  # a declared dependency: present wherever the suite runs
+import jax.numpy as jnp  # noqa: E402
+
+from roomtone.models import apply as chunked  # noqa: E402
+from roomtone.models import runtime, stft, weights  # noqa: E402
+
+
+@pytest.mark.parametrize("n_fft, hop", [(512, 128), (960, 480), (64, 16)])
+@pytest.mark.parametrize("samples", [1, 100, 4801, 16000])
+def test_stft_round_trip_is_exact_to_float32(n_fft, hop, samples):
+    x = np.random.default_rng(samples).standard_normal((2, samples)).astype(np.float32)
+    window = stft.sqrt_hann(n_fft) if hop * 2 == n_fft else stft.hann(n_fft)
+    frames = stft.frame_count(samples, hop, n_fft)
+    spec = stft.stft(jnp.asarray(x), window, hop)
+    assert spec.shape == (2, frames, n_fft // 2 + 1)
+    env = stft.window_envelope(window, window, hop, frames)
+    y = np.asarray(stft.istft(spec, window, hop, env, samples))
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, x, atol=1e-5 * np.abs(x).max())  # float32 FFT rounding
+
+
+def test_stft_matches_a_numpy_oracle():
+    """Frame t holds samples [t*hop - (n_fft - hop), t*hop + hop), windowed, real FFT."""
+    n_fft, hop = 256, 64
+    x = np.random.default_rng(1).standard_normal(1000).astype(np.float32)
+    window = stft.hann(n_fft)
+    frames = stft.frame_count(1000, hop, n_fft)
+    assert frames == 16 + 3
+    padded = np.concatenate([np.zeros(n_fft - hop), x, np.zeros(frames * hop - 1000)])
+    want = np.stack([np.fft.rfft(padded[t * hop:t * hop + n_fft] * window) for t in range(frames)])
+    got = np.asarray(stft.stft(jnp.asarray(x), window, hop))
+    np.testing.assert_allclose(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_stft_jits_with_the_envelope_from_the_host():
+    n_fft, hop, samples = 960, 480, 48000
+    window = stft.sqrt_hann(n_fft)
+    env = stft.window_envelope(window, window, hop, stft.frame_count(samples, hop, n_fft))
+    fn = jax.jit(lambda v: stft.istft(stft.stft(v, window, hop), window, hop, env, samples))
+    x = np.random.default_rng(2).standard_normal((1, samples)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(fn(x)), x, atol=1e-5)
+
+
+def _tiny_factory():
+    from flax import nnx
+
+    class Tiny(nnx.Module):
+        def __init__(self, rngs):
+            self.dense = nnx.Linear(3, 2, rngs=rngs)
+            self.layers = nnx.List([nnx.Linear(2, 2, rngs=rngs)])
+
+        def __call__(self, x):
+            return self.layers[0](self.dense(x))
+
+    return lambda: Tiny(nnx.Rngs(0))
+
+
+def test_weights_round_trip_rebuilds_the_model_abstractly(tmp_path):
+    from flax import nnx
+
+    factory = _tiny_factory()
+    model = factory()
+    arrays = weights.model_arrays(model)
+    assert set(arrays) == {"dense/kernel", "dense/bias", "layers/0/kernel", "layers/0/bias"}
+    path = tmp_path / "tiny.npz"
+    weights.save_weights(path, arrays, {"architecture": {"kind": "tiny"}, "sample_rate": 16000})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.json", "tiny.npz"]
+    config = weights.load_config(path)
+    assert config["sample_rate"] == 16000
+    rebuilt = weights.build(factory, weights.load_arrays(path), path=str(path))
+    x = jnp.ones((4, 3))
+    np.testing.assert_array_equal(np.asarray(rebuilt(x)), np.asarray(model(x)))
+    assert isinstance(rebuilt, nnx.Module)
+
+
+def test_weight_file_carrying_a_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.npz"
+    np.savez(path, w=np.array([{"a": 1}], dtype=object))  # an object array: stored as a pickle
+    with pytest.raises(weights.ModelFileError, match="pickle|refused"):
+        weights.load_arrays(path)
+    raw = tmp_path / "raw.npz"
+    with zipfile.ZipFile(raw, "w") as archive:
+        archive.writestr("payload.pkl", b"\x80\x04K\x01.")
+    with pytest.raises(weights.ModelFileError, match="not a .npy"):
+        weights.load_arrays(raw)
+
+
+def test_weight_file_that_does_not_fit_is_refused(tmp_path):
+    factory = _tiny_factory()
+    arrays = weights.model_arrays(factory())
+    arrays["dense/kernel"] = np.zeros((5, 2), np.float32)
+    with pytest.raises(weights.ModelFileError, match="shape"):
+        weights.build(factory, arrays)
+    arrays.pop("dense/kernel")
+    with pytest.raises(weights.ModelFileError, match="missing"):
+        weights.build(factory, arrays)
+
+
+def test_config_missing_or_bad_is_refused(tmp_path):
+    path = tmp_path / "w.npz"
+    np.savez(path, a=np.zeros(2))
+    with pytest.raises(weights.ModelFileError, match="missing"):
+        weights.load_config(path)
+    (tmp_path / "w.json").write_text(json.dumps({"sample_rate": 1}))
+    with pytest.raises(weights.ModelFileError, match="architecture"):
+        weights.load_config(path)
+    with pytest.raises(weights.ModelFileError, match="config lacks"):
+        weights.save_weights(path, {"a": np.zeros(2)}, {"sample_rate": 1})
+
+
+@pytest.mark.parametrize("segment, overlap, delay", [(1000, 200, 0), (1000, 200, 37), (512, 0, 0), (800, 400, 5)])
+@pytest.mark.parametrize("samples", [1, 999, 1000, 5003])
+def test_chunked_apply_equals_whole_for_a_delaying_model(segment, overlap, delay, samples):
+    """A model that delays its input by ``delay`` and scales it: chunked, cross-faded and trimmed,
+    the output is the input scaled, sample-aligned, same length."""
+
+    def run(block):
+        shifted = np.zeros_like(block)
+        shifted[:, delay:] = block[:, :block.shape[1] - delay]
+        return 0.5 * shifted
+
+    x = np.random.default_rng(samples).standard_normal((2, samples)).astype(np.float32)
+    calls = []
+    y = chunked.apply_chunked(run, x, segment=segment, overlap=overlap, delay=delay, batch=3,
+                              progress=lambda done, total: calls.append((done, total)))
+    assert y.shape == x.shape
+    np.testing.assert_allclose(y, 0.5 * x, atol=1e-6)
+    assert calls[-1][0] == calls[-1][1]
+
+
+def test_crossfade_sums_to_one():
+    fade = chunked.crossfade(333)
+    np.testing.assert_allclose(fade + fade[::-1], 1.0, atol=1e-6)
+
+
+def test_runtime_cache_directory_is_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    path = runtime.cache_dir()
+    assert path == os.path.join(str(tmp_path), "roomtone", "jax")
+    assert runtime._private_dir(path)
+    assert os.stat(path).st_mode & 0o777 == 0o700
+    os.chmod(path, 0o777)
+    assert not runtime._private_dir(path)  # others may write: not used
+    assert runtime.device_name() in ("cpu", "gpu", "tpu")
