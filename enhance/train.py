@@ -1,0 +1,181 @@
+"""Train the ``roomtone`` denoiser (:mod:`roomtone.enhance.net`) on mixtures made on the fly
+(:mod:`roomtone.enhance.data`), resumable from its checkpoint.
+
+    python -m roomtone.enhance.train --out enhance/weights/roomtone.npz --minutes 60
+    python -m roomtone.enhance.train --out ... --resume          # go on from the checkpoint
+
+Loss (per item, on the 16 kHz STFT of the output and the target): mean squared error of the
+power-law compressed magnitudes (``|.|^0.3``), plus that of the compressed complex spectra, plus
+0.02 x the negative SI-SDR (dB) of the resynthesised signal (the GTCRN-style combination; see
+TOOLCHAIN.md's anchors). AdamW, learning rate 1e-3 with warm-up and cosine decay, gradient
+clipping at 1. The checkpoint (``checkpoints/NAME.ckpt.npz`` beside OUT, no pickle) holds the parameters, the step, the
+best validation SI-SDR so far; Adam's moments are not kept (a resumed run warms up again for 200
+steps). The shipped weights (``OUT``) are the parameters at the best validation SI-SDR, with their
+config beside them (:func:`roomtone.models.weights.save_weights`).
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from roomtone.enhance import data, net
+
+
+def loss_fn(model, noisy, clean):
+    import jax.numpy as jnp
+
+    from roomtone.models import stft
+
+    w = net.window()
+    samples = noisy.shape[-1]
+    env = stft.window_envelope(w, w, net.HOP, stft.frame_count(samples, net.HOP, net.N_FFT))
+    x = stft.stft(noisy, w, net.HOP)
+    s = stft.stft(clean, w, net.HOP)
+    y = net.enhance_spec(model, x)
+
+    def compress(z):
+        mag = jnp.abs(z) + 1e-8
+        return mag ** net.COMPRESS, z * (mag ** (net.COMPRESS - 1.0))
+
+    ym, yc = compress(y)
+    sm, sc = compress(s)
+    scale = jnp.sqrt(jnp.mean(jnp.abs(x) ** 2, axis=(1, 2), keepdims=True) + 1e-10) ** net.COMPRESS
+    mag_loss = jnp.mean(((ym - sm) / scale) ** 2)
+    cplx_loss = jnp.mean(jnp.abs((yc - sc) / scale) ** 2)
+    out = stft.istft(y, w, net.HOP, env, samples)
+    ref_energy = jnp.sum(clean ** 2, -1, keepdims=True)
+    alpha = jnp.sum(out * clean, -1, keepdims=True) / (ref_energy + 1e-9)
+    target = alpha * clean
+    sdr = 10 * jnp.log10((jnp.sum(target ** 2, -1) + 1e-9) / (jnp.sum((out - target) ** 2, -1) + 1e-9))
+    has_speech = (ref_energy[:, 0] > 1e-7).astype(out.dtype)
+    sdr_loss = -jnp.sum(sdr * has_speech) / jnp.maximum(jnp.sum(has_speech), 1.0)
+    return mag_loss + cplx_loss + 0.02 * sdr_loss
+
+
+def make_step(tx_schedule):
+    import jax
+    import optax
+    from flax import nnx
+
+    @nnx.jit
+    def step(model, optimizer, noisy, clean):
+        loss, grads = nnx.value_and_grad(loss_fn)(model, noisy, clean)
+        optimizer.update(model, grads)
+        return loss
+
+    return step
+
+
+def evaluate(model, noisy, clean, batch=16):
+    """SI-SDR (dB) of the model's outputs on the validation set: mean over items, and the noisy
+    input's for comparison."""
+    import jax
+
+    run = jax.jit(net.denoise_fn(model, noisy.shape[-1]))
+    outs = np.concatenate([np.asarray(run(noisy[i:i + batch])) for i in range(0, len(noisy), batch)])
+    return float(np.mean(data.si_sdr_db(outs, clean))), float(np.mean(data.si_sdr_db(noisy, clean)))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
+    p.add_argument("--data", default=str(data.DATA), help="the speech pool folder (../shared/data/speech)")
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--steps", type=int, default=100000, help="most steps in all")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=2.0, help="training item length")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--hidden", type=int, default=64)
+    p.add_argument("--embed", type=int, default=128)
+    p.add_argument("--val-items", type=int, default=48)
+    args = p.parse_args(argv)
+
+    import jax
+    import optax
+    from flax import nnx
+
+    from roomtone.models import weights
+
+    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
+                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
+    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    arch = net.Architecture(hidden=args.hidden, embed=args.embed)
+    pools = data.load_pools(args.data)
+    man = data.manifest(pools)
+    print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
+    val_noisy, val_clean = data.validation_set(pools, items=args.val_items)
+
+    model = net.build_model(arch, nnx.Rngs(args.seed))
+    start_step, best, history = 0, -1e9, []
+    if args.resume and os.path.exists(ckpt):
+        saved = weights.load_arrays(ckpt)
+        meta = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read())
+        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), saved, path=ckpt)
+        start_step, best, history = meta["step"], meta["best_val_si_sdr_db"], meta["history"]
+        print(f"resumed at step {start_step}, best {best:.2f} dB", flush=True)
+    warm = 200 if start_step else 500
+    total = max(args.steps, start_step + 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    step_fn = make_step(schedule)
+    rng = np.random.default_rng(args.seed + start_step)
+    train_pool = pools["train"]
+    n = int(args.seconds * data.SAMPLE_RATE)
+    started = time.time()
+    step = start_step
+    losses = []
+
+    def save_best(val, step):
+        config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
+                  "data": {k: v for k, v in man.items()}, "training": {
+                      "steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
+                      "loss": "compressed magnitude MSE + compressed complex MSE + 0.02 x (-SI-SDR)",
+                      "augmentation": "see roomtone.enhance.data", "distilled": False},
+                  "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
+                              "val_items": args.val_items, "val_snr_db": [0, 15]},
+                  "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+        weights.save_weights(args.out, weights.model_arrays(model), config)
+
+    def checkpoint():
+        weights.save_weights(ckpt, weights.model_arrays(model), {
+            "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step,
+            "best_val_si_sdr_db": best, "history": history})
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")  # next batch beside the step
+    upcoming = maker.submit(data.batch, rng, train_pool, pools["rir"], args.batch, n)
+    while step < total and time.time() - started < args.minutes * 60:
+        noisy, clean = upcoming.result()
+        upcoming = maker.submit(data.batch, rng, train_pool, pools["rir"], args.batch, n)
+        losses.append(float(step_fn(model, optimizer, noisy, clean)))
+        step += 1
+        if step % 50 == 0:
+            rate = (step - start_step) / (time.time() - started)
+            print(f"step {step} loss {np.mean(losses[-50:]):.4f} ({rate:.2f} steps/s)", flush=True)
+        if step % args.eval_every == 0:
+            val, noisy_sdr = evaluate(model, val_noisy, val_clean)
+            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 5), round(val, 3)])
+            print(f"eval step {step}: val SI-SDR {val:.2f} dB (noisy {noisy_sdr:.2f})", flush=True)
+            if val > best:
+                best = val
+                save_best(val, step)
+            checkpoint()
+    val, noisy_sdr = evaluate(model, val_noisy, val_clean)
+    history.append([step, round(float(np.mean(losses[-50:])) if losses else 0.0, 5), round(val, 3)])
+    if val > best:
+        best = val
+        save_best(val, step)
+    checkpoint()
+    print(f"done at step {step}: val SI-SDR {val:.2f} dB, best {best:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
