@@ -349,7 +349,7 @@ def _top_octave_gain_db(before, after, sample_rate, limit_db):
 @dataclasses.dataclass(frozen=True)
 class DeEsser(EnhanceProcessor):
     """Split-band de-esser (:func:`roomtone.kernels.enhance.deess`): the band above
-    ``split_hz`` is turned down while the sibilance band (``band_low_hz``..``band_high_hz``)
+    ``split_hz`` (a dynamic high shelf, the identity at 0 dB) is turned down while the sibilance band (``band_low_hz``..``band_high_hz``)
     holds more than ``threshold_db`` of the full band's power (a vowel's share is some 25 dB
     lower; an "s" is mostly that band), by ``(share - threshold) (1 - 1 / ratio)`` dB, at most
     ``max_reduction_db``. Nothing happens under ``floor_dbfs``. Channels linked. No delay.
@@ -370,24 +370,25 @@ class DeEsser(EnhanceProcessor):
         return self.max_reduction_db == 0.0 or self.ratio == 1.0
 
     def _filters(self, sample_rate):
-        split = filters.butterworth2_sos(_safe_freq(self.split_hz, sample_rate), sample_rate, "high")
+        w0 = 2.0 * math.pi * _safe_freq(self.split_hz, sample_rate) / sample_rate
         low = _safe_freq(self.band_low_hz, sample_rate)
         band = np.concatenate([filters.butterworth2_sos(low, sample_rate, "high"),
                                filters.butterworth2_sos(_safe_freq(max(self.band_high_hz, low * 1.1), sample_rate),
                                                         sample_rate, "low")])
-        return np.concatenate([split, split]), band
+        return math.cos(w0), math.sin(w0) / math.sqrt(2.0), band
 
     def new_state(self, channels):
         """Filter and envelope state for :meth:`run_block` (a fresh stream)."""
-        return {"z": np.zeros((channels, 2 * (2 + 2))), "env": np.zeros(2), "deepest_db": 0.0}
+        return {"z": np.zeros((channels, 2 + 2 * 2)), "env": np.zeros(2), "deepest_db": 0.0}
 
     def run_block(self, audio, sample_rate, state):
         """The next block of a stream; ``state`` from :meth:`new_state`, updated."""
-        split, band = self._filters(sample_rate)
+        cw, alpha, band = self._filters(sample_rate)
         out = np.empty(audio.shape, dtype=np.float32)
-        deepest = deess(np.ascontiguousarray(audio, dtype=np.float32), split, band, time_coef(self.attack_ms, sample_rate),
-                        time_coef(self.release_ms, sample_rate), float(self.threshold_db), float(self.ratio),
-                        float(self.max_reduction_db), 10.0 ** (self.floor_dbfs / 10.0), state["z"], state["env"], out)
+        deepest = deess(np.ascontiguousarray(audio, dtype=np.float32), cw, alpha, band,
+                        time_coef(self.attack_ms, sample_rate), time_coef(self.release_ms, sample_rate),
+                        float(self.threshold_db), float(self.ratio), float(self.max_reduction_db),
+                        10.0 ** (self.floor_dbfs / 10.0), state["z"], state["env"], out)
         state["deepest_db"] = max(state["deepest_db"], float(deepest))
         return out
 

@@ -286,38 +286,41 @@ def _biquad(v, sos, s, z, c, base):
 
 
 @njit(cache=True, nogil=True)
-def deess(x, split_sos, band_sos, attack, release, threshold_db, ratio, max_reduction_db, floor_power, z, env,
-          out):
-    """Split-band de-esser: ``out = x + (g - 1) * high``, ``high`` = ``split_sos`` (high-pass) of
-    ``x``, ``g`` from the sibilance band (``band_sos``: band-pass, channels linked by their
-    maximum) against the full band. Both powers follow one-pole envelopes (``attack`` /
-    ``release`` coefficients); where the band's share ``10 log10(band / full)`` is over
-    ``threshold_db`` and the band's power over ``floor_power``, the reduction is
-    ``(share - threshold) (1 - 1 / ratio)`` dB, at most ``max_reduction_db``.
+def deess(x, shelf_cw, shelf_alpha, band_sos, attack, release, threshold_db, ratio, max_reduction_db, floor_power,
+          z, env, out):
+    """Split-band de-esser as a dynamic high shelf: the band above the shelf's corner
+    (``shelf_cw = cos w0``, ``shelf_alpha = sin w0 / sqrt 2``: RBJ high shelf, slope 1) is turned
+    down by ``r`` dB, recomputed every sample; at 0 dB the shelf is the identity (b = a), so
+    nothing is touched until sibilance. ``r`` comes from the sibilance band (``band_sos``:
+    band-pass, channels linked by their maximum) against the full band: both powers follow
+    one-pole envelopes (``attack`` / ``release`` coefficients); where the band's share
+    ``10 log10(band / full)`` is over ``threshold_db`` and the band's power over ``floor_power``,
+    ``r = (share - threshold) (1 - 1 / ratio)``, at most ``max_reduction_db``.
 
     Streaming: ``z`` (filter states) and ``env`` (band, full envelopes) carry over, so blocks in
-    turn equal one call. Shape: x, out (channels, samples) float32; split_sos, band_sos
-    (sections, 6) float64; z (channels, 2 * (split + band sections)) float64; env (2,) float64.
-    Returns the deepest reduction in dB.
+    turn equal one call. Shape: x, out (channels, samples) float32; band_sos (sections, 6)
+    float64; z (channels, 2 + 2 * band sections) float64; env (2,) float64. Returns the deepest
+    reduction in dB.
     """
     n_ch, n = x.shape
-    n_split = split_sos.shape[0]
     n_band = band_sos.shape[0]
     slope = 1.0 - 1.0 / ratio
     deepest = 0.0
-    high = np.empty(n_ch)
+    cw = shelf_cw
+    b0 = 1.0
+    b1 = -2.0 * cw / (1.0 + shelf_alpha)
+    b2 = (1.0 - shelf_alpha) / (1.0 + shelf_alpha)
+    a1 = b1
+    a2 = b2
+    last_red = 0.0
     for i in range(n):
         band_p = 0.0
         full_p = 0.0
         for c in range(n_ch):
             v = np.float64(x[c, i])
-            h = v
-            for s in range(n_split):
-                h = _biquad(h, split_sos, s, z, c, 0)
-            high[c] = h
             b = v
             for s in range(n_band):
-                b = _biquad(b, band_sos, s, z, c, 2 * n_split)
+                b = _biquad(b, band_sos, s, z, c, 2)
             if b * b > band_p:
                 band_p = b * b
             if v * v > full_p:
@@ -326,19 +329,31 @@ def deess(x, split_sos, band_sos, attack, release, threshold_db, ratio, max_redu
         env[0] = coef * env[0] + (1.0 - coef) * band_p
         coef = attack if full_p > env[1] else release
         env[1] = coef * env[1] + (1.0 - coef) * full_p
-        g = 1.0
+        red = 0.0
         if env[0] > floor_power and env[1] > 0.0:
-            share_db = 10.0 * math.log10(env[0] / env[1])
-            over = share_db - threshold_db
+            over = 10.0 * math.log10(env[0] / env[1]) - threshold_db
             if over > 0.0:
                 red = over * slope
                 if red > max_reduction_db:
                     red = max_reduction_db
                 if red > deepest:
                     deepest = red
-                g = 10.0 ** (-red / 20.0)
+        if red != last_red:
+            A = 10.0 ** (-red / 40.0)
+            sq = 2.0 * math.sqrt(A) * shelf_alpha
+            a0 = (A + 1.0) - (A - 1.0) * cw + sq
+            b0 = A * ((A + 1.0) + (A - 1.0) * cw + sq) / a0
+            b1 = -2.0 * A * ((A - 1.0) + (A + 1.0) * cw) / a0
+            b2 = A * ((A + 1.0) + (A - 1.0) * cw - sq) / a0
+            a1 = 2.0 * ((A - 1.0) - (A + 1.0) * cw) / a0
+            a2 = ((A + 1.0) - (A - 1.0) * cw - sq) / a0
+            last_red = red
         for c in range(n_ch):
-            out[c, i] = np.float64(x[c, i]) + (g - 1.0) * high[c]
+            v = np.float64(x[c, i])
+            y = b0 * v + z[c, 0]
+            z[c, 0] = b1 * v - a1 * y + z[c, 1]
+            z[c, 1] = b2 * v - a2 * y
+            out[c, i] = y
     return deepest
 
 
