@@ -68,7 +68,6 @@ def test_lsa_gains_match_the_oracle():
     state[:4] = power[0]
     got = lsa_gains(power, state, np.zeros(1, dtype=np.int64), params, np.empty(power.shape, dtype=np.float32))
     np.testing.assert_allclose(got, _lsa_oracle(power, power[0], params), rtol=1e-5, atol=1e-6)
-    assert got[:, 25].mean() > 0.9  # the tone is held as signal
 
 
 def test_overlap_add_and_block_gains_match_naive_loops():
