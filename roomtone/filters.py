@@ -86,6 +86,16 @@ def butterworth2_sos(freq_hz, sample_rate, kind):
     return _row(*b, 1 + alpha, -2 * cw, 1 - alpha)[None]
 
 
+def notch_sos(freq_hz, bandwidth_hz, sample_rate):
+    """RBJ notch (infinitely deep at ``freq_hz``, -3 dB points ``bandwidth_hz`` apart,
+    Q = freq / bandwidth). Shape: (1, 6)."""
+    _check_freq(freq_hz, sample_rate)
+    w0 = 2.0 * math.pi * freq_hz / sample_rate
+    cw = math.cos(w0)
+    alpha = math.sin(w0) / (2.0 * (freq_hz / bandwidth_hz))
+    return _row(1.0, -2.0 * cw, 1.0, 1.0 + alpha, -2.0 * cw, 1.0 - alpha)[None]
+
+
 def linkwitz_riley4_sos(freq_hz, sample_rate, kind):
     """4th-order Linkwitz-Riley low/high-pass: two cascaded Butterworth sections. Shape: (2, 6).
 

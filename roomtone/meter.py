@@ -108,6 +108,14 @@ def _loudness_pass(audio, sample_rate, gain=None, every_sample=True):
                          _samples(GATING_HOP_S, sample_rate), every_sample)
 
 
+def block_powers(audio, sample_rate):
+    """(400 ms gating-block powers, 3 s short-term block powers), both every 100 ms, from one pass
+    that keeps no per-sample array (for a job that rides level on them). Block ``k`` starts at
+    sample ``k * hop``. Shape: two (blocks,) float64 arrays (K-weighted, channel-weighted power)."""
+    blocks_m, blocks_s, _, _ = _loudness_pass(audio, sample_rate, None, every_sample=False)
+    return blocks_m, blocks_s
+
+
 def integrated_loudness(audio, sample_rate, gain=None):
     """Integrated (gated) loudness in LUFS per BS.1770-4; ``-inf`` for silence or < 400 ms.
 

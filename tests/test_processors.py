@@ -24,8 +24,10 @@ def _import_every_module():
 
     import roomtone
 
-    for module in pkgutil.walk_packages(roomtone.__path__, "roomtone."):
-        importlib.import_module(module.name)
+    # the job packages live in their own folders (pyproject's package-dir), so walk each of them
+    for package in ("roomtone", "roomtone.mastering", "roomtone.enhance", "roomtone.separate"):
+        for module in pkgutil.walk_packages(importlib.import_module(package).__path__, package + "."):
+            importlib.import_module(module.name)
     return dict(REGISTERED)
 
 

@@ -1,0 +1,181 @@
+"""``enhance FILE... -o DIR``: clean up voice recordings (:func:`roomtone.enhance.enhance_file` per
+file). The CLI parses, checks every path and option before any work, runs the files in turn with a
+progress bar, and prints one line per file (or its JSON report).
+"""
+
+import json
+import os
+import sys
+
+import click
+
+import roomtone
+from roomtone.cli_common import check_interrupted, exit_code_for, fail, fmt, friendly_errors, run_command, stderr_progress
+from roomtone.errors import OutputError, PresetError, RoomtoneError
+
+FORMATS = ("wav", "flac")
+
+
+def _plan(inputs, directory, fmt_choice):
+    """``[(input, DIR/<input name>.<ext>)]``; two inputs landing on one name are refused."""
+    plan, seen = [], {}
+    for source in inputs:
+        stem, ext = os.path.splitext(os.path.basename(source))
+        ext = "." + fmt_choice if fmt_choice else (ext.lower() if ext.lower()[1:] in FORMATS else ".wav")
+        target = os.path.join(directory, stem + ext)
+        key = os.path.abspath(target)
+        if key in seen:
+            fail(f"{source} and {seen[key]} would both be written to {target}; enhance them in separate calls", 2)
+        seen[key] = source
+        plan.append((source, target))
+    return plan
+
+
+def _check_options(preset, model, atten_lim_db):
+    """Refuse an unknown preset or model and an out-of-range attenuation before any work."""
+    from roomtone.enhance.api import _with_overrides
+    from roomtone.enhance.presets import load_preset
+
+    try:
+        _with_overrides(load_preset(preset), model, atten_lim_db)
+    except PresetError as exc:
+        fail(str(exc), 2)
+
+
+def _check_destinations(plan, bit_depth, report_dir):
+    from roomtone.audio import check_output_path, output_format
+
+    for directory in sorted({os.path.dirname(os.path.abspath(t)) for _, t in plan} |
+                            ({os.path.abspath(report_dir)} if report_dir else set())):
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
+    for source, target in plan:
+        try:
+            output_format(target, bit_depth)
+        except OutputError as exc:
+            fail(str(exc), 2)
+        check_output_path(target, source)
+
+
+def _summary_line(report):
+    after, before = report["after"], report["before"]
+    notes = []
+    for stage in report["stages"]:
+        if stage["stage"] == "dehum" and stage.get("hum_found"):
+            notes.append(f"hum {stage['fundamental_hz']:.1f} Hz x{stage['harmonics']}")
+        elif stage["stage"] == "declick" and stage.get("clicks_repaired"):
+            notes.append(f"{stage['clicks_repaired']} clicks")
+        elif stage["stage"] == "deess" and stage.get("max_reduction_db"):
+            notes.append(f"de-ess -{stage['max_reduction_db']:.1f} dB")
+        elif stage["stage"] == "denoise" and "model" in stage:
+            notes.append(f"denoiser {stage['model']}")
+    return (f"{report['input']} -> {report['output']}  I {fmt(before['integrated_lufs'])} -> "
+            f"{fmt(after['integrated_lufs'])} LUFS, TP {fmt(after['true_peak_dbtp'])} dBTP"
+            + (f"  ({', '.join(notes)})" if notes else ""))
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        return False
+
+    def update(self, steps, item=None):
+        pass
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("inputs", metavar="FILE...", nargs=-1, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
+              help="Output folder (created if missing): each FILE is written as DIR/<FILE name>.wav (or .flac), "
+                   "atomically; an input is never overwritten.")
+@click.option("--preset", default="podcast", show_default=True,
+              help="podcast: high-pass 75 Hz, hum removal (50/60 Hz series, only when found), click repair, "
+                   "denoiser, de-esser (5-9 kHz), gentle leveler (at most +-6 dB, never raising pauses), then podcast "
+                   "loudness: -16 LUFS for stereo, -19 LUFS for mono (common podcast practice), true peak under "
+                   "-1 dBTP. denoise: the denoiser alone, loudness unchanged. Or a path to a preset .toml file.")
+@click.option("--model", help="Denoiser model (default: the best installed; 'classic' is the DSP one every "
+                              "installation has). An unknown name lists the available ones.")
+@click.option("--atten-lim-db", type=float, metavar="DB",
+              help="Most the denoiser may attenuate, in dB, 0..100 (100: unlimited; podcast preset: 30).")
+@click.option("--format", "fmt_choice", type=click.Choice(FORMATS, case_sensitive=False),
+              help="Output format (default: the input's when WAV or FLAC, else WAV).")
+@click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="24", show_default=True,
+              help="Output sample format: 16/24-bit PCM with TPDF dither, or 32-bit float (WAV only).")
+@click.option("--report-dir", type=click.Path(file_okay=False),
+              help="Write one JSON report per file into this folder, as <output name>.json.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
+                   "for a file that failed).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@click.version_option(roomtone.__version__, "--version", prog_name="enhance (roomtone)")
+@friendly_errors
+def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth, report_dir, as_json, quiet):
+    """Clean up voice recordings: noise, hum, clicks and harsh sibilance reduced, level evened,
+    delivered at podcast loudness (-16 LUFS stereo, -19 LUFS mono, true peak -1 dBTP; loudness per
+    ITU-R BS.1770-4, true peak 4x oversampled).
+
+    \b
+    Examples:
+      enhance interview.wav -o cleaned/
+      enhance *.wav -o cleaned/ --format flac --report-dir cleaned/reports
+      enhance noisy.wav -o out/ --preset denoise --atten-lim-db 20
+
+    Every output keeps the input's sample rate, channels and length, sample-aligned. With many
+    files, one that fails is reported and the rest go on; the exit status is that of the last
+    failure. Exit status 2: bad input or options; 3: loudness target unreachable; 4: output not
+    writable; 130: interrupted (Ctrl-C; nothing half-written is left).
+    """
+    if output_dir is None:
+        fail("missing -o/--output (the folder to write the cleaned files into)", 2)
+    if not inputs:
+        fail("missing FILE (the recording to enhance)", 2)
+    fmt_choice = fmt_choice.lower() if fmt_choice else None
+    plan = _plan(list(inputs), output_dir, fmt_choice)
+    _check_options(preset, model, atten_lim_db)
+    _check_destinations(plan, bit_depth, report_dir)
+    from roomtone.enhance.api import enhance_file
+
+    options = dict(preset=preset, model=model, atten_lim_db=atten_lim_db, bit_depth=bit_depth)
+    status = 0
+    progress = stderr_progress(quiet or len(plan) > 1)  # checks for Ctrl-C between stages
+    bar = click.progressbar(length=len(plan), label="enhancing", file=sys.stderr,
+                            item_show_func=lambda item: item and os.path.basename(item))
+    done = 0
+    with (bar if not quiet and len(plan) > 1 else _NoBar()) as shown:
+        for source, target in plan:
+            check_interrupted()
+            shown.update(0, source)
+            try:
+                report = enhance_file(source, target, progress=progress, **options)
+                if report_dir:
+                    from roomtone.audio import write_text_atomic
+
+                    stem = os.path.splitext(os.path.basename(target))[0]
+                    write_text_atomic(os.path.join(report_dir, stem + ".json"), json.dumps(report, indent=2) + "\n")
+                click.echo(json.dumps(report) if as_json else _summary_line(report))
+                done += 1
+            except RoomtoneError as exc:
+                check_interrupted()
+                status = exit_code_for(exc)
+                click.echo(f"error: {exc}", err=True)
+                if as_json:
+                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
+            shown.update(1)
+    if len(plan) > 1 and not as_json:
+        failed = len(plan) - done
+        click.echo(f"{done} of {len(plan)} enhanced" + (f", {failed} failed" if failed else ""))
+    raise SystemExit(status)
+
+
+def run():
+    """The ``enhance`` console script (see :func:`roomtone.cli_common.run_command`)."""
+    run_command(main)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    run()

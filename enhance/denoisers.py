@@ -1,0 +1,107 @@
+"""The denoiser registry: the enhance job's ``denoise`` stage runs whichever model is named here.
+
+A denoiser is any object with
+
+- ``name`` (str);
+- ``sample_rate``: its native rate in Hz, or ``None`` for one that runs at any rate;
+- ``__call__(audio, atten_lim_db=None)`` -> audio: float32 (channels, samples) at ``sample_rate``
+  in, the same shape out, already delay-compensated (sample-aligned). ``atten_lim_db`` limits the
+  attenuation in dB (None or 100: unlimited). A denoiser whose ``sample_rate`` is None is called
+  with the audio's rate as the keyword ``sample_rate=``.
+
+The stage (:class:`roomtone.enhance.processors.Denoise`) resamples to the native rate and back and
+keeps the band above the model's Nyquist frequency; the denoiser only sees its own rate.
+
+Register a model with :func:`register_denoiser` (a factory that loads it, called once, the result
+kept in :func:`roomtone.processor.cached_resource`). The ``classic`` DSP denoiser
+(:mod:`roomtone.enhance.classic`) is registered here; neural ones register themselves from their
+own modules with a higher ``rank``.
+"""
+
+import dataclasses
+
+from roomtone.errors import PresetError, RoomtoneError
+from roomtone.processor import cached_resource
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    factory: object
+    rank: int
+    available: object  # callable() -> bool, or None (then: loadable by its factory)
+
+
+_REGISTRY = {}
+
+
+def register_denoiser(name, factory, *, rank=0, available=None):
+    """Make ``factory()`` (returning a denoiser) known as ``name``. ``rank`` orders
+    :func:`available_denoisers` (highest first: the best model is the default); ``available``, an
+    optional cheap ``callable() -> bool``, says whether it is installed without loading it.
+    Registering a different factory under a taken name is a ``ValueError``; the same factory again
+    (a module reloaded) is allowed."""
+    name = str(name)
+    known = _REGISTRY.get(name)
+    if known is not None and _qualname(known.factory) != _qualname(factory):
+        raise ValueError(f"denoiser {name!r} is already registered by {_qualname(known.factory)}; "
+                         f"{_qualname(factory)} needs another name")
+    _REGISTRY[name] = _Entry(factory, int(rank), available)
+
+
+def _qualname(factory):
+    return f"{getattr(factory, '__module__', '?')}.{getattr(factory, '__qualname__', repr(factory))}"
+
+
+def registered_denoisers():
+    """Every registered name, best first (installed or not)."""
+    return sorted(_REGISTRY, key=lambda name: (-_REGISTRY[name].rank, name))
+
+
+def _load(name):
+    return _REGISTRY[name].factory()
+
+
+def _usable(name):
+    entry = _REGISTRY[name]
+    try:
+        if entry.available is not None:
+            return bool(entry.available())
+        cached_resource(_load, name)
+        return True
+    except (ImportError, OSError, RoomtoneError):
+        return False
+
+
+def available_denoisers():
+    """Names of the installed, loadable denoisers, best first."""
+    return [name for name in registered_denoisers() if _usable(name)]
+
+
+def default_denoiser():
+    """The best available denoiser's name (``classic`` at least)."""
+    names = available_denoisers()
+    return names[0] if names else "classic"
+
+
+def get_denoiser(name):
+    """The denoiser called ``name`` (``"auto"`` or None: :func:`default_denoiser`), loaded once.
+    Raises :class:`PresetError` naming the available ones for an unknown or unloadable name."""
+    if name is None or str(name).strip().lower() == "auto":
+        name = default_denoiser()
+    name = str(name).strip().lower()
+    if name not in _REGISTRY:
+        raise PresetError(f"unknown denoiser model {name!r}; available: {', '.join(available_denoisers())}")
+    try:
+        return cached_resource(_load, name)
+    except (ImportError, OSError, RoomtoneError) as exc:
+        raise PresetError(f"denoiser model {name!r} cannot be loaded ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                          f"available: {', '.join(available_denoisers())}") from None
+
+
+def _classic():
+    from roomtone.enhance.classic import ClassicDenoiser
+
+    return ClassicDenoiser()
+
+
+register_denoiser("classic", _classic, rank=0, available=lambda: True)

@@ -1,0 +1,479 @@
+"""The enhance job's processors: high-pass, hum removal, click removal, the denoiser stage, de-esser
+and leveler. Each is a frozen dataclass with units in its parameter names and the common call
+``processor(audio, sample_rate)`` (:mod:`roomtone.processor`); :meth:`EnhanceProcessor.run` also
+returns what the stage did (hum found at X Hz, clicks repaired, deepest reduction...) for the
+job's report. Every one keeps the length and is sample-aligned (``latency_samples`` 0).
+
+Shape: audio (channels, samples) float32 in and out, same shape.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+
+from roomtone import filters
+from roomtone.enhance.denoisers import get_denoiser
+from roomtone.kernels.biquad import sos_filter
+from roomtone.kernels.enhance import apply_block_gains, deess, lpc_residual_flags
+from roomtone.meter import block_powers, integrated_from_blocks, to_lufs
+from roomtone.processor import Processor, param, register
+from roomtone.resample import resample
+from roomtone.stages import time_coef
+
+
+def _safe_freq(freq_hz, sample_rate):
+    return min(freq_hz, 0.45 * sample_rate)
+
+
+class EnhanceProcessor(Processor):
+    """A processor that reports what it did: :meth:`run` gives ``(audio, info)``, ``info`` a
+    JSON-ready dict; :meth:`process` is its audio alone."""
+
+    def process(self, audio, sample_rate):
+        return self.run(audio, sample_rate)[0]
+
+    def run(self, audio, sample_rate):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _zero_phase(audio, sos):
+    """``audio`` through ``sos`` forwards, then backwards (zero phase, squared magnitude).
+    Shape: (channels, samples) float32 -> new float32 array."""
+    out = sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32))
+    backwards = np.ascontiguousarray(out[:, ::-1])
+    sos_filter(backwards, sos, backwards)
+    out[:] = backwards[:, ::-1]
+    return out
+
+
+@register("highpass")
+@dataclasses.dataclass(frozen=True)
+class HighPass(EnhanceProcessor):
+    """Gentle rumble filter: 2nd-order Butterworth high-pass (12 dB/octave, -3 dB at
+    ``cutoff_hz``), minimum phase: no delay."""
+
+    cutoff_hz: float = param(75.0, 20.0, 300.0, "Hz")
+
+    def run(self, audio, sample_rate):
+        sos = filters.butterworth2_sos(_safe_freq(self.cutoff_hz, sample_rate), sample_rate, "high")
+        return sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32)), {"cutoff_hz": self.cutoff_hz}
+
+
+# ---------------------------------------------------------------------------------------- hum
+
+HUM_ANALYSIS_S = 60.0  # at most this much audio is analysed, in segments spread over the file
+HUM_SEGMENTS = 12
+
+
+def _hum_spectrum(audio, sample_rate):
+    """Averaged power spectrum of the channel mean (Hann, 50 % overlap, about 1 Hz resolution)
+    over at most :data:`HUM_ANALYSIS_S` seconds in segments spread over the file.
+    Returns ``(freqs_hz, power)`` or None when the file is shorter than one frame."""
+    n_fft = 1 << int(math.ceil(math.log2(sample_rate)))
+    n = audio.shape[1]
+    if n < n_fft:
+        n_fft = 1 << int(math.floor(math.log2(max(n, 2))))
+        if n_fft < sample_rate / 4:  # under 4 Hz resolution: 50 and 60 Hz series blur
+            return None
+    window = np.hanning(n_fft)
+    seg_len = min(n, max(n_fft, int(HUM_ANALYSIS_S * sample_rate / HUM_SEGMENTS)))
+    starts = np.unique(np.linspace(0, n - seg_len, HUM_SEGMENTS).astype(np.int64))
+    total = np.zeros(n_fft // 2 + 1)
+    count = 0
+    for start in starts:
+        seg = audio[:, start:start + seg_len].astype(np.float64).mean(axis=0)
+        for f0 in range(0, seg.size - n_fft + 1, n_fft // 2):
+            spec = np.fft.rfft(seg[f0:f0 + n_fft] * window)
+            total += spec.real ** 2 + spec.imag ** 2
+            count += 1
+    return np.fft.rfftfreq(n_fft, 1.0 / sample_rate), total / max(count, 1)
+
+
+def find_hum(audio, sample_rate, *, max_harmonics=12, threshold_db=10.0, max_hz=2000.0):
+    """Look for a mains hum series (50 or 60 Hz and harmonics) in the averaged spectrum.
+
+    A harmonic ``h f0`` is present where the spectrum's peak within ``+-(0.6 + 0.004 h f0)`` Hz
+    stands ``threshold_db`` over the median of its neighbourhood (``+-3..15`` Hz, and wider with
+    ``h``). A series is found with two present harmonics or more; the one with more (then the
+    louder) wins. Returns a dict: ``found``, ``mains_hz`` (50 or 60), ``fundamental_hz`` (refined
+    from the peaks), ``harmonics`` ``[(number, freq_hz, prominence_db)]``.
+    """
+    result = {"found": False, "mains_hz": None, "fundamental_hz": None, "harmonics": []}
+    analysed = _hum_spectrum(audio, sample_rate)
+    if analysed is None:
+        return result
+    freqs, power = analysed
+    if not np.any(power > 0):
+        return result
+    bin_hz = freqs[1]
+    best = None
+    for mains in (50.0, 60.0):
+        present = []
+        for h in range(1, max_harmonics + 1):
+            f = h * mains
+            if f > min(max_hz, 0.45 * sample_rate):
+                break
+            tol = 0.6 + 0.004 * f
+            near = (freqs >= f - tol) & (freqs <= f + tol)
+            ring = (np.abs(freqs - f) >= max(3.0, 3 * bin_hz, 2 * tol)) & (np.abs(freqs - f) <= 15.0 + 0.02 * f)
+            if not near.any() or ring.sum() < 4:
+                continue
+            idx = np.flatnonzero(near)
+            k = int(idx[np.argmax(power[idx])])
+            floor = float(np.median(power[ring]))
+            if floor <= 0.0 or power[k] <= 0.0:
+                continue
+            prominence = 10.0 * math.log10(power[k] / floor)
+            if prominence < threshold_db:
+                continue
+            # parabolic interpolation of the log peak
+            shift = 0.0
+            if 0 < k < power.size - 1 and power[k - 1] > 0 and power[k + 1] > 0:
+                a, b, c = (math.log(power[k - 1]), math.log(power[k]), math.log(power[k + 1]))
+                denom = a - 2 * b + c
+                if denom < 0:
+                    shift = 0.5 * (a - c) / denom
+            present.append((h, float(freqs[k] + shift * bin_hz), prominence))
+        score = (len(present), sum(p for _, _, p in present))
+        if len(present) >= 2 and (best is None or score > best[0]):
+            best = (score, mains, present)
+    if best is None:
+        return result
+    _, mains, present = best
+    weights = np.array([p for _, _, p in present])
+    fundamental = float(np.sum(weights * np.array([f / h for h, f, _ in present])) / weights.sum())
+    return {"found": True, "mains_hz": mains, "fundamental_hz": round(fundamental, 3),
+            "harmonics": [(h, round(h * fundamental, 2), round(p, 1)) for h, _, p in present]}
+
+
+@register("dehum")
+@dataclasses.dataclass(frozen=True)
+class Dehum(EnhanceProcessor):
+    """Mains hum removal: :func:`find_hum` looks for a 50 or 60 Hz series in the spectrum; only
+    when one is found are its present harmonics notched (RBJ notches ``bandwidth_hz`` wide, run
+    forwards and backwards: zero phase, no delay). A hum-free recording is returned unchanged."""
+
+    max_harmonics: int = param(12, 1, 40, "harmonics")
+    threshold_db: float = param(10.0, 3.0, 40.0, "dB")
+    bandwidth_hz: float = param(3.0, 0.5, 20.0, "Hz")
+
+    def run(self, audio, sample_rate):
+        hum = find_hum(audio, sample_rate, max_harmonics=int(self.max_harmonics), threshold_db=self.threshold_db)
+        info = {"hum_found": hum["found"], "mains_hz": hum["mains_hz"], "fundamental_hz": hum["fundamental_hz"],
+                "harmonics": len(hum["harmonics"]), "notched_hz": [f for _, f, _ in hum["harmonics"]],
+                "prominence_db": [p for _, _, p in hum["harmonics"]]}
+        if not hum["found"]:
+            return audio.copy(), info
+        sos = np.concatenate([filters.notch_sos(f, self.bandwidth_hz, sample_rate) for _, f, _ in hum["harmonics"]])
+        return _zero_phase(audio, sos), info
+
+
+# ------------------------------------------------------------------------------------- clicks
+
+def _lpc(context, order):
+    """Prediction-error filter (a[0] = 1) of ``order`` from ``context`` (float64 samples)."""
+    r = np.array([np.dot(context[: context.size - lag], context[lag:]) for lag in range(order + 1)])
+    a = np.zeros(order + 1)
+    a[0] = 1.0
+    if r[0] <= 0.0:
+        return a
+    r[0] *= 1.0 + 1e-9
+    err = r[0]
+    for i in range(1, order + 1):
+        k = -(r[i] + np.dot(a[1:i], r[i - 1:0:-1])) / err
+        a[1:i + 1] = a[1:i + 1] + k * np.concatenate((a[i - 1:0:-1], [1.0]))
+        err *= 1.0 - k * k
+        if err <= 1e-12 * r[0]:
+            break
+    return a
+
+
+def lsar_interpolate(x, start, stop, order, context):
+    """Least-squares AR interpolation (Vaseghi): the samples ``x[start:stop]`` replaced by those
+    minimising the prediction error of an AR(``order``) model fitted on ``context`` samples either
+    side. In place on the float32 row ``x``; returns False (nothing changed) without enough
+    context."""
+    lo, hi = start - order, stop + order
+    if lo < 0 or hi > x.size:
+        return False
+    c0, c1 = max(0, start - context), min(x.size, stop + context)
+    around = np.concatenate((x[c0:start], x[stop:c1])).astype(np.float64)
+    a = _lpc(around * np.hanning(around.size), order)
+    seg = x[lo:hi].astype(np.float64)
+    m = seg.size
+    rows = m - order  # residuals e[n] for n = order .. m-1 (every one touching the gap)
+    matrix = np.zeros((rows, m))
+    for k in range(order + 1):
+        matrix[np.arange(rows), np.arange(rows) + order - k] = a[k]
+    unknown = np.zeros(m, dtype=bool)
+    unknown[order:order + stop - start] = True
+    mu, mk = matrix[:, unknown], matrix[:, ~unknown]
+    try:
+        fill = np.linalg.solve(mu.T @ mu + 1e-12 * np.eye(mu.shape[1]), -(mu.T @ (mk @ seg[~unknown])))
+    except np.linalg.LinAlgError:
+        return False
+    x[start:stop] = fill.astype(np.float32)
+    return True
+
+
+@register("declick")
+@dataclasses.dataclass(frozen=True)
+class Declick(EnhanceProcessor):
+    """Click removal: impulsive samples are found in the linear-prediction residual
+    (:func:`roomtone.kernels.enhance.lpc_residual_flags`: over ``threshold`` times the block's
+    robust residual scale), grouped into clicks (flags closer than the model order join, 2 samples
+    of margin either side), and each click up to ``max_click_ms`` long is repaired by least-squares
+    AR interpolation (:func:`lsar_interpolate`). Longer bursts are left alone (they are likely
+    programme, e.g. plosives)."""
+
+    threshold: float = param(12.0, 4.0, 50.0, "x residual scale")
+    max_click_ms: float = param(2.0, 0.1, 10.0, "ms")
+
+    def _order(self, sample_rate):
+        return int(min(48, max(10, round(sample_rate / 1500.0))))
+
+    def run(self, audio, sample_rate):
+        out = audio.copy()
+        order = self._order(sample_rate)
+        block = max(4 * order, int(round(0.02 * sample_rate)))
+        longest = max(1, int(round(self.max_click_ms * 1e-3 * sample_rate)))
+        repaired = skipped = 0
+        flags = np.empty(audio.shape[1], dtype=np.uint8)
+        for c in range(audio.shape[0]):
+            if lpc_residual_flags(audio[c], order, block, float(self.threshold), flags) == 0:
+                continue
+            where = np.flatnonzero(flags)
+            breaks = np.flatnonzero(np.diff(where) > order)
+            firsts = np.concatenate(([where[0]], where[breaks + 1]))
+            lasts = np.concatenate((where[breaks], [where[-1]]))
+            for first, last in zip(firsts, lasts):
+                start, stop = int(first) - 2, int(last) + 3
+                if stop - start > longest + 4:
+                    skipped += 1
+                    continue
+                if lsar_interpolate(out[c], start, stop, order, 4 * block):
+                    repaired += 1
+                else:
+                    skipped += 1
+        return out, {"clicks_repaired": repaired, "bursts_left": skipped}
+
+
+# ------------------------------------------------------------------------------------ denoise
+
+HIGH_BAND_BLOCK_S = 0.02
+
+
+@register("denoise")
+@dataclasses.dataclass(frozen=True)
+class Denoise(EnhanceProcessor):
+    """The denoiser stage: the model named ``model`` (:mod:`roomtone.enhance.denoisers`;
+    ``"auto"``: the best available) on every channel, at its native rate (resampled there and
+    back with :func:`roomtone.resample.resample`). Where the model's rate is below the input's, the
+    band above its Nyquist frequency is kept from the input (input minus its round trip through
+    the model's rate), scaled every 20 ms by the model's own attenuation of its top octave
+    (clipped to the ``atten_lim_db`` floor), so the output keeps the full band and noise up there
+    is reduced alike. ``atten_lim_db`` limits the attenuation (100: unlimited)."""
+
+    model: str = "auto"
+    atten_lim_db: float = param(100.0, 0.0, 100.0, "dB")
+
+    @property
+    def bypassed(self):
+        return self.atten_lim_db == 0.0
+
+    def run(self, audio, sample_rate):
+        denoiser = get_denoiser(self.model)
+        native = denoiser.sample_rate
+        limit = None if self.atten_lim_db >= 100.0 else float(self.atten_lim_db)
+        info = {"model": denoiser.name, "model_sample_rate": native, "atten_lim_db": self.atten_lim_db,
+                "band_kept_above_hz": None, "high_band_gain_db_mean": None}
+        if native is None:
+            return np.ascontiguousarray(denoiser(audio, limit, sample_rate=sample_rate), dtype=np.float32), info
+        native = int(native)
+        n = audio.shape[1]
+        low = resample(audio, sample_rate, native)
+        cleaned = np.ascontiguousarray(denoiser(np.ascontiguousarray(low, dtype=np.float32), limit), dtype=np.float32)
+        out = _fit_length(resample(cleaned, native, sample_rate), n)
+        if native >= sample_rate:
+            return out, info
+        # the band above the model's Nyquist frequency, from the input
+        high = audio - _fit_length(resample(low, native, sample_rate), n)
+        gains_db = _top_octave_gain_db(low, cleaned, native, limit)
+        hop = native * HIGH_BAND_BLOCK_S
+        block = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
+        scaled = apply_block_gains(np.ascontiguousarray(high, dtype=np.float32), gains_db, float(block),
+                                   0.5 * block, np.empty(high.shape, dtype=np.float32))
+        del hop
+        out += scaled
+        info["band_kept_above_hz"] = native / 2
+        info["high_band_gain_db_mean"] = round(float(np.mean(gains_db)), 2) if gains_db.size else 0.0
+        return out, info
+
+
+def _fit_length(audio, n):
+    if audio.shape[1] >= n:
+        return np.ascontiguousarray(audio[:, :n])
+    return np.ascontiguousarray(np.pad(audio, ((0, 0), (0, n - audio.shape[1]))))
+
+
+def _top_octave_gain_db(before, after, sample_rate, limit_db):
+    """Per 20 ms block, ``10 log10`` of the model's output over input power in its top octave
+    (above a quarter of its rate), channels together, clipped to ``[-limit_db, 0]`` and smoothed
+    over 3 blocks. Shape: (blocks,) float64."""
+    sos = filters.butterworth2_sos(0.25 * sample_rate, sample_rate, "high")
+    sos = np.concatenate([sos, sos])
+    top_in = sos_filter(np.ascontiguousarray(before, dtype=np.float32), sos, np.empty(before.shape, dtype=np.float32))
+    top_out = sos_filter(after, sos, np.empty(after.shape, dtype=np.float32))
+    block = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
+    count = -(-before.shape[1] // block)
+    pad = count * block - before.shape[1]
+
+    def energy(x):
+        x = np.pad(x.astype(np.float64) ** 2, ((0, 0), (0, pad)))
+        return x.reshape(x.shape[0], count, block).sum(axis=(0, 2))
+
+    e_in, e_out = energy(top_in), energy(top_out)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gains = np.where(e_in > 0, 10.0 * np.log10(np.maximum(e_out, 1e-30) / np.maximum(e_in, 1e-30)), 0.0)
+    floor = -100.0 if limit_db is None else -float(limit_db)
+    gains = np.clip(gains, floor, 0.0)
+    if gains.size >= 3:
+        gains = np.convolve(np.pad(gains, 1, mode="edge"), np.ones(3) / 3.0, mode="valid")
+    return np.ascontiguousarray(gains)
+
+
+# ------------------------------------------------------------------------------------ de-esser
+
+@register("deess")
+@dataclasses.dataclass(frozen=True)
+class DeEsser(EnhanceProcessor):
+    """Split-band de-esser (:func:`roomtone.kernels.enhance.deess`): the band above
+    ``split_hz`` (a dynamic high shelf, the identity at 0 dB) is turned down while the sibilance band (``band_low_hz``..``band_high_hz``)
+    holds more than ``threshold_db`` of the full band's power (a vowel's share is some 25 dB
+    lower; an "s" is mostly that band), by ``(share - threshold) (1 - 1 / ratio)`` dB, at most
+    ``max_reduction_db``. Nothing happens under ``floor_dbfs``. Channels linked. No delay.
+    Streaming: :meth:`new_state` and :meth:`run_block` give the same output in blocks."""
+
+    split_hz: float = param(4500.0, 2000.0, 12000.0, "Hz")
+    band_low_hz: float = param(5000.0, 2000.0, 12000.0, "Hz")
+    band_high_hz: float = param(9000.0, 3000.0, 16000.0, "Hz")
+    threshold_db: float = param(-10.0, -30.0, 0.0, "dB")
+    ratio: float = param(4.0, 1.0, 20.0, ":1")
+    max_reduction_db: float = param(8.0, 0.0, 24.0, "dB")
+    attack_ms: float = param(1.0, 0.1, 50.0, "ms")
+    release_ms: float = param(60.0, 5.0, 1000.0, "ms")
+    floor_dbfs: float = param(-60.0, -120.0, 0.0, "dBFS")
+
+    @property
+    def bypassed(self):
+        return self.max_reduction_db == 0.0 or self.ratio == 1.0
+
+    def _filters(self, sample_rate):
+        w0 = 2.0 * math.pi * _safe_freq(self.split_hz, sample_rate) / sample_rate
+        low = _safe_freq(self.band_low_hz, sample_rate)
+        band = np.concatenate([filters.butterworth2_sos(low, sample_rate, "high"),
+                               filters.butterworth2_sos(_safe_freq(max(self.band_high_hz, low * 1.1), sample_rate),
+                                                        sample_rate, "low")])
+        return math.cos(w0), math.sin(w0) / math.sqrt(2.0), band
+
+    def new_state(self, channels):
+        """Filter and envelope state for :meth:`run_block` (a fresh stream)."""
+        return {"z": np.zeros((channels, 2 + 2 * 2)), "env": np.zeros(2), "deepest_db": 0.0}
+
+    def run_block(self, audio, sample_rate, state):
+        """The next block of a stream; ``state`` from :meth:`new_state`, updated."""
+        cw, alpha, band = self._filters(sample_rate)
+        out = np.empty(audio.shape, dtype=np.float32)
+        deepest = deess(np.ascontiguousarray(audio, dtype=np.float32), cw, alpha, band,
+                        time_coef(self.attack_ms, sample_rate), time_coef(self.release_ms, sample_rate),
+                        float(self.threshold_db), float(self.ratio), float(self.max_reduction_db),
+                        10.0 ** (self.floor_dbfs / 10.0), state["z"], state["env"], out)
+        state["deepest_db"] = max(state["deepest_db"], float(deepest))
+        return out
+
+    def run(self, audio, sample_rate):
+        state = self.new_state(audio.shape[0])
+        out = self.run_block(audio, sample_rate, state)
+        return out, {"max_reduction_db": round(state["deepest_db"], 2)}
+
+
+# ------------------------------------------------------------------------------------- leveler
+
+@register("leveler")
+@dataclasses.dataclass(frozen=True)
+class Leveler(EnhanceProcessor):
+    """Gentle level riding towards the programme's own integrated loudness, offline and zero-phase.
+
+    Every 100 ms the gated mean loudness over ``window_s`` around (only 400 ms blocks above the
+    gate count) is compared with the file's integrated loudness; the gain is ``strength`` times
+    the difference, within ``+-range_db``. A block under the gate (``gate_lu`` below the
+    integrated loudness: a pause) is never raised: it keeps at most 0 dB, or the cut of the speech
+    around it. The gains are smoothed forwards and backwards (time constant ``smoothing_s``, no
+    pumping, no lag), clamped again in the pauses, and interpolated per sample."""
+
+    HOP_S = 0.1
+
+    range_db: float = param(6.0, 0.0, 20.0, "dB")
+    strength: float = param(0.8, 0.0, 1.0, "fraction")
+    window_s: float = param(3.0, 0.4, 20.0, "s")
+    smoothing_s: float = param(1.0, 0.05, 10.0, "s")
+    gate_lu: float = param(20.0, 5.0, 40.0, "LU")
+
+    @property
+    def bypassed(self):
+        return self.range_db == 0.0 or self.strength == 0.0
+
+    def block_gains_db(self, audio, sample_rate):
+        """``(gains_db per 100 ms block, active mask, integrated LUFS)``; gains None when the
+        signal is silent or under one 400 ms block."""
+        momentary, _ = block_powers(audio, sample_rate)
+        integrated = integrated_from_blocks(momentary) if momentary.size else float("-inf")
+        if not np.isfinite(integrated):
+            return None, None, integrated
+        level = to_lufs(np.maximum(momentary, 1e-30))
+        active = level > max(integrated - self.gate_lu, -70.0)
+        half = max(0, int(round(self.window_s / self.HOP_S / 2)))
+        power = np.where(active, momentary, 0.0)
+        csum = np.concatenate(([0.0], np.cumsum(power)))
+        ccount = np.concatenate(([0], np.cumsum(active)))
+        idx = np.arange(momentary.size)
+        lo, hi = np.maximum(idx - half, 0), np.minimum(idx + half + 1, momentary.size)
+        count = ccount[hi] - ccount[lo]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            local = to_lufs(np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), 1e-30))
+        wanted = np.clip(self.strength * (integrated - local), -self.range_db, self.range_db)
+        # pauses: the wanted gain of the nearest active block before (else after), never above 0 dB
+        filled = wanted.copy()
+        if active.any():
+            last = np.where(active, idx, -1)
+            last = np.maximum.accumulate(last)
+            nxt = np.where(active, idx, momentary.size)
+            nxt = np.minimum.accumulate(nxt[::-1])[::-1]
+            source = np.where(last >= 0, last, nxt)
+            filled = np.where(active, wanted, np.minimum(wanted[source], 0.0))
+        coef = math.exp(-self.HOP_S / self.smoothing_s)
+        smoothed = _one_pole(_one_pole(filled, coef)[::-1], coef)[::-1]
+        smoothed = np.where(active, smoothed, np.minimum(smoothed, np.minimum(filled, 0.0)))
+        return np.ascontiguousarray(smoothed), active, integrated
+
+    def run(self, audio, sample_rate):
+        gains, active, integrated = self.block_gains_db(audio, sample_rate)
+        if gains is None:
+            return audio.copy(), {"gain_min_db": 0.0, "gain_max_db": 0.0, "programme_lufs": None}
+        hop = self.HOP_S * sample_rate
+        centre = 0.5 * 0.4 * sample_rate  # a 400 ms block's centre
+        out = apply_block_gains(audio, gains, float(hop), float(centre), np.empty(audio.shape, dtype=np.float32))
+        return out, {"gain_min_db": round(float(gains.min()), 2), "gain_max_db": round(float(gains.max()), 2),
+                     "programme_lufs": round(float(integrated), 2),
+                     "paused_percent": round(100.0 * float(1.0 - active.mean()), 1)}
+
+
+def _one_pole(x, coef):
+    """``y[k] = coef y[k-1] + (1 - coef) x[k]``, ``y[-1] = x[0]``. Shape: (n,) float64."""
+    y = np.empty_like(x)
+    state = x[0] if x.size else 0.0
+    for k in range(x.size):  # blocks of 100 ms: an hour is 36 000 steps
+        state = coef * state + (1.0 - coef) * x[k]
+        y[k] = state
+    return y
