@@ -807,7 +807,7 @@ def attenuation_limit(atten_lim_db):
         return 0.0
     db = abs(float(atten_lim_db))
     if not math.isfinite(db):
-        raise InvalidAudioError(f"atten_lim_db {atten_lim_db} must be a finite number of dB (0 .. 100; None: no limit)")
+        raise ValueError(f"atten_lim_db {atten_lim_db} must be a finite number of dB (0 .. 100; None: no limit)")
     if db >= 100.0:
         return 0.0
     if db < 0.01:
