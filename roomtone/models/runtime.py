@@ -34,6 +34,9 @@ def _private_dir(path):
     return not info.st_mode & 0o022
 
 
+private_dir = _private_dir  # public name: model jobs keep their converted-weight caches the same way
+
+
 def setup():
     """Once per process: turn on the persistent compilation cache (when its directory is private and
     writable; else compile without it). Returns the cache directory or None."""
