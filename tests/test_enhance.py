@@ -43,7 +43,7 @@ def _noisy_speech(seconds, sample_rate, channels, noise_rms=0.005, seed=3):
 @pytest.mark.parametrize("channels", (1, 2))
 def test_denoise_keeps_length_and_alignment(sample_rate, channels):
     speech, noise, _ = _noisy_speech(2.0, sample_rate, channels)
-    out, report = enhance(speech + noise, sample_rate, preset="denoise")
+    out, report = enhance(speech + noise, sample_rate, preset="denoise", model="classic")
     assert out.shape == speech.shape and out.dtype == np.float32
     for c in range(channels):
         assert _lag(speech[c], out[c]) == 0
@@ -53,15 +53,15 @@ def test_denoise_keeps_length_and_alignment(sample_rate, channels):
 
 def test_silence_in_silence_out():
     for preset in ("denoise",):
-        out, _ = enhance(silence(1.0, 48000), 48000, preset=preset)
+        out, _ = enhance(silence(1.0, 48000), 48000, preset=preset, model="classic")
         assert not np.any(out)
-    assert not np.any(Denoise()(silence(0.5, 16000, channels=1), 16000))
+    assert not np.any(Denoise(model="classic")(silence(0.5, 16000, channels=1), 16000))
 
 
 @pytest.mark.parametrize("sample_rate", (16000, 48000))
 def test_clean_tone_passes_almost_unchanged(sample_rate):
     tone = sine(440.0, 2.0, sample_rate, amplitude=0.3, channels=1)
-    out = Denoise()(tone, sample_rate)
+    out = Denoise(model="classic")(tone, sample_rate)
     mid = slice(sample_rate // 2, -sample_rate // 2)
     assert abs(_rms_db(out[:, mid]) - _rms_db(tone[:, mid])) < 0.1
     assert _rms_db(out[:, mid] - tone[:, mid]) < _rms_db(tone) - 40.0
@@ -71,8 +71,8 @@ def test_noise_reduction_respects_the_attenuation_limit():
     sample_rate = 16000
     noise = band_noise(3.0, sample_rate, 100, 7000, rms=0.01, seed=5)
     tail = slice(sample_rate, None)
-    free = _rms_db(Denoise()(noise, sample_rate)[:, tail]) - _rms_db(noise[:, tail])
-    limited = _rms_db(Denoise(atten_lim_db=6.0)(noise, sample_rate)[:, tail]) - _rms_db(noise[:, tail])
+    free = _rms_db(Denoise(model="classic")(noise, sample_rate)[:, tail]) - _rms_db(noise[:, tail])
+    limited = _rms_db(Denoise(model="classic", atten_lim_db=6.0)(noise, sample_rate)[:, tail]) - _rms_db(noise[:, tail])
     assert free < -9.0
     assert -6.5 < limited < -2.0
 
