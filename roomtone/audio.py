@@ -482,6 +482,11 @@ class PendingWrite:
             raise OutputError(f"{self.path}: the file just written does not decode ({str(exc).splitlines()[0]})") from None
         return np.ascontiguousarray(data.T), rate
 
+    def wait(self):
+        """Wait for the write (a job writing several files waits for all before renaming any);
+        raises :class:`OutputError`."""
+        self._future.result()
+
     def commit(self):
         """Wait for the write and rename the file into place; raises :class:`OutputError`."""
         _commit(self._future.result(), self.path)
