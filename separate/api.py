@@ -214,8 +214,8 @@ def apply_clip_policy(stems, bit_depth, clip):
         return stems, {"policy": None, "peak": peak, "note": "float output: nothing clipped"}
     if clip is None:
         raise OutputError(f"{bit_depth}-bit output needs a clipping policy: clip='rescale' (one common gain for all "
-                          f"stems) or clip='clamp' (clip and count); stems may peak above full scale "
-                          f"(here {peak:.3f})")
+                          f"stems) or clip='clamp' (clip and count); stems may peak above full scale"
+                          + (f" (these peak at {peak:.3f})" if stems else ""))
     if clip not in CLIP_POLICIES:
         raise OutputError(f"clip={clip!r} must be one of {', '.join(CLIP_POLICIES)}")
     limit = clip_limit(int(bit_depth))
