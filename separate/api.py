@@ -225,8 +225,7 @@ def apply_clip_policy(stems, bit_depth, clip):
             stems = {k: (y * np.float32(gain)).astype(np.float32) for k, y in stems.items()}
         return stems, {"policy": "rescale", "peak": peak, "gain_db": round(20 * np.log10(gain), 3)}
     clipped = {k: int(np.count_nonzero(np.abs(y) > limit)) for k, y in stems.items()}
-    if any(clipped.values()):
-        stems = {k: np.clip(y, -limit, limit) for k, y in stems.items()}
+    stems = {k: np.clip(y, -limit, limit) if clipped[k] else y for k, y in stems.items()}
     return stems, {"policy": "clamp", "peak": peak, "clipped_samples": clipped,
                    "clipped_total": int(sum(clipped.values()))}
 
@@ -243,7 +242,8 @@ def separate_file(input_path, output_dir, *, stems=FOUR_STEMS, two_stems=None, m
     """Separate a file into ``DIR/<input name>/<stem>.wav`` (``--two-stems vocals``: ``vocals.wav``
     and ``no_vocals.wav``), atomically as a set: every stem is written to a temporary file beside
     its target, and all are renamed into place only when all were written; on any failure or
-    interrupt they are removed (and the folder, if this call created it and it is empty).
+    interrupt they are removed (and the folders, if this call created them). ``output_dir`` is
+created if missing.
 
     ``bit_depth``: ``"32f"`` (float, default), or ``"16"`` / ``"24"`` (TPDF-dithered PCM), which
     need ``clip`` (:func:`apply_clip_policy`). Returns the report of :func:`separate` with
@@ -256,16 +256,16 @@ def separate_file(input_path, output_dir, *, stems=FOUR_STEMS, two_stems=None, m
     apply_clip_policy({}, bit_depth, clip)  # checks the options before any work
     paths = stem_paths(input_path, output_dir, wanted)
     folder = os.path.dirname(next(iter(paths.values())))
-    created = False
-    if not os.path.isdir(folder):
-        parent = os.path.dirname(os.path.abspath(folder))
-        if not os.path.isdir(parent):
-            raise OutputError(f"{folder}: directory {parent} does not exist")
-        try:
-            os.mkdir(folder)
-            created = True
-        except OSError as exc:
-            raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    created = []  # the folders this call made, innermost last
+    for path in (os.fspath(output_dir), folder):
+        if not os.path.isdir(path):
+            try:
+                os.mkdir(path)
+            except OSError as exc:
+                for made in reversed(created):
+                    os.rmdir(made)
+                raise OutputError(f"{path}: cannot create the output folder ({exc.strerror})") from None
+            created.append(path)
     pending = []
     try:
         for path in paths.values():
@@ -292,12 +292,13 @@ def separate_file(input_path, output_dir, *, stems=FOUR_STEMS, two_stems=None, m
     except BaseException:
         for item in pending:
             item.discard()  # after a commit there is nothing left to remove
-        committed = [p for p in paths.values() if created and os.path.exists(p)]
-        for path in committed:  # a folder we made holds only this call's files: leave it as it was
-            os.unlink(path)
-        if created:
+        if folder in created:  # a folder this call made holds only its own files: leave nothing
+            for path in paths.values():
+                if os.path.exists(path):
+                    os.unlink(path)
+        for made in reversed(created):
             try:
-                os.rmdir(folder)
+                os.rmdir(made)
             except OSError:
                 pass
         raise

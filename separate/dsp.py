@@ -74,11 +74,11 @@ class DspSeparator:
     fixed_segment = False
     batch = 1
 
-    def __init__(self, *, wiener_iterations=0, name="dsp", segment_s=SEGMENT_S, overlap_s=OVERLAP_S):
+    def __init__(self, *, wiener_iterations=0, name="dsp", segment_s=None, overlap_s=None):
         self.name = name
         self.wiener_iterations = int(wiener_iterations)
-        self.segment_s = float(segment_s)
-        self.overlap_s = float(overlap_s)
+        self.segment_s = float(SEGMENT_S if segment_s is None else segment_s)
+        self.overlap_s = float(OVERLAP_S if overlap_s is None else overlap_s)
 
     def __repr__(self):
         return f"DspSeparator(name={self.name!r}, wiener_iterations={self.wiener_iterations})"

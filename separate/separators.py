@@ -149,7 +149,7 @@ def _spleeter_available():
 
 FOUR_STEMS = ("vocals", "drums", "bass", "other")
 # ranks: benchmarks/bench_separate.py (benchmarks/README.md has the table)
-register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=0, available=lambda: True)
-register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=1, available=lambda: True)
+register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=1, available=lambda: True)
+register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, available=lambda: True)
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
                    available=_spleeter_available)
