@@ -38,7 +38,7 @@ BASS_CROSSOVER_HZ = 170.0
 VOCAL_BAND_HZ = (150.0, 8000.0)
 CENTRE_POWER = 6.0
 COHERENCE_FRAMES = 3
-SEGMENT_S = 30.0
+SEGMENT_S = 20.0
 OVERLAP_S = 2.0
 EPS = 1e-12
 
@@ -132,7 +132,7 @@ class DspSeparator:
             mix = np.transpose(spec, (1, 2, 0))  # (frames, bins, channels)
             v = np.abs(mix)[..., None] * masks[:, :, None, :]
             images = wiener(v, mix, self.wiener_iterations)  # (frames, bins, channels, 4)
-            images = np.transpose(images, (3, 2, 0, 1))  # (4, channels, frames, bins)
-        else:
-            images = spec[None] * np.transpose(masks, (2, 0, 1))[:, None]
-        return istft(images, n_fft, hop, samples)
+            return np.stack([istft(np.transpose(images[..., j], (2, 0, 1)), n_fft, hop, samples)
+                             for j in range(len(STEMS))])
+        # one stem at a time: the peak memory is one stem's spectrogram, not four
+        return np.stack([istft(spec * masks[None, :, :, j], n_fft, hop, samples) for j in range(len(STEMS))])
