@@ -71,6 +71,10 @@ def resolve(stems=FOUR_STEMS, two_stems=None, model=None, weights=None):
     if missing:
         hint = f"; use two_stems={produced[0]!r} (--two-stems {produced[0]})" if len(produced) == 2 else ""
         raise PresetError(f"separator {name!r} produces {', '.join(produced)}, not {', '.join(missing)}{hint}")
+    from roomtone.separate.separators import takes_weights
+
+    if weights is not None and not takes_weights(name):
+        raise PresetError(f"separator {name!r} has no weights; leave weights (--weights) out")
     if weights is not None and not os.path.exists(os.fspath(weights)):
         raise PresetError(f"{weights}: no such weights file or folder")
     return wanted, name

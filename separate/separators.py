@@ -36,13 +36,15 @@ class _Entry:
     rank: int
     available: object  # callable() -> bool, or None (then: loadable by its factory)
     stems: tuple
+    takes_weights: bool
 
 
 _REGISTRY = {}
 
 
-def register_separator(name, factory, *, stems, rank=0, available=None):
-    """Make ``factory(weights)`` (returning a separator) known as ``name``, producing ``stems``.
+def register_separator(name, factory, *, stems, rank=0, available=None, takes_weights=True):
+    """Make ``factory(weights)`` (returning a separator) known as ``name``, producing ``stems``
+    (``takes_weights=False``: a model without weights, whose factory is always given None).
     ``rank`` orders :func:`available_separators` (highest first); ``available``, an optional cheap
     ``callable() -> bool``, says whether it is installed without loading it. Registering a
     different factory under a taken name is a ``ValueError``; the same one again is allowed."""
@@ -51,7 +53,7 @@ def register_separator(name, factory, *, stems, rank=0, available=None):
     if known is not None and _qualname(known.factory) != _qualname(factory):
         raise ValueError(f"separator {name!r} is already registered by {_qualname(known.factory)}; "
                          f"{_qualname(factory)} needs another name")
-    _REGISTRY[name] = _Entry(factory, int(rank), available, tuple(stems))
+    _REGISTRY[name] = _Entry(factory, int(rank), available, tuple(stems), bool(takes_weights))
 
 
 def _qualname(factory):
@@ -66,6 +68,11 @@ def registered_separators():
 def separator_stems(name):
     """The stems the separator ``name`` produces (without loading it)."""
     return _REGISTRY[name].stems
+
+
+def takes_weights(name):
+    """Whether the separator ``name`` reads weights (``--weights``)."""
+    return _REGISTRY[name].takes_weights
 
 
 def _load(key):
@@ -118,16 +125,12 @@ def get_separator(name=None, weights=None, *, needed=None):
 def _dsp(weights):
     from roomtone.separate.dsp import DspSeparator
 
-    if weights is not None:
-        raise PresetError("the dsp separator has no weights; leave --weights out")
     return DspSeparator()
 
 
 def _dsp_wiener(weights):
     from roomtone.separate.dsp import DspSeparator
 
-    if weights is not None:
-        raise PresetError("the dsp-wiener separator has no weights; leave --weights out")
     return DspSeparator(wiener_iterations=1, name="dsp-wiener")
 
 
@@ -149,7 +152,8 @@ def _spleeter_available():
 
 FOUR_STEMS = ("vocals", "drums", "bass", "other")
 # ranks: benchmarks/bench_separate.py (benchmarks/README.md has the table)
-register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=1, available=lambda: True)
-register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, available=lambda: True)
+register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=1, available=lambda: True, takes_weights=False)
+register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, available=lambda: True,
+                   takes_weights=False)
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
                    available=_spleeter_available)

@@ -64,7 +64,8 @@ def test_long_input_is_chunked_and_still_sums(monkeypatch):
     (dict(two_stems="guitar"), PresetError, "must be one of"),
     (dict(model="nope"), PresetError, "unknown separator model 'nope'"),
     (dict(model="spleeter-2stems"), PresetError, "produces vocals, accompaniment"),
-    (dict(model="dsp", weights="/no/such/file"), PresetError, "no such weights"),
+    (dict(model="dsp", weights="/no/such/file"), PresetError, "has no weights"),
+    (dict(model="spleeter-2stems", two_stems="vocals", weights="/no/such/file"), PresetError, "no such weights"),
 ])
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):

@@ -243,6 +243,24 @@ def test_stems_sum_to_the_band_below_bin_1024():
     assert np.std(out[0, 0]) > 0.05 * np.std(out[0, 1]) and np.std(out[0, 1]) > 0.05 * np.std(out[0, 0])
 
 
+@pytest.mark.parametrize("sample_rate,channels", [(48000, 1), (44100, 2)])
+def test_the_job_adapts_rate_and_channels_for_spleeter(monkeypatch, sample_rate, channels):
+    """Through the API (random weights, 64-frame segments): 48 kHz mono goes to the model as
+    44.1 kHz stereo and comes back at the input's shape, the stems summing to the mixture."""
+    from roomtone.separate import api
+
+    segment = (64 - spleeter.N_FFT // spleeter.HOP + 1) * spleeter.HOP
+    sep = spleeter.SpleeterSeparator(spleeter.build_model(_random_state_dict(6), _random_state_dict(7)),
+                                     segment=segment, batch=2)
+    sep.overlap_s = 0.25
+    monkeypatch.setattr(api, "get_separator", lambda name, weights=None: sep)
+    x = (0.1 * np.random.default_rng(8).standard_normal((channels, int(2.2 * sample_rate)))).astype(np.float32)
+    stems, report = api.separate(x, sample_rate, two_stems="vocals", model="spleeter-2stems")
+    assert report["model_sample_rate"] == 44100 and report["segments"] == 2
+    assert stems["vocals"].shape == x.shape and np.std(stems["vocals"]) > 0
+    assert np.max(np.abs(stems["vocals"] + stems["no_vocals"] - x)) < 1e-6
+
+
 def test_missing_weights_say_how_to_get_them(tmp_path):
     from roomtone.errors import ModelUnavailableError
 
