@@ -209,3 +209,16 @@ def test_dsp_on_the_real_excerpt():
         assert sdr(refs[stem], stems[stem]) > sdr(refs[stem], mix / 4) + 1.5, stem
     assert sdr(refs["vocals"], stems["vocals"]) > 5.0
     assert np.max(np.abs(sum(stems.values()) - mix)) < 1e-5
+
+
+def test_dsp_separation_imports_no_model_library(tmp_path):
+    """jax, flax and optax are imported only where a model runs; dsp is numpy and numba."""
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np\nfrom roomtone.separate import separate\n"
+            "separate(np.zeros((2, 4410), np.float32), 44100, model='dsp')\n"
+            "print([m for m in ('jax', 'flax', 'optax', 'torch') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"
