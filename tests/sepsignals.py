@@ -50,3 +50,18 @@ def energy_shares(stems):
     energies = {k: float(np.sum(np.square(v, dtype=np.float64))) for k, v in stems.items()}
     total = sum(energies.values()) or 1.0
     return {k: e / total for k, e in energies.items()}
+
+
+def hihat(seconds, sample_rate, channels=2, period_s=0.25, seed=1):
+    """Closed hi-hat-like bursts: white noise differentiated twice (a +12 dB/octave tilt), 20 ms
+    decay, every ``period_s``; independent noise in each channel."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * sample_rate)
+    x = np.zeros((channels, n))
+    tt = np.arange(int(0.1 * sample_rate)) / sample_rate
+    for start in np.arange(0.125, seconds, period_s):
+        i = int(start * sample_rate)
+        noise = np.diff(rng.standard_normal((channels, len(tt) + 2)), n=2, axis=1)
+        burst = noise * np.exp(-tt / 0.02)
+        x[:, i:i + len(tt)] += burst[:, :n - i]
+    return (0.05 * x).astype(np.float32)

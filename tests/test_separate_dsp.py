@@ -89,3 +89,16 @@ def test_chunked_equals_whole_without_clicks():
             near[max(0, s - overlap - 256):s + 256] = True
         assert steps[:, near].max() <= 1.1 * np.abs(np.diff(whole[j], axis=-1)).max()
     assert np.max(np.abs(chunked.sum(axis=0) - x)) < 1e-5
+
+
+def test_a_synthetic_mix_separates():
+    """kick + hi-hat (drums), centred voice, bass note, mixed: SDR per stem (what FRAME_S and
+    PERCUSSIVE_HZ were chosen on: 4.5 / 13.7 / 13.5 dB measured)."""
+    from sepsignals import hihat
+
+    sample_rate = 44100
+    sources = {"drums": kick(6.0, sample_rate) + hihat(6.0, sample_rate), "vocals": voice(6.0, sample_rate),
+               "bass": bass(6.0, sample_rate)}
+    out = _separate(sum(sources.values()), sample_rate)
+    sdr = {k: 10 * np.log10(np.sum(v ** 2) / np.sum((v - out[k]) ** 2)) for k, v in sources.items()}
+    assert sdr["drums"] > 3.5 and sdr["vocals"] > 11 and sdr["bass"] > 11, sdr
