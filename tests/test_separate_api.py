@@ -193,9 +193,9 @@ def test_cli_refuses_bad_options_before_any_work(tmp_path, args, match):
 @pytest.mark.shared_data
 @pytest.mark.skipif(not os.path.isdir(EVAL), reason="../shared/data/sep/eval/musicdelta_80srock is not here")
 def test_dsp_on_the_real_excerpt():
-    """Global SDR per stem on the real excerpt (evaluation only). Measured: vocals 6.4 dB and other
-    2.3 dB against 1.9 and 0.3 for the mixture/4 split; drums 1.2 (trivial 1.4) and bass -0.5
-    (trivial 0.6) lose to it: the classical split is a baseline, not a separator to ship alone."""
+    """Global SDR per stem on the real excerpt (evaluation only; nothing was tuned on it). Measured:
+    vocals 6.2, drums 2.3, bass 0.7, other 2.5 dB against 1.9, 1.4, 0.65, 0.3 for the mixture/4
+    split: the bass only ties it."""
     from roomtone.audio import read_audio
 
     refs = {stem: read_audio(os.path.join(EVAL, f"{stem}.flac"))[0] for stem in ("vocals", "drums", "bass", "other")}
@@ -205,9 +205,9 @@ def test_dsp_on_the_real_excerpt():
     def sdr(ref, est):
         return 10 * np.log10(np.sum(ref ** 2) / np.sum((ref - est) ** 2))
 
-    for stem in ("vocals", "other"):
-        assert sdr(refs[stem], stems[stem]) > sdr(refs[stem], mix / 4) + 1.5, stem
-    assert sdr(refs["vocals"], stems["vocals"]) > 5.0
+    margins = {"vocals": 3.0, "drums": 0.5, "other": 1.5, "bass": -0.5}
+    for stem, margin in margins.items():
+        assert sdr(refs[stem], stems[stem]) > sdr(refs[stem], mix / 4) + margin, stem
     assert np.max(np.abs(sum(stems.values()) - mix)) < 1e-5
 
 
