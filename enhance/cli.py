@@ -101,7 +101,8 @@ def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth,
         return enhance_file(source, target, progress=progress, **options)
 
     results, status = run_batch(plan, enhance, label="enhancing", show_bar=not quiet and many, as_json=as_json,
-                                report_dir=report_dir, line=_summary_line)
+                                report_dir=report_dir, line=_summary_line,
+                                error_gap="\n" if not quiet and many else "")  # past the progress bar's line
     if many and not as_json:
         click.echo(count_line(results, "enhanced"))
     raise SystemExit(status)
