@@ -17,7 +17,8 @@ What is fitted, and how (the speed budget is "fit + render within 2x of a plain 
 - Parameters stay inside their ``param(...)`` ranges by reparametrisation: ``gain_db = 12
   tanh(u)``, ``width = 2 sigmoid(v)``.
 - Loss: mean square of the tonal difference with its mean removed (the loudness stage sets the
-  level), plus 0.3 x the mean square width difference (dB, per group), plus 1e-3 x the mean square
+  level), plus 1 x the square of the EQ's K-weighted level change in dB (the EQ must keep the
+  loudness into the compressor, whose thresholds are set at the working level), plus 0.3 x the mean square width difference (dB, per group), plus 1e-3 x the mean square
   gain (dB) so that bells do not fight each other.
 
 Not fitted yet: the compressor's settings (the target's dynamics are reported, input and output),
@@ -47,6 +48,7 @@ WIDTH_LIMIT = 2.0
 ANALYSIS_HZ = (35.0, 18000.0)
 WIDTH_WEIGHT = 0.3
 GAIN_PENALTY = 1e-3
+LEVEL_WEIGHT = 1.0
 SETTLE_S = 0.5  # each excerpt's render from zero state: this much at its start is left out of the analysis
 
 
@@ -112,10 +114,15 @@ def _loss(theta, data, sample_rate, stereo, has_width):
         mid = data["t_mid"] * (bands @ (h2 * data["p_mid"]))
         side = data["t_side"] * (width / data["width_now"]) ** 2 * (bands @ (h2 * data["p_side"]))
         total = 2.0 * (mid + side)
+        flat = 2.0 * (data["t_mid"] * (bands @ data["p_mid"]) + data["t_side"] * (bands @ data["p_side"]))
     else:
         total = data["t_total"] * (bands @ (h2 * data["p_total"]))
+        flat = data["t_total"] * (bands @ data["p_total"])
     d = _normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["target_tonal"]
-    value = jnp.mean(d ** 2) + GAIN_PENALTY * jnp.mean(gains ** 2)
+    # The EQ keeps the loudness into the compressor (its thresholds are set at the working level):
+    # the K-weighted level change counts against the fit.
+    level_change = 10.0 * jnp.log10(jnp.sum(data["k2"] * total) / jnp.sum(data["k2"] * flat))
+    value = jnp.mean(d ** 2) + GAIN_PENALTY * jnp.mean(gains ** 2) + LEVEL_WEIGHT * level_change ** 2
     if stereo and has_width:
         ratio = 10.0 * jnp.log10((data["groups"] @ side + 1e-20) / (data["groups"] @ mid + 1e-20))
         value = value + WIDTH_WEIGHT * jnp.mean((ratio - data["target_width"]) ** 2)

@@ -2,7 +2,9 @@
 
 A preset file has ``schema_version = 1``, ``name``, ``category`` ("style" | "genre"),
 ``description``, a ``[limiter]`` table (``lookahead_ms``, ``release_ms``, ``max_limiting_lu``) and
-an array of ``[[chain]]`` tables, each a processor ``kind`` with its parameters. Any unknown key or
+an array of ``[[chain]]`` tables, each a processor ``kind`` with its parameters, and optionally a
+``[target]`` table: the tonal curve (``bands_hz``, ``tonal_db``) and dynamics a fit aims at
+(``master --fit-target``; :func:`roomtone.mastering.targets.check_target_table`). Any unknown key or
 out-of-range value raises :class:`PresetError` naming the file and the key.
 Chain -> TOML -> Chain round-trips (:meth:`Preset.to_toml`, :func:`parse_preset`).
 """
@@ -20,7 +22,7 @@ from roomtone.stages import TruePeakLimiter
 
 SCHEMA_VERSION = 1
 CATEGORIES = ("style", "genre")
-_TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain"}
+_TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain", "target"}
 # limiter key -> (low, high, unit); the timing ranges are the limiter processor's own
 _LIMITER_KEYS = {
     "lookahead_ms": (*TruePeakLimiter.__dataclass_fields__["lookahead_ms"].metadata["range"], "ms"),
@@ -45,6 +47,7 @@ class Preset:
     release_ms: float = 80.0
     max_limiting_lu: float = 6.0
     source: str = ""
+    target: dict | None = dataclasses.field(default=None, hash=False)
 
     def to_dict(self):
         """Preset data (what :meth:`to_toml` writes); the report adds ``source``."""
@@ -54,6 +57,8 @@ class Preset:
             "limiter": {"lookahead_ms": self.lookahead_ms, "release_ms": self.release_ms,
                         "max_limiting_lu": self.max_limiting_lu},
             "chain": self.chain.to_dicts(),
+            **({"target": {k: list(v) if isinstance(v, tuple) else v for k, v in self.target.items()}}
+               if self.target else {}),
         }
 
     def to_toml(self):
@@ -65,6 +70,8 @@ class Preset:
         lines += [f"{k} = {_toml_value(v)}" for k, v in data["limiter"].items()]
         for item in data["chain"]:
             lines += ["", "[[chain]]"] + [f"{k} = {_toml_value(v)}" for k, v in item.items()]
+        if "target" in data:
+            lines += ["", "[target]"] + [f"{k} = {_toml_value(v)}" for k, v in data["target"].items()]
         return "\n".join(lines) + "\n"
 
 
@@ -115,6 +122,10 @@ def parse_preset(data, source="<data>"):
             processors.append(Chain.from_dicts([item])[0])
         except (PresetError, TypeError) as exc:
             raise PresetError(f"{where}: chain[{index}] ({item.get('kind', '?')}): {exc}") from None
+    if "target" in data:
+        from roomtone.mastering.targets import check_target_table
+
+        values["target"] = check_target_table(data["target"], where)
     return Preset(name=data["name"], category=data["category"], description=data["description"],
                   chain=Chain(processors), source=str(source), **values)
 

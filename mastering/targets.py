@@ -136,6 +136,12 @@ def measure_features(audio, sample_rate, integrated_lufs=None):
                     integrated_lufs=float(lufs))
 
 
+def tonal_curve(audio, sample_rate, integrated_lufs):
+    """The loudness-normalised 1/3-octave curve alone (dB re ``integrated_lufs``). Shape: (27,)."""
+    freqs, total, _, _ = spectra(audio, sample_rate)
+    return 10.0 * np.log10(band_matrix(freqs) @ total + _EPS) - integrated_lufs
+
+
 def tonal_distance(curve_a, curve_b):
     """dB RMS over the bands between two loudness-normalised 1/3-octave curves."""
     d = np.asarray(curve_a) - np.asarray(curve_b)
