@@ -76,7 +76,7 @@ def explain(report, reductions):
             continue
         lines += processor_lines(processor, reductions.get(index))
     limiter = stages.get("limiter", {})
-    text = f"loudness gain {stages['loudness_gain']['gain_db']:+.1f} dB, limiter {-limiter.get('gain_db', 0.0):.2f} LU"
+    text = f"loudness gain {stages['loudness_gain']['gain_db']:+.1f} dB, limiter {abs(limiter.get('gain_db', 0.0)):.2f} LU"
     if limiter.get("limited_percent"):
         text += f" (peaks down up to {limiter['gain_reduction_max_db']:.1f} dB)"
     lines.append(text)
