@@ -97,8 +97,9 @@ def _plan(inputs, output_path, fmt_choice):
 @click.option("--preset", default="balanced", show_default=True,
               help="Style (warm, balanced, open, aggressive), genre (pop, rock, hip-hop, electronic, jazz, classical, "
                    "acoustic) or a path to a preset .toml file; names in any case. See --list-presets.")
-@click.option("--platform", default="spotify", show_default=True,
-              help="Delivery target: spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
+@click.option("--platform", default=None,
+              help="Delivery target (default spotify; with --reference, the reference's loudness unless --platform or "
+                   "--target-lufs is given): spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
                    "podcast -16/-1 (-19 LUFS for mono), ebu-r128 -23/-1, atsc-a85 -24/-2. Names in any case.")
 @click.option("--target-lufs", type=float, help="Integrated loudness target in LUFS (BS.1770-4); overrides the platform's.")
 @click.option("--ceiling-dbtp", type=float, help="True-peak ceiling in dBTP (4x oversampled); overrides the platform's.")
@@ -115,6 +116,16 @@ def _plan(inputs, output_path, fmt_choice):
 @click.option("--json", "as_json", is_flag=True,
               help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
                    "for a file that failed), instead of the tables.")
+@click.option("--reference", "references", multiple=True, metavar="REF[:WEIGHT]",
+              help="Match a reference track: the preset's chain is fitted (JAX, optax) to its tonal balance "
+                   "(1/3-octave curve) and stereo width, then rendered by the usual chain; its integrated loudness "
+                   "becomes the target unless --platform or --target-lufs is given (the report says which). "
+                   "Repeat to blend several, weighted: --reference A.wav:0.7 --reference B.wav:0.3.")
+@click.option("--fit-target", is_flag=True,
+              help="Fit the chain to the preset's own [target] table (tonal curve; balanced, warm, open have one).")
+@click.option("--explain", is_flag=True,
+              help="List the decisions in plain words with numbers (EQ, compression and its average reduction, width, "
+                   "saturation, loudness gain, limiter); also in the report's \"explain\" list.")
 @click.option("--overwrite-input", is_flag=True, help="Allow OUT to be the input file itself (replaced only on success).")
 @click.option("--demo", is_flag=True, help="Master a 12 s demo track (drums, bass, chords) the package synthesizes; needs -o.")
 @click.option("--list-presets", is_flag=True, help="List presets and platforms, then exit.")
@@ -122,7 +133,7 @@ def _plan(inputs, output_path, fmt_choice):
 @click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
 def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-         report_path, report_dir, as_json, overwrite_input, demo, list_presets, quiet):
+         report_path, report_dir, as_json, references, fit_target, explain, overwrite_input, demo, list_presets, quiet):
     """Master IN into OUT (or each IN into a folder) at a platform's loudness, with the true peak
     under its ceiling.
 
@@ -132,6 +143,7 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
       master mix.flac -o mix_apple.flac --platform apple --bit-depth 24 --report mix.json
       master *.wav -o masters/ --format flac --report-dir masters/reports
       master --demo -o demo_master.wav
+      master mix.wav -o mix_master.wav --reference favourite.flac --explain
 
     Every output reads the target integrated loudness within 0.1 LU and a true peak at or under the
     ceiling. If that needs more limiting than the preset allows, that file is not written (exit
@@ -173,6 +185,11 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         if not quiet:
             click.echo(f"  ... demo mix written to {inputs[0]}", err=True)
     check_destinations(plan, bit_depth, overwrite_input=overwrite_input, report_path=report_path, report_dir=report_dir)
+    match = None
+    if references or fit_target:  # read and measure the reference(s) before any input is decoded
+        from roomtone.mastering.api import match_target
+
+        match = match_target(preset, list(references) or None, fit_target)
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
@@ -183,15 +200,21 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         click.echo("  ... compiling the audio kernels for this machine (first run only, about 10 s)", err=True)
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input)
+                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input,
+                   reference=match, explain=explain)
     if len(plan) == 1:
         report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading, **options)
         write_reports(report, report_path, report_dir)
         if as_json:
             click.echo(json.dumps(report))
         else:
-            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, {report['platform']})")
+            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
+                       f"{report['platform'] or 'reference loudness'})")
             _print_table(report)
+            if report.get("explain"):
+                click.echo("decisions:")
+                for line in report["explain"]:
+                    click.echo(f"  - {line}")
         return
     results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file)
     if not as_json:

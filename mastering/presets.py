@@ -2,7 +2,9 @@
 
 A preset file has ``schema_version = 1``, ``name``, ``category`` ("style" | "genre"),
 ``description``, a ``[limiter]`` table (``lookahead_ms``, ``release_ms``, ``max_limiting_lu``) and
-an array of ``[[chain]]`` tables, each a processor ``kind`` with its parameters. Any unknown key or
+an array of ``[[chain]]`` tables, each a processor ``kind`` with its parameters, and optionally a
+``[target]`` table: the tonal curve (``bands_hz``, ``tonal_db``) and dynamics a fit aims at
+(``master --fit-target``; :func:`roomtone.mastering.targets.check_target_table`). Any unknown key or
 out-of-range value raises :class:`PresetError` naming the file and the key.
 Chain -> TOML -> Chain round-trips (:meth:`Preset.to_toml`, :func:`parse_preset`).
 """
@@ -19,7 +21,7 @@ from roomtone.processor import Chain
 
 SCHEMA_VERSION = 1
 CATEGORIES = ("style", "genre")
-_TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain"}
+_TOP_KEYS = {"schema_version", "name", "category", "description", "limiter", "chain", "target"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,6 +40,7 @@ class Preset:
     release_ms: float = 80.0
     max_limiting_lu: float = 6.0
     source: str = ""
+    target: dict | None = dataclasses.field(default=None, hash=False)
 
     def to_dict(self):
         """Preset data (what :meth:`to_toml` writes); the report adds ``source``."""
@@ -47,6 +50,8 @@ class Preset:
             "limiter": {"lookahead_ms": self.lookahead_ms, "release_ms": self.release_ms,
                         "max_limiting_lu": self.max_limiting_lu},
             "chain": self.chain.to_dicts(),
+            **({"target": {k: list(v) if isinstance(v, tuple) else v for k, v in self.target.items()}}
+               if self.target else {}),
         }
 
     def to_toml(self):
@@ -62,6 +67,10 @@ def parse_preset(data, source="<data>"):
         raise PresetError(f"{where}: key 'category' must be one of {', '.join(CATEGORIES)}; got {data.get('category')!r}")
     values = parse_number_table(where, "limiter", data.get("limiter", {}), LIMITER_NUMBERS)
     chain = parse_chain(where, data.get("chain", []))
+    if "target" in data:
+        from roomtone.mastering.targets import check_target_table
+
+        values["target"] = check_target_table(data["target"], where)
     return Preset(name=data["name"], category=data["category"], description=data["description"],
                   chain=chain, source=str(source), **values)
 
