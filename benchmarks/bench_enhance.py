@@ -17,7 +17,9 @@ Every output is aligned to the clean reference by the one lag (0..2000 samples, 
 set by cross-correlation) that suits that tool best, so a fixed latency costs no one.
 
 RTF: whole process (``os.wait4`` on a child that imports the tool, loads it and processes every
-file of the set written as WAV) over total audio seconds; and the warm in-process time per file.
+file of the set written as WAV) over total audio seconds; the warm in-process time; and for
+roomtone's own denoisers the whole ``enhance FILES... -o DIR --preset denoise --model NAME`` run
+(reading, resampling where the model's rate differs, writing).
 
     python benchmarks/bench_enhance.py                 # all tools
     python benchmarks/bench_enhance.py --tools noisy,roomtone,rnnoise
@@ -232,7 +234,7 @@ def main(argv=None):
             try:
                 fn = FACTORIES[tool]()
             except Exception as exc:  # a peer not installed: say so, keep going
-                rows.append([tool, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", f"unavailable: {exc}"[:80]])
+                rows.append([tool, "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", "n/a", f"unavailable: {exc}"[:80]])
                 continue
             fn(noisy[0])  # warm-up (compiles, loads)
             started = time.perf_counter()
@@ -247,15 +249,24 @@ def main(argv=None):
             run_measured([sys.executable, str(Path(__file__).resolve()), "--peer", tool, str(folder)],
                          Path(work) / f"{tool}.log", run)
             rtf = run.wall_s / seconds if run.ok else float("nan")
+            cli_rtf = float("nan")
+            enhance_cmd = Path(sys.executable).parent / "enhance"
+            if tool in ("classic", "roomtone", "dfn3") and enhance_cmd.exists():
+                cli = Run()
+                run_measured([str(enhance_cmd), *sorted(map(str, folder.glob("*.wav"))), "-o", str(Path(work) / tool),
+                              "--preset", "denoise", "--model", tool, "-q"], Path(work) / f"{tool}-cli.log", cli)
+                cli_rtf = cli.wall_s / seconds if cli.ok else float("nan")
             raw[tool] = {"pesq_wb": pesq_wb, "stoi": stoi_v, "si_sdr_db": sdr, "clean_si_sdr_db": clean_sdr,
-                         "lag_samples": lag, "rtf_process": rtf, "rtf_warm": warm_s / seconds,
+                         "lag_samples": lag, "rtf_process": rtf, "rtf_warm": warm_s / seconds, "rtf_enhance_cli": cli_rtf,
                          "error": None if run.ok else run.error}
             rows.append([tool, f"{pesq_wb:.2f}", f"{stoi_v:.3f}", f"{sdr:.1f}", f"{clean_sdr:.1f}",
-                         f"{rtf:.3f}", f"{warm_s / seconds:.3f}", f"lag {lag}" + ("" if run.ok else f"; {run.error}")])
+                         f"{rtf:.3f}", f"{warm_s / seconds:.3f}", f"{cli_rtf:.3f}",
+                         f"lag {lag}" + ("" if run.ok else f"; {run.error}")])
             print(f"{tool}: PESQ {pesq_wb:.2f} STOI {stoi_v:.3f} SI-SDR {sdr:.1f} dB, clean {clean_sdr:.1f} dB, "
                   f"RTF {rtf:.3f} (warm {warm_s / seconds:.3f})", flush=True)
     print(f"\n## Denoisers on {len(noisy)} held-out mixtures (16 kHz, 0-15 dB SNR, 4 s each)\n")
-    print(markdown(["tool", "PESQ-WB", "STOI", "SI-SDR dB", "clean SI-SDR dB", "RTF process", "RTF warm", "note"],
+    print(markdown(["tool", "PESQ-WB", "STOI", "SI-SDR dB", "clean SI-SDR dB", "RTF process", "RTF warm",
+                    "RTF enhance CLI", "note"],
                    rows))
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1))

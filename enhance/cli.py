@@ -3,32 +3,14 @@ file). The CLI parses, checks every path and option before any work, runs the fi
 progress bar, and prints one line per file (or its JSON report).
 """
 
-import json
-import os
-import sys
-
 import click
 
 import roomtone
-from roomtone.cli_common import check_interrupted, exit_code_for, fail, fmt, friendly_errors, run_command, stderr_progress
-from roomtone.errors import OutputError, PresetError, RoomtoneError
+from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan, friendly_errors,
+                                 run_batch, run_command, stderr_progress)
+from roomtone.errors import PresetError
 
-FORMATS = ("wav", "flac")
-
-
-def _plan(inputs, directory, fmt_choice):
-    """``[(input, DIR/<input name>.<ext>)]``; two inputs landing on one name are refused."""
-    plan, seen = [], {}
-    for source in inputs:
-        stem, ext = os.path.splitext(os.path.basename(source))
-        ext = "." + fmt_choice if fmt_choice else (ext.lower() if ext.lower()[1:] in FORMATS else ".wav")
-        target = os.path.join(directory, stem + ext)
-        key = os.path.abspath(target)
-        if key in seen:
-            fail(f"{source} and {seen[key]} would both be written to {target}; enhance them in separate calls", 2)
-        seen[key] = source
-        plan.append((source, target))
-    return plan
+FORMATS = KEPT_FORMATS
 
 
 def _check_options(preset, model, atten_lim_db):
@@ -40,24 +22,6 @@ def _check_options(preset, model, atten_lim_db):
         _with_overrides(load_preset(preset), model, atten_lim_db)
     except PresetError as exc:
         fail(str(exc), 2)
-
-
-def _check_destinations(plan, bit_depth, report_dir):
-    from roomtone.audio import check_output_path, output_format
-
-    for directory in sorted({os.path.dirname(os.path.abspath(t)) for _, t in plan} |
-                            ({os.path.abspath(report_dir)} if report_dir else set())):
-        if not os.path.isdir(directory):
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as exc:
-                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
-    for source, target in plan:
-        try:
-            output_format(target, bit_depth)
-        except OutputError as exc:
-            fail(str(exc), 2)
-        check_output_path(target, source)
 
 
 def _summary_line(report):
@@ -75,17 +39,6 @@ def _summary_line(report):
     return (f"{report['input']} -> {report['output']}  I {fmt(before['integrated_lufs'])} -> "
             f"{fmt(after['integrated_lufs'])} LUFS, TP {fmt(after['true_peak_dbtp'])} dBTP"
             + (f"  ({', '.join(notes)})" if notes else ""))
-
-
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-    def update(self, steps, item=None):
-        pass
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -135,40 +88,23 @@ def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth,
     if not inputs:
         fail("missing FILE (the recording to enhance)", 2)
     fmt_choice = fmt_choice.lower() if fmt_choice else None
-    plan = _plan(list(inputs), output_dir, fmt_choice)
+    plan = folder_plan(list(inputs), output_dir, fmt_choice, verb="enhance")
     _check_options(preset, model, atten_lim_db)
-    _check_destinations(plan, bit_depth, report_dir)
+    check_destinations(plan, bit_depth, report_dir=report_dir)
     from roomtone.enhance.api import enhance_file
 
     options = dict(preset=preset, model=model, atten_lim_db=atten_lim_db, bit_depth=bit_depth)
-    status = 0
-    progress = stderr_progress(quiet or len(plan) > 1)  # checks for Ctrl-C between stages
-    bar = click.progressbar(length=len(plan), label="enhancing", file=sys.stderr,
-                            item_show_func=lambda item: item and os.path.basename(item))
-    done = 0
-    with (bar if not quiet and len(plan) > 1 else _NoBar()) as shown:
-        for source, target in plan:
-            check_interrupted()
-            shown.update(0, source)
-            try:
-                report = enhance_file(source, target, progress=progress, **options)
-                if report_dir:
-                    from roomtone.audio import write_text_atomic
+    many = len(plan) > 1
+    progress = stderr_progress(quiet or many)  # checks for Ctrl-C between stages; the bar shows progress
 
-                    stem = os.path.splitext(os.path.basename(target))[0]
-                    write_text_atomic(os.path.join(report_dir, stem + ".json"), json.dumps(report, indent=2) + "\n")
-                click.echo(json.dumps(report) if as_json else _summary_line(report))
-                done += 1
-            except RoomtoneError as exc:
-                check_interrupted()
-                status = exit_code_for(exc)
-                click.echo(f"error: {exc}", err=True)
-                if as_json:
-                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
-            shown.update(1)
-    if len(plan) > 1 and not as_json:
-        failed = len(plan) - done
-        click.echo(f"{done} of {len(plan)} enhanced" + (f", {failed} failed" if failed else ""))
+    def enhance(source, target, reading):
+        return enhance_file(source, target, progress=progress, **options)
+
+    results, status = run_batch(plan, enhance, label="enhancing", show_bar=not quiet and many, as_json=as_json,
+                                report_dir=report_dir, line=_summary_line,
+                                error_gap="\n" if not quiet and many else "")  # past the progress bar's line
+    if many and not as_json:
+        click.echo(count_line(results, "enhanced"))
     raise SystemExit(status)
 
 

@@ -151,3 +151,24 @@ def multiband_compress(x, lows, allpasses, threshold_db, ratio, makeup_db, knee_
             for b in range(n_b):
                 gain_prev[b] = gain_new[b]
     return out
+
+
+@njit(cache=True, nogil=True)
+def smooth_gain_trace(target, attack, release):
+    """The gain computer's smoother of :func:`multiband_compress` on its own: the static-curve
+    gains ``target`` (dB, per band and control period) through the branching one-pole (per-period
+    coefficients ``attack``, ``release``), the release tail within 1e-9 dB of 0 set to 0, from a
+    0 dB start. Shape: (bands, periods) float64 -> (bands, periods) float64."""
+    out = np.empty_like(target)
+    for b in range(target.shape[0]):
+        s = 0.0
+        for p in range(target.shape[1]):
+            t = target[b, p]
+            if t < s:
+                s = t + (s - t) * attack
+            else:
+                s = t + (s - t) * release
+                if s > -1e-9:
+                    s = 0.0
+            out[b, p] = s
+    return out

@@ -28,7 +28,7 @@ import roomtone
 from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
                             lossy_codec, output_format, read_audio_async, validate_audio)
 from roomtone.concurrency import side_executor
-from roomtone.errors import InvalidAudioError, OutputError, RoomtoneError, TargetUnreachableError
+from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
 from roomtone.loudness import ACCEPT_LU, in_place_pays, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
@@ -57,17 +57,28 @@ def _versions():
             "libsndfile": soundfile.__libsndfile_version__}
 
 
-def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_lufs=None, ceiling_dbtp=None,
-           bit_depth="32f", output_sample_rate=None, progress=None, on_candidate=None):
+def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=None, ceiling_dbtp=None,
+           bit_depth="32f", output_sample_rate=None, reference=None, fit_target=False, explain=False, progress=None,
+           on_candidate=None):
     """Master ``audio`` to a platform's loudness and true-peak ceiling.
 
     Args:
         audio: (channels, samples) float array, any channel count (mono, stereo, 5.1...).
         sample_rate: Hz.
         preset: a shipped preset name, a path to a preset TOML file, or a :class:`Preset`.
-        platform: a platform name from ``presets/platforms.toml`` (``spotify``, ``apple``...).
+        platform: a platform name from ``presets/platforms.toml`` (``spotify``, ``apple``...);
+            None: ``spotify``, or with ``reference`` the reference's loudness.
         target_lufs, ceiling_dbtp: override the platform's integrated loudness target (LUFS) and
             true-peak ceiling (dBTP).
+        reference: match a reference track: a path, ``"PATH:WEIGHT"``, an ``(audio, sample_rate)``
+            pair, a list of those or of ``(path, weight)`` pairs (their features blended by weight),
+            or a :class:`~roomtone.mastering.targets.MatchTarget`. The preset's chain is fitted to
+            the reference's tonal balance and width (:mod:`roomtone.mastering.fit`, JAX) and
+            rendered by the numba chain; the reference's integrated loudness becomes the target
+            unless ``platform`` or ``target_lufs`` is given.
+        fit_target: fit the chain to the preset's own ``[target]`` table instead.
+        explain: add ``report["explain"]``, the decisions in plain words with numbers (the
+            multiband compressor's average reduction costs one more band split of the signal).
         bit_depth: ``"16"`` or ``"24"`` to quantize (with TPDF dither) here, so the returned samples
             are exactly what a file of that depth holds and meet the target; ``"32f"`` for float.
         output_sample_rate: None keeps ``sample_rate``; else one of 44100, 48000, 88200, 96000 Hz
@@ -92,7 +103,7 @@ def master(audio, sample_rate, *, preset="balanced", platform="spotify", target_
     """
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
-                   progress=progress)
+                   reference=reference, fit_target=fit_target, explain=explain, progress=progress)
     return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal and in_place_pays(job.signal))
 
 
@@ -122,17 +133,44 @@ class _Job:
     timings: dict
     started: float
     owns_signal: bool
+    fit: dict | None = None
+    match: object = None
+    reductions: dict | None = None
 
 
-def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate):
+def match_target(preset, reference=None, fit_target=False):
+    """The :class:`~roomtone.mastering.targets.MatchTarget` a fit aims at (None: no fit): the
+    reference track(s) read and measured, or the preset's ``[target]`` table. numpy only."""
+    if reference is None and not fit_target:
+        return None
+    from roomtone.mastering import targets
+
+    if reference is not None and fit_target:
+        raise PresetError("give either a reference or fit_target (the preset's [target]), not both")
+    if isinstance(reference, targets.MatchTarget):
+        return reference
+    if reference is not None:
+        return targets.reference_target(reference)
+    return targets.preset_target(load_preset(preset))
+
+
+def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
+                   reference=None, fit_target=False):
     """Everything that can be refused before any work: ``(audio, sample_rate, preset, goal, bits,
-    delivery rate)``."""
+    delivery rate, match target)``."""
     audio = validate_audio(audio, sample_rate)
     sample_rate = int(sample_rate)
     if output_sample_rate is not None:
         output_sample_rate = check_output_sample_rate(output_sample_rate)
     preset = load_preset(preset)
-    goal = resolve_target(platform, audio.shape[0], target_lufs, ceiling_dbtp)
+    match = match_target(preset, reference, fit_target)
+    from_reference = (match is not None and match.integrated_lufs is not None and platform is None
+                      and target_lufs is None)
+    goal = resolve_target(platform or "spotify", audio.shape[0],
+                          match.integrated_lufs if from_reference else target_lufs, ceiling_dbtp)
+    if from_reference:
+        goal = dataclasses.replace(goal, platform=None, note=f"loudness of the reference ({match.integrated_lufs:.1f} "
+                                                              f"LUFS); --platform or --target-lufs overrides it")
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
@@ -141,11 +179,11 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
             f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long (shape {audio.shape}, read as "
             f"(channels, samples)); integrated loudness needs at least one {MOMENTARY_S * 1000:.0f} ms gating block"
         )
-    return audio, sample_rate, preset, goal, bits, output_sample_rate or sample_rate
+    return audio, sample_rate, preset, goal, bits, output_sample_rate or sample_rate, match
 
 
 def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-             progress, consume_input=False):
+             progress, consume_input=False, reference=None, fit_target=False, explain=False):
     """Check the options, meter the input, run the input trim and the preset's chain, resample to
     the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`.
 
@@ -157,8 +195,9 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         audio = audio.pop()
     callers = None if consume_input else audio  # to tell whether the signal is still the caller's array
     say = progress or (lambda message: None)
-    audio, sample_rate, preset, goal, bits, rate_out = _check_options(
-        audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate)
+    audio, sample_rate, preset, goal, bits, rate_out, match = _check_options(
+        audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
+        reference, fit_target)
     target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     timings = {}
     clock = time.perf_counter()
@@ -196,12 +235,25 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
         del audio
         lap("input_trim")
+        fit = None
+        if match is not None:
+            say("fitting the chain")
+            from roomtone.mastering.fit import fit_chain  # JAX: only here
+            from roomtone.mastering.targets import tonal_curve
+
+            input_curve = meter_pool.submit(tonal_curve, signal, sample_rate, WORKING_LEVEL_LUFS)
+            preset, fit = fit_chain(signal, sample_rate, preset, match)
+            fit["input_tonal_db"] = input_curve.result()
+            lap("fit")
+        reductions = {} if explain else None
         level_futures = []
-        for processor in preset.chain:
+        for index, processor in enumerate(preset.chain):
             if processor.bypassed:  # unchanged signal: nothing to run or meter
                 level_futures.append(None)
                 continue
             say(processor.kind)
+            if explain and processor.kind == "multiband":
+                reductions[index] = meter_pool.submit(processor.gain_reduction_db, signal, sample_rate)
             signal = _run(processor, signal, sample_rate)
             level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
             lap(processor.kind)
@@ -234,13 +286,15 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             new_level = resampled_level.result()
             stages.append({"stage": "resample", "gain_db": round(new_level - level, 3)})
             level = new_level
+        if reductions:
+            reductions = {index: future.result() for index, future in reductions.items()}
         lap("metering_wait")
     owns_signal = callers is None or not np.may_share_memory(signal, callers)
     del callers
     return _Job(signal=signal, sample_rate=rate_out, level_lufs=level, limiter=limiter, detector=detector,
                 preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
                 resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started,
-                owns_signal=owns_signal)
+                owns_signal=owns_signal, fit=fit, match=match, reductions=reductions)
 
 
 def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, in_place=False):
@@ -285,6 +339,23 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
         "seconds": round(time.perf_counter() - job.started, 3),
         "timings_s": timings,
     }
+    if job.goal.platform is None and job.match is not None:
+        report["target"]["source"] = "reference"
+    if job.fit is not None:
+        from roomtone.mastering.targets import tonal_curve, tonal_distance
+
+        fit = dict(job.fit)
+        output_curve = tonal_curve(result.audio, job.sample_rate, result.after.integrated_lufs)
+        fit["tonal_distance_db"] = {"input": round(tonal_distance(fit.pop("input_tonal_db"), job.match.tonal_db), 2),
+                                    "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
+        fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
+        report["fit"] = fit
+    if job.reductions is not None:
+        from roomtone.mastering.explain import explain
+
+        report["multiband_reduction_db"] = {str(k): [round(float(x), 2) for x in v] for k, v in job.reductions.items()}
+        report["explain"] = explain(report, job.reductions)
+    report["seconds"] = round(time.perf_counter() - job.started, 3)
     return result.audio, report
 
 
@@ -323,9 +394,9 @@ ENCODE_ATTEMPTS = 4  # encodings of one lossy output at most
 ENCODE_MARGIN_DB = 0.05  # a re-encode aims this much lower than the overshoot alone asks for
 
 
-def master_file(input_path, output_path, *, preset="balanced", platform="spotify", target_lufs=None,
+def master_file(input_path, output_path, *, preset="balanced", platform=None, target_lufs=None,
                 ceiling_dbtp=None, bit_depth="24", output_sample_rate=None, overwrite_input=False, progress=None,
-                reading=None):
+                reading=None, reference=None, fit_target=False, explain=False):
     """Master a file into ``output_path``, atomically; the format comes from its extension.
 
     Formats: ``.wav`` (16, 24, 32f), ``.flac`` (16, 24), and the lossy ``.mp3`` (320 kbps CBR),
@@ -360,6 +431,8 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     if output_sample_rate is not None:  # refused before any work, the input not even read
         delivery_sample_rate(output_path, None, output_sample_rate)
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
+    reference = match_target(preset, reference, fit_target)  # a bad reference is refused before the input is read
+    fit_target = False
     say = progress or (lambda message: None)
     say("reading")
     if reading is None:
@@ -373,7 +446,8 @@ def master_file(input_path, output_path, *, preset="balanced", platform="spotify
     del audio
     codec = lossy_codec(output_path)
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                   output_sample_rate=rate_out if rate_out != sample_rate else None, progress=progress)
+                   output_sample_rate=rate_out if rate_out != sample_rate else None, progress=progress,
+                   reference=reference, fit_target=fit_target, explain=explain)
     if codec is None:
         report = _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say)
         report["output_format"] = dict(zip(("format", "subtype"), output_format(output_path, bit_depth)))

@@ -7,17 +7,16 @@ summary table (many files).
 
 import json
 import os
-import sys
 
 import click
 
 import roomtone
-from roomtone.cli_common import check_interrupted, exit_code_for, fail, fmt, friendly_errors, run_command, stderr_progress
-from roomtone.errors import OutputError, RoomtoneError
+from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan, friendly_errors,
+                                 run_batch, run_command, stderr_progress, write_reports)
+from roomtone.errors import OutputError
 
-# --format choices; the default keeps the input's format when it is one of these lossless two
-_LOSSLESS = ("wav", "flac")
-FORMATS = _LOSSLESS + ("mp3", "ogg", "opus")
+# --format choices; the default keeps the input's format when it is WAV or FLAC
+FORMATS = KEPT_FORMATS + ("mp3", "ogg", "opus")
 
 
 def _list_presets():
@@ -68,19 +67,11 @@ def _print_summary(results):
                        f"{fmt(after['lra_lu'], missing='n/a'):>6}  -> {report['output']}")
         else:
             click.echo(f"{name:<32}{'':>9}{'':>10}{'':>6}  failed: {error}")
-    failed = sum(1 for _, _, error in results if error is not None)
-    click.echo(f"{len(results) - failed} of {len(results)} mastered" + (f", {failed} failed" if failed else ""))
+    click.echo(count_line(results, "mastered"))
 
 
 def _is_directory_target(output_path, inputs):
     return len(inputs) > 1 or output_path.endswith(("/", os.sep)) or os.path.isdir(output_path)
-
-
-def _extension_for(input_path, fmt_choice):
-    if fmt_choice:
-        return "." + fmt_choice
-    ext = os.path.splitext(input_path)[1].lower()
-    return ext if ext[1:] in _LOSSLESS else ".wav"
 
 
 def _plan(inputs, output_path, fmt_choice):
@@ -90,44 +81,7 @@ def _plan(inputs, output_path, fmt_choice):
             fail(f"--format {fmt_choice} does not match the output file {output_path}; name it .{fmt_choice}, "
                  f"or give a directory", 2)
         return [(inputs[0], output_path)]
-    plan, seen = [], {}
-    for source in inputs:
-        stem = os.path.splitext(os.path.basename(source))[0]
-        target = os.path.join(output_path, stem + _extension_for(source, fmt_choice))
-        key = os.path.abspath(target)
-        if key in seen:
-            fail(f"{source} and {seen[key]} would both be written to {target}; master them in separate calls", 2)
-        seen[key] = source
-        plan.append((source, target))
-    return plan
-
-
-def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_dir):
-    """Refuse bad destinations before any work (and before any input is decoded). A missing
-    output or report folder is created."""
-    from roomtone.audio import check_output_path, output_format
-
-    folders = {os.path.dirname(os.path.abspath(target)) for _, target in plan}
-    if report_dir:
-        folders.add(os.path.abspath(report_dir))
-    if report_path:
-        folders.add(os.path.dirname(os.path.abspath(report_path)))
-    for directory in sorted(folders):
-        if not os.path.isdir(directory):
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as exc:
-                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
-    for source, target in plan:
-        try:
-            output_format(target, bit_depth)
-        except OutputError as exc:  # a bad extension or depth is a bad option, not a failed write
-            fail(str(exc), 2)
-        check_output_path(target, source, overwrite_input=overwrite_input)
-    if report_path:
-        check_output_path(report_path, plan[0][0])
-        if os.path.abspath(report_path) == os.path.abspath(plan[0][1]):
-            fail(f"{report_path}: the report path is the output path; choose another", 4)
+    return folder_plan(inputs, output_path, fmt_choice, verb="master")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,8 +97,9 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.option("--preset", default="balanced", show_default=True,
               help="Style (warm, balanced, open, aggressive), genre (pop, rock, hip-hop, electronic, jazz, classical, "
                    "acoustic) or a path to a preset .toml file; names in any case. See --list-presets.")
-@click.option("--platform", default="spotify", show_default=True,
-              help="Delivery target: spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
+@click.option("--platform", default=None,
+              help="Delivery target (default spotify; with --reference, the reference's loudness unless --platform or "
+                   "--target-lufs is given): spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
                    "podcast -16/-1 (-19 LUFS for mono), ebu-r128 -23/-1, atsc-a85 -24/-2. Names in any case.")
 @click.option("--target-lufs", type=float, help="Integrated loudness target in LUFS (BS.1770-4); overrides the platform's.")
 @click.option("--ceiling-dbtp", type=float, help="True-peak ceiling in dBTP (4x oversampled); overrides the platform's.")
@@ -161,6 +116,16 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.option("--json", "as_json", is_flag=True,
               help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
                    "for a file that failed), instead of the tables.")
+@click.option("--reference", "references", multiple=True, metavar="REF[:WEIGHT]",
+              help="Match a reference track: the preset's chain is fitted (JAX, optax) to its tonal balance "
+                   "(1/3-octave curve) and stereo width, then rendered by the usual chain; its integrated loudness "
+                   "becomes the target unless --platform or --target-lufs is given (the report says which). "
+                   "Repeat to blend several, weighted: --reference A.wav:0.7 --reference B.wav:0.3.")
+@click.option("--fit-target", is_flag=True,
+              help="Fit the chain to the preset's own [target] table (tonal curve; balanced, warm, open have one).")
+@click.option("--explain", is_flag=True,
+              help="List the decisions in plain words with numbers (EQ, compression and its average reduction, width, "
+                   "saturation, loudness gain, limiter); also in the report's \"explain\" list.")
 @click.option("--overwrite-input", is_flag=True, help="Allow OUT to be the input file itself (replaced only on success).")
 @click.option("--demo", is_flag=True, help="Master a 12 s demo track (drums, bass, chords) the package synthesizes; needs -o.")
 @click.option("--list-presets", is_flag=True, help="List presets and platforms, then exit.")
@@ -168,7 +133,7 @@ def _check_destinations(plan, bit_depth, overwrite_input, report_path, report_di
 @click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
 def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-         report_path, report_dir, as_json, overwrite_input, demo, list_presets, quiet):
+         report_path, report_dir, as_json, references, fit_target, explain, overwrite_input, demo, list_presets, quiet):
     """Master IN into OUT (or each IN into a folder) at a platform's loudness, with the true peak
     under its ceiling.
 
@@ -178,6 +143,7 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
       master mix.flac -o mix_apple.flac --platform apple --bit-depth 24 --report mix.json
       master *.wav -o masters/ --format flac --report-dir masters/reports
       master --demo -o demo_master.wav
+      master mix.wav -o mix_master.wav --reference favourite.flac --explain
 
     Every output reads the target integrated loudness within 0.1 LU and a true peak at or under the
     ceiling. If that needs more limiting than the preset allows, that file is not written (exit
@@ -212,12 +178,18 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     keep_freed_memory_for([source for source, _ in plan] if not demo else [])
     if demo:
         # the mix is written beside OUT as <OUT stem>_mix.wav (the README command can be rerun)
-        _check_destinations([(None, plan[0][1])], bit_depth, overwrite_input, report_path, report_dir)
+        check_destinations([(None, plan[0][1])], bit_depth, overwrite_input=overwrite_input, report_path=report_path,
+                           report_dir=report_dir)
         inputs = [_write_demo_input(plan[0][1])]
         plan = [(inputs[0], plan[0][1])]
         if not quiet:
             click.echo(f"  ... demo mix written to {inputs[0]}", err=True)
-    _check_destinations(plan, bit_depth, overwrite_input, report_path, report_dir)
+    check_destinations(plan, bit_depth, overwrite_input=overwrite_input, report_path=report_path, report_dir=report_dir)
+    match = None
+    if references or fit_target:  # read and measure the reference(s) before any input is decoded
+        from roomtone.mastering.api import match_target
+
+        match = match_target(preset, list(references) or None, fit_target)
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
@@ -228,15 +200,21 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         click.echo("  ... compiling the audio kernels for this machine (first run only, about 10 s)", err=True)
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input)
+                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input,
+                   reference=match, explain=explain)
     if len(plan) == 1:
         report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading, **options)
-        _write_reports(report, report_path, report_dir)
+        write_reports(report, report_path, report_dir)
         if as_json:
             click.echo(json.dumps(report))
         else:
-            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, {report['platform']})")
+            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
+                       f"{report['platform'] or 'reference loudness'})")
             _print_table(report)
+            if report.get("explain"):
+                click.echo("decisions:")
+                for line in report["explain"]:
+                    click.echo(f"  - {line}")
         return
     results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file)
     if not as_json:
@@ -249,53 +227,13 @@ def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file
     mastered; a failing file is reported and the rest go on. Returns ``(results, exit status)``."""
     from roomtone.audio import read_audio_async
 
-    results, status = [], 0
     progress = stderr_progress(True)  # checks for Ctrl-C between stages; the bar shows progress
-    bar = click.progressbar(length=len(plan), label="mastering", file=sys.stderr,
-                            item_show_func=lambda item: item and os.path.basename(item))
-    with (bar if not quiet else _NoBar()) as shown:
-        for index, (source, target) in enumerate(plan):
-            check_interrupted()
-            ahead = read_audio_async(plan[index + 1][0]) if index + 1 < len(plan) else None
-            shown.update(0, source)
-            try:
-                report = master_file(source, target, progress=progress, reading=reading, **options)
-                _write_reports(report, None, report_dir)
-                results.append((source, report, None))
-                if as_json:
-                    click.echo(json.dumps(report))
-            except RoomtoneError as exc:
-                check_interrupted()
-                status = exit_code_for(exc)
-                results.append((source, None, str(exc)))
-                click.echo(f"\nerror: {exc}" if not quiet else f"error: {exc}", err=True)
-                if as_json:
-                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
-            shown.update(1)
-            reading = ahead
-    return results, status
 
+    def master(source, target, reading):
+        return master_file(source, target, progress=progress, reading=reading, **options)
 
-class _NoBar:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc_info):
-        return False
-
-    def update(self, steps, item=None):
-        pass
-
-
-def _write_reports(report, report_path, report_dir):
-    from roomtone.audio import write_text_atomic
-
-    text = json.dumps(report, indent=2) + "\n"
-    if report_path:
-        write_text_atomic(report_path, text)
-    if report_dir:
-        stem = os.path.splitext(os.path.basename(report["output"]))[0]
-        write_text_atomic(os.path.join(report_dir, stem + ".json"), text)
+    return run_batch(plan, master, label="mastering", show_bar=not quiet, as_json=as_json, report_dir=report_dir,
+                     error_gap="" if quiet else "\n", read_ahead=read_audio_async, reading=reading)
 
 
 def _write_demo_input(output_path):

@@ -14,7 +14,7 @@ import numpy as np
 from roomtone import filters
 from roomtone.errors import PresetError
 from roomtone.kernels.biquad import sos_filter
-from roomtone.kernels.multiband import multiband_compress
+from roomtone.kernels.multiband import multiband_compress, smooth_gain_trace
 from roomtone.kernels.saturation import tanh_saturate_2x
 from roomtone.processor import Processor, check_number, param, register
 from roomtone.stages import db_to_gain, time_coef
@@ -143,6 +143,45 @@ class MultibandCompressor(Processor):
         if self.crossovers_hz:
             slowest_s = max(slowest_s, 1.0 / (2.0 * math.pi * min(self.crossovers_hz) * math.sqrt(0.5)))
         return int(math.ceil(self.SETTLE_TIME_CONSTANTS * slowest_s * sample_rate))
+
+    def gain_reduction_db(self, audio, sample_rate, chunk_s=10.0):
+        """Mean gain reduction per band in dB (>= 0, lowest band first) that :meth:`process`
+        applies to ``audio``: the kernel's split (in chunks of ``chunk_s``, each led in by
+        :meth:`settle_samples`, so memory stays a few chunks), the per-period peak, the static curve
+        and the same smoother (:func:`roomtone.kernels.multiband.smooth_gain_trace`), averaged over
+        the control periods. For ``--explain``. Shape: returns (bands,) float64."""
+        lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
+        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        n_b, (n_ch, n) = len(self.crossovers_hz) + 1, audio.shape
+        periods = -(-n // block)
+        if n == 0:
+            return np.zeros(n_b)
+        peaks = np.zeros((n_b, periods))
+        chunk = block * max(1, int(chunk_s * sample_rate) // block)
+        lead = -(-self.settle_samples(sample_rate) // block) * block
+        for start in range(0, n, chunk):
+            first, stop = max(0, start - lead), min(n, start + chunk)
+            x = np.ascontiguousarray(audio[:, first:stop], dtype=np.float32)
+            bands = np.zeros((n_b,) + x.shape)
+            multiband_compress(x, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands,
+                               np.empty(x.shape, dtype=np.float32), 0, 0, x.shape[1])
+            seg = np.abs(bands[:, :, start - first:])
+            m = seg.shape[2]
+            p = -(-m // block)
+            seg = np.pad(seg, ((0, 0), (0, 0), (0, p * block - m)))
+            peaks[:, start // block:start // block + p] = seg.reshape(n_b, n_ch, p, block).max(axis=(1, 3))
+        threshold = np.asarray(self.threshold_db)[:, None]
+        slope = (1.0 - 1.0 / np.asarray(self.ratio))[:, None]
+        with np.errstate(divide="ignore"):
+            over = 20.0 * np.log10(peaks) - threshold
+        half = 0.5 * self.knee_db
+        target = np.where(over > half, -slope * over, 0.0)
+        if self.knee_db > 0.0:
+            knee = (over > -half) & (over <= half)
+            target = np.where(knee, -slope * (over + half) ** 2 / (2.0 * self.knee_db), target)
+        smoothed = smooth_gain_trace(np.ascontiguousarray(target), time_coef(self.attack_ms, sample_rate) ** block,
+                                     time_coef(self.release_ms, sample_rate) ** block)
+        return -smoothed.mean(axis=1)
 
     def process(self, audio, sample_rate):
         lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)

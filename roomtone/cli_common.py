@@ -1,8 +1,11 @@
-"""What every command-line entry point shares: one-line errors, exit codes, progress on stderr."""
+"""What every command-line entry point shares: one-line errors, exit codes, progress on stderr, and
+for the file jobs (``master``, ``enhance``) the plan of outputs in a folder, the checks of every
+destination before any work, the batch loop and its reports."""
 
 import atexit
 import contextlib
 import functools
+import json
 import os
 import signal
 import sys
@@ -150,3 +153,123 @@ def fmt(value, digits=1, missing="-inf"):
     if value is None:
         return missing
     return f"{value:.{digits}f}"
+
+
+# Formats a file job keeps when writing into a folder without --format; anything else becomes WAV.
+KEPT_FORMATS = ("wav", "flac")
+
+
+def folder_plan(inputs, folder, fmt_choice, *, verb):
+    """``[(input, FOLDER/<input name>.<ext>)]``: ``ext`` is ``fmt_choice`` when given, else the
+    input's when it is one of :data:`KEPT_FORMATS`, else ``wav``. Two inputs landing on one name
+    are refused (exit status 2; ``verb`` says what to do to them in separate calls)."""
+    plan, seen = [], {}
+    for source in inputs:
+        stem, ext = os.path.splitext(os.path.basename(source))
+        ext = "." + fmt_choice if fmt_choice else (ext.lower() if ext.lower()[1:] in KEPT_FORMATS else ".wav")
+        target = os.path.join(folder, stem + ext)
+        key = os.path.abspath(target)
+        if key in seen:
+            fail(f"{source} and {seen[key]} would both be written to {target}; {verb} them in separate calls", 2)
+        seen[key] = source
+        plan.append((source, target))
+    return plan
+
+
+def check_destinations(plan, bit_depth, *, overwrite_input=False, report_path=None, report_dir=None):
+    """Refuse bad destinations for ``plan`` (``[(input, output)]``) before any work, and before any
+    input is decoded: a format or bit depth we do not write (exit status 2), an output that is its
+    input (unless ``overwrite_input``) or cannot be written (4), a report path that is the output.
+    A missing output or report folder is created."""
+    from roomtone.audio import check_output_path, output_format
+
+    folders = {os.path.dirname(os.path.abspath(target)) for _, target in plan}
+    if report_dir:
+        folders.add(os.path.abspath(report_dir))
+    if report_path:
+        folders.add(os.path.dirname(os.path.abspath(report_path)))
+    for directory in sorted(folders):
+        if not os.path.isdir(directory):
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as exc:
+                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
+    for source, target in plan:
+        try:
+            output_format(target, bit_depth)
+        except OutputError as exc:  # a bad extension or depth is a bad option, not a failed write
+            fail(str(exc), 2)
+        check_output_path(target, source, overwrite_input=overwrite_input)
+    if report_path:
+        check_output_path(report_path, plan[0][0])
+        if os.path.abspath(report_path) == os.path.abspath(plan[0][1]):
+            fail(f"{report_path}: the report path is the output path; choose another", 4)
+
+
+def write_reports(report, report_path=None, report_dir=None):
+    """Write the JSON ``report`` to ``report_path`` and/or into ``report_dir`` as
+    ``<output name>.json``, each atomically."""
+    from roomtone.audio import write_text_atomic
+
+    text = json.dumps(report, indent=2) + "\n"
+    if report_path:
+        write_text_atomic(report_path, text)
+    if report_dir:
+        stem = os.path.splitext(os.path.basename(report["output"]))[0]
+        write_text_atomic(os.path.join(report_dir, stem + ".json"), text)
+
+
+def run_batch(plan, process, *, label, show_bar, as_json, report_dir=None, line=None, error_gap="",
+              read_ahead=None, reading=None):
+    """Run ``process(input, output, reading)`` for every ``(input, output)`` of ``plan`` in turn; a
+    file that fails is reported and the rest go on. Returns ``(results, exit status)``: ``results``
+    is ``[(input, report or None, error message or None)]``, the status that of the last failure.
+
+    Per file: its report is written into ``report_dir`` (:func:`write_reports`), then printed to
+    stdout as one JSON line (``as_json``) or as ``line(report)`` when ``line`` is given; a failure
+    is ``error: <message>`` on stderr (after ``error_gap``) and, with ``as_json``, a JSON line
+    ``{"input", "output", "error"}``. With ``read_ahead(path)`` (e.g. ``read_audio_async``) the
+    next input decodes while one is processed, and ``reading`` is that of the first; otherwise
+    ``process`` gets ``reading=None``. ``show_bar``: a progress bar labelled ``label`` on stderr.
+    Ctrl-C is checked before each file and after each failure (:func:`check_interrupted`).
+    """
+    results, status = [], 0
+    bar = click.progressbar(length=len(plan), label=label, file=sys.stderr,
+                            item_show_func=lambda item: item and os.path.basename(item))
+    with (bar if show_bar else contextlib.nullcontext(_NoBar())) as shown:
+        for index, (source, target) in enumerate(plan):
+            check_interrupted()
+            ahead = read_ahead(plan[index + 1][0]) if read_ahead is not None and index + 1 < len(plan) else None
+            shown.update(0, source)
+            try:
+                report = process(source, target, reading)
+                write_reports(report, None, report_dir)
+                results.append((source, report, None))
+                if as_json:
+                    click.echo(json.dumps(report))
+                elif line is not None:
+                    click.echo(line(report))
+            except RoomtoneError as exc:
+                check_interrupted()
+                status = exit_code_for(exc)
+                results.append((source, None, str(exc)))
+                click.echo(f"{error_gap}error: {exc}", err=True)
+                if as_json:
+                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
+            shown.update(1)
+            reading = ahead
+    return results, status
+
+
+def count_line(results, verb):
+    """``"<done> of <all> <verb>"``, and ``", <n> failed"`` when any failed, for :func:`run_batch`'s
+    results."""
+    failed = sum(1 for _, _, error in results if error is not None)
+    return f"{len(results) - failed} of {len(results)} {verb}" + (f", {failed} failed" if failed else "")
+
+
+class _NoBar:
+    """What :func:`run_batch` updates when no progress bar is shown."""
+
+    def update(self, steps, item=None):
+        pass

@@ -73,3 +73,34 @@ def test_unknown_names_list_the_known_ones():
         get_platform("myspace")
     with pytest.raises(PresetError, match="preset file not found"):
         load_preset("/nonexistent/x.toml")
+
+
+def test_both_jobs_read_preset_files_through_the_same_checks(tmp_path):
+    """The master and enhance loaders share roomtone.preset_data: one message for one fault."""
+    from roomtone.enhance.presets import load_preset as load_enhance_preset
+
+    master = tmp_path / "m.toml"
+    master.write_text(GOOD.replace("lookahead_ms = 3.0", "lookahead_ms = true"))
+    with pytest.raises(PresetError, match=r"m\.toml: key 'limiter\.lookahead_ms'=True is outside 0\.5\.\.20 ms"):
+        load_preset(master)
+    enhance = tmp_path / "e.toml"
+    enhance.write_text('schema_version = 1\nname = "e"\ndescription = "d"\n[loudness]\nlookahead_ms = true\n')
+    with pytest.raises(PresetError, match=r"e\.toml: key 'loudness\.lookahead_ms'=True is outside 0\.5\.\.20 ms"):
+        load_enhance_preset(enhance)
+    enhance.write_text('schema_version = 1\nname = "e"\ndescription = "d"\n[loudness]\nloud = 1\n')
+    with pytest.raises(PresetError, match=r"unknown key 'loudness\.loud'; allowed: platform, lookahead_ms, "):
+        load_enhance_preset(enhance)
+    for load in (load_preset, load_enhance_preset):
+        with pytest.raises(PresetError, match=r"x\.toml: preset file not found"):
+            load(tmp_path / "x.toml")
+
+
+def test_an_empty_chain_round_trips_through_toml():
+    import dataclasses
+
+    from roomtone.processor import Chain
+
+    preset = dataclasses.replace(load_preset("balanced"), chain=Chain(), source="<data>")
+    text = preset.to_toml()
+    assert "[[chain]]" not in text and "chain =" not in text
+    assert parse_preset(tomllib.loads(text)) == preset

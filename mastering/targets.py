@@ -1,0 +1,305 @@
+"""What a fitted chain aims at: the features of a reference track (or a preset's ``[target]``
+table), in numpy only, so reading and checking a reference never imports JAX.
+
+Features (the same functions measure the reference, the input, the output and the benchmark):
+
+- tonal balance: 1/3-octave band levels (IEC 61260 base-2 centres 40 Hz .. 16 kHz, 27 bands) of
+  the power spectrum summed over channels (Welch, Hann, ~5 Hz bins), in dB relative to the
+  signal's integrated loudness (BS.1770-4): "loudness-normalised";
+- stereo width: side/mid energy ratio in dB in four groups of bands (40-250 Hz, 250 Hz-2 kHz,
+  2-6 kHz, 6-16 kHz), stereo only;
+- dynamics: short-term loudness spread (p95 - p5 of the 10 Hz short-term loudness above the
+  -70 LUFS gate and 20 LU under the integrated level, as LRA gates), and crest factor (sample peak
+  over RMS, dB). Reported and compared; the fit itself does not move the compressor yet.
+
+:func:`tonal_distance` is the benchmark's and the report's distance: dB RMS over the 27 bands of
+the difference of two loudness-normalised curves.
+"""
+
+import dataclasses
+import os
+
+import numpy as np
+
+from roomtone.audio import read_audio
+from roomtone.errors import InvalidAudioError, PresetError
+from roomtone.meter import integrated_loudness, short_term_loudness
+
+THIRD_OCTAVE_HZ = tuple(1000.0 * 2.0 ** (k / 3.0) for k in range(-14, 13))  # 39.7 Hz .. 16.0 kHz
+WIDTH_GROUPS_HZ = ((40.0, 250.0), (250.0, 2000.0), (2000.0, 6000.0), (6000.0, 16500.0))
+_EPS = 1e-20
+
+
+def welch_nfft(sample_rate):
+    """FFT size of the analysis: about 5.4 Hz bins (8192 at 44.1/48 kHz)."""
+    return int(2 ** round(np.log2(sample_rate / 5.4)))
+
+
+def spectra(audio, sample_rate, max_frames=1200):
+    """Mean power spectra (Welch, Hann, hop nfft/2): ``(freqs, total, mid, side)``; ``total`` is
+    the sum over channels, ``mid``/``side`` of the first two channels (None for mono). Long signals
+    use at most ``max_frames`` evenly spread frames. Shape: each (bins,) float64."""
+    audio = np.asarray(audio, dtype=np.float32)
+    nfft = welch_nfft(sample_rate)
+    hop = nfft // 2
+    n = audio.shape[1]
+    if n < nfft:
+        audio = np.pad(audio, ((0, 0), (0, nfft - n)))
+        n = nfft
+    starts = np.arange(0, n - nfft + 1, hop)
+    if starts.size > max_frames:
+        starts = starts[np.linspace(0, starts.size - 1, max_frames).round().astype(int)]
+    window = np.hanning(nfft).astype(np.float32)
+    norm = 1.0 / (window ** 2).sum()
+    total = np.zeros(nfft // 2 + 1)
+    mid = np.zeros(nfft // 2 + 1) if audio.shape[0] >= 2 else None
+    side = np.zeros(nfft // 2 + 1) if audio.shape[0] >= 2 else None
+    for chunk in np.array_split(starts, max(1, starts.size // 64)):
+        frames = np.stack([audio[:, s:s + nfft] for s in chunk], axis=1) * window  # (C, F, nfft)
+        spec = np.fft.rfft(frames, axis=-1)
+        power = (spec.real ** 2 + spec.imag ** 2) * norm
+        total += power.sum(axis=(0, 1))
+        if mid is not None:
+            m = 0.5 * (spec[0] + spec[1])
+            s = 0.5 * (spec[0] - spec[1])
+            mid += (np.abs(m) ** 2).sum(axis=0) * norm
+            side += (np.abs(s) ** 2).sum(axis=0) * norm
+    count = max(1, starts.size)
+    freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
+    return freqs, total / count, None if mid is None else mid / count, None if side is None else side / count
+
+
+def band_matrix(freqs, centres=THIRD_OCTAVE_HZ):
+    """0/1 membership of FFT bins in 1/3-octave bands (edges at centre x 2^(+-1/6)); a band with
+    no bin gets its nearest. Shape: (bands, bins) float64."""
+    freqs = np.asarray(freqs)
+    matrix = np.zeros((len(centres), freqs.size))
+    for b, centre in enumerate(centres):
+        inside = (freqs >= centre * 2 ** (-1 / 6)) & (freqs < centre * 2 ** (1 / 6))
+        if not inside.any():
+            inside[np.argmin(np.abs(freqs - centre))] = True
+        matrix[b, inside] = 1.0
+    return matrix
+
+
+def group_matrix(centres=THIRD_OCTAVE_HZ, groups=WIDTH_GROUPS_HZ):
+    """Which 1/3-octave bands make each width group. Shape: (groups, bands)."""
+    c = np.asarray(centres)
+    return np.stack([((c >= lo) & (c < hi)).astype(np.float64) for lo, hi in groups])
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Measured features of one signal (see the module docstring)."""
+
+    tonal_db: np.ndarray  # (27,) dB re integrated loudness
+    width_db: np.ndarray | None  # (4,) side/mid dB, None for mono
+    spread_lu: float | None
+    crest_db: float
+    integrated_lufs: float
+
+    def as_dict(self):
+        return {"tonal_db": [round(float(v), 2) for v in self.tonal_db],
+                "width_db": None if self.width_db is None else [round(float(v), 2) for v in self.width_db],
+                "short_term_spread_lu": None if self.spread_lu is None else round(self.spread_lu, 2),
+                "crest_db": round(self.crest_db, 2), "integrated_lufs": round(self.integrated_lufs, 2)}
+
+
+def short_term_spread(audio, sample_rate):
+    """p95 - p5 of the short-term loudness at 10 Hz, gated as LRA (-70 LUFS, 20 LU under the
+    integrated level); None when under 3 s."""
+    values = short_term_loudness(audio, sample_rate, hop_s=0.1)
+    values = values[np.isfinite(values) & (values > -70.0)]
+    if values.size < 2:
+        return None
+    values = values[values > integrated_loudness(audio, sample_rate) - 20.0]
+    if values.size < 2:
+        return None
+    p5, p95 = np.percentile(values, [5, 95])
+    return float(p95 - p5)
+
+
+def measure_features(audio, sample_rate, integrated_lufs=None):
+    """The :class:`Features` of ``audio`` (channels, samples)."""
+    audio = np.asarray(audio, dtype=np.float32)
+    lufs = integrated_loudness(audio, sample_rate) if integrated_lufs is None else integrated_lufs
+    freqs, total, mid, side = spectra(audio, sample_rate)
+    bands = band_matrix(freqs)
+    tonal = 10.0 * np.log10(bands @ total + _EPS) - lufs
+    width = None
+    if mid is not None:
+        groups = group_matrix()
+        width = 10.0 * np.log10((groups @ (bands @ side) + _EPS) / (groups @ (bands @ mid) + _EPS))
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    crest = 20.0 * np.log10(max(float(np.abs(audio).max()), _EPS) / max(rms, _EPS))
+    return Features(tonal_db=tonal, width_db=width, spread_lu=short_term_spread(audio, sample_rate), crest_db=crest,
+                    integrated_lufs=float(lufs))
+
+
+def tonal_curve(audio, sample_rate, integrated_lufs):
+    """The loudness-normalised 1/3-octave curve alone (dB re ``integrated_lufs``). Shape: (27,)."""
+    freqs, total, _, _ = spectra(audio, sample_rate)
+    return 10.0 * np.log10(band_matrix(freqs) @ total + _EPS) - integrated_lufs
+
+
+def tonal_distance(curve_a, curve_b):
+    """dB RMS over the bands between two loudness-normalised 1/3-octave curves."""
+    d = np.asarray(curve_a) - np.asarray(curve_b)
+    return float(np.sqrt(np.mean(d ** 2)))
+
+
+@dataclasses.dataclass(frozen=True)
+class MatchTarget:
+    """What a fit aims at: the tonal curve (27 bands, dB re loudness), optionally the width per
+    group (dB side/mid), the short-term spread (LU), the crest factor (dB) and the loudness (LUFS);
+    ``sources`` names where each part came from (reference files with weights, or a preset)."""
+
+    tonal_db: np.ndarray
+    width_db: np.ndarray | None = None
+    spread_lu: float | None = None
+    crest_db: float | None = None
+    integrated_lufs: float | None = None
+    sources: tuple = ()
+
+    def as_dict(self):
+        return {"sources": list(self.sources), "tonal_db": [round(float(v), 2) for v in self.tonal_db],
+                "width_db": None if self.width_db is None else [round(float(v), 2) for v in self.width_db],
+                "short_term_spread_lu": None if self.spread_lu is None else round(self.spread_lu, 2),
+                "crest_db": None if self.crest_db is None else round(self.crest_db, 2),
+                "integrated_lufs": None if self.integrated_lufs is None else round(self.integrated_lufs, 2)}
+
+
+def parse_reference(text):
+    """``"REF.wav"`` or ``"REF.wav:0.7"`` -> ``(path, weight)``. A suffix after the last colon that
+    is not a number is part of the path."""
+    path, weight = text, 1.0
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            weight = float(tail)
+            path = head
+        except ValueError:
+            pass
+    if not np.isfinite(weight) or weight <= 0.0:
+        raise InvalidAudioError(f"reference {text!r}: weight {weight:g} must be a positive number (REF.wav:0.7)")
+    return path, weight
+
+
+def _reference_items(reference):
+    """Normalise the ``reference=`` argument to ``[(source, weight)]``; a source is a path or an
+    ``(audio, sample_rate)`` pair."""
+    if isinstance(reference, (str, os.PathLike)):
+        return [parse_reference(os.fspath(reference))] if isinstance(reference, str) else [(reference, 1.0)]
+    if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[0], np.ndarray):
+        return [(reference, 1.0)]
+    items = []
+    for item in reference:
+        if isinstance(item, (str, os.PathLike)):
+            items.extend(_reference_items(item))
+        elif isinstance(item, tuple) and len(item) == 2 and not isinstance(item[0], np.ndarray):
+            source, weight = item
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
+                raise InvalidAudioError(f"reference {source!r}: weight {weight!r} must be a positive number")
+            items.append((os.fspath(source) if isinstance(source, os.PathLike) else source, float(weight)))
+        elif isinstance(item, tuple) and len(item) == 2:
+            items.append((item, 1.0))
+        else:
+            raise InvalidAudioError(f"reference {item!r}: give a path, 'PATH:WEIGHT', (audio, sample_rate) or (path, weight)")
+    if not items:
+        raise InvalidAudioError("reference: an empty list; give at least one reference track")
+    return items
+
+
+def reference_target(reference):
+    """Read and measure the reference track(s) and blend their features by weight (features in dB
+    and LU averaged with the normalised weights; width only over stereo references). Errors name
+    the reference: ``reference X.wav: ...`` (:class:`InvalidAudioError`)."""
+    items = _reference_items(reference)
+    feats, weights, names = [], [], []
+    for source, weight in items:
+        if isinstance(source, tuple):
+            from roomtone.audio import validate_audio
+
+            audio, rate = validate_audio(source[0], source[1], name="reference"), int(source[1])
+            name = "<array>"
+        else:
+            try:
+                audio, rate, _ = read_audio(source)
+            except InvalidAudioError as exc:
+                raise InvalidAudioError(f"reference {exc}") from None
+            name = str(source)
+        lufs = integrated_loudness(audio, rate)
+        if not np.isfinite(lufs):
+            raise InvalidAudioError(f"reference {name}: silent (no 400 ms block above the -70 LUFS gate); "
+                                    f"nothing to match")
+        feats.append(measure_features(audio, rate, lufs))
+        weights.append(weight)
+        names.append(f"{name}:{weight:g}")
+    w = np.asarray(weights) / np.sum(weights)
+    tonal = sum(wi * f.tonal_db for wi, f in zip(w, feats))
+    stereo = [(wi, f.width_db) for wi, f in zip(w, feats) if f.width_db is not None]
+    width = sum(wi * v for wi, v in stereo) / sum(wi for wi, _ in stereo) if stereo else None
+    spreads = [(wi, f.spread_lu) for wi, f in zip(w, feats) if f.spread_lu is not None]
+    spread = sum(wi * v for wi, v in spreads) / sum(wi for wi, _ in spreads) if spreads else None
+    crest = float(sum(wi * f.crest_db for wi, f in zip(w, feats)))
+    lufs = float(sum(wi * f.integrated_lufs for wi, f in zip(w, feats)))
+    return MatchTarget(tonal_db=tonal, width_db=width, spread_lu=spread, crest_db=crest, integrated_lufs=lufs,
+                       sources=tuple(names))
+
+
+# ---------------------------------------------------------------- a preset's [target] table
+
+TARGET_KEYS = {"bands_hz": None, "tonal_db": (-40.0, 40.0, "dB"), "width_db": (-60.0, 0.0, "dB"),
+               "short_term_spread_lu": (0.0, 30.0, "LU"), "crest_db": (0.0, 40.0, "dB")}
+
+
+def check_target_table(table, where):
+    """Validate a preset's ``[target]`` table; returns it with floats (lists as tuples).
+
+    Keys: ``bands_hz`` (ascending, 20..20000 Hz) and ``tonal_db`` (same length, -40..40 dB): the
+    tonal curve at those frequencies, interpolated on log frequency to the 1/3-octave centres;
+    optional ``width_db`` (one side/mid ratio, -60..0 dB), ``short_term_spread_lu`` (0..30 LU),
+    ``crest_db`` (0..40 dB).
+    """
+    if not isinstance(table, dict):
+        raise PresetError(f"{where}: key 'target' must be a table")
+    for key in table:
+        if key not in TARGET_KEYS:
+            raise PresetError(f"{where}: unknown key 'target.{key}'; allowed: {', '.join(TARGET_KEYS)}")
+    for key in ("bands_hz", "tonal_db"):
+        if key not in table:
+            raise PresetError(f"{where}: key 'target.{key}' is missing (the tonal curve needs bands_hz and tonal_db)")
+        value = table[key]
+        if not isinstance(value, list) or len(value) < 2 or any(
+                isinstance(v, bool) or not isinstance(v, (int, float)) for v in value):
+            raise PresetError(f"{where}: key 'target.{key}' must be a list of at least 2 numbers")
+    hz, db = table["bands_hz"], table["tonal_db"]
+    if len(hz) != len(db):
+        raise PresetError(f"{where}: 'target.bands_hz' has {len(hz)} values but 'target.tonal_db' {len(db)}")
+    if any(not 20.0 <= f <= 20000.0 for f in hz) or list(hz) != sorted(hz) or len(set(hz)) != len(hz):
+        raise PresetError(f"{where}: 'target.bands_hz'={hz} must ascend strictly within 20..20000 Hz")
+    for v in db:
+        if not -40.0 <= v <= 40.0:
+            raise PresetError(f"{where}: 'target.tonal_db' value {v:g} dB is outside -40..40 dB")
+    out = {"bands_hz": tuple(float(v) for v in hz), "tonal_db": tuple(float(v) for v in db)}
+    for key in ("width_db", "short_term_spread_lu", "crest_db"):
+        if key in table:
+            low, high, unit = TARGET_KEYS[key]
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                raise PresetError(f"{where}: key 'target.{key}'={value!r} is outside {low:g}..{high:g} {unit}")
+            out[key] = float(value)
+    return out
+
+
+def preset_target(preset):
+    """The :class:`MatchTarget` of a preset's ``[target]`` table (:class:`PresetError` when it has
+    none)."""
+    table = preset.target
+    if not table:
+        raise PresetError(f"preset {preset.name!r} has no [target] table to fit to; presets with one: "
+                          f"see --list-presets")
+    tonal = np.interp(np.log(THIRD_OCTAVE_HZ), np.log(table["bands_hz"]), table["tonal_db"])
+    width = None if "width_db" not in table else np.full(len(WIDTH_GROUPS_HZ), table["width_db"])
+    return MatchTarget(tonal_db=tonal, width_db=width, spread_lu=table.get("short_term_spread_lu"),
+                       crest_db=table.get("crest_db"), sources=(f"preset {preset.name}",))
