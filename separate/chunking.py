@@ -3,17 +3,17 @@
 once and answers with several stems).
 
 The signal is cut into segments of ``segment`` samples overlapping by ``overlap``; each batch of
-segments goes through ``run`` and the stems are overlap-added with complementary raised-cosine
-cross-fades (:func:`roomtone.models.apply.crossfade`, summing to exactly 1), so the seams are smooth,
-a mixture the model splits exactly is still split exactly, and memory is the output plus one batch
-whatever the length.
+segments goes through ``run`` and the stems are overlap-added with the weights of
+:func:`roomtone.models.apply.segment_weights` (raised-cosine ramps, normalised by their sum; the
+last segment is aligned to the end), so the seams are smooth, a mixture the model splits exactly
+is still split exactly, and memory is the output plus one batch whatever the length.
 
 Shape: x (channels, samples) float32 -> (stems, channels, samples) float32.
 """
 
 import numpy as np
 
-from roomtone.models.apply import crossfade, segment_starts
+from roomtone.models.apply import segment_starts, segment_weights
 
 
 def separate_chunked(run, x, *, segment, overlap, stems, batch=1, progress=None):
@@ -38,7 +38,7 @@ def separate_chunked(run, x, *, segment, overlap, stems, batch=1, progress=None)
     if not 0 <= overlap < segment:
         raise ValueError(f"overlap of {overlap} samples must be shorter than the segment ({segment} samples)")
     starts = segment_starts(samples, segment, segment - overlap)
-    fade = crossfade(overlap)
+    weights, total = segment_weights(samples, segment, starts, overlap)
     for first in range(0, len(starts), batch):
         group = starts[first:first + batch]
         block = np.zeros((batch, channels, segment), np.float32)
@@ -49,16 +49,12 @@ def separate_chunked(run, x, *, segment, overlap, stems, batch=1, progress=None)
         if result.shape != (batch, stems, channels, segment):
             raise ValueError(f"the separator returned shape {result.shape}, expected {(batch, stems, channels, segment)}")
         for i, s in enumerate(group):
-            y = result[i].copy()
-            if overlap:
-                if s > 0:
-                    y[..., :overlap] *= fade
-                if s + segment < samples:
-                    y[..., -overlap:] *= fade[::-1]
+            y = result[i] * weights[s]
             stop = min(s + segment, samples)
             out[:, :, s:stop] += y[:, :, :stop - s]
         if progress is not None:
             progress(first + len(group), len(starts))
+    out /= total
     return out
 
 

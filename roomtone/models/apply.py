@@ -2,9 +2,10 @@
 
 The model never chunks or reads files; :func:`apply_chunked` cuts the signal into segments of a
 fixed length (one compiled shape for any input length), overlapping by ``overlap`` samples, runs
-them in batches, and overlap-adds the outputs with complementary raised-cosine cross-fades (they
-sum to exactly 1), so the seams are smooth and memory does not grow with the input beyond its
-output. ``delay`` samples of model latency are trimmed from the front, so the output is
+them in batches, and overlap-adds the outputs weighted by raised-cosine ramps over the shared
+samples, divided by the summed weights, so the seams are smooth and memory does not grow with the input beyond its
+output. The last segment is aligned to the input's end, so only an input shorter than one segment
+is ever padded (a model that normalises by its input's level sees no stretch of padding). ``delay`` samples of model latency are trimmed from the front, so the output is
 sample-aligned with the input and of the same length.
 
 Shape: x (channels, samples) float32 -> (channels, samples) float32.
@@ -24,10 +25,37 @@ def crossfade(overlap):
 
 def segment_starts(samples, keep, step):
     """Start of every segment, ``step`` apart, each answering ``keep`` samples, so that together
-    they cover ``samples`` samples (the last one reaching the end, none wholly past it)."""
+    they cover ``samples`` samples; the last one ends exactly at the end (it overlaps its
+    neighbour by more than the others do) so that no segment is padded unless the whole input is
+    shorter than one."""
     if step <= 0:
         raise ValueError(f"segment step {step} must be positive (overlap and delay shorter than the segment)")
-    return [i * step for i in range(1 + -(-max(0, samples - keep) // step))]
+    starts = [i * step for i in range(1 + -(-max(0, samples - keep) // step))]
+    if len(starts) > 1:
+        starts[-1] = samples - keep
+    return starts
+
+
+def segment_weights(samples, keep, starts, overlap):
+    """The overlap-add weights of segments at ``starts``, each answering ``keep`` samples: ones,
+    with a raised-cosine ramp over ``overlap`` samples (at most half a segment) at each edge a
+    neighbour shares, and their sum over the signal, which the overlap-added outputs are divided by
+    (exactly 1 where two regular neighbours cross, and right wherever the end-aligned last segment
+    overlaps more). Returns ``({start: (keep,) float32}, (samples,) float32)``."""
+    ramp = crossfade(min(overlap, keep // 2))
+    weights = {}
+    for i, s in enumerate(starts):
+        w = np.ones(keep, np.float32)
+        if ramp.size and i > 0:
+            w[:ramp.size] = ramp
+        if ramp.size and i < len(starts) - 1:
+            w[keep - ramp.size:] = np.minimum(w[keep - ramp.size:], ramp[::-1])
+        weights[s] = w
+    total = np.zeros(samples, np.float32)
+    for s, w in weights.items():
+        stop = min(s + keep, samples)
+        total[s:stop] += w[:stop - s]
+    return weights, total
 
 
 def apply_chunked(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
@@ -55,7 +83,7 @@ def apply_chunked(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
         return out
     keep = segment - delay  # output samples an item answers for
     starts = segment_starts(samples, keep, keep - overlap)
-    fade = crossfade(overlap)
+    weights, total = segment_weights(samples, keep, starts, overlap)
     items = [(c, s) for c in range(channels) for s in starts]
     done = 0
     for first in range(0, len(items), batch):
@@ -66,15 +94,11 @@ def apply_chunked(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
             block[i, :len(piece)] = piece
         result = np.asarray(run(block), dtype=np.float32)
         for i, (c, s) in enumerate(group):
-            y = result[i, delay:delay + keep].copy()  # answers x[s : s + keep]
-            if overlap:
-                if s > 0:
-                    y[:overlap] *= fade
-                if s + keep < samples:
-                    y[-overlap:] *= fade[::-1]
+            y = result[i, delay:delay + keep] * weights[s]  # answers x[s : s + keep]
             stop = min(s + keep, samples)
             out[c, s:stop] += y[:stop - s]
         done += len(group)
         if progress is not None:
             progress(done, len(items))
+    out /= total[None, :]
     return out
