@@ -111,13 +111,28 @@ def build_model(arch, rngs):
     return Net(arch, rngs)
 
 
-def features(spec):
+def features(spec, level=None):
     """Model input from the STFT ``spec`` (batch, frames, BINS) complex. Returns (features, level),
-    ``level`` the utterance's mean power (batch, 1, 1), for :func:`apply_masks`-free callers."""
+    ``level`` the utterance's mean power per bin over the frames holding any signal (batch, 1, 1),
+    or the ``level`` given (a caller that chunks a long input passes the whole input's, see
+    :func:`input_level`)."""
     import jax.numpy as jnp
 
     power = spec.real ** 2 + spec.imag ** 2
-    level = jnp.mean(power, axis=(1, 2), keepdims=True) + 1e-10
+    if level is not None:
+        return _features(spec, power, jnp.asarray(level, power.dtype) + 1e-10)
+    # the mean power of the frames that hold any signal: padding with digital silence (a short
+    # input in a longer compiled segment) does not move it
+    frame_power = jnp.mean(power, axis=2, keepdims=True)
+    active = (frame_power > 1e-14).astype(power.dtype)
+    level = jnp.sum(frame_power * active, axis=1, keepdims=True) / jnp.maximum(
+        jnp.sum(active, axis=1, keepdims=True), 1.0) + 1e-10
+    return _features(spec, power, level)
+
+
+def _features(spec, power, level):
+    import jax.numpy as jnp
+
     logp = jnp.log10(power / level + 1e-8)
     low = spec[..., :LOW_BINS] / jnp.sqrt(level)
     mag = jnp.abs(low)
@@ -130,12 +145,12 @@ def gain_floor(atten_lim_db):
     return 0.0 if atten_lim_db is None else 10.0 ** (-float(atten_lim_db) / 20.0)
 
 
-def enhance_spec(model, spec, floor=0.0):
+def enhance_spec(model, spec, floor=0.0, level=None):
     """The masked spectrum (batch, frames, BINS) complex; no bin's mask magnitude below ``floor``
-    (a number or a traced scalar: :func:`gain_floor`)."""
+    (a number or a traced scalar: :func:`gain_floor`); ``level`` as in :func:`features`."""
     import jax.numpy as jnp
 
-    feats, _ = features(spec)
+    feats, _ = features(spec, level)
     gain, re, im = model(feats)
     gain = jnp.maximum(gain, floor)
     mag = jnp.sqrt(re * re + im * im + 1e-12)
@@ -152,9 +167,10 @@ def window():
     return sqrt_hann(N_FFT)
 
 
-def denoise_fn(model, samples):
+def denoise_fn(model, samples, unit_level=False):
     """A function of (audio (batch, samples) float32, floor) -> (batch, samples): STFT, masks,
-    ISTFT (``floor``: :func:`gain_floor`)."""
+    ISTFT (``floor``: :func:`gain_floor`). With ``unit_level`` the features take the input's level
+    as 1 (the caller scaled it so: :func:`input_level`) instead of measuring each item's."""
     from roomtone.models import stft
 
     w = window()
@@ -162,14 +178,34 @@ def denoise_fn(model, samples):
 
     def run(audio, floor=0.0):
         spec = stft.stft(audio, w, HOP)
-        return stft.istft(enhance_spec(model, spec, floor), w, HOP, env, samples)
+        return stft.istft(enhance_spec(model, spec, floor, 1.0 if unit_level else None), w, HOP, env, samples)
 
     return run
 
 
+def input_level(x, chunk_frames=4096):
+    """:func:`features`' level of a whole channel, on the host (numpy, in chunks of frames): the
+    mean power per STFT bin over the frames holding any signal. Shape: x (samples,) -> float."""
+    from roomtone.models.stft import frame_count
+
+    x = np.asarray(x, np.float32)
+    frames = frame_count(x.size, HOP, N_FFT)
+    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x, np.zeros(frames * HOP - x.size, np.float32)])
+    w = window().astype(np.float64)
+    total, count = 0.0, 0
+    for first in range(0, frames, chunk_frames):
+        idx = (np.arange(first, min(frames, first + chunk_frames))[:, None] * HOP + np.arange(N_FFT)[None, :])
+        spec = np.fft.rfft(padded[idx] * w, axis=-1)
+        frame_power = np.mean(spec.real ** 2 + spec.imag ** 2, axis=-1)
+        active = frame_power > 1e-14
+        total += float(frame_power[active].sum())
+        count += int(active.sum())
+    return total / count if count else 0.0
+
+
 WEIGHTS = "weights/roomtone.npz"  # inside the installed package
-SEGMENT_S = 8.0
-OVERLAP_S = 0.5
+SEGMENT_S = 30.0
+OVERLAP_S = 2.0
 BATCH = 4
 
 
@@ -200,8 +236,9 @@ def load_model(path=None):
 class RoomtoneDenoiser:
     """The ``roomtone`` denoiser for the enhance job: ``denoiser(audio, atten_lim_db=None)`` on
     float32 (channels, samples) at 16 kHz, the same shape out (zero latency). Long inputs run in
-    :data:`SEGMENT_S` segments cross-faded over :data:`OVERLAP_S` (one compiled shape, cached on
-    disk by :func:`roomtone.models.runtime.setup`)."""
+    :data:`SEGMENT_S` segments cross-faded over :data:`OVERLAP_S`, the last one aligned to the end;
+    a shorter input in one segment of whole seconds (compiled once per length, cached on disk by
+    :func:`roomtone.models.runtime.setup`)."""
 
     name = "roomtone"
     sample_rate = SAMPLE_RATE
@@ -216,7 +253,14 @@ class RoomtoneDenoiser:
         self.model, self.config = load_model(path)
         self.segment = int(SEGMENT_S * SAMPLE_RATE)
         self.overlap = int(OVERLAP_S * SAMPLE_RATE)
-        self._run = jax.jit(denoise_fn(self.model, self.segment))
+        self._runs = {}
+
+    def _compiled(self, segment):
+        import jax
+
+        if segment not in self._runs:
+            self._runs[segment] = jax.jit(denoise_fn(self.model, segment, unit_level=True))
+        return self._runs[segment]
 
     def __call__(self, audio, atten_lim_db=None, progress=None):
         import jax.numpy as jnp
@@ -225,5 +269,15 @@ class RoomtoneDenoiser:
 
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         floor = jnp.float32(gain_floor(atten_lim_db))
-        return apply_chunked(lambda block: np.asarray(self._run(block, floor)), audio, segment=self.segment,
-                             overlap=self.overlap, batch=BATCH, progress=progress)
+        # a short input runs in one segment rounded up to a whole second (few compiled shapes,
+        # little padding); a long one in SEGMENT_S segments
+        samples = audio.shape[1]
+        segment = self.segment if samples > self.segment else max(1, -(-samples // SAMPLE_RATE)) * SAMPLE_RATE
+        run = self._compiled(segment)
+        # each channel scaled to unit level (the whole channel's, so every segment of it sees the
+        # same features a whole-input call would), and back: the masks do not depend on scale
+        scale = np.array([np.sqrt(input_level(channel)) for channel in audio], np.float32)
+        scale[scale == 0] = 1.0
+        out = apply_chunked(lambda block: np.asarray(run(block, floor)), audio / scale[:, None], segment=segment,
+                            overlap=min(self.overlap, segment // 4), batch=BATCH, progress=progress)
+        return out * scale[:, None]

@@ -24,7 +24,7 @@ import numpy as np
 from roomtone.enhance import data, net
 
 
-def loss_fn(model, noisy, clean):
+def loss_fn(model, noisy, clean, sdr_weight=0.02):
     import jax.numpy as jnp
 
     from roomtone.models import stft
@@ -52,17 +52,15 @@ def loss_fn(model, noisy, clean):
     sdr = 10 * jnp.log10((jnp.sum(target ** 2, -1) + 1e-9) / (jnp.sum((out - target) ** 2, -1) + 1e-9))
     has_speech = (ref_energy[:, 0] > 1e-7).astype(out.dtype)
     sdr_loss = -jnp.sum(sdr * has_speech) / jnp.maximum(jnp.sum(has_speech), 1.0)
-    return mag_loss + cplx_loss + 0.02 * sdr_loss
+    return mag_loss + cplx_loss + sdr_weight * sdr_loss
 
 
-def make_step(tx_schedule):
-    import jax
-    import optax
+def make_step(sdr_weight=0.02):
     from flax import nnx
 
     @nnx.jit
     def step(model, optimizer, noisy, clean):
-        loss, grads = nnx.value_and_grad(loss_fn)(model, noisy, clean)
+        loss, grads = nnx.value_and_grad(lambda m: loss_fn(m, noisy, clean, sdr_weight))(model)
         optimizer.update(model, grads)
         return loss
 
@@ -94,6 +92,9 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--embed", type=int, default=128)
     p.add_argument("--val-items", type=int, default=48)
+    p.add_argument("--init", help="start from these weights (.npz with its config), a fresh schedule")
+    p.add_argument("--sdr-weight", type=float, default=0.02, help="weight of -SI-SDR (dB) in the loss")
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 500, 200 on resume)")
     args = p.parse_args(argv)
 
     import jax
@@ -119,12 +120,16 @@ def main(argv=None):
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), saved, path=ckpt)
         start_step, best, history = meta["step"], meta["best_val_si_sdr_db"], meta["history"]
         print(f"resumed at step {start_step}, best {best:.2f} dB", flush=True)
-    warm = 200 if start_step else 500
+    if args.init and not (args.resume and os.path.exists(ckpt)):
+        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
+        history = [["init", args.init]]
+        print(f"starting from {args.init}", flush=True)
+    warm = args.warmup if args.warmup is not None else (200 if start_step else 500)
     total = max(args.steps, start_step + 1)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    step_fn = make_step(schedule)
+    step_fn = make_step(args.sdr_weight)
     rng = np.random.default_rng(args.seed + start_step)
     train_pool = pools["train"]
     n = int(args.seconds * data.SAMPLE_RATE)
@@ -136,7 +141,8 @@ def main(argv=None):
         config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
                   "data": {k: v for k, v in man.items()}, "training": {
                       "steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
-                      "loss": "compressed magnitude MSE + compressed complex MSE + 0.02 x (-SI-SDR)",
+                      "loss": f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)",
+                      "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
                       "augmentation": "see roomtone.enhance.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
                               "val_items": args.val_items, "val_snr_db": [0, 15]},

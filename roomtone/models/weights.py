@@ -75,6 +75,9 @@ def save_weights(path, arrays, config):
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temp, 0o666 & ~umask)  # readable as any file the user writes (mkstemp makes it 0600)
             os.replace(temp, target)
         except BaseException:
             if os.path.exists(temp):
