@@ -163,16 +163,27 @@ def folder_plan(inputs, folder, fmt_choice, *, verb):
     """``[(input, FOLDER/<input name>.<ext>)]``: ``ext`` is ``fmt_choice`` when given, else the
     input's when it is one of :data:`KEPT_FORMATS`, else ``wav``. Two inputs landing on one name
     are refused (exit status 2; ``verb`` says what to do to them in separate calls)."""
-    plan, seen = [], {}
-    for source in inputs:
+
+    def target(source):
         stem, ext = os.path.splitext(os.path.basename(source))
         ext = "." + fmt_choice if fmt_choice else (ext.lower() if ext.lower()[1:] in KEPT_FORMATS else ".wav")
-        target = os.path.join(folder, stem + ext)
-        key = os.path.abspath(target)
+        return os.path.join(folder, stem + ext)
+
+    return unique_plan(inputs, target, verb=verb)
+
+
+def unique_plan(inputs, target, *, verb, shown=lambda path: path):
+    """``[(input, target(input))]``; two inputs with one target are refused (exit status 2, the
+    message showing the target as ``shown(target)`` and saying to ``verb`` them in separate calls)."""
+    plan, seen = [], {}
+    for source in inputs:
+        destination = target(source)
+        key = os.path.abspath(destination)
         if key in seen:
-            fail(f"{source} and {seen[key]} would both be written to {target}; {verb} them in separate calls", 2)
+            fail(f"{source} and {seen[key]} would both be written to {shown(destination)}; "
+                 f"{verb} them in separate calls", 2)
         seen[key] = source
-        plan.append((source, target))
+        plan.append((source, destination))
     return plan
 
 

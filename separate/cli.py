@@ -10,7 +10,7 @@ import sys
 import click
 
 import roomtone
-from roomtone.cli_common import check_interrupted, exit_code_for, fail, friendly_errors, run_command
+from roomtone.cli_common import check_interrupted, exit_code_for, fail, friendly_errors, run_command, unique_plan
 from roomtone.errors import PresetError, RoomtoneError
 
 STEMS = "vocals,drums,bass,other"
@@ -47,16 +47,8 @@ class _Progress:
 
 def _plan(inputs, directory):
     """``[(input, DIR/<input name>)]``; two inputs with one name are refused."""
-    plan, seen = [], {}
-    for source in inputs:
-        name = os.path.splitext(os.path.basename(source))[0]
-        folder = os.path.join(directory, name)
-        key = os.path.abspath(folder)
-        if key in seen:
-            fail(f"{source} and {seen[key]} would both be written to {folder}/; separate them in separate calls", 2)
-        seen[key] = source
-        plan.append((source, folder))
-    return plan
+    return unique_plan(inputs, lambda source: os.path.join(directory, os.path.splitext(os.path.basename(source))[0]),
+                       verb="separate", shown=lambda folder: folder + "/")
 
 
 def _summary_line(report):

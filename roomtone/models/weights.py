@@ -32,16 +32,19 @@ def config_path(weights_path):
     return root + ".json"
 
 
-def flatten(tree, prefix=""):
-    """A nested dict of arrays (``nnx.to_pure_dict``) as ``{"a/0/b": array}``."""
-    flat = {}
+def _leaves(tree, prefix=""):
+    """``(path, leaf)`` of a nested dict, paths joined by ``/``."""
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(flatten(value, path + "/"))
+            yield from _leaves(value, path + "/")
         else:
-            flat[path] = np.asarray(value)
-    return flat
+            yield path, value
+
+
+def flatten(tree):
+    """A nested dict of arrays (``nnx.to_pure_dict``) as ``{"a/0/b": array}``."""
+    return {path: np.asarray(value) for path, value in _leaves(tree)}
 
 
 def unflatten(flat, like):
@@ -154,16 +157,9 @@ def build(factory, arrays, *, path="weights"):
     return model
 
 
-def flatten_shapes(tree, prefix=""):
+def flatten_shapes(tree):
     """``{"a/0/b": shape}`` of a nested dict of (abstract) arrays."""
-    out = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten_shapes(value, path + "/"))
-        else:
-            out[path] = tuple(value.shape)
-    return out
+    return {path: tuple(value.shape) for path, value in _leaves(tree)}
 
 
 def model_arrays(model):
