@@ -19,8 +19,6 @@ Augmentation of a training mixture (all at 16 kHz):
 Shape: mixtures (items, samples) float32 at 16 kHz.
 """
 
-import csv
-import os
 import re
 import zlib
 from pathlib import Path

@@ -245,7 +245,6 @@ class RoomtoneDenoiser:
     latency_samples = 0
 
     def __init__(self, path=None):
-        import jax
 
         from roomtone.models import runtime
 

@@ -97,7 +97,6 @@ def main(argv=None):
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 500, 200 on resume)")
     args = p.parse_args(argv)
 
-    import jax
     import optax
     from flax import nnx
 

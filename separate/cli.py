@@ -5,7 +5,6 @@ progress bar, and prints one line per file (or its JSON report).
 
 import json
 import os
-import sys
 
 import click
 
