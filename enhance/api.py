@@ -21,7 +21,7 @@ from roomtone.enhance.denoisers import get_denoiser
 from roomtone.enhance.presets import load_preset
 from roomtone.enhance.processors import Denoise, EnhanceProcessor
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, TargetUnreachableError
-from roomtone.loudness import reach_loudness
+from roomtone.loudness import in_place_pays, reach_loudness
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, measure
 from roomtone.platforms import resolve_target
 from roomtone.processor import Chain
@@ -151,9 +151,11 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
                 f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor")
         limiter = TruePeakLimiter(ceiling_dbtp=goal.ceiling_dbtp, lookahead_ms=preset.loudness.lookahead_ms,
                                   release_ms=preset.loudness.release_ms)
+        # the chain's output is ours (not the caller's array): long ones are delivered over it
+        in_place = not np.may_share_memory(signal, audio) and in_place_pays(signal)
         result = reach_loudness(signal, sample_rate, target_lufs=goal.integrated_lufs,
                                 ceiling_dbtp=goal.ceiling_dbtp, level_lufs=level, limiter=limiter,
-                                max_limiting_lu=preset.loudness.max_limiting_lu, bits=bits)
+                                max_limiting_lu=preset.loudness.max_limiting_lu, bits=bits, in_place=in_place)
         signal, after = result.audio, result.after
         stages += [{"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)}, result.stage_report()]
         target = {"platform": goal.platform, "integrated_lufs": goal.integrated_lufs,

@@ -303,3 +303,23 @@ def test_presets_load_and_refuse_unknown_keys(tmp_path):
     with pytest.raises(PresetError, match="unknown preset"):
         load_preset("shouting")
     assert dataclasses.replace(podcast).name == "podcast"
+
+
+def test_podcast_delivered_in_place_is_the_same_job(monkeypatch):
+    """Long recordings are delivered over the chain's own output (one whole copy fewer); the result
+    is on target under the ceiling as the beside delivery, and the caller's array is untouched."""
+    import roomtone.loudness
+    from roomtone.testing import libebur128
+
+    sample_rate = 16000
+    speech, noise, _ = _noisy_speech(4.0, sample_rate, 1)
+    x = speech + noise
+    before = x.copy()
+    beside, _ = enhance(x, sample_rate, model="classic")
+    monkeypatch.setattr(roomtone.loudness, "IN_PLACE_MIN_BYTES", 0)
+    over, report = enhance(x, sample_rate, model="classic")
+    np.testing.assert_array_equal(x, before)
+    lufs, peak = libebur128(over, sample_rate)
+    assert abs(lufs + 19.0) <= 0.1 and peak <= -1.0
+    assert report["after"]["true_peak_dbtp"] <= -1.0
+    assert np.max(np.abs(over - beside)) < 0.01
