@@ -297,15 +297,16 @@ class Denoise(EnhanceProcessor):
         out = _fit_length(resample(cleaned, native, sample_rate), n)
         if native >= sample_rate:
             return out, info
-        # the band above the model's Nyquist frequency, from the input
-        high = audio - _fit_length(resample(low, native, sample_rate), n)
+        # the band above the model's Nyquist frequency, from the input: one whole-rate scratch,
+        # reused for the difference and its gains (memory)
         gains_db = _top_octave_gain_db(low, cleaned, native, limit)
-        hop = native * HIGH_BAND_BLOCK_S
+        del cleaned
+        high = _fit_length(resample(low, native, sample_rate), n)
+        del low
+        np.subtract(audio, high, out=high)
         block = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
-        scaled = apply_block_gains(np.ascontiguousarray(high, dtype=np.float32), gains_db, float(block),
-                                   0.5 * block, np.empty(high.shape, dtype=np.float32))
-        del hop
-        out += scaled
+        out += apply_block_gains(high, gains_db, float(block), 0.5 * block, high)
+        del high
         info["band_kept_above_hz"] = native / 2
         info["high_band_gain_db_mean"] = round(float(np.mean(gains_db)), 2) if gains_db.size else 0.0
         return out, info
