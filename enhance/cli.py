@@ -6,8 +6,9 @@ progress bar, and prints one line per file (or its JSON report).
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan, friendly_errors,
-                                 run_batch, run_command, stderr_progress)
+from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan,
+                                 friendly_errors, json_option, quiet_option, report_dir_option, run_batch,
+                                 run_command, stderr_progress)
 from roomtone.errors import PresetError
 
 FORMATS = KEPT_FORMATS
@@ -59,12 +60,9 @@ def _summary_line(report):
               help="Output format (default: the input's when WAV or FLAC, else WAV).")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="24", show_default=True,
               help="Output sample format: 16/24-bit PCM with TPDF dither, or 32-bit float (WAV only).")
-@click.option("--report-dir", type=click.Path(file_okay=False),
-              help="Write one JSON report per file into this folder, as <output name>.json.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
-                   "for a file that failed).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@report_dir_option
+@json_option()
+@quiet_option
 @click.version_option(roomtone.__version__, "--version", prog_name="enhance (roomtone)")
 @friendly_errors
 def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth, report_dir, as_json, quiet):

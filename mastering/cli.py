@@ -11,8 +11,9 @@ import os
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan, friendly_errors,
-                                 run_batch, run_command, stderr_progress, write_reports)
+from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan,
+                                 friendly_errors, json_option, quiet_option, report_dir_option, run_batch,
+                                 run_command, stderr_progress, write_reports)
 from roomtone.errors import OutputError
 
 # --format choices; the default keeps the input's format when it is WAV or FLAC
@@ -111,11 +112,8 @@ def _plan(inputs, output_path, fmt_choice):
                    "(Opus, which takes only 8/12/16/24/48 kHz, is delivered at 48 kHz).")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False),
               help="Also write the JSON report here (one IN; versions, preset as applied, per-stage gain, before/after).")
-@click.option("--report-dir", type=click.Path(file_okay=False),
-              help="Write one JSON report per file into this folder, as <output name>.json.")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
-                   "for a file that failed), instead of the tables.")
+@report_dir_option
+@json_option(", instead of the tables")
 @click.option("--reference", "references", multiple=True, metavar="REF[:WEIGHT]",
               help="Match a reference track: the preset's chain is fitted (JAX, optax) to its tonal balance "
                    "(1/3-octave curve) and stereo width, then rendered by the usual chain; its integrated loudness "
@@ -129,7 +127,7 @@ def _plan(inputs, output_path, fmt_choice):
 @click.option("--overwrite-input", is_flag=True, help="Allow OUT to be the input file itself (replaced only on success).")
 @click.option("--demo", is_flag=True, help="Master a 12 s demo track (drums, bass, chords) the package synthesizes; needs -o.")
 @click.option("--list-presets", is_flag=True, help="List presets and platforms, then exit.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@quiet_option
 @click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
 def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,

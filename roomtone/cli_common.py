@@ -70,6 +70,20 @@ def check_interrupted():
         raise KeyboardInterrupt
 
 
+_JSON_HELP = ("Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
+              "for a file that failed)")
+
+
+def json_option(instead=""):
+    """The file CLIs' ``--json`` flag (``as_json``); ``instead`` ends its help (", instead of the tables")."""
+    return click.option("--json", "as_json", is_flag=True, help=_JSON_HELP + instead + ".")
+
+
+quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+report_dir_option = click.option("--report-dir", type=click.Path(file_okay=False),
+                                 help="Write one JSON report per file into this folder, as <output name>.json.")
+
+
 def friendly_errors(func):
     """Turn our errors into ``error: <one line>`` on stderr and an exit code; never a traceback
     (set ``ROOMTONE_DEBUG=1`` to see one for an internal error). Ctrl-C is always ``interrupted``

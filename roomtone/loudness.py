@@ -174,7 +174,6 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
                 after = measure(out, sample_rate)
                 result = after.integrated_lufs
             else:
-                after = None
                 result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
             error = target - result
             history.append((gain_db, result))

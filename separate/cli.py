@@ -9,7 +9,8 @@ import os
 import click
 
 import roomtone
-from roomtone.cli_common import check_interrupted, exit_code_for, fail, friendly_errors, run_command, unique_plan
+from roomtone.cli_common import (check_interrupted, exit_code_for, fail, friendly_errors, json_option, quiet_option, run_command,
+    unique_plan)
 from roomtone.errors import PresetError, RoomtoneError
 
 STEMS = "vocals,drums,bass,other"
@@ -83,10 +84,8 @@ def _summary_line(report):
 @click.option("--clip", type=click.Choice(["rescale", "clamp"]),
               help="For 16/24-bit output: rescale (one common gain for all stems so none clips; reported) or clamp "
                    "(clip the samples over full scale; their count is reported).")
-@click.option("--json", "as_json", is_flag=True,
-              help="Print each file's JSON report to stdout, one line per file ({\"input\": ..., \"error\": ...} "
-                   "for a file that failed).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+@json_option()
+@quiet_option
 @click.version_option(roomtone.__version__, "--version", prog_name="separate (roomtone)")
 @friendly_errors
 def main(inputs, output_dir, stems, two_stems, model, weights, bit_depth, clip, as_json, quiet):
