@@ -10,8 +10,12 @@ Augmentation of a training mixture (all at 16 kHz):
 - speech: a random crop, random level, random spectral tilt / two-band EQ (+-6 dB);
 - reverberation (40 %): a measured RIR, the target keeping the direct path and the first 50 ms
   (early reflections) only, the input the whole tail;
-- noise: a real recording (random crop, EQ), or babble (3-6 other training speakers), or coloured
-  noise (slope -6..+3 dB/octave), or mains hum (50/60 Hz and harmonics) added to one of these;
+- noise: a real recording (a scene drawn uniformly, then one of its files: a soundscape cut into
+  96 chunks weighs as much as a single recording; random crop, EQ), or babble (3-6 other training
+  speakers), or coloured noise (slope -6..+3 dB/octave), or synthetic transients (:func:`_transients`:
+  taps, knocks, keyboard clicks, handling rubs, the impulsive noise of interviews that the real
+  pools hold little of), alone or over another noise; mains hum (50/60 Hz and harmonics) added to
+  any of these;
 - SNR uniform in -5..25 dB; 5 % of items noise-free (clean speech must pass unchanged) and 3 %
   speech-free (noise alone: the target is silence);
 - input peak kept under full scale.
@@ -156,21 +160,73 @@ def _rms(x):
     return float(np.sqrt(np.mean(x.astype(np.float64) ** 2) + 1e-12))
 
 
+def _bursts(rng, n, rate_hz, length_ms, decay_ms):
+    """Impulsive events at Poisson times: white-noise bursts of ``length_ms`` with an exponential
+    decay of ``decay_ms``, random signs and levels (0.1..1, log-uniform). Shape: (n,)."""
+    out = np.zeros(n, np.float64)
+    events = rng.poisson(rate_hz * n / SAMPLE_RATE) + 1
+    length = max(8, int(length_ms * SAMPLE_RATE / 1000))
+    t = np.arange(length)
+    for start in rng.integers(-length // 2, n, events):
+        decay = rng.uniform(0.3, 1.5) * decay_ms * SAMPLE_RATE / 1000
+        burst = rng.standard_normal(length) * np.exp(-t / decay) * 10.0 ** rng.uniform(-1, 0)
+        lo, hi = max(0, start), min(n, start + length)
+        if hi > lo:
+            out[lo:hi] += burst[lo - start:hi - start]
+    return out
+
+
+def _transients(rng, n):
+    """Synthetic non-stationary noise, coloured by a random EQ afterwards: ``"tap"`` (finger taps
+    and knocks on a table or a laptop: bursts of 5-40 ms, 0.5-6 per second, low-passed so some
+    thump), ``"click"`` (keyboard and mouse clicks: 1-8 ms bursts, 2-12 per second), ``"rub"``
+    (handling noise and clothes on a lapel microphone: low-passed noise under a slow random
+    envelope, raised to a power so it comes in gusts). Shape: (n,) float32."""
+    kind = rng.choice(["tap", "click", "rub"])
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    if kind == "tap":
+        x = _bursts(rng, n, rng.uniform(0.5, 6.0), rng.uniform(5, 40), rng.uniform(2, 15))
+        cutoff = rng.uniform(300, 4000)
+    elif kind == "click":
+        x = _bursts(rng, n, rng.uniform(2.0, 12.0), rng.uniform(1, 8), rng.uniform(0.5, 3))
+        cutoff = rng.uniform(2000, 8000)
+    else:
+        env = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * (f < rng.uniform(1.0, 8.0)), n=n)
+        env = np.abs(env) / (np.abs(env).max() + 1e-12)
+        x = rng.standard_normal(n) * env ** rng.uniform(1.0, 3.0)
+        cutoff = rng.uniform(200, 3000)
+    spec = np.fft.rfft(x) / np.sqrt(1.0 + (f / cutoff) ** (2 * int(rng.integers(1, 4))))
+    return _eq(rng, np.fft.irfft(spec, n=n).astype(np.float32))
+
+
 def _noise(rng, pool, speech_pool, n):
     kind = rng.random()
-    if kind < 0.6 and pool["noise"]:
-        _, x = pool["noise"][int(rng.integers(len(pool["noise"])))]
-        noise = _eq(rng, _crop(rng, x, n))
-    elif kind < 0.75:
+    if kind < 0.5 and pool["noise"]:
+        noise = _eq(rng, _crop(rng, _real_noise(rng, pool["noise"]), n))
+    elif kind < 0.62:
         noise = np.zeros(n, np.float32)
         for _ in range(int(rng.integers(3, 7))):
             _, s = speech_pool[int(rng.integers(len(speech_pool)))]
             noise += _crop(rng, s, n) * rng.uniform(0.3, 1.0)
-    else:
+    elif kind < 0.75:
         noise = _coloured(rng, n)
+    else:
+        noise = _transients(rng, n)
+    if kind < 0.75 and rng.random() < 0.2:  # taps over a background
+        bed = noise
+        noise = _transients(rng, n)
+        noise = noise / (_rms(noise) + 1e-9) * _rms(bed) * 10.0 ** rng.uniform(-0.5, 1.0) + bed
     if rng.random() < 0.15:
         noise = noise + _hum(rng, n) * _rms(noise) * rng.uniform(0.3, 2.0) / 0.5
     return noise
+
+
+def _real_noise(rng, noises):
+    """A recording from ``noises`` [(key, array)]: a scene drawn uniformly, then one of its files."""
+    keys = sorted({k for k, _ in noises})
+    key = keys[int(rng.integers(len(keys)))]
+    files = [x for k, x in noises if k == key]
+    return files[int(rng.integers(len(files)))]
 
 
 def _reverb(rng, rirs, speech):

@@ -65,6 +65,29 @@ def test_mixtures_have_the_promised_shape_level_and_cases():
     assert min(snr) < 5 and max(snr) > 10  # the SNR spread reaches low and high values
 
 
+def test_synthetic_transients_are_impulsive_and_every_kind_is_drawn():
+    """Taps, clicks and rubs come in bursts: their short-frame energy varies far more than a
+    stationary noise's, and each kind appears among a few draws."""
+    rng = np.random.default_rng(4)
+    frames = lambda x: np.mean(x[: x.size // 160 * 160].reshape(-1, 160) ** 2, axis=1)
+    stationary = frames(np.random.default_rng(5).standard_normal(2 * RATE))
+    spreads = []
+    for _ in range(24):
+        x = data._transients(rng, 2 * RATE)
+        assert x.shape == (2 * RATE,) and x.dtype == np.float32 and np.all(np.isfinite(x)) and np.any(x)
+        e = frames(x.astype(np.float64))
+        spreads.append(np.percentile(e, 95) / (np.percentile(e, 50) + 1e-20))
+    assert np.median(spreads) > 10 * np.percentile(stationary, 95) / np.percentile(stationary, 50)
+
+
+def test_real_noise_is_drawn_by_scene_not_by_file():
+    """A scene cut into many chunks is drawn as often as a single recording."""
+    noises = [("soundscape", np.full(10, 1.0, np.float32)) for _ in range(30)] + [("fan", np.full(10, 2.0, np.float32))]
+    rng = np.random.default_rng(6)
+    draws = [float(data._real_noise(rng, noises)[0]) for _ in range(400)]
+    assert 0.4 < draws.count(2.0) / len(draws) < 0.6
+
+
 def test_held_out_split_is_by_speaker_and_stable():
     assert data.speaker_key("resemblyzer__librispeech_train-clean-100__103-1240-0000.flac") == "libri103"
     assert data.speaker_key("audiomentations__p286_011.flac") == "vctkp286"
