@@ -506,6 +506,13 @@ def write_text_atomic(path, text):
     _commit(_write_temp(path, "w", lambda handle: handle.write(text)), path)
 
 
+def write_bytes_atomic(path, data):
+    """Write ``data`` (bytes, e.g. a PNG) to ``path`` via a temporary file and a rename."""
+    path = os.fspath(path)
+    check_output_path(path)
+    _commit(_write_temp(path, "wb", lambda handle: handle.write(data)), path)
+
+
 def _write_temp(path, mode, fill):
     """Write a temporary file beside ``path`` with ``fill(handle)``, flush and fsync it; returns its
     name. On any failure (including KeyboardInterrupt) it is removed; OS and libsndfile errors become

@@ -18,12 +18,27 @@ class PresetError(RoomtoneError, ValueError):
 
 
 class TargetUnreachableError(RoomtoneError):
-    """The loudness / true-peak target cannot be met without wrecking the audio."""
+    """The loudness / true-peak target cannot be met without wrecking the audio.
+
+    ``limiting_lu``: where the limiting budget was what stood in the way, the integrated loudness
+    (LU) the limiter would have had to take off at the search's last step (at least that much);
+    None for any other reason. ``max_limiting_lu``: the budget it was held to (LU), or None.
+    """
+
+    def __init__(self, message, *, limiting_lu=None, max_limiting_lu=None):
+        super().__init__(message)
+        self.limiting_lu = limiting_lu
+        self.max_limiting_lu = max_limiting_lu
 
 
 class OutputError(RoomtoneError, OSError):
     """The output cannot be written (same path as the input, missing or unwritable directory,
     unsupported format or bit depth, a failed write)."""
+
+
+class OptionalDependencyError(RoomtoneError, ImportError):
+    """A feature's optional extra (e.g. matplotlib for ``--plot``) is not installed; the message
+    names the ``pip install`` that fixes it."""
 
 
 class ModelUnavailableError(RoomtoneError, ImportError):

@@ -190,8 +190,8 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
             raise TargetUnreachableError(
                 f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
                 f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
-                f"or use a preset with more compression"
-            )
+                f"or use a preset with more compression", limiting_lu=float(limiting_lu),
+                max_limiting_lu=float(max_limiting_lu))
         if abs(error) > ACCEPT_LU:
             raise TargetUnreachableError(
                 f"the loudness search stopped at {result:.2f} LUFS, {abs(error):.2f} LU from the "
