@@ -172,9 +172,26 @@ def _optimise(theta, data, sample_rate, stereo, has_width, steps):
     return theta, values
 
 
-def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0, steps=250, rounds=2):
+def segment_starts(segments, sample_rate, length_s):
+    """One excerpt of at most ``length_s`` centred in each ``(start, stop)`` segment (samples):
+    ``(starts, lengths)``."""
+    starts, lengths = [], []
+    for start, stop in segments:
+        length = min(int(length_s * sample_rate), int(stop) - int(start))
+        starts.append(int(start) + (int(stop) - int(start) - length) // 2)
+        lengths.append(length)
+    return starts, lengths
+
+
+def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0, steps=250, rounds=2,
+              segments=None):
     """Fit ``preset``'s chain to ``target`` (:class:`~roomtone.mastering.targets.MatchTarget`) on
     ``signal``, the input at the working level (after the input trim).
+
+    ``segments``: ``[(start, stop)]`` sample ranges when ``signal`` is pieces of several tracks
+    joined end to end (an album, :mod:`roomtone.mastering.album`): the nonlinear stages' tonal
+    change is then measured on one excerpt of ``excerpt_s`` centred in each piece (``excerpts`` is
+    not used), so no excerpt straddles two tracks.
 
     Shape: signal (channels, samples) float32. Returns ``(preset, report)``: a new
     :class:`~roomtone.mastering.presets.Preset` with the fitted chain (rendered by numba) and a
@@ -191,8 +208,12 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     groups = tg.group_matrix()
     w = 2.0 * np.pi * freqs[keep] / sample_rate
     bins_z = (jnp.asarray(np.exp(-1j * w).astype(np.complex64)), jnp.asarray(np.exp(-2j * w).astype(np.complex64)))
-    starts, length = excerpt_starts(signal.shape[1], sample_rate, excerpts, excerpt_s)
-    pieces = [np.ascontiguousarray(signal[:, s:s + length]) for s in starts]
+    if segments is None:
+        starts, length = excerpt_starts(signal.shape[1], sample_rate, excerpts, excerpt_s)
+        lengths = [length] * len(starts)
+    else:
+        starts, lengths = segment_starts(segments, sample_rate, excerpt_s)
+    pieces = [np.ascontiguousarray(signal[:, s:s + n]) for s, n in zip(starts, lengths)]
     has_width = stereo and target.width_db is not None
     tgt = {"tonal": jnp.asarray(target.tonal_db, dtype=jnp.float32),
            "width": jnp.asarray(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)), dtype=jnp.float32)}
@@ -240,7 +261,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     fitted = dataclasses.replace(preset, chain=chain, name=f"{preset.name}+fit",
                                  description=f"{preset.description}; fitted to {', '.join(target.sources)}")
     report = {"target": target.as_dict(), "base_preset": preset.name, "excerpts_s": [round(s / sample_rate, 2) for s in starts],
-              "excerpt_length_s": round(length / sample_rate, 2), "rounds": history,
+              "excerpt_length_s": round(max(lengths) / sample_rate, 2), "rounds": history,
               "input_tonal_distance_db": round(before, 3),
               "seconds": round(time.perf_counter() - started, 3)}
     return fitted, report
