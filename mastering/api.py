@@ -16,6 +16,9 @@ metered again; the loudness stage re-runs aiming lower until the decoded file is
 
 The loudness change comes only from these static gains, the chain and the limiter: no gain riding.
 Metering runs in a second thread beside the chain (the numba kernels release the GIL).
+
+An album track (:mod:`roomtone.mastering.album`) runs the same path with the album's trim in step 1,
+the album's chain in step 2 and its place in the album as the target of step 3.
 """
 
 import dataclasses
@@ -31,13 +34,16 @@ from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
 from roomtone.loudness import ACCEPT_LU, in_place_pays, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
 from roomtone.mastering.presets import load_preset
-from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, loudness_stats, measure, true_peak
+from roomtone.meter import (ABSOLUTE_GATE_LUFS, MOMENTARY_S, SHORT_TERM_S, block_powers, integrated_loudness,
+                            loudness_stats, measure, to_lufs, true_peak)
 from roomtone.platforms import resolve_target
 from roomtone.resample import check_output_sample_rate, resample
 from roomtone.stages import Gain, TruePeakLimiter
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
+ANALYSIS_HOP_S = 0.5  # short-term loudness readings of ``report["analysis"]`` (3 s window), every this many s
+_BLOCK_HOP_S = 0.1  # the hop of :func:`roomtone.meter.block_powers`
 
 
 def _run(processor, signal, sample_rate):
@@ -58,8 +64,8 @@ def _versions():
 
 
 def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=None, ceiling_dbtp=None,
-           bit_depth="32f", output_sample_rate=None, reference=None, fit_target=False, explain=False, progress=None,
-           on_candidate=None):
+           bit_depth="32f", output_sample_rate=None, reference=None, fit_target=False, explain=False, analysis=False,
+           placement=None, progress=None, on_candidate=None):
     """Master ``audio`` to a platform's loudness and true-peak ceiling.
 
     Args:
@@ -79,6 +85,17 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
         fit_target: fit the chain to the preset's own ``[target]`` table instead.
         explain: add ``report["explain"]``, the decisions in plain words with numbers (the
             multiband compressor's average reduction costs one more band split of the signal).
+        analysis: add ``report["analysis"]``, what ``--plot`` draws (:mod:`roomtone.mastering.plot`):
+            the input, target and output 1/3-octave curves (``bands_hz``; dB re each signal's
+            integrated loudness; the target is the fit's, else the preset's ``[target]`` table,
+            else None) and the input's and output's short-term loudness (LUFS, 3 s window, one
+            reading every 0.5 s, reading ``k`` ending at ``3 + 0.5 k`` s). Costs one loudness pass
+            and one spectrum of each.
+        placement: an album track's place, from :func:`roomtone.mastering.album.analyse_album`
+            (:class:`~roomtone.mastering.album.TrackPlacement`): its target, the album's shared
+            input trim and shared (fitted) chain; ``preset``, ``platform``, ``target_lufs``,
+            ``ceiling_dbtp``, ``reference`` and ``fit_target`` are then not given. Adds
+            ``report["album"]``.
         bit_depth: ``"16"`` or ``"24"`` to quantize (with TPDF dither) here, so the returned samples
             are exactly what a file of that depth holds and meet the target; ``"32f"`` for float.
         output_sample_rate: None keeps ``sample_rate``; else one of 44100, 48000, 88200, 96000 Hz
@@ -103,7 +120,8 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
     """
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
-                   reference=reference, fit_target=fit_target, explain=explain, progress=progress)
+                   reference=reference, fit_target=fit_target, explain=explain, analysis=analysis,
+                   placement=placement, progress=progress)
     return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal and in_place_pays(job.signal))
 
 
@@ -136,6 +154,9 @@ class _Job:
     fit: dict | None = None
     match: object = None
     reductions: dict | None = None
+    placement: object = None
+    analysis: dict | None = None  # the input's half of report["analysis"]
+    aim_lufs: float | None = None  # where an album track's delivery aims, once lowered from its place
 
 
 def match_target(preset, reference=None, fit_target=False):
@@ -154,23 +175,37 @@ def match_target(preset, reference=None, fit_target=False):
     return targets.preset_target(load_preset(preset))
 
 
-def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-                   reference=None, fit_target=False):
-    """Everything that can be refused before any work: ``(audio, sample_rate, preset, goal, bits,
-    delivery rate, match target)``."""
-    audio = validate_audio(audio, sample_rate)
-    sample_rate = int(sample_rate)
-    if output_sample_rate is not None:
-        output_sample_rate = check_output_sample_rate(output_sample_rate)
-    preset = load_preset(preset)
-    match = match_target(preset, reference, fit_target)
+def resolve_goal(platform, channels, target_lufs=None, ceiling_dbtp=None, match=None):
+    """The :class:`~roomtone.platforms.Target` of a master: the platform's (default ``spotify``),
+    overridden by ``target_lufs`` / ``ceiling_dbtp``; with a reference ``match`` and neither
+    ``platform`` nor ``target_lufs``, the reference's integrated loudness."""
     from_reference = (match is not None and match.integrated_lufs is not None and platform is None
                       and target_lufs is None)
-    goal = resolve_target(platform or "spotify", audio.shape[0],
+    goal = resolve_target(platform or "spotify", channels,
                           match.integrated_lufs if from_reference else target_lufs, ceiling_dbtp)
     if from_reference:
         goal = dataclasses.replace(goal, platform=None, note=f"loudness of the reference ({match.integrated_lufs:.1f} "
                                                               f"LUFS); --platform or --target-lufs overrides it")
+    return goal
+
+
+def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
+                   reference=None, fit_target=False, placement=None):
+    """Everything that can be refused before any work: ``(audio, sample_rate, preset, goal, bits,
+    delivery rate, match target)``. With an album ``placement`` the preset and goal are its own."""
+    audio = validate_audio(audio, sample_rate)
+    sample_rate = int(sample_rate)
+    if output_sample_rate is not None:
+        output_sample_rate = check_output_sample_rate(output_sample_rate)
+    if placement is not None:
+        if reference is not None or fit_target:
+            raise PresetError("an album track's chain is the album's (fitted once for the album); give the "
+                              "reference or fit_target to the album, not to the track")
+        preset, goal, match = placement.preset, placement.goal, None
+    else:
+        preset = load_preset(preset)
+        match = match_target(preset, reference, fit_target)
+        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp, match)
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
@@ -183,7 +218,8 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
 
 
 def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-             progress, consume_input=False, reference=None, fit_target=False, explain=False):
+             progress, consume_input=False, reference=None, fit_target=False, explain=False, analysis=False,
+             placement=None):
     """Check the options, meter the input, run the input trim and the preset's chain, resample to
     the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`.
 
@@ -197,7 +233,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
     say = progress or (lambda message: None)
     audio, sample_rate, preset, goal, bits, rate_out, match = _check_options(
         audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-        reference, fit_target)
+        reference, fit_target, placement)
     target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     timings = {}
     clock = time.perf_counter()
@@ -225,7 +261,10 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
                 f"input reads {input_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
                 f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
             )
-        trim_db = float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0))
+        # An album track gets the album's one trim (the loudest track to the working level), so the
+        # shared chain meets every track at its place in the album (roomtone.mastering.album).
+        trim_db = (float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0)) if placement is None
+                   else float(placement.trim_db))
         # The input's readings are complete here (its sample peak included), so nothing below
         # needs the input itself: given away, it is trimmed in place.
         before = measure(audio, sample_rate, input_loudness, input_peak.result())
@@ -236,15 +275,24 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         del audio
         lap("input_trim")
         fit = None
+        shared_fit = placement is not None and placement.fit is not None
+        input_curve = input_blocks = None
+        if match is not None or shared_fit or analysis:
+            from roomtone.mastering.targets import tonal_curve
+
+            input_curve = meter_pool.submit(tonal_curve, signal, sample_rate, input_lufs + trim_db)
+        if analysis:
+            input_blocks = meter_pool.submit(block_powers, signal, sample_rate)
         if match is not None:
             say("fitting the chain")
             from roomtone.mastering.fit import fit_chain  # JAX: only here
-            from roomtone.mastering.targets import tonal_curve
 
-            input_curve = meter_pool.submit(tonal_curve, signal, sample_rate, WORKING_LEVEL_LUFS)
             preset, fit = fit_chain(signal, sample_rate, preset, match)
-            fit["input_tonal_db"] = input_curve.result()
             lap("fit")
+        elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
+            fit, match = dict(placement.fit), placement.match
+        if fit is not None:
+            fit["input_tonal_db"] = input_curve.result()
         reductions = {} if explain else None
         level_futures = []
         for index, processor in enumerate(preset.chain):
@@ -288,13 +336,28 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             level = new_level
         if reductions:
             reductions = {index: future.result() for index, future in reductions.items()}
+        if analysis:
+            analysis = {"input_tonal_db": input_curve.result(),
+                        "input_short_term_lufs": _short_term_readings(input_blocks.result()[1]) - trim_db}
         lap("metering_wait")
     owns_signal = callers is None or not np.may_share_memory(signal, callers)
     del callers
     return _Job(signal=signal, sample_rate=rate_out, level_lufs=level, limiter=limiter, detector=detector,
                 preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
                 resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started,
-                owns_signal=owns_signal, fit=fit, match=match, reductions=reductions)
+                owns_signal=owns_signal, fit=fit, match=match, reductions=reductions, placement=placement,
+                analysis=analysis or None)
+
+
+def _short_term_readings(short_term_power):
+    """Short-term loudness (LUFS) every :data:`ANALYSIS_HOP_S` from the 100 ms short-term block
+    powers of :func:`~roomtone.meter.block_powers`. Shape: (readings,) float64."""
+    return to_lufs(short_term_power[::int(round(ANALYSIS_HOP_S / _BLOCK_HOP_S))])
+
+
+def _json_numbers(values, digits=2):
+    """A list of rounded floats, ``None`` for -inf (silence)."""
+    return [round(float(v), digits) if np.isfinite(v) else None for v in values]
 
 
 def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, in_place=False):
@@ -315,18 +378,27 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
     signal, detector = job.signal, job.detector
     if in_place:  # the job lets go of both, so the stage can free the detector and reuse the signal
         job.signal = job.detector = None
-    result = reach_loudness(signal, job.sample_rate, target_lufs=target + target_shift_lu,
-                            ceiling_dbtp=ceiling - aim_below_db, level_lufs=job.level_lufs, limiter=job.limiter,
-                            detector=detector, max_limiting_lu=job.preset.max_limiting_lu, bits=job.bits,
-                            on_candidate=on_candidate, in_place=in_place)
+
+    def reach(aim_lufs, probe=False):  # a probe builds nothing in place and tells no one of its output
+        return reach_loudness(signal, job.sample_rate, target_lufs=aim_lufs + target_shift_lu,
+                              ceiling_dbtp=ceiling - aim_below_db, level_lufs=job.level_lufs, limiter=job.limiter,
+                              detector=detector, max_limiting_lu=job.preset.max_limiting_lu, bits=job.bits,
+                              on_candidate=None if probe else on_candidate, in_place=in_place and not probe)
+
+    result, aim, needed_lu = _reach_placed(job, reach, target if job.aim_lufs is None else job.aim_lufs)
+    job.aim_lufs = None if aim == target else aim  # a lossy re-encode starts from the lowered aim
     del signal, detector
     timings = dict(job.timings, loudness_solve_and_meter_output=round(time.perf_counter() - clock, 3))
     stages = job.stages + [{"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)}, result.stage_report()]
+    note = job.goal.note
+    if aim != target:
+        note = (f"{target - aim:.2f} LU under the track's place in the album ({target:.2f} LUFS): keeping the place "
+                f"needs at least {needed_lu:.1f} LU of limiting, the preset allows {job.preset.max_limiting_lu:g} LU")
     report = {
         "versions": _versions(),
         "preset": {**job.preset.to_dict(), "source": job.preset.source or None},
         "platform": job.goal.platform,
-        "target": {"integrated_lufs": target, "true_peak_dbtp": ceiling, "note": job.goal.note},
+        "target": {"integrated_lufs": round(aim, 4), "true_peak_dbtp": ceiling, "note": note},
         "sample_rate": job.sample_rate,
         "resampled_to": job.resampled_to,
         "channels": channels,
@@ -350,6 +422,8 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
                                     "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
         fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
         report["fit"] = fit
+    if job.placement is not None or job.analysis is not None:
+        _album_and_analysis(job, result, report, aim, needed_lu)
     if job.reductions is not None:
         from roomtone.mastering.explain import explain
 
@@ -357,6 +431,98 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
         report["explain"] = explain(report, job.reductions)
     report["seconds"] = round(time.perf_counter() - job.started, 3)
     return result.audio, report
+
+
+FALLBACK_TRIES = 4  # lower aims an album track that cannot keep its place tries, each twice as far down
+FALLBACK_MARGIN_LU = 0.1  # the first lower aim leaves this much more than the excess limiting
+FALLBACK_RESOLUTION_LU = 0.1  # then bisection between the last aim that failed and one that passed, to this
+
+
+def _reach_placed(job, reach, aim):
+    """``reach(aim)`` (the loudness stage to ``aim`` LUFS) for ``job``: ``(result, aim reached,
+    limiting needed at the first aim or None)``.
+
+    An album track other than the loudest whose place needs more limiting than the preset allows
+    is delivered as close under its place as the budget lets, within :data:`FALLBACK_RESOLUTION_LU`:
+    probes (``reach(aim, probe=True)``: no output told to the caller, nothing built in place; for a
+    long track that is one whole output more in memory) step down by the excess limiting, then
+    twice as far each time (at most :data:`FALLBACK_TRIES`), then bisect between the highest aim
+    that failed and the lowest that passed; the aim found is then reached for real. Any other
+    failure, and any failure of a master that is not an album track's, is raised."""
+    try:
+        return reach(aim), aim, None
+    except TargetUnreachableError as exc:
+        if job.placement is None or job.placement.anchor or exc.limiting_lu is None:
+            raise
+        first = exc
+
+    def passes(candidate):
+        try:
+            reach(candidate, probe=True)
+            return True
+        except TargetUnreachableError as exc:
+            if exc.limiting_lu is None:
+                raise
+            return False
+
+    failed, passed = aim, None
+    step = max(first.limiting_lu - first.max_limiting_lu, 0.0) + FALLBACK_MARGIN_LU
+    for _ in range(FALLBACK_TRIES):
+        if passes(failed - step):
+            passed = failed - step
+            break
+        failed, step = failed - step, 2.0 * step
+    if passed is None:
+        raise TargetUnreachableError(
+            f"its place in the album ({aim:.1f} LUFS) needs {first.limiting_lu:.1f} LU of limiting (the preset allows "
+            f"{first.max_limiting_lu:g} LU), and so does {failed:.1f} LUFS; use a preset with more compression",
+            limiting_lu=first.limiting_lu, max_limiting_lu=first.max_limiting_lu)
+    while failed - passed > FALLBACK_RESOLUTION_LU:
+        middle = 0.5 * (failed + passed)
+        if passes(middle):
+            passed = middle
+        else:
+            failed = middle
+    return reach(passed), passed, first.limiting_lu
+
+
+def _album_and_analysis(job, result, report, aim, needed_lu):
+    """``report["album"]`` for an album track (its place, as delivered) and ``report["analysis"]``
+    (what ``--plot`` draws), from one loudness pass over the output."""
+    from roomtone.mastering import targets
+
+    sink = job.placement.on_blocks if job.placement is not None else None
+    if job.analysis is None and sink is None:
+        blocks = None
+    else:
+        blocks = block_powers(result.audio, job.sample_rate)
+    if sink is not None:  # the album's loudness as one programme needs every track's gating blocks
+        sink(blocks[0])
+    if job.placement is not None:
+        report["album"] = job.placement.track_report(output_lufs=result.after.integrated_lufs, aim_lufs=aim,
+                                                     needed_limiting_lu=needed_lu,
+                                                     max_limiting_lu=job.preset.max_limiting_lu)
+    if job.analysis is None:
+        return
+    if job.match is not None:
+        target_curve, target_source = job.match.tonal_db, "fit: " + ", ".join(job.match.sources)
+    elif job.preset.target:
+        target_curve, target_source = targets.preset_target(job.preset).tonal_db, f"preset {job.preset.name} [target], not fitted"
+    else:
+        target_curve, target_source = None, None
+    output_curve = report.get("fit", {}).get("output_tonal_db")
+    if output_curve is None:
+        output_curve = targets.tonal_curve(result.audio, job.sample_rate, result.after.integrated_lufs)
+    report["analysis"] = {
+        "bands_hz": [round(f, 1) for f in targets.THIRD_OCTAVE_HZ],
+        "input_tonal_db": _json_numbers(job.analysis["input_tonal_db"]),
+        "output_tonal_db": _json_numbers(output_curve),
+        "target_tonal_db": None if target_curve is None else _json_numbers(target_curve),
+        "target_source": target_source,
+        "short_term_window_s": SHORT_TERM_S, "short_term_hop_s": ANALYSIS_HOP_S,
+        "input_short_term_lufs": _json_numbers(job.analysis["input_short_term_lufs"]),
+        "output_short_term_lufs": _json_numbers(_short_term_readings(blocks[1])),
+    }
 
 
 _WARMED_UP = False
@@ -396,7 +562,8 @@ ENCODE_MARGIN_DB = 0.05  # a re-encode aims this much lower than the overshoot a
 
 def master_file(input_path, output_path, *, preset="balanced", platform=None, target_lufs=None,
                 ceiling_dbtp=None, bit_depth="24", output_sample_rate=None, overwrite_input=False, progress=None,
-                reading=None, reference=None, fit_target=False, explain=False):
+                reading=None, reference=None, fit_target=False, explain=False, analysis=False, placement=None,
+                plot_path=None):
     """Master a file into ``output_path``, atomically; the format comes from its extension.
 
     Formats: ``.wav`` (16, 24, 32f), ``.flac`` (16, 24), and the lossy ``.mp3`` (320 kbps CBR),
@@ -419,15 +586,26 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     ``reading`` may be a :class:`concurrent.futures.Future` already decoding ``input_path`` with
     :func:`roomtone.audio.read_audio_async` (the CLI starts one before importing this module).
 
+    ``plot_path``: also draw ``report["analysis"]`` (``analysis`` is then on) into this PNG
+    (:func:`roomtone.mastering.plot.write_plot`: 1/3-octave curves and short-term loudness, input,
+    target and output), written atomically once the master is in place; ``report["plot"]`` gives
+    its path. Needs matplotlib (``pip install 'roomtone[plot]'``), checked before any work.
+
     The output keeps the input's channel layout. The input is never modified; an output path equal
     to the input is refused unless ``overwrite_input``. Returns the report (with ``input``,
     ``output``, ``input_format`` and ``output_format`` added).
 
     Raises: as :func:`master`, and :class:`OutputError` for an unsupported extension, bit depth,
     sample rate or channel count (MP3 holds two) or a failed write; :class:`TargetUnreachableError`
-    when the encoded file cannot be brought under the ceiling in four encodings.
+    when the encoded file cannot be brought under the ceiling in four encodings;
+    :class:`~roomtone.errors.OptionalDependencyError` for ``plot_path`` without matplotlib.
     """
     output_format(output_path, bit_depth)
+    if plot_path is not None:  # refused before any work: no matplotlib, or a bad place for the PNG
+        from roomtone.mastering.plot import check_plot_path
+
+        check_plot_path(plot_path, input_path, output_path)
+        analysis = True
     if output_sample_rate is not None:  # refused before any work, the input not even read
         delivery_sample_rate(output_path, None, output_sample_rate)
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
@@ -447,7 +625,7 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     codec = lossy_codec(output_path)
     options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
                    output_sample_rate=rate_out if rate_out != sample_rate else None, progress=progress,
-                   reference=reference, fit_target=fit_target, explain=explain)
+                   reference=reference, fit_target=fit_target, explain=explain, analysis=analysis, placement=placement)
     if codec is None:
         report = _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say)
         report["output_format"] = dict(zip(("format", "subtype"), output_format(output_path, bit_depth)))
@@ -461,6 +639,12 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     report["input"] = str(input_path)
     report["output"] = str(output_path)
     report["input_format"] = {"format": info.format, "subtype": info.subtype}
+    if plot_path is not None:
+        from roomtone.mastering.plot import write_plot
+
+        say("plotting")
+        write_plot(report, plot_path)
+        report["plot"] = str(plot_path)
     return report
 
 
@@ -518,6 +702,7 @@ def _write_lossy(owned, sample_rate, output_path, codec, options, say):
                     f"{output_path}: {codec.name} encoding {attempt - 1} read {decoded.true_peak_dbtp:.2f} dBTP "
                     f"against the {ceiling:g} dBTP ceiling; limiting {aim_below_db:.2f} dB lower fails: {exc}") from None
             say(f"encoding {codec.name}" + (f" again (attempt {attempt})" if attempt > 1 else ""))
+            target = report["target"]["integrated_lufs"]  # an album track may aim under its place
             pending = PendingWrite(output_path, out, job.sample_rate, None)
             decoded = _meter_encoded(*pending.read_back())
             over_db = decoded.true_peak_dbtp - ceiling

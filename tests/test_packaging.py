@@ -4,7 +4,8 @@
   short names ``kernels`` and ``presets``, both import and neither overwrites the other's files.
 - No module of one job (``mastering``, ``enhance``, ``separate``) imports another job, and the
   kernels and the core import no job.
-- ``master`` and ``meter`` never import jax, flax or optax (checked in a fresh process).
+- ``master`` and ``meter`` never import jax, flax or optax, nor matplotlib (only ``--plot`` does), checked in
+  a fresh process.
 """
 
 import ast
@@ -154,7 +155,7 @@ roomtone.meter.measure(out, 48000)
 print(json.dumps({
     "env_changed": sorted(k for k in set(os.environ) | set(before_env) if os.environ.get(k) != before_env.get(k)),
     "modules_hidden": sorted({n for n, m in sys.modules.items() if m is None} - before_none),
-    "model_libraries": sorted(n for n in ("jax", "flax", "optax", "jaxlib") if n in sys.modules),
+    "model_libraries": sorted(n for n in ("jax", "flax", "optax", "jaxlib", "matplotlib") if n in sys.modules),
 }))
 """
 
@@ -177,7 +178,7 @@ for cli, args in ((master_cli, [folder + "/in.wav", "-o", folder + "/out.wav", "
 def test_nothing_process_global_and_no_model_libraries(with_cli, tmp_path):
     """In a fresh process, importing the library and mastering and metering (through the API, and
     through the master and meter commands) writes no environment variable, hides no module, and
-    never imports jax, flax or optax (only code that runs a model may)."""
+    never imports jax, flax or optax (only code that runs a model may), nor matplotlib (only --plot)."""
     code = _FRESH_PROCESS_CHECK.replace("{cli}", _CLI_CALLS if with_cli else "")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
