@@ -55,6 +55,15 @@ def processor_lines(processor, reduction_db=None):
     return [f"{kind}: " + ", ".join(f"{k} {v}" for k, v in processor.to_dict().items() if k != "kind")]
 
 
+def chain_lines(preset):
+    """Plain-words lines for every processor of ``preset``'s chain that acts (no measured reductions)."""
+    lines = []
+    for processor in preset.chain:
+        if not processor.bypassed:
+            lines += processor_lines(processor)
+    return lines
+
+
 def explain(report, reductions):
     """The ``explain`` list of a master's report: input trim, the fit (if any), each processor,
     the loudness gain and the limiter, the target. ``reductions``: ``{chain index: (bands,) dB}``

@@ -311,3 +311,224 @@ def test_podcast_mono_is_minus_19_unless_a_target_is_given(channels, expected):
     assert (report["target"]["note"] is not None) == (channels == 1)
     out, report = master(x, sample_rate, platform="Podcast", target_lufs=-16.0)  # names: any case
     assert report["target"]["integrated_lufs"] == -16.0 and report["target"]["note"] is None
+
+
+# ---------------------------------------------------------------- album mode
+
+ALBUM_RATE = 44100
+
+
+def album_tracks(levels=(-12.0, -18.0, -23.0), seconds=5.0):
+    """A single, a ballad and an interlude: different material, each at its input loudness (LUFS)."""
+    return [(scaled_to(music_like(seconds, ALBUM_RATE, seed=20 + i), ALBUM_RATE, lufs), ALBUM_RATE)
+            for i, lufs in enumerate(levels)]
+
+
+@pytest.fixture(scope="module")
+def mastered_album():
+    from roomtone.mastering import master_album
+
+    tracks = album_tracks()
+    outputs, report = master_album(tracks, platform="spotify")
+    return tracks, outputs, report
+
+
+def test_album_keeps_the_loudness_differences_between_tracks(mastered_album):
+    """The loudest track on the target; each other track's distance to it (LU) is the input's, by
+    an independent meter, within 0.1 LU; every true peak under the ceiling; none above the target."""
+    tracks, outputs, report = mastered_album
+    ins = [libebur128(x, sr)[0] for x, sr in tracks]
+    outs = [libebur128(y, ALBUM_RATE) for y in outputs]
+    assert abs(outs[0][0] + 14.0) <= 0.1
+    for i in range(1, len(tracks)):
+        assert abs((outs[i][0] - outs[0][0]) - (ins[i] - ins[0])) <= 0.1, (i, ins, outs)
+    for y, (integrated, peak) in zip(outputs, outs):
+        assert peak <= -1.0 and meter.true_peak(y, ALBUM_RATE) <= -1.0 and true_peak_16x(y) <= -0.9
+        assert integrated <= -14.0 + 0.1
+    assert all(row["relation_kept"] for row in report["album"]["rows"])
+
+
+def test_album_is_one_shared_chain_with_a_report_per_track(mastered_album):
+    tracks, outputs, report = mastered_album
+    presets = [r["preset"] for r in report["tracks"]]
+    assert all(p == presets[0] for p in presets) and presets[0] == report["album"]["preset"]
+    trims = {next(s["gain_db"] for s in r["stages"] if s["stage"] == "input_trim") for r in report["tracks"]}
+    assert trims == {report["album"]["shared_trim_db"]} == {-6.0}  # the loudest (-12 LUFS) to -18 LUFS, for all
+    for index, r in enumerate(report["tracks"]):
+        album = r["album"]
+        assert set(album) >= {"index", "track", "loudest", "input_lufs", "input_offset_lu", "placed_lufs",
+                              "output_lufs", "output_offset_lu", "album_target_lufs", "shared_trim_db",
+                              "relation_kept", "shortfall_lu", "note"}
+        assert album["index"] == index and album["loudest"] == (index == 0)
+        assert album["placed_lufs"] == pytest.approx(-14.0 + album["input_offset_lu"], abs=1e-3)
+        assert r["target"]["integrated_lufs"] == pytest.approx(album["placed_lufs"], abs=1e-3)
+        assert abs(album["output_offset_lu"] - album["input_offset_lu"]) <= 0.05
+    summary = report["album"]
+    assert (summary["tracks"], summary["mastered"], summary["failed"]) == (3, 3, 0)
+    assert summary["loudest"]["index"] == 0 and summary["placement"] == "loudest"
+    # the album as one programme moves by about the album's gain, -14 - -12 = -2 dB (the chain reshapes a little)
+    assert summary["output_album_lufs"] - summary["input_album_lufs"] == pytest.approx(-2.0, abs=0.3)
+    assert [row["input_offset_lu"] for row in summary["rows"]] == pytest.approx([0.0, -6.0, -11.0], abs=0.01)
+    import json
+
+    json.dumps(report)
+
+
+def test_one_track_album_is_its_own_master():
+    from roomtone.mastering import master_album
+
+    (track,) = album_tracks(levels=(-20.0,), seconds=3.0)
+    (out,), report = master_album([track], platform="apple", bit_depth="24")
+    alone, plain = master(*track, platform="apple", bit_depth="24")
+    assert np.array_equal(out, alone)
+    assert report["tracks"][0]["stages"] == plain["stages"]
+
+
+def test_album_track_over_the_limiting_budget_is_delivered_under_its_place_and_says_so():
+    """A peaky track whose place needs more limiting than the preset allows: delivered as close under
+    its place as the budget lets (within 0.1 LU), under the ceiling, its report and the table's row
+    saying by how much; the loudest track stays on the target."""
+    import dataclasses
+
+    from roomtone.mastering import master_album
+    from roomtone.mastering.presets import load_preset
+
+    steady = scaled_to(sine(220.0, 4.0, ALBUM_RATE) + sine(330.0, 4.0, ALBUM_RATE, amplitude=0.3), ALBUM_RATE, -20.0)
+    noise = pink_noise(4.0, ALBUM_RATE, rms=0.1, seed=4)
+    gate = (np.arange(noise.shape[1]) % int(0.25 * ALBUM_RATE) < int(0.03 * ALBUM_RATE)).astype(np.float32)
+    bursts = scaled_to(noise * (0.02 + gate), ALBUM_RATE, -23.0)  # peaks about 20 dB over its loudness
+    preset = dataclasses.replace(load_preset("balanced"), max_limiting_lu=1.0)
+    outputs, report = master_album([(steady, ALBUM_RATE), (bursts, ALBUM_RATE)], preset=preset)
+    loud, peaky = report["tracks"]
+    assert loud["album"]["relation_kept"] and abs(loud["after"]["integrated_lufs"] + 14.0) <= 0.05
+    album = peaky["album"]
+    assert not album["relation_kept"] and album["shortfall_lu"] > 0.2
+    assert album["needed_limiting_lu"] > 1.0 and "LU under its place" in album["note"]
+    limiter = next(s for s in peaky["stages"] if s["stage"] == "limiter")
+    assert 1.0 - 2 * 0.1 <= -limiter["gain_db"] <= 1.0  # as close to the budget as the bisection gets
+    assert peaky["after"]["integrated_lufs"] == pytest.approx(album["placed_lufs"] - album["shortfall_lu"], abs=0.05)
+    assert libebur128(outputs[1], ALBUM_RATE)[1] <= -1.0
+    assert not report["album"]["relations_kept"]
+    assert report["album"]["rows"][1]["shortfall_lu"] == album["shortfall_lu"]
+
+
+def test_album_loudest_track_that_cannot_reach_the_target_fails_as_a_master_would():
+    from roomtone.mastering import master_album
+
+    with pytest.raises(TargetUnreachableError, match="LU of limiting"):
+        master_album([(clipped_loud_master(ALBUM_RATE), ALBUM_RATE)] + album_tracks(levels=(-20.0,), seconds=3.0),
+                     target_lufs=-6.0)
+
+
+def test_album_bad_track_is_recorded_with_keep_going_else_raised():
+    from roomtone.mastering.album import analyse_album
+
+    tracks = album_tracks(levels=(-16.0, -20.0), seconds=3.0)
+    tracks.insert(1, (silence(3.0, ALBUM_RATE), ALBUM_RATE))
+    with pytest.raises(InvalidAudioError, match="track 2: silent"):
+        analyse_album(tracks)
+    album = analyse_album(tracks, keep_going=True)
+    assert album.loudest == 0 and album.tracks[1].error is not None
+    with pytest.raises(InvalidAudioError, match="silent"):
+        album.placement(1)
+    reports = [album.master(index, *tracks[index])[1] for index in (0, 2)]
+    assert reports[1]["album"]["placed_lufs"] == pytest.approx(-14.0 - 4.0, abs=0.01)
+    summary = album.summary([reports[0], album.tracks[1].error, reports[1]])
+    assert summary["rows"][1]["error"].startswith("track 2: silent")
+    assert (summary["mastered"], summary["failed"], summary["output_album_tracks"]) == (2, 1, 2)
+
+
+def test_album_fit_is_one_fit_on_every_track_weighted_by_loudness():
+    """--fit-target on an album: one fit on an excerpt of each track at the album's trim (a mono
+    track left out and named); every track rendered with those parameters."""
+    from roomtone.mastering import master_album
+
+    tracks = album_tracks(levels=(-14.0, -22.0), seconds=4.0)
+    mono = (scaled_to(music_like(4.0, 48000, channels=1, seed=7), 48000, -18.0), 48000)
+    outputs, report = master_album(tracks + [mono], preset="balanced", fit_target=True)
+    fit = report["album"]["fit"]
+    assert fit["album_analysis"]["tracks"] == ["track 1", "track 2"]
+    assert fit["album_analysis"]["left_out"] == [{"track": "track 3", "why": "1 channels, the album's analysis is 2"}]
+    assert len(fit["excerpts_s"]) == 2  # one excerpt of the compressor's effect per track
+    chains = [r["preset"]["chain"] for r in report["tracks"]]
+    assert chains[0] == chains[1] == chains[2] and report["tracks"][0]["preset"]["name"] == "balanced+fit"
+    for r in report["tracks"]:
+        assert r["fit"]["tonal_distance_db"]["output"] < r["fit"]["tonal_distance_db"]["input"]
+    ins = [libebur128(x, sr)[0] for x, sr in tracks + [mono]]
+    outs = [libebur128(y, sr)[0] for y, (_, sr) in zip(outputs, tracks + [mono])]
+    for i in (1, 2):
+        assert abs((outs[i] - outs[0]) - (ins[i] - ins[0])) <= 0.1
+
+
+# ---------------------------------------------------------------- --plot: the analysis and the PNG
+
+def test_analysis_gives_the_curves_and_short_term_loudness_a_plot_draws():
+    from roomtone.mastering import targets
+
+    sample_rate = 44100
+    x = quiet_acoustic(sample_rate)
+    out, report = master(x, sample_rate, preset="balanced", analysis=True)
+    data = report["analysis"]
+    assert len(data["bands_hz"]) == len(data["input_tonal_db"]) == len(data["output_tonal_db"]) == 27
+    assert data["target_tonal_db"] is not None and "not fitted" in data["target_source"]  # balanced has a [target]
+    assert data["output_tonal_db"] == pytest.approx(
+        targets.tonal_curve(out, sample_rate, meter.integrated_loudness(out, sample_rate)), abs=0.01)
+    assert data["input_tonal_db"] == pytest.approx(
+        targets.tonal_curve(x, sample_rate, meter.integrated_loudness(x, sample_rate)), abs=0.01)
+    # reading k is the 3 s window starting at k * 0.5 s, as the meter reads it
+    assert (data["short_term_window_s"], data["short_term_hop_s"]) == (3.0, 0.5)
+    for key, signal in (("input_short_term_lufs", x), ("output_short_term_lufs", out)):
+        expected = meter.short_term_loudness(signal, sample_rate, hop_s=0.5)
+        assert data[key] == pytest.approx(expected, abs=0.01)
+    _, plain = master(x, sample_rate, preset="jazz", analysis=True)
+    assert plain["analysis"]["target_tonal_db"] is None  # jazz has no [target] table
+    _, without = master(x, sample_rate)
+    assert "analysis" not in without
+
+
+def _png_size(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_writes_a_png_beside_the_master(tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the optional extra roomtone[plot] (matplotlib)")
+    import soundfile as sf
+
+    from roomtone.mastering import master_file
+
+    source = tmp_path / "mix.wav"
+    sf.write(source, quiet_acoustic(44100)[:, :4 * 44100].T, 44100, subtype="PCM_24")
+    report = master_file(source, tmp_path / "mix_master.wav", reference=(music_like(4.0, 44100, seed=8), 44100),
+                         plot_path=tmp_path / "mix_master.png")
+    data = (tmp_path / "mix_master.png").read_bytes()
+    assert _png_size(data) == (1000, 750)
+    assert report["plot"] == str(tmp_path / "mix_master.png") and report["analysis"]["target_source"].startswith("fit")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav", "mix_master.png", "mix_master.wav"]
+
+
+def hide_matplotlib(monkeypatch):
+    """Make every ``import matplotlib...`` fail, as on a machine without the extra."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+
+
+def test_plot_without_matplotlib_is_refused_before_any_work(tmp_path, monkeypatch):
+    from roomtone.errors import OptionalDependencyError
+    from roomtone.mastering import master_file
+    from roomtone.mastering.plot import render_png
+
+    hide_matplotlib(monkeypatch)
+    with pytest.raises(OptionalDependencyError, match=r"matplotlib, which is not installed: pip install 'roomtone\[plot\]'"):
+        master_file(tmp_path / "not_read.wav", tmp_path / "out.wav", plot_path=tmp_path / "out.png")
+    with pytest.raises(OptionalDependencyError, match="roomtone"):
+        render_png({})
+    assert list(tmp_path.iterdir()) == []
