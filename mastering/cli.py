@@ -1,8 +1,9 @@
-"""``master IN... -o OUT|DIR``: master files to a platform's loudness and true-peak ceiling.
+"""``master IN... -o OUT|DIR [--album]``: master files to a platform's loudness and true-peak ceiling.
 
 The CLI parses, checks every path and option before any work, calls
-:func:`roomtone.mastering.master_file` per file, and prints the before/after table (one file) or a
-summary table (many files).
+:func:`roomtone.mastering.master_file` per file (with ``--album``, after
+:func:`roomtone.mastering.album.analyse_album`), and prints the before/after table (one file) or a
+summary table (many files; the album table with ``--album``).
 """
 
 import json
@@ -71,8 +72,78 @@ def _print_summary(results):
     click.echo(count_line(results, "mastered"))
 
 
+def _print_album(summary, explain):
+    """The album table: one row per track (its input and output loudness, each relative to the
+    album's target, true peak, limiting), then the album's loudness as one programme."""
+    target, loudest = summary["target"], summary["loudest"]
+    click.echo(f"\nalbum: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}; the loudest "
+               f"({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
+               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every other "
+               f"track at its input distance to it; true peak <= {target['true_peak_dbtp']:.1f} dBTP")
+    click.echo(f"{'track':<28}{'in LUFS':>9}{'rel LU':>8}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
+               f"  result")
+    for row in summary["rows"]:
+        name = os.path.basename(row["input"])[:27]
+        if row["error"] is not None:
+            click.echo(f"{name:<28}{fmt(row['input_lufs'], 2, ''):>9}{fmt(row['input_offset_lu'], 2, ''):>8}"
+                       f"{'':>10}{'':>8}{'':>9}{'':>10}  failed: {row['error']}")
+            continue
+        result = f"-> {row['output']}" if row["output"] else "done"
+        if not row["relation_kept"]:
+            result += f"  ({row['shortfall_lu']:.2f} LU under its place: limiting budget)"
+        click.echo(f"{name:<28}{fmt(row['input_lufs'], 2):>9}{fmt(row['input_offset_lu'], 2):>8}"
+                   f"{fmt(row['output_lufs'], 2):>10}{fmt(row['output_offset_lu'], 2):>8}"
+                   f"{fmt(row['true_peak_dbtp'], 2):>9}{fmt(row['limiting_lu'], 2):>10}  {result}")
+    out = summary["output_album_lufs"]
+    click.echo(f"album as one programme: {summary['input_album_lufs']:.1f} LUFS in, "
+               + (f"{out:.1f} LUFS out" + ("" if summary["output_album_tracks"] == summary["tracks"] else
+                                           f" (over the {summary['output_album_tracks']} tracks delivered)")
+                  if out is not None else "nothing delivered"))
+    line = f"shared chain: {summary['preset']['name']}, input trim {summary['shared_trim_db']:+.1f} dB for every track"
+    if summary["fit"]:
+        line += f"; fitted to {', '.join(summary['fit']['target']['sources'])} on {len(summary['fit']['album_analysis']['tracks'])} tracks"
+    click.echo(line)
+    if explain:
+        for text in summary["chain"]:
+            click.echo(f"  - {text}")
+    if not summary["relations_kept"]:
+        click.echo("not every track kept its place: see the rows above (each report's album.note)")
+    click.echo(f"{summary['mastered']} of {summary['tracks']} mastered"
+               + (f", {summary['failed']} failed" if summary["failed"] else ""))
+
+
 def _is_directory_target(output_path, inputs):
     return len(inputs) > 1 or output_path.endswith(("/", os.sep)) or os.path.isdir(output_path)
+
+
+def _plot_plan(plan, plot_path, directory_target):
+    """``{output: plot path}``: ``plot_path`` itself for one output file; for a folder target,
+    ``plot_path`` is a folder (created) and each plot ``PLOT_DIR/<output name>.png``. Refused
+    before any work: no matplotlib (one line naming the extra), a bad name, a clash with an output."""
+    if not plot_path:
+        return {}
+    from roomtone.mastering.plot import check_plot_path
+
+    if directory_target:
+        if plot_path.lower().endswith(".png"):
+            fail(f"--plot {plot_path}: with a folder of outputs, --plot names a folder (each plot written as "
+                 f"FOLDER/<output name>.png)", 2)
+        try:
+            os.makedirs(plot_path, exist_ok=True)
+        except OSError as exc:
+            fail(f"{plot_path}: cannot create the plot folder ({exc.strerror})", 4)
+        plots = {target: os.path.join(plot_path, os.path.splitext(os.path.basename(target))[0] + ".png")
+                 for _, target in plan}
+    else:
+        if not plot_path.lower().endswith(".png"):
+            fail(f"--plot {plot_path}: a plot is written as PNG; name it .png", 2)
+        plots = {plan[0][1]: plot_path}
+    outputs = {os.path.abspath(target) for _, target in plan}
+    for source, target in plan:
+        if os.path.abspath(plots[target]) in outputs:
+            fail(f"{plots[target]}: the plot path is an output path; choose another", 4)
+        check_plot_path(plots[target], source, target)
+    return plots
 
 
 def _plan(inputs, output_path, fmt_choice):
@@ -121,6 +192,21 @@ def _plan(inputs, output_path, fmt_choice):
                    "Repeat to blend several, weighted: --reference A.wav:0.7 --reference B.wav:0.3.")
 @click.option("--fit-target", is_flag=True,
               help="Fit the chain to the preset's own [target] table (tonal curve; balanced, warm, open have one).")
+@click.option("--album", is_flag=True,
+              help="Master IN... as one album: one shared chain for every track (fitted to the album as a whole "
+                   "with --reference/--fit-target: one excerpt of each track, weighted by its loudness), one input "
+                   "trim, and the loudest track on the target (LUFS), every other track keeping its input loudness "
+                   "difference (LU) to it, as album normalisation (one gain for the whole album, set by its "
+                   "loudest track) expects; no track is raised above the target, each stays under the ceiling "
+                   "(dBTP). A track whose place needs more limiting than the preset allows is delivered as close "
+                   "under it as allowed, and the table and its report say so. Ends with the album table (and "
+                   "with --json a last line {\"album\": ...}; with --report-dir also DIR/album.json). A single IN "
+                   "is mastered as without --album (the table has one row).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=True), metavar="PATH",
+              help="Also draw each master into a PNG: input, target and output 1/3-octave curves (dB re integrated "
+                   "loudness) and short-term loudness (LUFS, 3 s) before/after. One output file: PATH is the .png; a "
+                   "folder of outputs (many IN, or -o DIR/): PATH is a folder, each plot PATH/<output name>.png. "
+                   "Written atomically. Needs the optional extra: pip install 'roomtone[plot]' (matplotlib).")
 @click.option("--explain", is_flag=True,
               help="List the decisions in plain words with numbers (EQ, compression and its average reduction, width, "
                    "saturation, loudness gain, limiter); also in the report's \"explain\" list.")
@@ -131,7 +217,8 @@ def _plan(inputs, output_path, fmt_choice):
 @click.version_option(roomtone.__version__, "--version", prog_name="master (roomtone)")
 @friendly_errors
 def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-         report_path, report_dir, as_json, references, fit_target, explain, overwrite_input, demo, list_presets, quiet):
+         report_path, report_dir, as_json, references, fit_target, album, plot_path, explain, overwrite_input, demo,
+         list_presets, quiet):
     """Master IN into OUT (or each IN into a folder) at a platform's loudness, with the true peak
     under its ceiling.
 
@@ -142,6 +229,8 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
       master *.wav -o masters/ --format flac --report-dir masters/reports
       master --demo -o demo_master.wav
       master mix.wav -o mix_master.wav --reference favourite.flac --explain
+      master 01.wav 02.wav 03.wav -o album/ --album --reference favourite.flac
+      master song.wav -o song_master.wav --plot song_master.png
 
     Every output reads the target integrated loudness within 0.1 LU and a true peak at or under the
     ceiling. If that needs more limiting than the preset allows, that file is not written (exit
@@ -183,6 +272,11 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         if not quiet:
             click.echo(f"  ... demo mix written to {inputs[0]}", err=True)
     check_destinations(plan, bit_depth, overwrite_input=overwrite_input, report_path=report_path, report_dir=report_dir)
+    directory_target = _is_directory_target(output_path, inputs or ["demo_mix.wav"])
+    if album and report_dir and any(os.path.splitext(os.path.basename(t))[0] == "album" for _, t in plan):
+        fail("--album writes the album's report as album.json into --report-dir; an output named album.* "
+             "would write its own report there too: rename it or use another folder", 2)
+    plots = _plot_plan(plan, plot_path, directory_target)
     match = None
     if references or fit_target:  # read and measure the reference(s) before any input is decoded
         from roomtone.mastering.api import match_target
@@ -197,11 +291,18 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if not quiet and not cache_is_warm():  # said once: later runs load the cached kernels
         click.echo("  ... compiling the audio kernels for this machine (first run only, about 10 s)", err=True)
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
-    options = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
-                   bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input,
-                   reference=match, explain=explain)
+    targeting = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
+                     reference=match)
+    rendering = dict(bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input,
+                     explain=explain)
+    if album:
+        status = _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, report_path, report_dir,
+                               explain)
+        raise SystemExit(status)
+    options = dict(targeting, **rendering)
     if len(plan) == 1:
-        report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading, **options)
+        report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading,
+                             plot_path=plots.get(plan[0][1]), **options)
         write_reports(report, report_path, report_dir)
         if as_json:
             click.echo(json.dumps(report))
@@ -209,18 +310,20 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
             click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
                        f"{report['platform'] or 'reference loudness'})")
             _print_table(report)
+            if report.get("plot"):
+                click.echo(f"plot: {report['plot']}")
             if report.get("explain"):
                 click.echo("decisions:")
                 for line in report["explain"]:
                     click.echo(f"  - {line}")
         return
-    results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file)
+    results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots)
     if not as_json:
         _print_summary(results)
     raise SystemExit(status)
 
 
-def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file):
+def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots, label="mastering"):
     """Master every ``(input, output)`` of ``plan`` in turn, the next file decoding while one is
     mastered; a failing file is reported and the rest go on. Returns ``(results, exit status)``."""
     from roomtone.audio import read_audio_async
@@ -228,10 +331,33 @@ def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file
     progress = stderr_progress(True)  # checks for Ctrl-C between stages; the bar shows progress
 
     def master(source, target, reading):
-        return master_file(source, target, progress=progress, reading=reading, **options)
+        return master_file(source, target, progress=progress, reading=reading, plot_path=plots.get(target), **options)
 
-    return run_batch(plan, master, label="mastering", show_bar=not quiet, as_json=as_json, report_dir=report_dir,
+    return run_batch(plan, master, label=label, show_bar=not quiet, as_json=as_json, report_dir=report_dir,
                      error_gap="" if quiet else "\n", read_ahead=read_audio_async, reading=reading)
+
+
+def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, report_path, report_dir, explain):
+    """``--album``: analyse the album (every track read and metered, the chain fitted once), then
+    master each track at its place as the batch does (a failing track is reported, the rest go on),
+    then the album table or JSON line. Returns the exit status (that of the last failure)."""
+    from roomtone.audio import read_audio_async, write_text_atomic
+    from roomtone.mastering.album import analyse_album
+
+    album = analyse_album([source for source, _ in plan], keep_going=True, reading=reading,
+                          progress=stderr_progress(quiet), **targeting)
+    results, status = _master_many(plan, read_audio_async(plan[0][0]), rendering, quiet, as_json, report_dir,
+                                   album.master_file, plots, label="mastering the album")
+    summary = album.summary([report if error is None else error for _, report, error in results])
+    if report_path and results[0][1] is not None:
+        write_reports(results[0][1], report_path)
+    if report_dir:
+        write_text_atomic(os.path.join(report_dir, "album.json"), json.dumps(summary, indent=2) + "\n")
+    if as_json:
+        click.echo(json.dumps({"album": summary}))
+    else:
+        _print_album(summary, explain)
+    return status
 
 
 def _write_demo_input(output_path):

@@ -89,6 +89,10 @@ def test_help_explains_units():
     text = run(master_cli, ["--help"]).output
     for unit in ("LUFS", "dBTP", "TPDF"):
         assert unit in text
+    flat = " ".join(text.split())
+    for words in ("--album", "difference (LU)", "--plot PATH", "short-term loudness (LUFS, 3 s)",
+                  "PATH/<output name>.png", "roomtone[plot]"):
+        assert words in flat, words
     assert "LUFS" in run(meter_cli, ["--help"]).output
 
 
@@ -468,3 +472,113 @@ def test_first_run_says_once_that_it_compiles_the_kernels(song, tmp_path):
                             text=True, timeout=300)
     assert second.returncode == 0, second.stderr
     assert "compiling" not in second.stderr
+
+
+# ---------------------------------------------------------------- --album and --plot
+
+def _album_files(folder, levels=(-12.0, -19.0, -24.0), seconds=4.0):
+    from roomtone import meter
+
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for index, lufs in enumerate(levels):
+        x = music_like(seconds, SR, seed=30 + index)
+        x = (x * 10 ** ((lufs - meter.integrated_loudness(x, SR)) / 20)).astype(np.float32)
+        paths.append(_write(folder / f"{index + 1:02d}.wav", x, subtype="FLOAT"))
+    return paths
+
+
+def test_album_table_reports_and_one_bad_track(tmp_path):
+    """--album: the loudest track on the target, the others at their input distance (independent
+    meter); a bad file is reported and the rest go on (exit status of the failure); a report per
+    track and album.json; the table gives each track's place."""
+    a, b, c = _album_files(tmp_path / "in")
+    bad = tmp_path / "in" / "bad.wav"
+    bad.write_text("not audio\n")
+    out, reports = tmp_path / "album", tmp_path / "reports"
+    result = run(master_cli, [a, bad, b, c, "-o", out, "--album", "--report-dir", reports, "-q"])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.count("error: ") == 1 and "bad.wav: not a readable audio file" in result.stderr
+    for text in ("album: 4 tracks; the loudest (01.wav, -12.0 LUFS in) on -14.0 LUFS (spotify)", "rel LU",
+                 "failed: ", "album as one programme:", "shared chain: balanced, input trim -6.0 dB", "3 of 4 mastered"):
+        assert text in result.stdout, (text, result.stdout)
+    assert sorted(os.listdir(out)) == ["01.wav", "02.wav", "03.wav"]
+    assert sorted(os.listdir(reports)) == ["01.json", "02.json", "03.json", "album.json"]
+    ins = [libebur128(sf.read(p, always_2d=True)[0].T, SR)[0] for p in (a, b, c)]
+    outs = [libebur128(sf.read(out / p.name, always_2d=True)[0].T, SR) for p in (a, b, c)]
+    assert abs(outs[0][0] + 14.0) <= 0.1
+    for i in (1, 2):
+        assert abs((outs[i][0] - outs[0][0]) - (ins[i] - ins[0])) <= 0.1
+    assert all(peak <= -1.0 for _, peak in outs)
+    summary = json.loads((reports / "album.json").read_text())
+    assert [row["error"] is None for row in summary["rows"]] == [True, False, True, True]
+    track = json.loads((reports / "02.json").read_text())
+    assert track["album"]["input_offset_lu"] == pytest.approx(-7.0, abs=0.01)
+    assert track["preset"] == json.loads((reports / "01.json").read_text())["preset"] == summary["preset"]
+
+
+def test_album_json_lines_end_with_the_album(tmp_path):
+    files = _album_files(tmp_path / "in", levels=(-15.0, -20.0), seconds=3.0)
+    result = run(master_cli, [*files, "-o", tmp_path / "out", "--album", "--json", "-q", "--platform", "apple"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [os.path.basename(line["input"]) for line in lines[:2]] == ["01.wav", "02.wav"]
+    assert lines[1]["album"]["placed_lufs"] == pytest.approx(-21.0, abs=0.01)
+    album = lines[2]["album"]
+    assert album["target"]["integrated_lufs"] == -16.0 and album["relations_kept"] and album["mastered"] == 2
+
+
+def test_album_of_one_file_is_a_normal_master(song, tmp_path):
+    result = run(master_cli, [song, "-o", tmp_path / "album.wav", "--album", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "album: 1 track;" in result.output
+    assert run(master_cli, [song, "-o", tmp_path / "plain.wav", "-q"]).exit_code == 0
+    assert np.array_equal(sf.read(tmp_path / "album.wav")[0], sf.read(tmp_path / "plain.wav")[0])
+
+
+def test_album_report_dir_refuses_an_output_named_album(tmp_path):
+    files = _album_files(tmp_path / "in", levels=(-15.0,), seconds=1.0)
+    named = tmp_path / "in" / "album.wav"
+    os.rename(files[0], named)
+    result = run(master_cli, [named, files[0].with_name("x.wav"), "-o", tmp_path / "out", "--album",
+                              "--report-dir", tmp_path / "r"])
+    assert result.exit_code == 2 and "album.json" in result.output
+
+
+def _png_size(path):
+    data = open(path, "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_plot_one_file_and_a_folder_of_plots_for_many(song, tmp_path):
+    pytest.importorskip("matplotlib", reason="--plot needs the optional extra roomtone[plot] (matplotlib)")
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--plot", tmp_path / "o.png", "-q"])
+    assert result.exit_code == 0, result.output
+    assert f"plot: {tmp_path / 'o.png'}" in result.output and _png_size(tmp_path / "o.png") == (1000, 750)
+    files = _album_files(tmp_path / "in", levels=(-15.0, -20.0), seconds=3.0)
+    result = run(master_cli, [*files, "-o", tmp_path / "out", "--album", "--plot", tmp_path / "plots", "-q"])
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path / "plots")) == ["01.png", "02.png"]
+    result = run(master_cli, [*files, "-o", tmp_path / "out2", "--plot", tmp_path / "p.png", "-q"])
+    assert result.exit_code == 2 and "--plot names a folder" in result.output
+    result = run(master_cli, [song, "-o", tmp_path / "o2.wav", "--plot", tmp_path / "o2.jpg", "-q"])
+    assert result.exit_code == 2 and "name it .png" in result.output
+    assert not (tmp_path / "out2").exists() or not os.listdir(tmp_path / "out2")
+
+
+def test_plot_without_matplotlib_is_one_line_naming_the_extra(song, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_matplotlib(name, *args, **kwargs):
+        if name == "matplotlib" or name.startswith("matplotlib."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--plot", tmp_path / "o.png"])
+    assert result.exit_code == 2
+    assert result.output == "error: --plot needs matplotlib, which is not installed: pip install 'roomtone[plot]'\n"
+    _only_expected_files(tmp_path, ["song.wav"])
