@@ -315,15 +315,16 @@ class Album:
         """The album's report: ``outcomes`` holds, in track order, each track's master report, or
         its error (an exception or message) where it failed. JSON-ready: the target, the loudest
         track, the shared trim and chain, the album's loudness as one programme (in, and out over
-        the tracks delivered), and one row per track."""
+        the tracks delivered; for lossy files, of the render the encoder was given), and one row
+        per track (a lossy file's loudness and true peak as decoded)."""
         rows, delivered = [], []
         for track, outcome in zip(self.tracks, outcomes):
             row = {"index": track.index, "input": track.name,
                    "input_lufs": None if track.error is not None else round(track.input_lufs, 3),
                    "input_offset_lu": None if track.error is not None else
                    _round(track.input_lufs - self.tracks[self.loudest].input_lufs)}
-            if isinstance(outcome, dict):
-                album, after = outcome["album"], outcome["after"]
+            if isinstance(outcome, dict):  # a lossy file: its readings as decoded
+                album, after = outcome["album"], outcome.get("after_encoding") or outcome["after"]
                 limiter = next(s for s in outcome["stages"] if s["stage"] == "limiter")
                 gains = {s["stage"]: s["gain_db"] for s in outcome["stages"]}
                 row.update(output=outcome.get("output"), placed_lufs=album["placed_lufs"],

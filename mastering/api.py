@@ -726,6 +726,10 @@ def _write_lossy(owned, sample_rate, output_path, codec, options, say):
     finally:
         if pending is not None:
             pending.discard()
+    if "album" in report:  # an album track's place as a player reads the file
+        album = report["album"]
+        album["output_lufs"] = round(decoded.integrated_lufs, 3)
+        album["output_offset_lu"] = round(decoded.integrated_lufs - album["album_target_lufs"], 3) + 0.0
     report["bit_depth"] = None
     report["after_encoding"] = {
         "codec": codec.name, "quality": codec.quality,

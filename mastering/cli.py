@@ -72,6 +72,12 @@ def _print_summary(results):
     click.echo(count_line(results, "mastered"))
 
 
+def _fmt2(value, missing="-inf"):
+    """Two decimals, and no "-0.00" for a reading a hair under zero."""
+    text = fmt(value, 2, missing)
+    return "0.00" if text == "-0.00" else text
+
+
 def _print_album(summary, explain):
     """The album table: one row per track (its input and output loudness, each relative to the
     album's target, true peak, limiting), then the album's loudness as one programme."""
@@ -85,15 +91,15 @@ def _print_album(summary, explain):
     for row in summary["rows"]:
         name = os.path.basename(row["input"])[:27]
         if row["error"] is not None:
-            click.echo(f"{name:<28}{fmt(row['input_lufs'], 2, ''):>9}{fmt(row['input_offset_lu'], 2, ''):>8}"
+            click.echo(f"{name:<28}{_fmt2(row['input_lufs'], ''):>9}{_fmt2(row['input_offset_lu'], ''):>8}"
                        f"{'':>10}{'':>8}{'':>9}{'':>10}  failed: {row['error']}")
             continue
         result = f"-> {row['output']}" if row["output"] else "done"
         if not row["relation_kept"]:
             result += f"  ({row['shortfall_lu']:.2f} LU under its place: limiting budget)"
-        click.echo(f"{name:<28}{fmt(row['input_lufs'], 2):>9}{fmt(row['input_offset_lu'], 2):>8}"
-                   f"{fmt(row['output_lufs'], 2):>10}{fmt(row['output_offset_lu'], 2):>8}"
-                   f"{fmt(row['true_peak_dbtp'], 2):>9}{fmt(row['limiting_lu'], 2):>10}  {result}")
+        click.echo(f"{name:<28}{_fmt2(row['input_lufs']):>9}{_fmt2(row['input_offset_lu']):>8}"
+                   f"{_fmt2(row['output_lufs']):>10}{_fmt2(row['output_offset_lu']):>8}"
+                   f"{_fmt2(row['true_peak_dbtp']):>9}{_fmt2(row['limiting_lu']):>10}  {result}")
     out = summary["output_album_lufs"]
     click.echo(f"album as one programme: {summary['input_album_lufs']:.1f} LUFS in, "
                + (f"{out:.1f} LUFS out" + ("" if summary["output_album_tracks"] == summary["tracks"] else

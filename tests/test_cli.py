@@ -582,3 +582,16 @@ def test_plot_without_matplotlib_is_one_line_naming_the_extra(song, tmp_path, mo
     assert result.exit_code == 2
     assert result.output == "error: --plot needs matplotlib, which is not installed: pip install 'roomtone[plot]'\n"
     _only_expected_files(tmp_path, ["song.wav"])
+
+
+def test_album_of_lossy_files_reports_them_as_decoded(tmp_path):
+    files = _album_files(tmp_path / "in", levels=(-13.0, -21.0), seconds=3.0)
+    result = run(master_cli, [*files, "-o", tmp_path / "out", "--album", "--format", "ogg", "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    *tracks, last = [json.loads(line) for line in result.stdout.splitlines()]
+    for track, row in zip(tracks, last["album"]["rows"]):
+        assert row["output_lufs"] == track["after_encoding"]["integrated_lufs"]
+        assert track["album"]["output_lufs"] == pytest.approx(row["output_lufs"], abs=1e-3)
+        assert row["true_peak_dbtp"] == track["after_encoding"]["true_peak_dbtp"] <= -1.0
+    decoded = [libebur128(sf.read(tmp_path / "out" / f"{i:02d}.ogg", always_2d=True)[0].T, SR)[0] for i in (1, 2)]
+    assert abs((decoded[1] - decoded[0]) - (-8.0)) <= 0.1
