@@ -102,7 +102,7 @@ class TrackPlacement:
                 "note": note}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)
 class AlbumTrack:
     """What the analysis read of one track: ``error`` (a :class:`RoomtoneError`) when it could not
     be used; else its integrated loudness (LUFS), layout and 400 ms gating-block powers."""
