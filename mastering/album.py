@@ -50,7 +50,7 @@ import os
 import numpy as np
 
 from roomtone.audio import read_audio, read_audio_async, validate_audio
-from roomtone.errors import InvalidAudioError, RoomtoneError, TargetUnreachableError
+from roomtone.errors import InvalidAudioError, PresetError, RoomtoneError, TargetUnreachableError
 from roomtone.mastering import api
 from roomtone.mastering.explain import chain_lines
 from roomtone.mastering.presets import load_preset
@@ -174,6 +174,9 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     sources = list(sources)
     if not sources:
         raise InvalidAudioError("an album needs at least one track")
+    if api.is_auto(preset):
+        raise PresetError("--preset auto proposes a chain for one track; an album shares one chain: give the album a "
+                          "preset, a --reference or --fit-target")
     preset = load_preset(preset)
     match = api.match_target(preset, reference, fit_target)
     api.resolve_goal(platform, 2, target_lufs, ceiling_dbtp, match)  # a bad platform or target: before any reading

@@ -157,11 +157,37 @@ class _Job:
     placement: object = None
     analysis: dict | None = None  # the input's half of report["analysis"]
     aim_lufs: float | None = None  # where an album track's delivery aims, once lowered from its place
+    assistant: dict | None = None  # what --preset auto proposed
+
+
+AUTO_PRESET = "auto"
+ASSISTANT_TARGET = type("AssistantTarget", (), {"__repr__": lambda self: "ASSISTANT_TARGET"})()
+"""The target of ``preset="auto", fit_target=True``: the curve the assistant's proposal gives."""
+
+
+def is_auto(preset):
+    """Whether ``preset`` asks for the assistant (``"auto"``, any case)."""
+    return isinstance(preset, str) and preset.lower() == AUTO_PRESET
+
+
+def base_preset(preset):
+    """The :class:`Preset` a job starts from: ``"auto"`` starts from the assistant's base
+    (``balanced``), named ``auto``; anything else is :func:`load_preset`'s."""
+    if not is_auto(preset):
+        return load_preset(preset)
+    from roomtone.mastering.assistant import BASE_PRESET
+
+    base = load_preset(BASE_PRESET)
+    return dataclasses.replace(base, name=AUTO_PRESET, description="the assistant's proposal (EQ and width, "
+                               f"predicted from the input) on the {BASE_PRESET} chain")
 
 
 def match_target(preset, reference=None, fit_target=False):
     """The :class:`~roomtone.mastering.targets.MatchTarget` a fit aims at (None: no fit): the
-    reference track(s) read and measured, or the preset's ``[target]`` table. numpy only."""
+    reference track(s) read and measured, the preset's ``[target]`` table, or for
+    ``preset="auto"`` :data:`ASSISTANT_TARGET`. numpy only."""
+    if reference is ASSISTANT_TARGET:
+        return reference
     if reference is None and not fit_target:
         return None
     from roomtone.mastering import targets
@@ -170,6 +196,8 @@ def match_target(preset, reference=None, fit_target=False):
         raise PresetError("give either a reference or fit_target (the preset's [target]), not both")
     if isinstance(reference, targets.MatchTarget):
         return reference
+    if fit_target and is_auto(preset):  # the assistant's own proposal, known once the input is analysed
+        return ASSISTANT_TARGET
     if reference is not None:
         return targets.reference_target(reference)
     return targets.preset_target(load_preset(preset))
@@ -203,9 +231,11 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
                               "reference or fit_target to the album, not to the track")
         preset, goal, match = placement.preset, placement.goal, None
     else:
-        preset = load_preset(preset)
         match = match_target(preset, reference, fit_target)
-        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp, match)
+        preset = base_preset(preset)
+        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp,
+                            None if match is ASSISTANT_TARGET else match)
+
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
@@ -231,6 +261,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         audio = audio.pop()
     callers = None if consume_input else audio  # to tell whether the signal is still the caller's array
     say = progress or (lambda message: None)
+    auto = placement is None and is_auto(preset)
     audio, sample_rate, preset, goal, bits, rate_out, match = _check_options(
         audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
         reference, fit_target, placement)
@@ -283,11 +314,22 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             input_curve = meter_pool.submit(tonal_curve, signal, sample_rate, input_lufs + trim_db)
         if analysis:
             input_blocks = meter_pool.submit(block_powers, signal, sample_rate)
+        proposal = None
+        if auto:
+            say("proposing the chain")
+            from roomtone.mastering import assistant  # JAX: only here
+
+            preset, proposal, predicted = assistant.propose(signal, sample_rate)
+            if match is ASSISTANT_TARGET:
+                from roomtone.mastering.targets import MatchTarget
+
+                match = MatchTarget(tonal_db=predicted, sources=("assistant",))
+            lap("assistant")
         if match is not None:
             say("fitting the chain")
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
-            preset, fit = fit_chain(signal, sample_rate, preset, match)
+            preset, fit = fit_chain(signal, sample_rate, preset, match, **({"rounds": 1, "steps": 150} if proposal else {}))
             lap("fit")
         elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
             fit, match = dict(placement.fit), placement.match
@@ -346,7 +388,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
                 preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
                 resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started,
                 owns_signal=owns_signal, fit=fit, match=match, reductions=reductions, placement=placement,
-                analysis=analysis or None)
+                analysis=analysis or None, assistant=proposal)
 
 
 def _short_term_readings(short_term_power):
@@ -413,6 +455,8 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
     }
     if job.goal.platform is None and job.match is not None:
         report["target"]["source"] = "reference"
+    if job.assistant is not None:
+        report["assistant"] = job.assistant
     if job.fit is not None:
         from roomtone.mastering.targets import tonal_curve, tonal_distance
 

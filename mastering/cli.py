@@ -29,6 +29,7 @@ def _list_presets():
     for name in preset_paths():
         preset = load_preset(name)
         click.echo(f"  {name:<12}{preset.category:<7}{preset.description}")
+    click.echo(f"  {'auto':<12}{'model':<7}the assistant: EQ and width of the balanced chain proposed from the input")
     click.echo("\nPlatforms (--platform NAME):")
     click.echo(f"  {'name':<12}{'LUFS':>7}{'dBTP':>7}  description")
     for platform in load_platforms().values():
@@ -174,7 +175,9 @@ def _plan(inputs, output_path, fmt_choice):
                    "Input: WAV, FLAC, OGG, MP3, AIFF...; AAC/M4A with the optional extra roomtone[aac].")
 @click.option("--preset", default="balanced", show_default=True,
               help="Style (warm, balanced, open, aggressive), genre (pop, rock, hip-hop, electronic, jazz, classical, "
-                   "acoustic) or a path to a preset .toml file; names in any case. See --list-presets.")
+                   "acoustic), auto (a trained assistant proposes the EQ gains in dB and the stereo width of the balanced "
+                   "chain from the input, in one forward pass; with --fit-target the fit refines its proposal) or a path "
+                   "to a preset .toml file; names in any case. See --list-presets.")
 @click.option("--platform", default=None,
               help="Delivery target (default spotify; with --reference, the reference's loudness unless --platform or "
                    "--target-lufs is given): spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "

@@ -70,7 +70,9 @@ def _with_fit_stages(chain, stereo):
         items.insert(0, Equalizer())
     index = [p.kind for p in items].index("eq")
     eq = items[index]
-    bands = tuple(eq.bands) + tuple((f, 0.0, FIT_BELL_Q) for f in FIT_BELLS_HZ)
+    have = {(round(f, 1), round(q, 3)) for f, _, q in eq.bands}  # a proposal's bells are not added twice
+    bands = tuple(eq.bands) + tuple((f, 0.0, FIT_BELL_Q) for f in FIT_BELLS_HZ
+                                    if (round(f, 1), round(FIT_BELL_Q, 3)) not in have)
     items[index] = dataclasses.replace(eq, bands=bands)
     if stereo and "width" not in kinds:
         at = [p.kind for p in items].index("saturation") if "saturation" in kinds else len(items)

@@ -59,7 +59,8 @@ def test_wheel_has_one_top_level_package(roomtone_wheel):
     # the mapped folders and the preset data are inside it
     for path in ("roomtone/kernels/truepeak.py", "roomtone/mastering/api.py", "roomtone/presets/platforms.toml",
                  "roomtone/presets/styles/balanced.toml", "roomtone/enhance/__init__.py",
-                 "roomtone/separate/__init__.py"):
+                 "roomtone/separate/__init__.py", "roomtone/enhance/weights/roomtone.npz",
+                 "roomtone/mastering/weights/assistant.npz", "roomtone/mastering/weights/assistant.json"):
         assert path in names
 
 

@@ -1,0 +1,315 @@
+"""Train the mastering assistant (:mod:`roomtone.mastering.assistant`) self-supervised on real
+music, resumable from its checkpoint.
+
+    python -m roomtone.mastering.train_assistant --out mastering/weights/assistant.npz
+    python -m roomtone.mastering.train_assistant --out ... --resume
+
+Data: the OGG/FLAC files of Debian's free game-music packages found on this machine (``--music``
+folders; default: ``wesnoth-1.16-music`` GPL-2, ``singularity-music`` CC BY-SA 3.0,
+``hyperrogue-music`` GPL-2+; licences read from ``/usr/share/doc/<package>/copyright`` and
+recorded in the manifest), decoded, resampled to 44.1 kHz, cut into up to ``--excerpts`` 20 s
+excerpts per file, and kept as their Welch power spectra (total, mid, side) on the fitter's
+analysis bins (cached in ``--cache``). Files whose name's CRC-32 is 0 mod 5 are held out for
+validation; ``../shared/data/music`` is never read here (the benchmark's clips).
+
+Each step draws a batch of excerpts and de-masters each (:func:`degrade`): an EQ curve (tilt
++-2 dB/octave, one to three bumps of +-7 dB, 0.3-1.5 octaves wide, low and high shelves +-6 dB),
+a width change (x0.4 .. x1.6 on the side, a tenth near mono) and, for a fifth of the batches, a
+mono downmix; all exact in the power spectrum. The network sees the degraded features and is
+trained on the fitter's loss (:func:`roomtone.mastering.fit._loss`, the JAX chain's EQ response on
+the bins) towards the original's features. Adam 2e-3, cosine decay, gradient clipping at 1.
+
+Validation (fixed degradations of the held-out excerpts): the loudness-normalised 1/3-octave
+distance (dB RMS, 27 bands) to the original, before and after the predicted chain (under the
+fitter's linear model), and the parameter error: the predicted EQ's curve against the inverse of
+the degradation's, both less their K-weighted mean, dB RMS over the bands.
+"""
+
+import argparse
+import json
+import os
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from roomtone.mastering import assistant
+
+RATE = 44100
+EXCERPT_S = 20.0
+PACKAGES = {"wesnoth-1.16-music": "/usr/share/games/wesnoth/1.16/data/core/music",
+            "singularity-music": "/usr/share/games/singularity/music",
+            "hyperrogue-music": "/usr/share/hyperrogue/music"}
+LICENCES = {"wesnoth-1.16-music": "GPL-2", "singularity-music": "CC BY-SA 3.0", "hyperrogue-music": "GPL-2+"}
+
+
+def held_out(name):
+    return zlib.crc32(Path(name).name.encode()) % 5 == 0
+
+
+def music_files(folders):
+    """``[(package, path)]`` of the music files under each package's folder."""
+    out = []
+    for package, folder in folders.items():
+        for path in sorted(Path(folder).rglob("*")):
+            if path.suffix.lower() in (".ogg", ".flac", ".wav"):
+                out.append((package, path))
+    return out
+
+
+def build_cache(files, excerpts, cache):
+    """Spectra of every excerpt: arrays ``p_total``, ``p_mid``, ``p_side`` (items, bins), ``val``
+    (items,) bool, ``file_index`` (items,) index into ``names``. Written to ``cache`` (npz)."""
+    import soundfile as sf
+
+    from roomtone.resample import resample
+
+    a = assistant.analysis(RATE)
+    rows = {"p_total": [], "p_mid": [], "p_side": [], "val": [], "file_index": []}
+    names = []
+    length = int(EXCERPT_S * RATE)
+    for index, (package, path) in enumerate(files):
+        try:
+            x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as exc:  # a file libsndfile cannot read: skip it, say so
+            print(f"skip {path}: {exc}", flush=True)
+            continue
+        x = x.T
+        if x.shape[0] == 1:
+            x = np.concatenate([x, x])
+        x = x[:2]
+        if rate != RATE:
+            x = resample(np.ascontiguousarray(x), rate, RATE)
+        if x.shape[1] < 5 * RATE or not np.any(x):
+            continue
+        count = max(1, min(excerpts, x.shape[1] // length))
+        starts = np.linspace(0, max(0, x.shape[1] - length), count + 2)[1:-1] if count > 1 else [max(0, (x.shape[1] - length) // 2)]
+        names.append(f"{package}:{path.name}")
+        for s in starts:
+            piece = np.ascontiguousarray(x[:, int(s):int(s) + length])
+            if np.sqrt(np.mean(piece ** 2)) < 1e-3:  # a silent gap
+                continue
+            total, mid, side = a.spectra(piece)
+            rows["p_total"].append(total)
+            rows["p_mid"].append(mid)
+            rows["p_side"].append(side)
+            rows["val"].append(held_out(path.name))
+            rows["file_index"].append(len(names) - 1)
+        print(f"{index + 1}/{len(files)} {path.name}", flush=True)
+    arrays = {k: np.asarray(v) for k, v in rows.items()}
+    arrays["names"] = np.asarray(names)
+    np.savez(cache, **arrays)
+    return arrays
+
+
+def degrade(rng, freqs, items):
+    """Random de-mastering of ``items`` excerpts: (eq_db (items, bins), width (items,)). See the
+    module docstring."""
+    octaves = np.log2(freqs / 1000.0)[None, :]
+    g = rng.uniform(-2.0, 2.0, (items, 1)) * octaves
+    for _ in range(3):
+        on = rng.random((items, 1)) < 0.7
+        centre = np.log2(rng.uniform(40.0, 14000.0, (items, 1)) / 1000.0)
+        width = rng.uniform(0.3, 1.5, (items, 1))
+        g = g + on * rng.uniform(-7.0, 7.0, (items, 1)) * np.exp(-0.5 * ((octaves - centre) / width) ** 2)
+    low = np.log2(rng.uniform(60.0, 250.0, (items, 1)) / 1000.0)
+    high = np.log2(rng.uniform(4000.0, 12000.0, (items, 1)) / 1000.0)
+    g = g + rng.uniform(-6.0, 6.0, (items, 1)) / (1.0 + np.exp((octaves - low) * 6.0))
+    g = g + rng.uniform(-6.0, 6.0, (items, 1)) / (1.0 + np.exp(-(octaves - high) * 6.0))
+    g = np.clip(g, -15.0, 15.0)
+    w = np.exp(rng.uniform(np.log(0.4), np.log(1.6), items))
+    near_mono = rng.random(items) < 0.1
+    w[near_mono] = rng.uniform(0.05, 0.3, near_mono.sum())
+    return g.astype(np.float32), w.astype(np.float32)
+
+
+def make_batch(rng, data, index, a, stereo):
+    """(features (batch, 32), items dict for the loss, eq_db, width) for excerpts ``index``."""
+    g, w = degrade(rng, a.freqs, len(index))
+    G = 10.0 ** (g / 10.0)
+    mid0, side0 = data["p_mid"][index], data["p_side"][index]
+    if stereo:
+        mid, side = G * mid0, G * side0 * (w[:, None] ** 2)
+        total = 2.0 * (mid + side)
+        x = a.features(total, mid, side)
+        target = a.features(2.0 * (mid0 + side0), mid0, side0)
+    else:  # a mono downmix (L+R)/2: the mid
+        total, mid, side = G * mid0, None, None
+        x = a.features(total)
+        target = a.features(mid0)
+    items = {"p_total": total.astype(np.float32),
+             "p_mid": (mid if stereo else total).astype(np.float32),
+             "p_side": (side if stereo else np.zeros_like(total)).astype(np.float32),
+             "target_tonal": target[:, :27], "target_width": target[:, 27:31]}
+    return x, items, g, w
+
+
+def _eq_curve_db(a, raw):
+    """The predicted EQ's power response in dB on the 27 bands' bins (mean over each band)."""
+    import jax.numpy as jnp
+
+    from roomtone.mastering import fit, jax_chain
+
+    shared = assistant.loss_data(a, True)
+    gains = fit.GAIN_LIMIT_DB * np.tanh(np.asarray(raw[:, :assistant.N_GAINS], np.float64))
+    out = []
+    for gain in gains:
+        eq = dict(shared["eq"], low_shelf_db=jnp.float32(gain[0]), high_shelf_db=jnp.float32(gain[1]),
+                  bands=shared["eq"]["bands"].at[:, 1].set(jnp.asarray(gain[2:], jnp.float32)))
+        h2 = np.abs(np.asarray(jax_chain.eq_response(eq, a.sample_rate, shared["z1"], shared["z2"]))) ** 2
+        out.append(10.0 * np.log10((a.bands @ h2) / a.bands.sum(1)))
+    return np.asarray(out)
+
+
+def evaluate(model, data, val_index, a, scale, seed=7):
+    """Validation figures (module docstring) on fixed degradations, stereo and mono."""
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(seed)
+    figures = {}
+    for stereo in (True, False):
+        x, items, g, w = make_batch(rng, data, val_index, a, stereo)
+        raw = np.asarray(model(jnp.asarray((x - scale["mean"]) / scale["std"])))
+        before = np.sqrt(np.mean((x[:, :27] - items["target_tonal"]) ** 2, axis=1))
+        after = []
+        for i in range(len(val_index)):
+            spectra = (items["p_total"][i], items["p_mid"][i] if stereo else None, items["p_side"][i] if stereo else None)
+            curve = assistant._model_tonal(a, raw[i], spectra, stereo)
+            after.append(np.sqrt(np.mean((curve - items["target_tonal"][i]) ** 2)))
+        predicted = _eq_curve_db(a, raw)
+        inverse = -(g @ a.bands.T) / a.bands.sum(1)
+        k = a.k2 / a.k2.sum()
+        err = (predicted - predicted @ k[:, None]) - (inverse - inverse @ k[:, None])
+        key = "stereo" if stereo else "mono"
+        figures[f"{key}_tonal_before_db"] = round(float(np.mean(before)), 3)
+        figures[f"{key}_tonal_after_db"] = round(float(np.mean(after)), 3)
+        figures[f"{key}_eq_error_db"] = round(float(np.mean(np.sqrt(np.mean(err ** 2, axis=1)))), 3)
+        if stereo:
+            from roomtone.mastering import fit
+
+            width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[:, assistant.N_GAINS]))
+            figures["width_error"] = round(float(np.mean(np.abs(width - np.minimum(1.0 / w, fit.WIDTH_LIMIT)))), 3)
+    return figures
+
+
+def make_step(a, shared_stereo, shared_mono):
+    from flax import nnx
+
+    def loss(model, x, items, stereo):
+        shared = shared_stereo if stereo else shared_mono
+        return assistant.batched_loss(model(x), shared, items, a.sample_rate, stereo)
+
+    @nnx.jit(static_argnames=("stereo",))
+    def step(model, optimizer, x, items, stereo):
+        value, grads = nnx.value_and_grad(lambda m: loss(m, x, items, stereo))(model)
+        optimizer.update(model, grads)
+        return value
+
+    return step
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="weights to write (.npz, with .json beside it)")
+    p.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone", "assistant_spectra.npz"))
+    p.add_argument("--excerpts", type=int, default=6, help="excerpts per file")
+    p.add_argument("--steps", type=int, default=3000)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--hidden", type=int, default=96)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--weight-decay", type=float, default=1e-2)
+    p.add_argument("--input-noise", type=float, default=0.2, help="std of Gaussian noise on the standardised features")
+    p.add_argument("--resume", action="store_true")
+    args = p.parse_args(argv)
+
+    import jax.numpy as jnp
+    import optax
+    from flax import nnx
+
+    from roomtone.models import weights
+
+    files = music_files({k: v for k, v in PACKAGES.items() if os.path.isdir(v)})
+    if os.path.exists(args.cache):
+        data = dict(np.load(args.cache, allow_pickle=False))
+    else:
+        if not files:
+            raise SystemExit("no music found: install wesnoth-1.16-music, singularity-music, hyperrogue-music")
+        os.makedirs(os.path.dirname(args.cache), exist_ok=True)
+        data = build_cache(files, args.excerpts, args.cache)
+    a = assistant.analysis(RATE)
+    val_index = np.flatnonzero(data["val"])
+    train_index = np.flatnonzero(~data["val"])
+    print(f"{len(train_index)} training excerpts, {len(val_index)} held out, from {len(data['names'])} files", flush=True)
+
+    rng = np.random.default_rng(args.seed)
+    x, _, _, _ = make_batch(rng, data, rng.choice(train_index, 2048), a, True)
+    xm, _, _, _ = make_batch(rng, data, rng.choice(train_index, 512), a, False)
+    allx = np.concatenate([x, xm])
+    scale = {"mean": allx.mean(0).astype(np.float32), "std": np.maximum(allx.std(0), 0.1).astype(np.float32)}
+    scale["std"][-1] = 1.0
+
+    arch = assistant.Architecture(hidden=args.hidden)
+    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
+                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
+    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    model = assistant.build_model(arch, nnx.Rngs(args.seed))
+    start, history = 0, []
+    if args.resume and os.path.exists(ckpt):
+        meta = weights.load_config(ckpt)
+        model = weights.build(lambda: assistant.build_model(arch, nnx.Rngs(0)), weights.load_arrays(ckpt), path=ckpt)
+        start, history = meta["step"], meta["history"]
+        scale = {k: np.asarray(v, np.float32) for k, v in meta["features"].items()}
+        print(f"resumed at step {start}", flush=True)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(200, args.steps // 10 + 1), max(args.steps - start, 1),
+                                                  args.lr * 0.02)
+    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
+                                                 optax.adamw(schedule, weight_decay=args.weight_decay)), wrt=nnx.Param)
+    step_fn = make_step(a, assistant.loss_data(a, True), assistant.loss_data(a, False))
+    feature_cfg = {"mean": [float(v) for v in scale["mean"]], "std": [float(v) for v in scale["std"]]}
+
+    def config(step, figures):
+        return {"architecture": arch.as_dict(), "sample_rate": RATE, "features": feature_cfg, "step": step,
+                "history": history,
+                "data": {"packages": {k: {"folder": v, "licence": LICENCES[k]} for k, v in PACKAGES.items()},
+                         "files": int(len(data["names"])), "train_excerpts": int(len(train_index)),
+                         "val_excerpts": int(len(val_index)), "excerpt_s": EXCERPT_S,
+                         "held_out": "file name CRC-32 = 0 mod 5",
+                         "val_files": sorted({str(data["names"][i]) for i in data["file_index"][val_index]})},
+                "training": {"steps": step, "batch": args.batch, "lr": args.lr,
+                             "optimizer": f"adamw (weight decay {args.weight_decay:g}), cosine, clip 1",
+                             "input_noise": args.input_noise, "selection": "best held-out stereo tonal distance",
+                             "loss": "roomtone.mastering.fit._loss (tonal MSE + level change + width + gain penalty)",
+                             "degradations": "see roomtone.mastering.train_assistant.degrade", "mono_batches": 0.2},
+                "metrics": figures, "parameters": int(sum(v.size for v in weights.model_arrays(model).values()))}
+
+    started = time.time()
+    losses = []
+    step = start
+    best = min([h[2]["stereo_tonal_after_db"] for h in history if isinstance(h[2], dict)], default=float("inf"))
+    while step < args.steps:
+        stereo = rng.random() >= 0.2
+        x, items, _, _ = make_batch(rng, data, rng.choice(train_index, args.batch), a, stereo)
+        z = (x - scale["mean"]) / scale["std"]
+        z = z + args.input_noise * rng.standard_normal(z.shape).astype(np.float32)
+        losses.append(float(step_fn(model, optimizer, jnp.asarray(z), {k: jnp.asarray(v) for k, v in items.items()},
+                                    stereo=stereo)))
+        step += 1
+        if step % 100 == 0:
+            print(f"step {step} loss {np.mean(losses[-100:]):.3f} ({(step - start) / (time.time() - started):.1f} steps/s)",
+                  flush=True)
+        if step % args.eval_every == 0 or step == args.steps:
+            figures = evaluate(model, data, val_index, a, scale)
+            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 4), figures])
+            print(f"eval step {step}: {json.dumps(figures)}", flush=True)
+            weights.save_weights(ckpt, weights.model_arrays(model), config(step, figures))
+            if figures["stereo_tonal_after_db"] < best:  # the shipped weights: the best held-out figure so far
+                best = figures["stereo_tonal_after_db"]
+                weights.save_weights(args.out, weights.model_arrays(model), config(step, figures))
+    print(f"done at step {step}: best held-out stereo tonal distance {best:.3f} dB", flush=True)
+
+
+if __name__ == "__main__":
+    main()
