@@ -24,7 +24,41 @@ import numpy as np
 from roomtone.enhance import data, net
 
 
-def loss_fn(model, noisy, clean, sdr_weight=0.02):
+STOI_BANDS_HZ = tuple(150.0 * 2.0 ** (k / 3.0) for k in range(15))  # STOI's 15 1/3-octave bands, 150 Hz..3.8 kHz
+STOI_FRAMES = 24  # 384 ms at the 16 ms hop: STOI's analysis segment
+STOI_STRIDE = 4
+
+
+def _stoi_bands():
+    freqs = np.arange(net.BINS) * net.SAMPLE_RATE / net.N_FFT
+    return np.stack([((freqs >= c * 2 ** (-1 / 6)) & (freqs < c * 2 ** (1 / 6))).astype(np.float32)
+                     for c in STOI_BANDS_HZ])
+
+
+def envelope_correlation_loss(y, s):
+    """1 - the mean correlation of 1/3-octave band envelopes of the output ``y`` and the target
+    ``s`` (STFT, (batch, frames, BINS) complex) over 384 ms segments, STOI's intermediate measure
+    (Taal et al. 2011, without its clipping and resampling to 10 kHz); segments whose target
+    energy is 40 dB under the loudest are left out, as STOI drops silent frames."""
+    import jax.numpy as jnp
+
+    bands = jnp.asarray(_stoi_bands())
+    ey = jnp.sqrt(jnp.einsum("btf,kf->btk", y.real ** 2 + y.imag ** 2, bands) + 1e-10)
+    es = jnp.sqrt(jnp.einsum("btf,kf->btk", s.real ** 2 + s.imag ** 2, bands) + 1e-10)
+    frames = ey.shape[1]
+    starts = np.arange(0, max(frames - STOI_FRAMES, 0) + 1, STOI_STRIDE)
+    idx = jnp.asarray(starts[:, None] + np.arange(min(STOI_FRAMES, frames))[None, :])
+    sy, ss = ey[:, idx], es[:, idx]  # (batch, segments, frames, bands)
+    sy = sy - sy.mean(axis=2, keepdims=True)
+    ss = ss - ss.mean(axis=2, keepdims=True)
+    corr = jnp.sum(sy * ss, 2) / jnp.sqrt(jnp.sum(sy ** 2, 2) * jnp.sum(ss ** 2, 2) + 1e-12)  # (batch, seg, bands)
+    energy = jnp.sum(es[:, idx] ** 2, axis=(2, 3))
+    active = (energy > 1e-4 * jnp.max(energy, axis=1, keepdims=True)) & (energy > 1e-9)
+    w = active.astype(corr.dtype)[..., None]
+    return 1.0 - jnp.sum(corr * w) / jnp.maximum(jnp.sum(w) * corr.shape[-1], 1.0)
+
+
+def loss_fn(model, noisy, clean, sdr_weight=0.02, stoi_weight=0.0):
     import jax.numpy as jnp
 
     from roomtone.models import stft
@@ -52,15 +86,18 @@ def loss_fn(model, noisy, clean, sdr_weight=0.02):
     sdr = 10 * jnp.log10((jnp.sum(target ** 2, -1) + 1e-9) / (jnp.sum((out - target) ** 2, -1) + 1e-9))
     has_speech = (ref_energy[:, 0] > 1e-7).astype(out.dtype)
     sdr_loss = -jnp.sum(sdr * has_speech) / jnp.maximum(jnp.sum(has_speech), 1.0)
-    return mag_loss + cplx_loss + sdr_weight * sdr_loss
+    value = mag_loss + cplx_loss + sdr_weight * sdr_loss
+    if stoi_weight:
+        value = value + stoi_weight * envelope_correlation_loss(y, s)
+    return value
 
 
-def make_step(sdr_weight=0.02):
+def make_step(sdr_weight=0.02, stoi_weight=0.0):
     from flax import nnx
 
     @nnx.jit
     def step(model, optimizer, noisy, clean):
-        loss, grads = nnx.value_and_grad(lambda m: loss_fn(m, noisy, clean, sdr_weight))(model)
+        loss, grads = nnx.value_and_grad(lambda m: loss_fn(m, noisy, clean, sdr_weight, stoi_weight))(model)
         optimizer.update(model, grads)
         return loss
 
@@ -94,6 +131,8 @@ def main(argv=None):
     p.add_argument("--val-items", type=int, default=48)
     p.add_argument("--init", help="start from these weights (.npz with its config), a fresh schedule")
     p.add_argument("--sdr-weight", type=float, default=0.02, help="weight of -SI-SDR (dB) in the loss")
+    p.add_argument("--stoi-weight", type=float, default=0.0,
+                   help="weight of the band-envelope correlation loss (STOI's measure, 1 - correlation)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 500, 200 on resume)")
     args = p.parse_args(argv)
 
@@ -128,7 +167,7 @@ def main(argv=None):
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    step_fn = make_step(args.sdr_weight)
+    step_fn = make_step(args.sdr_weight, args.stoi_weight)
     rng = np.random.default_rng(args.seed + start_step)
     train_pool = pools["train"]
     n = int(args.seconds * data.SAMPLE_RATE)
@@ -140,7 +179,8 @@ def main(argv=None):
         config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
                   "data": {k: v for k, v in man.items()}, "training": {
                       "steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
-                      "loss": f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)",
+                      "loss": f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)"
+                              + (f" + {args.stoi_weight:g} x (1 - band-envelope correlation)" if args.stoi_weight else ""),
                       "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
                       "augmentation": "see roomtone.enhance.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
