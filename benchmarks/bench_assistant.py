@@ -109,7 +109,7 @@ def main(argv=None):
                 if original.width_db is not None:
                     r["width"].append(float(np.mean(np.abs(f_out.width_db - original.width_db))))
                 r["ierr"].append(integrated_loudness(out, rate) + 14.0)
-                r["tp"].append(float(20 * np.log10(max(true_peak(out, rate), 1e-12))))
+                r["tp"].append(true_peak(out, rate))
                 if tool in first:
                     r["time"].append(seconds)
                 else:

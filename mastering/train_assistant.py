@@ -13,8 +13,9 @@ analysis bins (cached in ``--cache``). Files whose name's CRC-32 is 0 mod 5 are 
 validation; ``../shared/data/music`` is never read here (the benchmark's clips).
 
 Each step draws a batch of excerpts and de-masters each (:func:`degrade`): an EQ curve (tilt
-+-2 dB/octave, one to three bumps of +-7 dB, 0.3-1.5 octaves wide, low and high shelves +-6 dB),
-a width change (x0.4 .. x1.6 on the side, a tenth near mono) and, for a fifth of the batches, a
++-2 dB/octave, one to three bumps of +-7 dB, 0.3-1.5 octaves wide, low and high shelves +-6 dB)
+and a width change (x0.4 .. x1.6 on the side), both scaled by a strength uniform in 0..1 (mild
+and untouched mixes as common as bad ones), a tenth near mono and, for a fifth of the batches, a
 mono downmix; all exact in the power spectrum. The network sees the degraded features and is
 trained on the fitter's loss (:func:`roomtone.mastering.fit._loss`, the JAX chain's EQ response on
 the bins) towards the original's features. Adam 2e-3, cosine decay, gradient clipping at 1.
@@ -117,8 +118,11 @@ def degrade(rng, freqs, items):
     high = np.log2(rng.uniform(4000.0, 12000.0, (items, 1)) / 1000.0)
     g = g + rng.uniform(-6.0, 6.0, (items, 1)) / (1.0 + np.exp((octaves - low) * 6.0))
     g = g + rng.uniform(-6.0, 6.0, (items, 1)) / (1.0 + np.exp(-(octaves - high) * 6.0))
-    g = np.clip(g, -15.0, 15.0)
-    w = np.exp(rng.uniform(np.log(0.4), np.log(1.6), items))
+    # how hard each item is de-mastered: uniform 0..1, so mild and untouched mixes are as common as
+    # bad ones and the assistant learns to leave a balanced mix alone
+    strength = rng.uniform(0.0, 1.0, (items, 1))
+    g = np.clip(g * strength, -15.0, 15.0)
+    w = np.exp(rng.uniform(np.log(0.4), np.log(1.6), items) * strength[:, 0])
     near_mono = rng.random(items) < 0.1
     w[near_mono] = rng.uniform(0.05, 0.3, near_mono.sum())
     return g.astype(np.float32), w.astype(np.float32)
