@@ -6,6 +6,12 @@ target: podcast -16 LUFS stereo, -19 LUFS mono, -1 dBTP.
 Every stage keeps the sample rate and the length; a stage's reported delay
 (``latency_samples``) is trimmed from the start and padded at the end, so the output stays
 sample-aligned with the input.
+
+Memory: the chain works over one signal of its own (:func:`enhance` copies the caller's array once;
+:func:`enhance_file` works over what it read), each stage writing its output over it
+(:meth:`~roomtone.enhance.processors.EnhanceProcessor.run_in_place`) with a scratch that does not
+grow with the length, and the loudness stage delivers a long one over it too
+(:func:`roomtone.loudness.in_place_pays`).
 """
 
 import dataclasses
@@ -53,27 +59,31 @@ def _with_overrides(preset, model, atten_lim_db):
     return dataclasses.replace(preset, chain=chain)
 
 
-def _aligned(out, latency, n):
-    """``out`` trimmed by ``latency`` samples at the start, zero-padded to ``n`` samples."""
-    if latency == 0 and out.shape[1] == n:
-        return out
-    out = out[:, latency:latency + n]
-    if out.shape[1] < n:
-        out = np.pad(out, ((0, 0), (0, n - out.shape[1])))
-    return np.ascontiguousarray(out, dtype=np.float32)
+def _align_over(signal, out, latency):
+    """Write ``out`` trimmed by ``latency`` samples at the start, zero-padded to ``signal``'s
+    length, over ``signal`` (``out`` may be ``signal`` itself)."""
+    n = signal.shape[1]
+    latency = min(int(latency), n)
+    if out is signal:
+        if latency:
+            signal[:, :n - latency] = signal[:, latency:].copy()
+            signal[:, n - latency:] = 0.0
+        return
+    out = np.asarray(out, dtype=np.float32)[:, latency:latency + n]
+    signal[:, :out.shape[1]] = out
+    signal[:, out.shape[1]:] = 0.0
 
 
 def _run_stage(processor, signal, sample_rate):
-    """``(audio, info)`` of one stage on validated audio, sample-aligned."""
+    """``info`` of one stage, its output written over ``signal`` (validated, ours), sample-aligned."""
     if processor.bypassed:
-        return signal, {"bypassed": True}
+        return {"bypassed": True}
     if isinstance(processor, EnhanceProcessor):
-        out, info = processor.run(signal, sample_rate)
-    else:
+        out, info = signal, processor.run_in_place(signal, sample_rate)
+    else:  # a processor of another job in the chain: one whole call
         out, info = processor.process(signal, sample_rate), {}
-    out = _aligned(np.ascontiguousarray(out, dtype=np.float32), int(processor.latency_samples(sample_rate)),
-                   signal.shape[1])
-    return out, info
+    _align_over(signal, out, processor.latency_samples(sample_rate))
+    return info
 
 
 def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=None, bit_depth="32f", progress=None):
@@ -91,6 +101,8 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
         bit_depth: ``"16"`` or ``"24"`` to quantize (TPDF dither) here, ``"32f"`` for float.
         progress: optional ``callable(str)`` told of each stage.
 
+    The caller's ``audio`` is never modified: the chain works over one copy of it.
+
     Returns:
         ``(audio_out, report)``: float32 of the input's shape (sample-aligned), and a JSON-ready
         dict: versions, preset, target (or None), ``stages`` (what each did and its loudness
@@ -104,9 +116,16 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
         TargetUnreachableError: the loudness target needs more than 40 dB of gain or more limiting
             than the preset allows.
     """
+    return _enhance(audio, sample_rate, owned=False, preset=preset, model=model, atten_lim_db=atten_lim_db,
+                    bit_depth=bit_depth, progress=progress)
+
+
+def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_depth, progress):
+    """:func:`enhance`; ``owned``: the caller gives ``given`` away (a file job's own reading), so the
+    chain works over it instead of over a copy."""
     started = time.perf_counter()
     say = progress or (lambda message: None)
-    audio = validate_audio(audio, sample_rate)
+    audio = validate_audio(given, sample_rate)
     sample_rate = int(sample_rate)
     preset = _with_overrides(load_preset(preset), model, atten_lim_db)
     if str(bit_depth) not in BIT_DEPTHS:
@@ -128,11 +147,13 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
     timings = {}
     stages = []
     level = before.integrated_lufs
-    signal = audio
+    # the chain's own signal, every stage written over it
+    signal = audio if owned or not np.may_share_memory(audio, given) else audio.copy()
+    del given
     for processor in preset.chain:
         say(processor.kind)
         clock = time.perf_counter()
-        signal, info = _run_stage(processor, signal, sample_rate)
+        info = _run_stage(processor, signal, sample_rate)
         new_level = integrated_loudness(signal, sample_rate)
         change = new_level - level if np.isfinite(new_level) and np.isfinite(level) else None
         stages.append({"stage": processor.kind, "gain_db": None if change is None else round(change, 3), **info})
@@ -152,7 +173,7 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
         limiter = TruePeakLimiter(ceiling_dbtp=goal.ceiling_dbtp, lookahead_ms=preset.loudness.lookahead_ms,
                                   release_ms=preset.loudness.release_ms)
         # the chain's output is ours (not the caller's array): long ones are delivered over it
-        in_place = not np.may_share_memory(signal, audio) and in_place_pays(signal)
+        in_place = in_place_pays(signal)
         result = reach_loudness(signal, sample_rate, target_lufs=goal.integrated_lufs,
                                 ceiling_dbtp=goal.ceiling_dbtp, level_lufs=level, limiter=limiter,
                                 max_limiting_lu=preset.loudness.max_limiting_lu, bits=bits, in_place=in_place)
@@ -163,7 +184,7 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
         timings["loudness"] = round(time.perf_counter() - clock, 3)
     else:
         if bits:
-            signal = quantize_to_grid(signal, bits)
+            signal = quantize_to_grid(signal, bits, in_place=True)
         after = measure(signal, sample_rate)
     denoiser = next((s for s in stages if s["stage"] == "denoise" and "model" in s), None)
     report = {
@@ -202,8 +223,9 @@ def enhance_file(input_path, output_path, *, preset="podcast", model=None, atten
     say = progress or (lambda message: None)
     say("reading")
     audio, sample_rate, info = read_audio(input_path)
-    out, report = enhance(audio, sample_rate, preset=preset, model=model, atten_lim_db=atten_lim_db,
-                          bit_depth=bit_depth, progress=progress)
+    # the chain works over what was read (nothing else holds it)
+    out, report = _enhance(audio, sample_rate, owned=True, preset=preset, model=model, atten_lim_db=atten_lim_db,
+                           bit_depth=bit_depth, progress=progress)
     del audio
     say("writing")
     pending = PendingWrite(output_path, out, sample_rate, str(bit_depth))  # on the grid already: no dither

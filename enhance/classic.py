@@ -4,8 +4,10 @@ Any sample rate, no weights, no JAX: the denoiser every installation has.
 
 STFT: frames of about 32 ms (a multiple of 64 samples), hop a quarter frame, periodic Hann analysis
 and synthesis windows (their squares sum to 1.5 at that overlap). The signal is processed in
-chunks of frames with the tracker's state carried over, so memory is the output plus one chunk
-whatever the length, and the result does not depend on the chunk size. The noise tracker is first
+chunks of frames with the tracker's state carried over, each chunk's output written over the input
+once no later frame reaches it, so memory is one chunk whatever the length (the output itself in
+place of the input, :meth:`ClassicDenoiser.denoise_in_place`), and the result does not depend on
+the chunk size. The noise tracker is first
 run over the opening seconds (a look-ahead warm-up, offline), so the start of a file is not
 treated as noise-free. Output: the input's length, sample-aligned (no delay).
 
@@ -64,42 +66,63 @@ class ClassicDenoiser:
     def __call__(self, audio, atten_lim_db=None, sample_rate=None):
         """Denoise every channel of ``audio`` at ``sample_rate`` (Hz); ``atten_lim_db`` limits the
         attenuation (gain floor ``10^(-atten_lim_db / 20)``; None or 100: unlimited)."""
+        return self.denoise_in_place(np.array(audio, dtype=np.float32, order="C", copy=True), atten_lim_db,
+                                     sample_rate=sample_rate)
+
+    def denoise_in_place(self, audio, atten_lim_db=None, sample_rate=None):
+        """:meth:`__call__` written over ``audio`` (writeable float32 (channels, samples)), the same
+        output; scratch: one chunk of frames. Returns ``audio``."""
         if sample_rate is None:
             raise ValueError("the classic denoiser needs the audio's sample_rate")
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
-        out = np.empty_like(audio)
         for c in range(audio.shape[0]):
-            out[c] = denoise_channel(audio[c], int(sample_rate), atten_lim_db, self.chunk_frames)
-        return out
+            denoise_channel_in_place(audio[c], int(sample_rate), atten_lim_db, self.chunk_frames)
+        return audio
 
 
-def _frames_power(padded, start_frame, count, n_fft, hop, window):
-    """Windowed spectra of frames ``start_frame .. + count``: ``(spectrum, power)``."""
-    seg = padded[start_frame * hop:(start_frame + count - 1) * hop + n_fft].astype(np.float64)
-    frames = np.lib.stride_tricks.sliding_window_view(seg, n_fft)[::hop][:count] * window
+def _frames_power(stretch, count, n_fft, hop, window):
+    """Windowed spectra of the ``count`` frames of ``stretch`` (the padded signal from a frame's
+    start to the end of the ``count``-th frame): ``(spectrum, power)``."""
+    frames = np.lib.stride_tricks.sliding_window_view(stretch.astype(np.float64), n_fft)[::hop][:count] * window
     spectrum = np.fft.rfft(frames, axis=1)
     return spectrum, spectrum.real ** 2 + spectrum.imag ** 2
 
 
+def _padded_stretch(x, lead, start, stop):
+    """Samples ``start:stop`` of ``x`` padded with ``lead`` zeros before it and zeros after it,
+    built on their own (no padded copy of the whole channel). Shape: (stop - start,) float32."""
+    out = np.zeros(stop - start, np.float32)
+    i0, i1 = max(start, lead), min(stop, lead + x.shape[0])
+    if i1 > i0:
+        out[i0 - start:i1 - start] = x[i0 - lead:i1 - lead]
+    return out
+
+
 def denoise_channel(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES):
     """One channel through the classic denoiser. Shape: (samples,) float32 -> same, float32."""
+    return denoise_channel_in_place(np.array(x, dtype=np.float32, copy=True), sample_rate, atten_lim_db,
+                                    chunk_frames)
+
+
+def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES):
+    """:func:`denoise_channel` written over ``x`` (a writeable float32 row), the same output. The
+    frames of a chunk overlap-add into a scratch of the chunk's span; what no later frame reaches
+    is final and written over ``x`` at once, the overlap carried to the next chunk, whose frames
+    read ``x`` only from where those writes stop. Returns ``x``."""
     n = x.shape[0]
     if n == 0 or not np.any(x):
-        return x.copy()
+        return x
     n_fft = frame_length(sample_rate)
     hop = n_fft // 4
     window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
     lead = n_fft - hop  # the first fully overlapped sample of the padded signal
     n_frames = -(-(n + lead) // hop)
-    padded = np.zeros(n_frames * hop + n_fft, dtype=np.float32)
-    padded[lead:lead + n] = x
     params = _params(sample_rate, hop, n_fft, atten_lim_db)
     bins = n_fft // 2 + 1
     state = np.zeros((STATE_ROWS, bins))
     counter = np.zeros(1, dtype=np.int64)
     # warm-up: the tracker runs over the opening seconds, its noise estimate starts the real pass
     warm = min(n_frames, max(1, int(WARM_UP_S * sample_rate / hop)))
-    _, power = _frames_power(padded, 0, warm, n_fft, hop, window)
+    _, power = _frames_power(_padded_stretch(x, lead, 0, (warm - 1) * hop + n_fft), warm, n_fft, hop, window)
     first = power[min(warm - 1, lead // hop)]
     for row in (ST_NOISE, ST_SMOOTH, ST_MIN, ST_TMP):
         state[row] = first
@@ -108,12 +131,21 @@ def denoise_channel(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES
     state[ST_SMOOTH] = state[ST_NOISE]
     state[ST_MIN] = state[ST_TMP] = state[ST_NOISE]
     counter[0] = 0
-    out = np.zeros(padded.shape[0], dtype=np.float64)
     norm = 1.0 / 1.5  # sum of squared periodic Hann windows at a quarter-frame hop
+    carry = np.zeros(lead)  # the overlap-add of the padded signal from the chunk's start, so far
     for f0 in range(0, n_frames, chunk_frames):
         count = min(chunk_frames, n_frames - f0)
-        spectrum, power = _frames_power(padded, f0, count, n_fft, hop, window)
+        start = f0 * hop  # in the padded signal; the chunk's frames span start .. start + count hop + lead
+        spectrum, power = _frames_power(_padded_stretch(x, lead, start, start + (count - 1) * hop + n_fft), count,
+                                        n_fft, hop, window)
         gains = lsa_gains(power, state, counter, params, np.empty(power.shape, dtype=np.float32))
         frames = np.fft.irfft(spectrum * gains, n=n_fft, axis=1) * (window * norm)
-        overlap_add(frames, hop, out, f0 * hop)
-    return out[lead:lead + n].astype(np.float32)
+        span = np.zeros(count * hop + lead)
+        span[:lead] = carry
+        overlap_add(frames, hop, span, 0)
+        stop = start + count * hop  # later frames start here: everything before is final
+        i0, i1 = max(start, lead), min(stop, lead + n)
+        if i1 > i0:
+            x[i0 - lead:i1 - lead] = span[i0 - start:i1 - start]
+        carry = span[count * hop:].copy()
+    return x

@@ -7,7 +7,11 @@ A denoiser is any object with
 - ``__call__(audio, atten_lim_db=None)`` -> audio: float32 (channels, samples) at ``sample_rate``
   in, the same shape out, already delay-compensated (sample-aligned). ``atten_lim_db`` limits the
   attenuation in dB (None or 100: unlimited). A denoiser whose ``sample_rate`` is None is called
-  with the audio's rate as the keyword ``sample_rate=``.
+  with the audio's rate as the keyword ``sample_rate=``;
+- optionally ``denoise_in_place(audio, atten_lim_db=None)`` (the same keyword where ``sample_rate``
+  is None): the same output written over ``audio`` (writeable float32), with a scratch that does not
+  grow with the length. The stage uses it where it is there, so a long recording costs no whole
+  copy; without it the stage makes one whole call.
 
 The stage (:class:`roomtone.enhance.processors.Denoise`) resamples to the native rate and back and
 keeps the band above the model's Nyquist frequency; the denoiser only sees its own rate.

@@ -859,25 +859,36 @@ class Dfn3Denoiser:
         return -(-per // self.MIN_BLOCK) * self.MIN_BLOCK
 
     def __call__(self, audio, atten_lim_db=None):
-        audio = _check_audio(audio)
+        checked = _check_audio(audio)
+        out = checked.copy() if np.may_share_memory(checked, audio) else checked
+        return self.denoise_in_place(out, atten_lim_db)
+
+    def denoise_in_place(self, audio, atten_lim_db=None):
+        """``denoiser(audio)`` written over ``audio`` (writeable float32 (channels, samples) at 48 kHz),
+        the same output: each block's output answers the input ``cfg.delay`` samples earlier, so it
+        is written over samples the next blocks no longer read. Scratch: one block. Returns
+        ``audio``."""
         lim = attenuation_limit(atten_lim_db)
         channels, samples = audio.shape
         if samples == 0 or lim == 1.0:
-            return audio.copy()
+            return audio
         cfg, hop = self.config, self.config.hop_size
         frames = -(-(samples + cfg.delay) // hop)
         k = self.block_frames(frames)
         blocks = -(-frames // k)
-        x = np.zeros((channels, blocks * k * hop), np.float32)
-        x[:, :samples] = audio
+        length = k * hop
         state = jax.device_put(initial_state(cfg, channels), self._device)
         lim = np.float32(lim)
-        outs = []
         for b in range(blocks):
-            state, y = self._run(self._params, state, x[:, b * k * hop:(b + 1) * k * hop], lim)
-            outs.append(y)
-        y = np.concatenate([np.asarray(o) for o in outs], axis=1)
-        return np.ascontiguousarray(y[:, cfg.delay:cfg.delay + samples], dtype=np.float32)
+            start = b * length
+            x = np.zeros((channels, length), np.float32)  # a fresh block: JAX may keep a view of it
+            x[:, :max(0, min(samples, start + length) - start)] = audio[:, start:start + length]
+            state, y = self._run(self._params, state, x, lim)
+            y = np.asarray(y)  # the stream's samples start .. start + length: the input's cfg.delay earlier
+            lo, hi = max(0, start - cfg.delay), min(samples, start + length - cfg.delay)
+            if hi > lo:
+                audio[:, lo:hi] = y[:, lo + cfg.delay - start:hi + cfg.delay - start]
+        return audio
 
 
 def _check_audio(audio):

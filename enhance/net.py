@@ -184,17 +184,24 @@ def denoise_fn(model, samples, unit_level=False):
 
 
 def input_level(x, chunk_frames=4096):
-    """:func:`features`' level of a whole channel, on the host (numpy, in chunks of frames): the
-    mean power per STFT bin over the frames holding any signal. Shape: x (samples,) -> float."""
+    """:func:`features`' level of a whole channel, on the host (numpy, in chunks of frames, each
+    chunk's stretch of the zero-padded signal built on its own: no whole-channel copy): the mean
+    power per STFT bin over the frames holding any signal. Shape: x (samples,) -> float."""
     from roomtone.models.stft import frame_count
 
     x = np.asarray(x, np.float32)
     frames = frame_count(x.size, HOP, N_FFT)
-    padded = np.concatenate([np.zeros(N_FFT - HOP, np.float32), x, np.zeros(frames * HOP - x.size, np.float32)])
+    lead = N_FFT - HOP  # the padded signal: lead zeros, x, zeros to (frames - 1) HOP + N_FFT
     w = window().astype(np.float64)
     total, count = 0.0, 0
     for first in range(0, frames, chunk_frames):
-        idx = (np.arange(first, min(frames, first + chunk_frames))[:, None] * HOP + np.arange(N_FFT)[None, :])
+        last = min(frames, first + chunk_frames)
+        p0, p1 = first * HOP, (last - 1) * HOP + N_FFT
+        padded = np.zeros(p1 - p0, np.float32)
+        i0, i1 = max(p0, lead), min(p1, lead + x.size)
+        if i1 > i0:
+            padded[i0 - p0:i1 - p0] = x[i0 - lead:i1 - lead]
+        idx = np.arange(last - first)[:, None] * HOP + np.arange(N_FFT)[None, :]
         spec = np.fft.rfft(padded[idx] * w, axis=-1)
         frame_power = np.mean(spec.real ** 2 + spec.imag ** 2, axis=-1)
         active = frame_power > 1e-14
@@ -262,11 +269,18 @@ class RoomtoneDenoiser:
         return self._runs[segment]
 
     def __call__(self, audio, atten_lim_db=None, progress=None):
+        return self.denoise_in_place(np.array(audio, dtype=np.float32, order="C", copy=True), atten_lim_db,
+                                     progress)
+
+    def denoise_in_place(self, audio, atten_lim_db=None, progress=None):
+        """``denoiser(audio)`` written over ``audio`` (writeable float32 (channels, samples) at 16 kHz),
+        the same output: each channel scaled to unit level in place, run segment by segment with
+        :func:`roomtone.models.apply.apply_chunked_in_place`, scaled back. Scratch: a batch of
+        segments. Returns ``audio``."""
         import jax.numpy as jnp
 
-        from roomtone.models.apply import apply_chunked
+        from roomtone.models.apply import apply_chunked_in_place
 
-        audio = np.ascontiguousarray(audio, dtype=np.float32)
         floor = jnp.float32(gain_floor(atten_lim_db))
         # a short input runs in one segment rounded up to a whole second (few compiled shapes,
         # little padding); a long one in SEGMENT_S segments
@@ -277,6 +291,8 @@ class RoomtoneDenoiser:
         # same features a whole-input call would), and back: the masks do not depend on scale
         scale = np.array([np.sqrt(input_level(channel)) for channel in audio], np.float32)
         scale[scale == 0] = 1.0
-        out = apply_chunked(lambda block: np.asarray(run(block, floor)), audio / scale[:, None], segment=segment,
-                            overlap=min(self.overlap, segment // 4), batch=BATCH, progress=progress)
-        return out * scale[:, None]
+        audio /= scale[:, None]
+        apply_chunked_in_place(lambda block: np.asarray(run(block, floor)), audio, segment=segment,
+                               overlap=min(self.overlap, segment // 4), batch=BATCH, progress=progress)
+        audio *= scale[:, None]
+        return audio

@@ -4,6 +4,14 @@ and leveler. Each is a frozen dataclass with units in its parameter names and th
 returns what the stage did (hum found at X Hz, clicks repaired, deepest reduction...) for the
 job's report. Every one keeps the length and is sample-aligned (``latency_samples`` 0).
 
+Memory: every stage also runs in place (:meth:`EnhanceProcessor.run_in_place`), writing its output
+over the signal with a bounded scratch, whatever the length, and giving the same samples as a
+whole-signal run. What must see the whole signal is read from it first (the hum spectrum, the
+leveler's loudness blocks, the click detector's flags, the model's input level); what runs through
+it sample by sample does so in place (the filters, forwards and, for zero phase, backwards; the
+de-esser's envelopes; gains); the denoiser stage, which changes rate, goes through it in blocks of
+:data:`BLOCK_S` seconds (see :class:`Denoise`).
+
 Shape: audio (channels, samples) float32 in and out, same shape.
 """
 
@@ -14,11 +22,11 @@ import numpy as np
 
 from roomtone import filters
 from roomtone.enhance.denoisers import get_denoiser
-from roomtone.kernels.biquad import sos_filter
+from roomtone.kernels.biquad import sos_filter, sos_filter_backward, sos_filter_stream
 from roomtone.kernels.enhance import apply_block_gains, deess, lpc_residual_flags
 from roomtone.meter import block_powers, integrated_from_blocks, to_lufs
 from roomtone.processor import Processor, param, register
-from roomtone.resample import resample
+from roomtone.resample import resample_pieces, resampled_length
 from roomtone.stages import time_coef
 
 
@@ -28,23 +36,21 @@ def _safe_freq(freq_hz, sample_rate):
 
 class EnhanceProcessor(Processor):
     """A processor that reports what it did: :meth:`run` gives ``(audio, info)``, ``info`` a
-    JSON-ready dict; :meth:`process` is its audio alone."""
+    JSON-ready dict; :meth:`process` is its audio alone; :meth:`run_in_place` writes the same
+    audio over its input."""
 
     def process(self, audio, sample_rate):
         return self.run(audio, sample_rate)[0]
 
-    def run(self, audio, sample_rate):  # pragma: no cover - interface
+    def run(self, audio, sample_rate):
+        """``(audio_out, info)``, the output a new array (``audio`` is left alone)."""
+        out = np.array(audio, dtype=np.float32, order="C", copy=True)
+        return out, self.run_in_place(out, sample_rate)
+
+    def run_in_place(self, audio, sample_rate):  # pragma: no cover - interface
+        """Write the stage's output over ``audio`` (validated, C-contiguous, writeable float32
+        (channels, samples)) and return ``info``; the scratch does not grow with the length."""
         raise NotImplementedError
-
-
-def _zero_phase(audio, sos):
-    """``audio`` through ``sos`` forwards, then backwards (zero phase, squared magnitude).
-    Shape: (channels, samples) float32 -> new float32 array."""
-    out = sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32))
-    backwards = np.ascontiguousarray(out[:, ::-1])
-    sos_filter(backwards, sos, backwards)
-    out[:] = backwards[:, ::-1]
-    return out
 
 
 @register("highpass")
@@ -55,9 +61,10 @@ class HighPass(EnhanceProcessor):
 
     cutoff_hz: float = param(75.0, 20.0, 300.0, "Hz")
 
-    def run(self, audio, sample_rate):
+    def run_in_place(self, audio, sample_rate):
         sos = filters.butterworth2_sos(_safe_freq(self.cutoff_hz, sample_rate), sample_rate, "high")
-        return sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32)), {"cutoff_hz": self.cutoff_hz}
+        sos_filter(audio, sos, audio)
+        return {"cutoff_hz": self.cutoff_hz}
 
 
 # ---------------------------------------------------------------------------------------- hum
@@ -152,21 +159,24 @@ def find_hum(audio, sample_rate, *, max_harmonics=12, threshold_db=10.0, max_hz=
 class Dehum(EnhanceProcessor):
     """Mains hum removal: :func:`find_hum` looks for a 50 or 60 Hz series in the spectrum; only
     when one is found are its present harmonics notched (RBJ notches ``bandwidth_hz`` wide, run
-    forwards and backwards: zero phase, no delay). A hum-free recording is returned unchanged."""
+    forwards and backwards: zero phase, no delay; in place, the backward pass runs from the last
+    sample to the first). A hum-free recording is returned unchanged."""
 
     max_harmonics: int = param(12, 1, 40, "harmonics")
     threshold_db: float = param(10.0, 3.0, 40.0, "dB")
     bandwidth_hz: float = param(3.0, 0.5, 20.0, "Hz")
 
-    def run(self, audio, sample_rate):
+    def run_in_place(self, audio, sample_rate):
         hum = find_hum(audio, sample_rate, max_harmonics=int(self.max_harmonics), threshold_db=self.threshold_db)
         info = {"hum_found": hum["found"], "mains_hz": hum["mains_hz"], "fundamental_hz": hum["fundamental_hz"],
                 "harmonics": len(hum["harmonics"]), "notched_hz": [f for _, f, _ in hum["harmonics"]],
                 "prominence_db": [p for _, _, p in hum["harmonics"]]}
         if not hum["found"]:
-            return audio.copy(), info
+            return info
         sos = np.concatenate([filters.notch_sos(f, self.bandwidth_hz, sample_rate) for _, f, _ in hum["harmonics"]])
-        return _zero_phase(audio, sos), info
+        sos_filter(audio, sos, audio)  # forwards,
+        sos_filter_backward(audio, sos, audio)  # then backwards: zero phase
+        return info
 
 
 # ------------------------------------------------------------------------------------- clicks
@@ -225,7 +235,8 @@ class Declick(EnhanceProcessor):
     robust residual scale), grouped into clicks (flags closer than the model order join, 2 samples
     of margin either side), and each click up to ``max_click_ms`` long is repaired by least-squares
     AR interpolation (:func:`lsar_interpolate`). Longer bursts are left alone (they are likely
-    programme, e.g. plosives)."""
+    programme, e.g. plosives). In place, each channel's flags are taken from its input before its
+    first repair, and the repairs go in order, each reading the ones before it, as on a copy."""
 
     threshold: float = param(12.0, 4.0, 50.0, "x residual scale")
     max_click_ms: float = param(2.0, 0.1, 10.0, "ms")
@@ -233,8 +244,7 @@ class Declick(EnhanceProcessor):
     def _order(self, sample_rate):
         return int(min(48, max(10, round(sample_rate / 1500.0))))
 
-    def run(self, audio, sample_rate):
-        out = audio.copy()
+    def run_in_place(self, audio, sample_rate):
         order = self._order(sample_rate)
         block = max(4 * order, int(round(0.02 * sample_rate)))
         longest = max(1, int(round(self.max_click_ms * 1e-3 * sample_rate)))
@@ -252,16 +262,17 @@ class Declick(EnhanceProcessor):
                 if stop - start > longest + 4:
                     skipped += 1
                     continue
-                if lsar_interpolate(out[c], start, stop, order, 4 * block):
+                if lsar_interpolate(audio[c], start, stop, order, 4 * block):
                     repaired += 1
                 else:
                     skipped += 1
-        return out, {"clicks_repaired": repaired, "bursts_left": skipped}
+        return {"clicks_repaired": repaired, "bursts_left": skipped}
 
 
 # ------------------------------------------------------------------------------------ denoise
 
 HIGH_BAND_BLOCK_S = 0.02
+BLOCK_S = 30.0  # the denoiser stage's passes through a signal at another rate than the model's, in seconds
 
 
 @register("denoise")
@@ -273,7 +284,16 @@ class Denoise(EnhanceProcessor):
     band above its Nyquist frequency is kept from the input (input minus its round trip through
     the model's rate), scaled every 20 ms by the model's own attenuation of its top octave
     (clipped to the ``atten_lim_db`` floor), so the output keeps the full band and noise up there
-    is reduced alike. ``atten_lim_db`` limits the attenuation (100: unlimited)."""
+    is reduced alike. ``atten_lim_db`` limits the attenuation (100: unlimited).
+
+    In place (:meth:`run_in_place`), at another rate than the model's: the signal is resampled to
+    the model's rate in blocks of :data:`BLOCK_S` seconds (a stream, bit for bit the one-shot
+    resampler), the only whole copy the stage keeps (a third of the input at 48 kHz for a 16 kHz
+    model); the band above is written over the input (which nothing needs any more), the model
+    denoises its copy in place (``denoiser.denoise_in_place`` where it has one, else one call on the
+    whole), and the result is resampled back in blocks and added over the band above. At the
+    model's own rate the model works in place on the signal itself. The output is the whole-signal
+    computation's: the same samples, whatever the block size."""
 
     model: str = "auto"
     atten_lim_db: float = param(100.0, 0.0, 100.0, "dB")
@@ -282,59 +302,138 @@ class Denoise(EnhanceProcessor):
     def bypassed(self):
         return self.atten_lim_db == 0.0
 
-    def run(self, audio, sample_rate):
+    def run_in_place(self, audio, sample_rate, *, block_samples=None):
+        """As :meth:`EnhanceProcessor.run_in_place`; ``block_samples``: the passes' block (default
+        :data:`BLOCK_S` seconds; the output does not depend on it)."""
         denoiser = get_denoiser(self.model)
         native = denoiser.sample_rate
         limit = None if self.atten_lim_db >= 100.0 else float(self.atten_lim_db)
         info = {"model": denoiser.name, "model_sample_rate": native, "atten_lim_db": self.atten_lim_db,
                 "band_kept_above_hz": None, "high_band_gain_db_mean": None}
         if native is None:
-            return np.ascontiguousarray(denoiser(audio, limit, sample_rate=sample_rate), dtype=np.float32), info
+            _denoise_over(denoiser, audio, limit, sample_rate=sample_rate)
+            return info
         native = int(native)
-        n = audio.shape[1]
-        low = resample(audio, sample_rate, native)
-        cleaned = np.ascontiguousarray(denoiser(np.ascontiguousarray(low, dtype=np.float32), limit), dtype=np.float32)
-        out = _fit_length(resample(cleaned, native, sample_rate), n)
-        if native >= sample_rate:
-            return out, info
-        # the band above the model's Nyquist frequency, from the input: one whole-rate scratch,
-        # reused for the difference and its gains (memory)
-        gains_db = _top_octave_gain_db(low, cleaned, native, limit)
-        del cleaned
-        high = _fit_length(resample(low, native, sample_rate), n)
+        if native == sample_rate:
+            _denoise_over(denoiser, audio, limit)
+            _release_model_scratch(audio, sample_rate)
+            return info
+        block = int(round(BLOCK_S * sample_rate)) if block_samples is None else max(1, int(block_samples))
+        low_block = max(1, block * native // sample_rate)
+        low = _resampled(audio, sample_rate, native, block)
+        if native > sample_rate:
+            _denoise_over(denoiser, low, limit)
+            _resample_over(low, native, sample_rate, audio, low_block, _assign)
+            del low
+            _release_model_scratch(audio, sample_rate)
+            return info
+        # the band above the model's Nyquist frequency, from the input: the input less its round trip
+        # through the model's rate, written over the input
+        e_in = _top_octave_energies(low, native, low_block)
+        _resample_over(low, native, sample_rate, audio, low_block, _subtract)
+        _denoise_over(denoiser, low, limit)
+        gains_db = _top_octave_gain_db(e_in, _top_octave_energies(low, native, low_block), limit)
+        hop = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
+
+        def add_scaled_band(dest, start, stop, cleaned):  # dest: the band above; out = cleaned + gains * band
+            band = np.ascontiguousarray(dest[:, start:stop])
+            apply_block_gains(band, gains_db, float(hop), 0.5 * hop - start, band)
+            band += cleaned
+            dest[:, start:stop] = band
+
+        _resample_over(low, native, sample_rate, audio, low_block, add_scaled_band)
         del low
-        np.subtract(audio, high, out=high)
-        block = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
-        out += apply_block_gains(high, gains_db, float(block), 0.5 * block, high)
-        del high
+        _release_model_scratch(audio, sample_rate)
         info["band_kept_above_hz"] = native / 2
         info["high_band_gain_db_mean"] = round(float(np.mean(gains_db)), 2) if gains_db.size else 0.0
-        return out, info
+        return info
 
 
-def _fit_length(audio, n):
-    if audio.shape[1] >= n:
-        return np.ascontiguousarray(audio[:, :n])
-    return np.ascontiguousarray(np.pad(audio, ((0, 0), (0, n - audio.shape[1]))))
+LONG_S = 60.0  # from this length on, the model's freed scratch is handed back after the stage
 
 
-def _top_octave_gain_db(before, after, sample_rate, limit_db):
-    """Per 20 ms block, ``10 log10`` of the model's output over input power in its top octave
-    (above a quarter of its rate), channels together, clipped to ``[-limit_db, 0]`` and smoothed
-    over 3 blocks. Shape: (blocks,) float64."""
+def _release_model_scratch(audio, sample_rate):
+    """After a model ran over a long signal, hand the freed scratch its threads leave in the heap
+    back to the system (:func:`roomtone.models.runtime.release_free_memory`), so that it does not
+    add to the stages after this one."""
+    if audio.shape[1] >= LONG_S * sample_rate:
+        from roomtone.models.runtime import release_free_memory
+
+        release_free_memory()
+
+
+def _denoise_over(denoiser, audio, limit, **kwargs):
+    """``denoiser`` on ``audio`` (float32 (channels, samples) at its rate), the output written over
+    it: in place where the denoiser can (``denoise_in_place``), else from one whole call."""
+    in_place = getattr(denoiser, "denoise_in_place", None)
+    if in_place is not None:
+        in_place(audio, limit, **kwargs)
+    else:
+        audio[:] = np.asarray(denoiser(audio, limit, **kwargs), dtype=np.float32)
+
+
+def _resampled(audio, sample_rate, rate, block):
+    """``audio`` resampled to ``rate`` in blocks of ``block`` input samples (the same samples as
+    one :func:`roomtone.resample.resample` call). Shape: (channels, samples) -> (channels,
+    resampled length) float32."""
+    out = np.empty((audio.shape[0], resampled_length(audio.shape[1], sample_rate, rate)), np.float32)
+    filled = 0
+    for start, piece in resample_pieces(audio, sample_rate, rate, block_samples=block):
+        out[:, start:start + piece.shape[1]] = piece
+        filled = start + piece.shape[1]
+    if filled != out.shape[1]:  # libsoxr's count is resampled_length's
+        raise RuntimeError(f"resampling {audio.shape[1]} samples gave {filled}, not {out.shape[1]}")
+    return out
+
+
+def _resample_over(low, rate, sample_rate, dest, block, combine):
+    """``low`` resampled from ``rate`` to ``sample_rate`` in blocks of ``block`` samples, each piece
+    handed with its place to ``combine(dest, start, stop, piece)``, cut or padded with zeros to
+    ``dest``'s length (what a whole-signal result is fitted to)."""
+    n = dest.shape[1]
+    filled = 0
+    for start, piece in resample_pieces(low, rate, sample_rate, block_samples=block):
+        stop = min(n, start + piece.shape[1])
+        if stop > start:
+            combine(dest, start, stop, piece[:, :stop - start])
+        filled = max(filled, stop)
+    if filled < n:
+        combine(dest, filled, n, np.zeros((dest.shape[0], n - filled), np.float32))
+
+
+def _assign(dest, start, stop, piece):
+    dest[:, start:stop] = piece
+
+
+def _subtract(dest, start, stop, piece):
+    dest[:, start:stop] -= piece
+
+
+def _top_octave_energies(audio, sample_rate, block):
+    """Per 20 ms block, the power in ``audio``'s top octave (above a quarter of its rate: a
+    4th-order Butterworth high-pass), channels together, computed ``block`` samples (rounded to
+    whole 20 ms blocks) at a time with the filter's state carried. Shape: (blocks,) float64."""
     sos = filters.butterworth2_sos(0.25 * sample_rate, sample_rate, "high")
     sos = np.concatenate([sos, sos])
-    top_in = sos_filter(np.ascontiguousarray(before, dtype=np.float32), sos, np.empty(before.shape, dtype=np.float32))
-    top_out = sos_filter(after, sos, np.empty(after.shape, dtype=np.float32))
-    block = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
-    count = -(-before.shape[1] // block)
-    pad = count * block - before.shape[1]
+    hop = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
+    block = max(1, block // hop) * hop
+    state = np.zeros((audio.shape[0], sos.shape[0], 2))
+    energies = [np.zeros(0)]
+    for start in range(0, audio.shape[1], block):
+        piece = np.ascontiguousarray(audio[:, start:start + block], dtype=np.float32)
+        top = sos_filter_stream(piece, sos, state, np.empty(piece.shape, dtype=np.float32))
+        count = -(-top.shape[1] // hop)
+        power = np.pad(top.astype(np.float64) ** 2, ((0, 0), (0, count * hop - top.shape[1])))
+        energies.append(power.reshape(power.shape[0], count, hop).sum(axis=(0, 2)))
+    return np.concatenate(energies)
 
-    def energy(x):
-        x = np.pad(x.astype(np.float64) ** 2, ((0, 0), (0, pad)))
-        return x.reshape(x.shape[0], count, block).sum(axis=(0, 2))
 
-    e_in, e_out = energy(top_in), energy(top_out)
+def _top_octave_gain_db(e_in, e_out, limit_db):
+    """Per 20 ms block, ``10 log10`` of the model's output over input power in its top octave
+    (:func:`_top_octave_energies`), clipped to ``[-limit_db, 0]`` and smoothed over 3 blocks.
+    Shape: (blocks,) float64 (one 0 dB block where there is none)."""
+    if e_in.size == 0:
+        return np.zeros(1)
     with np.errstate(divide="ignore", invalid="ignore"):
         gains = np.where(e_in > 0, 10.0 * np.log10(np.maximum(e_out, 1e-30) / np.maximum(e_in, 1e-30)), 0.0)
     floor = -100.0 if limit_db is None else -float(limit_db)
@@ -354,7 +453,7 @@ class DeEsser(EnhanceProcessor):
     holds more than ``threshold_db`` of the full band's power (a vowel's share is some 25 dB
     lower; an "s" is mostly that band), by ``(share - threshold) (1 - 1 / ratio)`` dB, at most
     ``max_reduction_db``. Nothing happens under ``floor_dbfs``. Channels linked. No delay.
-    Streaming: :meth:`new_state` and :meth:`run_block` give the same output in blocks."""
+    Streaming: :meth:`new_state` and :meth:`run_block` give the same output in blocks, and in place."""
 
     split_hz: float = param(4500.0, 2000.0, 12000.0, "Hz")
     band_low_hz: float = param(5000.0, 2000.0, 12000.0, "Hz")
@@ -382,10 +481,11 @@ class DeEsser(EnhanceProcessor):
         """Filter and envelope state for :meth:`run_block` (a fresh stream)."""
         return {"z": np.zeros((channels, 2 + 2 * 2)), "env": np.zeros(2), "deepest_db": 0.0}
 
-    def run_block(self, audio, sample_rate, state):
-        """The next block of a stream; ``state`` from :meth:`new_state`, updated."""
+    def run_block(self, audio, sample_rate, state, out=None):
+        """The next block of a stream; ``state`` from :meth:`new_state`, updated. ``out``: where
+        to write it (float32 of ``audio``'s shape; may be ``audio`` itself), else a new array."""
         cw, alpha, band = self._filters(sample_rate)
-        out = np.empty(audio.shape, dtype=np.float32)
+        out = np.empty(audio.shape, dtype=np.float32) if out is None else out
         deepest = deess(np.ascontiguousarray(audio, dtype=np.float32), cw, alpha, band,
                         time_coef(self.attack_ms, sample_rate), time_coef(self.release_ms, sample_rate),
                         float(self.threshold_db), float(self.ratio), float(self.max_reduction_db),
@@ -393,10 +493,10 @@ class DeEsser(EnhanceProcessor):
         state["deepest_db"] = max(state["deepest_db"], float(deepest))
         return out
 
-    def run(self, audio, sample_rate):
+    def run_in_place(self, audio, sample_rate):
         state = self.new_state(audio.shape[0])
-        out = self.run_block(audio, sample_rate, state)
-        return out, {"max_reduction_db": round(state["deepest_db"], 2)}
+        self.run_block(audio, sample_rate, state, out=audio)
+        return {"max_reduction_db": round(state["deepest_db"], 2)}
 
 
 # ------------------------------------------------------------------------------------- leveler
@@ -411,7 +511,8 @@ class Leveler(EnhanceProcessor):
     the difference, within ``+-range_db``. A block under the gate (``gate_lu`` below the
     integrated loudness: a pause) is never raised: it keeps at most 0 dB, or the cut of the speech
     around it. The gains are smoothed forwards and backwards (time constant ``smoothing_s``, no
-    pumping, no lag), clamped again in the pauses, and interpolated per sample."""
+    pumping, no lag), clamped again in the pauses, and interpolated per sample. In place: the
+    block loudness is read from the whole signal first, then the gains go over it."""
 
     HOP_S = 0.1
 
@@ -458,16 +559,16 @@ class Leveler(EnhanceProcessor):
         smoothed = np.where(active, smoothed, np.minimum(smoothed, np.minimum(filled, 0.0)))
         return np.ascontiguousarray(smoothed), active, integrated
 
-    def run(self, audio, sample_rate):
+    def run_in_place(self, audio, sample_rate):
         gains, active, integrated = self.block_gains_db(audio, sample_rate)
         if gains is None:
-            return audio.copy(), {"gain_min_db": 0.0, "gain_max_db": 0.0, "programme_lufs": None}
+            return {"gain_min_db": 0.0, "gain_max_db": 0.0, "programme_lufs": None}
         hop = self.HOP_S * sample_rate
         centre = 0.5 * 0.4 * sample_rate  # a 400 ms block's centre
-        out = apply_block_gains(audio, gains, float(hop), float(centre), np.empty(audio.shape, dtype=np.float32))
-        return out, {"gain_min_db": round(float(gains.min()), 2), "gain_max_db": round(float(gains.max()), 2),
-                     "programme_lufs": round(float(integrated), 2),
-                     "paused_percent": round(100.0 * float(1.0 - active.mean()), 1)}
+        apply_block_gains(audio, gains, float(hop), float(centre), audio)
+        return {"gain_min_db": round(float(gains.min()), 2), "gain_max_db": round(float(gains.max()), 2),
+                "programme_lufs": round(float(integrated), 2),
+                "paused_percent": round(100.0 * float(1.0 - active.mean()), 1)}
 
 
 def _one_pole(x, coef):

@@ -4,6 +4,8 @@
 the recurrences of different channels and sections are independent, so they overlap in the CPU
 pipeline. :func:`section_pass2` is the block form the whole-file kernels use (K-weighting, the
 multiband split): one section over a block of two channels, the state in registers.
+:func:`sos_filter_stream` carries the state between blocks; :func:`sos_filter_backward` runs from
+the last sample to the first (a zero-phase filter's second pass, in place, no reversed copy).
 """
 
 import numpy as np
@@ -83,3 +85,50 @@ def section_pass2(a, b, m, co, ci, z, za, zb):
     z[za + 1] = s2a
     z[zb] = s1b
     z[zb + 1] = s2b
+
+
+@njit(cache=True, nogil=True)
+def sos_filter_stream(x, sos, z, out):
+    """:func:`sos_filter` starting from the state ``z`` and leaving its final state there, so a
+    signal filtered block after block (the same ``z`` passed on) equals one call on the whole, bit
+    for bit. Returns ``out``.
+
+    Shape:
+        x, out: (channels, samples) float32 or float64 (``out`` may be ``x``)
+        sos: (sections, 6) float64 rows ``b0 b1 b2 a0 a1 a2`` with ``a0 == 1``
+        z: (channels, sections, 2) float64, updated (zeros: a fresh stream)
+    """
+    n_ch, n = x.shape
+    n_sec = sos.shape[0]
+    for i in range(n):
+        for c in range(n_ch):
+            v = np.float64(x[c, i])
+            for s in range(n_sec):
+                y = sos[s, 0] * v + z[c, s, 0]
+                z[c, s, 0] = sos[s, 1] * v - sos[s, 4] * y + z[c, s, 1]
+                z[c, s, 1] = sos[s, 2] * v - sos[s, 5] * y
+                v = y
+            out[c, i] = v
+    return out
+
+
+@njit(cache=True, nogil=True)
+def sos_filter_backward(x, sos, out):
+    """Every channel of ``x`` through the cascade ``sos`` from its last sample to its first (the
+    time-reversed signal filtered and reversed back; zero state at the end): the second pass of a
+    zero-phase filter, in place without a reversed copy (``out`` may be ``x``). The same arithmetic
+    as :func:`sos_filter` on the reversed signal, so the same samples bit for bit. Returns ``out``.
+
+    Shape: x, out (channels, samples) float32 or float64; sos (sections, 6) float64.
+    """
+    n_ch, n = x.shape
+    n_sec = sos.shape[0]
+    z1 = np.zeros((n_ch, n_sec))
+    z2 = np.zeros((n_ch, n_sec))
+    for i in range(n - 1, -1, -1):
+        for c in range(n_ch):
+            v = np.float64(x[c, i])
+            for s in range(n_sec):
+                v = _section(v, sos, s, z1, z2, c)
+            out[c, i] = v
+    return out

@@ -44,3 +44,38 @@ def resample(audio, sample_rate, target_rate):
     frames = soxr.resample(np.ascontiguousarray(np.asarray(audio, dtype=np.float32).T), int(sample_rate),
                            int(target_rate), quality=QUALITY)
     return np.ascontiguousarray(frames.T, dtype=np.float32)
+
+
+def resampled_length(samples, sample_rate, target_rate):
+    """Samples :func:`resample` gives for ``samples`` samples: ``samples * target_rate /
+    sample_rate`` rounded, halves up (libsoxr's count)."""
+    samples, sample_rate, target_rate = int(samples), int(sample_rate), int(target_rate)
+    return (2 * samples * target_rate + sample_rate) // (2 * sample_rate)
+
+
+def resample_pieces(audio, sample_rate, target_rate, *, block_samples):
+    """:func:`resample` as a stream: ``audio`` read ``block_samples`` samples at a time through
+    libsoxr's streaming resampler (the engine of its one-shot call), the output yielded as it comes.
+
+    Yields ``(start, piece)``: ``piece`` (channels, m) float32, the output samples ``start ..
+    start + m``; the pieces follow each other and together are :func:`resample`'s output bit for
+    bit, :func:`resampled_length` samples. Scratch: a block and its output, whatever the length.
+    Equal rates: copies of the blocks themselves.
+    """
+    channels, n = audio.shape
+    block_samples = max(1, int(block_samples))
+    if int(target_rate) == int(sample_rate):
+        for start in range(0, n, block_samples):
+            yield start, np.array(audio[:, start:start + block_samples], dtype=np.float32)
+        return
+    import soxr
+
+    stream = soxr.ResampleStream(int(sample_rate), int(target_rate), channels, dtype="float32", quality=QUALITY)
+    position = 0
+    for start in range(0, max(n, 1), block_samples):
+        stop = min(n, start + block_samples)
+        frames = stream.resample_chunk(np.ascontiguousarray(audio[:, start:stop].T, dtype=np.float32),
+                                       last=stop >= n)
+        if frames.shape[0]:
+            yield position, np.ascontiguousarray(frames.T)
+            position += frames.shape[0]

@@ -137,6 +137,63 @@ def test_chunked_apply_equals_whole_for_a_delaying_model(segment, overlap, delay
     assert calls[-1][0] == calls[-1][1]
 
 
+def oracle_apply_chunked(run, x, *, segment, overlap, delay=0, batch=4):
+    """Chunked apply as it was written before it went in place: a whole output and a whole sum of
+    weights, overlap-added, divided at the end."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    channels, samples = x.shape
+    out = np.zeros((channels, samples), np.float32)
+    if samples == 0:
+        return out
+    keep = segment - delay
+    starts = chunked.segment_starts(samples, keep, keep - overlap)
+    weights, total = chunked.segment_weights(samples, keep, starts, overlap)
+    items = [(c, s) for c in range(channels) for s in starts]
+    for first in range(0, len(items), batch):
+        group = items[first:first + batch]
+        block = np.zeros((batch, segment), np.float32)
+        for i, (c, s) in enumerate(group):
+            piece = x[c, s:min(s + segment, samples)]
+            block[i, :len(piece)] = piece
+        result = np.asarray(run(block), dtype=np.float32)
+        for i, (c, s) in enumerate(group):
+            y = result[i, delay:delay + keep] * weights[s]
+            stop = min(s + keep, samples)
+            out[c, s:stop] += y[:stop - s]
+    out /= total[None, :]
+    return out
+
+
+@pytest.mark.parametrize("segment, overlap, delay", [(1000, 200, 0), (1000, 200, 37), (512, 0, 0), (800, 400, 5),
+                                                     (700, 300, 0)])
+@pytest.mark.parametrize("samples", [1, 999, 1000, 5003])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_chunked_apply_in_place_is_the_whole_overlap_add_bit_for_bit(segment, overlap, delay, samples, channels):
+    """A model whose output depends on its whole segment (so seams would show): in place, every
+    segment reads the input (not an output written over it), and the output is the whole
+    overlap-add's, bit for bit."""
+    seen = []
+
+    def run(block):
+        seen.append(block.copy())
+        level = np.sqrt(np.mean(block.astype(np.float64) ** 2, axis=1, keepdims=True)) + 0.1
+        shifted = np.zeros_like(block)
+        shifted[:, delay:] = block[:, :block.shape[1] - delay]
+        return (np.tanh(3 * shifted) * level + 0.01 * np.cumsum(block, axis=1)).astype(np.float32)
+
+    x = np.random.default_rng(samples).standard_normal((channels, samples)).astype(np.float32)
+    want = oracle_apply_chunked(run, x, segment=segment, overlap=overlap, delay=delay, batch=3)
+    inputs, seen[:] = list(seen), []
+    over = x.copy()
+    assert chunked.apply_chunked_in_place(run, over, segment=segment, overlap=overlap, delay=delay, batch=3) is over
+    np.testing.assert_array_equal(over, want)
+    assert len(seen) == len(inputs)
+    for got, wanted in zip(seen, inputs):
+        np.testing.assert_array_equal(got, wanted)
+    np.testing.assert_array_equal(chunked.apply_chunked(run, x, segment=segment, overlap=overlap, delay=delay,
+                                                        batch=3), want)
+
+
 def test_crossfade_sums_to_one():
     fade = chunked.crossfade(333)
     np.testing.assert_allclose(fade + fade[::-1], 1.0, atol=1e-6)

@@ -36,6 +36,18 @@ def segment_starts(samples, keep, step):
     return starts
 
 
+def _segment_weight(i, count, keep, ramp):
+    """The overlap-add weight of segment ``i`` of ``count``, answering ``keep`` samples: ones, with
+    ``ramp`` rising over the start a previous neighbour shares and falling over the end a next one
+    shares. Shape: (keep,) float32."""
+    w = np.ones(keep, np.float32)
+    if ramp.size and i > 0:
+        w[:ramp.size] = ramp
+    if ramp.size and i < count - 1:
+        w[keep - ramp.size:] = np.minimum(w[keep - ramp.size:], ramp[::-1])
+    return w
+
+
 def segment_weights(samples, keep, starts, overlap):
     """The overlap-add weights of segments at ``starts``, each answering ``keep`` samples: ones,
     with a raised-cosine ramp over ``overlap`` samples (at most half a segment) at each edge a
@@ -43,14 +55,7 @@ def segment_weights(samples, keep, starts, overlap):
     (exactly 1 where two regular neighbours cross, and right wherever the end-aligned last segment
     overlaps more). Returns ``({start: (keep,) float32}, (samples,) float32)``."""
     ramp = crossfade(min(overlap, keep // 2))
-    weights = {}
-    for i, s in enumerate(starts):
-        w = np.ones(keep, np.float32)
-        if ramp.size and i > 0:
-            w[:ramp.size] = ramp
-        if ramp.size and i < len(starts) - 1:
-            w[keep - ramp.size:] = np.minimum(w[keep - ramp.size:], ramp[::-1])
-        weights[s] = w
+    weights = {s: _segment_weight(i, len(starts), keep, ramp) for i, s in enumerate(starts)}
     total = np.zeros(samples, np.float32)
     for s, w in weights.items():
         stop = min(s + keep, samples)
@@ -74,31 +79,64 @@ def apply_chunked(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
         batch: items per call.
         progress: optional ``callable(done, total)`` after each batch.
 
-    Returns: (channels, samples) float32, the same length as ``x``.
+    Returns: (channels, samples) float32, the same length as ``x`` (a new array: ``x`` is left
+    alone; :func:`apply_chunked_in_place` writes over it instead).
     """
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.array(x, dtype=np.float32, order="C", copy=True)
+    return apply_chunked_in_place(run, out, segment=segment, overlap=overlap, delay=delay, batch=batch,
+                                  progress=progress)
+
+
+def apply_chunked_in_place(run, x, *, segment, overlap, delay=0, batch=4, progress=None):
+    """:func:`apply_chunked` with the output written over ``x`` (writeable float32 (channels,
+    samples)), bit for bit the same output. An output sample is final once every segment covering
+    it has run (the segments of a channel run in order), and it is written then: only over samples
+    before the next segment's start, while that segment and all later ones read their inputs from
+    their own starts on, which still hold the input. Scratch: one batch of segments and, per
+    channel, one segment of pending overlap-add (its weighted sum and its weights, added in the
+    order :func:`apply_chunked` adds them, and divided the same way). Returns ``x``.
+    """
+    if x.dtype != np.float32 or x.ndim != 2 or not x.flags.writeable:
+        raise ValueError("apply_chunked_in_place needs a writeable float32 (channels, samples) array")
     channels, samples = x.shape
-    out = np.zeros((channels, samples), np.float32)
     if samples == 0:
-        return out
+        return x
     keep = segment - delay  # output samples an item answers for
     starts = segment_starts(samples, keep, keep - overlap)
-    weights, total = segment_weights(samples, keep, starts, overlap)
-    items = [(c, s) for c in range(channels) for s in starts]
+    ramp = crossfade(min(overlap, keep // 2))
+    weights = [_segment_weight(i, len(starts), keep, ramp) for i in range(len(starts))]
+    # per channel: the pending output [base, base + keep): weighted sum and sum of weights
+    base = [0] * channels
+    acc = np.zeros((channels, keep), np.float32)
+    wsum = np.zeros((channels, keep), np.float32)
+    items = [(c, i) for c in range(channels) for i in range(len(starts))]
     done = 0
     for first in range(0, len(items), batch):
         group = items[first:first + batch]
         block = np.zeros((batch, segment), np.float32)
-        for i, (c, s) in enumerate(group):
+        for j, (c, i) in enumerate(group):
+            s = starts[i]
             piece = x[c, s:min(s + segment, samples)]
-            block[i, :len(piece)] = piece
+            block[j, :len(piece)] = piece
         result = np.asarray(run(block), dtype=np.float32)
-        for i, (c, s) in enumerate(group):
-            y = result[i, delay:delay + keep] * weights[s]  # answers x[s : s + keep]
+        for j, (c, i) in enumerate(group):
+            s, w = starts[i], weights[i]
+            y = result[j, delay:delay + keep] * w  # answers x[s : s + keep]
             stop = min(s + keep, samples)
-            out[c, s:stop] += y[:stop - s]
+            at = s - base[c]
+            acc[c, at:at + stop - s] += y[:stop - s]
+            wsum[c, at:at + stop - s] += w[:stop - s]
+            final = starts[i + 1] if i + 1 < len(starts) else samples  # later segments start here
+            ready = final - base[c]
+            x[c, base[c]:final] = acc[c, :ready] / wsum[c, :ready]
+            # what is still pending moves to the front
+            rest = acc.shape[1] - ready
+            acc[c, :rest] = acc[c, ready:].copy()
+            wsum[c, :rest] = wsum[c, ready:].copy()
+            acc[c, rest:] = 0.0
+            wsum[c, rest:] = 0.0
+            base[c] = final
         done += len(group)
         if progress is not None:
             progress(done, len(items))
-    out /= total[None, :]
-    return out
+    return x

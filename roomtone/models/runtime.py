@@ -73,3 +73,22 @@ def device():
 def device_name():
     """``"cpu"``, ``"gpu"`` or ``"tpu"``: where :func:`device` runs (for reports)."""
     return device().platform
+
+
+def release_free_memory():
+    """Hand the C heap's free pages back to the operating system: glibc's ``malloc_trim(0)``
+    (elsewhere nothing). A model run leaves XLA's scratch freed but still mapped in the malloc arenas
+    of its worker threads (measured: about 170 MiB after 30 minutes of mono 48 kHz audio through the
+    roomtone model, 2 cores), which would count on top of whatever the stages after it map anew. A
+    job calls this once its model is done with a long input. It changes no setting: later
+    allocations behave as before. Returns True when the heap was trimmed."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0))
+    except (OSError, AttributeError):  # not glibc (musl): nothing to hand back this way
+        return False
