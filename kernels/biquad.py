@@ -22,6 +22,23 @@ def _section(v, sos, s, z1, z2, row):
 
 
 @njit(cache=True, nogil=True)
+def _cascade(x, sos, out, backward):
+    """The cascade from zero state over the samples in order, or from the last to the first."""
+    n_ch, n = x.shape
+    n_sec = sos.shape[0]
+    z1 = np.zeros((n_ch, n_sec))
+    z2 = np.zeros((n_ch, n_sec))
+    for k in range(n):
+        i = n - 1 - k if backward else k
+        for c in range(n_ch):
+            v = np.float64(x[c, i])
+            for s in range(n_sec):
+                v = _section(v, sos, s, z1, z2, c)
+            out[c, i] = v
+    return out
+
+
+@njit(cache=True, nogil=True)
 def sos_filter(x, sos, out):
     """Filter every channel of ``x`` through the cascade ``sos`` into ``out`` (float64 state and
     arithmetic; ``out`` may be float32 to halve the memory of a whole-file result). Returns ``out``.
@@ -31,17 +48,7 @@ def sos_filter(x, sos, out):
         sos: (sections, 6) float64 rows ``b0 b1 b2 a0 a1 a2`` with ``a0 == 1``
         out: (channels, samples) float32 or float64 (may be ``x`` itself: in place)
     """
-    n_ch, n = x.shape
-    n_sec = sos.shape[0]
-    z1 = np.zeros((n_ch, n_sec))
-    z2 = np.zeros((n_ch, n_sec))
-    for i in range(n):
-        for c in range(n_ch):
-            v = np.float64(x[c, i])
-            for s in range(n_sec):
-                v = _section(v, sos, s, z1, z2, c)
-            out[c, i] = v
-    return out
+    return _cascade(x, sos, out, False)
 
 
 @njit(cache=True, nogil=True)
@@ -121,14 +128,4 @@ def sos_filter_backward(x, sos, out):
 
     Shape: x, out (channels, samples) float32 or float64; sos (sections, 6) float64.
     """
-    n_ch, n = x.shape
-    n_sec = sos.shape[0]
-    z1 = np.zeros((n_ch, n_sec))
-    z2 = np.zeros((n_ch, n_sec))
-    for i in range(n - 1, -1, -1):
-        for c in range(n_ch):
-            v = np.float64(x[c, i])
-            for s in range(n_sec):
-                v = _section(v, sos, s, z1, z2, c)
-            out[c, i] = v
-    return out
+    return _cascade(x, sos, out, True)

@@ -567,17 +567,7 @@ def test_plot_one_file_and_a_folder_of_plots_for_many(song, tmp_path):
     assert not (tmp_path / "out2").exists() or not os.listdir(tmp_path / "out2")
 
 
-def test_plot_without_matplotlib_is_one_line_naming_the_extra(song, tmp_path, monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def without_matplotlib(name, *args, **kwargs):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
+def test_plot_without_matplotlib_is_one_line_naming_the_extra(song, tmp_path, no_matplotlib):
     result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--plot", tmp_path / "o.png"])
     assert result.exit_code == 2
     assert result.output == "error: --plot needs matplotlib, which is not installed: pip install 'roomtone[plot]'\n"

@@ -507,26 +507,11 @@ def test_plot_writes_a_png_beside_the_master(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mix.wav", "mix_master.png", "mix_master.wav"]
 
 
-def hide_matplotlib(monkeypatch):
-    """Make every ``import matplotlib...`` fail, as on a machine without the extra."""
-    import builtins
-
-    real_import = builtins.__import__
-
-    def without_matplotlib(name, *args, **kwargs):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", without_matplotlib)
-
-
-def test_plot_without_matplotlib_is_refused_before_any_work(tmp_path, monkeypatch):
+def test_plot_without_matplotlib_is_refused_before_any_work(tmp_path, no_matplotlib):
     from roomtone.errors import OptionalDependencyError
     from roomtone.mastering import master_file
     from roomtone.mastering.plot import render_png
 
-    hide_matplotlib(monkeypatch)
     with pytest.raises(OptionalDependencyError, match=r"matplotlib, which is not installed: pip install 'roomtone\[plot\]'"):
         master_file(tmp_path / "not_read.wav", tmp_path / "out.wav", plot_path=tmp_path / "out.png")
     with pytest.raises(OptionalDependencyError, match="roomtone"):
