@@ -81,7 +81,7 @@ def main(argv=None):
 
     from roomtone.mastering import assistant, master
     from roomtone.mastering import targets as tg
-    from roomtone.mastering.train_assistant import _eq_curve_db
+    from roomtone.mastering.processors import Equalizer
     from roomtone.meter import integrated_loudness, true_peak
 
     rng = np.random.default_rng(2026)
@@ -114,11 +114,12 @@ def main(argv=None):
                     r["time"].append(seconds)
                 else:
                     first[tool] = seconds
-                if tool == "auto":
+                if tool == "auto":  # the EQ the proposal applied, as the report gives it
                     a = assistant.analysis(rate)
-                    chain = report["assistant"]
-                    raw = _raw_from_report(chain)
-                    predicted = _eq_curve_db(a, raw[None])[0]
+                    applied = next(p for p in report["preset"]["chain"] if p["kind"] == "eq")
+                    applied = Equalizer(**{k: tuple(map(tuple, v)) if k == "bands" else v
+                                           for k, v in applied.items() if k != "kind"})
+                    predicted = _processor_curve_db(applied, a, rate)
                     deg_db = _processor_curve_db(eq, a, rate)
                     k = a.k2 / a.k2.sum()
                     err = (predicted - predicted @ k) + (deg_db - deg_db @ k)
@@ -140,19 +141,6 @@ def main(argv=None):
                     "time s (median)", "first call s"], rows))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-
-
-def _raw_from_report(report):
-    """The network's raw gains (u, v) from the assistant's report (gains re-expressed)."""
-    from roomtone.mastering import assistant, fit
-
-    gains = [report["low_shelf_db"], report["high_shelf_db"]]
-    bells = {round(b[0], 1): b[1] for b in report["bells"]}
-    gains += [bells.get(round(f, 1), 0.0) for f in fit.FIT_BELLS_HZ]
-    u = np.arctanh(np.clip(np.asarray(gains) / fit.GAIN_LIMIT_DB, -0.999, 0.999))
-    w = report["width"] if report["width"] is not None else 1.0
-    v = np.log(max(w, 1e-3) / max(fit.WIDTH_LIMIT - w, 1e-3))
-    return np.concatenate([u, [v]])[: assistant.N_OUT]
 
 
 def _processor_curve_db(eq, a, rate):

@@ -319,7 +319,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             say("proposing the chain")
             from roomtone.mastering import assistant  # JAX: only here
 
-            preset, proposal, predicted = assistant.propose(signal, sample_rate)
+            preset, proposal, predicted = assistant.propose(signal, sample_rate, preset)
             if match is ASSISTANT_TARGET:
                 from roomtone.mastering.targets import MatchTarget
 

@@ -138,9 +138,10 @@ def fit_template(stereo):
     return preset, fit._with_fit_stages(preset.chain, stereo)
 
 
+@functools.lru_cache(maxsize=8)
 def loss_data(a, stereo):
     """The broadcast part of the fitter's loss data for the analysis grid ``a`` (the per-item
-    spectra and targets are added by the caller)."""
+    spectra and targets are added by the caller); built once per grid and layout."""
     import jax.numpy as jnp
 
     from roomtone.mastering import jax_chain
@@ -227,14 +228,17 @@ def _cached(path):
     return model, config, lambda x: forward(state, x)
 
 
-def propose(signal, sample_rate, path=None):
-    """The proposed preset for ``signal`` (channels, samples) at the working level: the balanced
-    chain with the predicted EQ and width. Returns ``(preset, report)``; ``report`` holds the
-    prediction (gains, width), the input's features distance and the seconds spent."""
+def propose(signal, sample_rate, preset=None, path=None):
+    """The proposed preset for ``signal`` (channels, samples) at the working level: ``preset``
+    (default :func:`roomtone.mastering.api.base_preset` of ``"auto"``: the balanced chain, named
+    ``auto``) with the predicted EQ and width. Returns ``(preset, report, tonal_db)``: ``report``
+    holds the prediction (gains, width), the features' distance, the strength applied and the
+    seconds spent; ``tonal_db`` the curve the proposal gives under the fitter's linear model."""
     import time
 
     import jax.numpy as jnp
 
+    from roomtone.mastering import fit
     from roomtone.models import runtime
 
     started = time.perf_counter()
@@ -248,10 +252,12 @@ def propose(signal, sample_rate, path=None):
     z = (x - np.asarray(scale["mean"], np.float32)) / np.asarray(scale["std"], np.float32)
     raw = np.asarray(forward(jnp.asarray(z[None])))[0]
     raw, strength, distance = _guarded(raw, z)
-    preset, template = fit_template(stereo)
-    chain = apply_prediction(template, raw)
-    predicted = dataclasses.replace(preset, chain=chain, name="auto",
-                                    description="balanced chain with the EQ and width proposed by the assistant")
+    if preset is None:
+        from roomtone.mastering.api import AUTO_PRESET, base_preset
+
+        preset = base_preset(AUTO_PRESET)
+    chain = apply_prediction(fit._with_fit_stages(preset.chain, stereo), raw)
+    predicted = dataclasses.replace(preset, chain=chain)
     tonal_after = _model_tonal(a, raw, spectra, stereo)
     report = {"model": os.path.basename(path or weights_path()), "base_preset": BASE_PRESET,
               "low_shelf_db": chain_value(chain, "eq", "low_shelf_db"),
@@ -291,21 +297,15 @@ def chain_value(chain, kind, field):
 
 def _model_tonal(a, raw, spectra, stereo):
     """The loudness-normalised curve the prediction gives under the fitter's linear model
-    (the assistant's own target when refinement follows). Shape: (27,)."""
+    (:func:`roomtone.mastering.fit.model_powers`; the assistant's own target when refinement
+    follows). Shape: (27,)."""
     import jax.numpy as jnp
 
-    from roomtone.mastering import fit, jax_chain
+    from roomtone.mastering import fit
 
     shared = loss_data(a, stereo)
-    gains = fit.GAIN_LIMIT_DB * np.tanh(np.asarray(raw[:N_GAINS], np.float64))
-    eq = dict(shared["eq"], low_shelf_db=jnp.float32(gains[0]), high_shelf_db=jnp.float32(gains[1]),
-              bands=shared["eq"]["bands"].at[:, 1].set(jnp.asarray(gains[2:], jnp.float32)))
-    h2 = np.abs(np.asarray(jax_chain.eq_response(eq, a.sample_rate, shared["z1"], shared["z2"]))) ** 2
-    p_total, p_mid, p_side = spectra
-    if stereo:
-        width = fit.WIDTH_LIMIT / (1.0 + np.exp(-float(raw[N_GAINS])))
-        total = 2.0 * (a.bands @ (h2 * p_mid) + width ** 2 * (a.bands @ (h2 * p_side)))
-    else:
-        total = a.bands @ (h2 * p_total)
-    curve = 10.0 * np.log10(total + 1e-20)
-    return curve - 10.0 * np.log10(np.sum(a.k2 * 10.0 ** (curve / 10.0)))
+    p_total, p_mid, p_side = (jnp.asarray(p if p is not None else 0.0, jnp.float32) for p in spectra)
+    data = {**shared, "p_total": p_total, "p_mid": p_mid, "p_side": p_side}
+    raw = jnp.asarray(raw, jnp.float32)
+    _, total, _, _, _ = fit.model_powers({"u": raw[:N_GAINS], "v": raw[N_GAINS]}, data, a.sample_rate, stereo)
+    return np.asarray(fit._normalised(10.0 * jnp.log10(total + 1e-20), shared["k2"]), np.float64)

@@ -103,23 +103,35 @@ def _band_powers(excerpts, sample_rate, bands, keep):
     return bands @ mid[keep], bands @ side[keep], total
 
 
+def eq_power(u, data, sample_rate):
+    """``(gains_db, |H_eq|^2)``: the fitted EQ's gains for the unconstrained ``u`` (shelves, then
+    bells) and its power response on the analysis bins (``data``: the EQ template and ``z1``, ``z2``)."""
+    gains = GAIN_LIMIT_DB * jnp.tanh(u)
+    template = data["eq"]
+    eq = dict(template, low_shelf_db=gains[0], high_shelf_db=gains[1], bands=template["bands"].at[:, 1].set(gains[2:]))
+    return gains, jnp.abs(jax_chain.eq_response(eq, sample_rate, data["z1"], data["z2"])) ** 2
+
+
+def model_powers(theta, data, sample_rate, stereo):
+    """The chain's band powers under the fit's linear model (module docstring) for ``theta``:
+    ``(gains_db, total, flat, mid, side)``, ``flat`` the total without the EQ (mid/side None for
+    mono). Shape: each (bands,)."""
+    gains, h2 = eq_power(theta["u"], data, sample_rate)
+    bands = data["bands"]
+    if not stereo:
+        total = data["t_total"] * (bands @ (h2 * data["p_total"]))
+        return gains, total, data["t_total"] * (bands @ data["p_total"]), None, None
+    width = WIDTH_LIMIT * jax.nn.sigmoid(theta["v"])
+    mid = data["t_mid"] * (bands @ (h2 * data["p_mid"]))
+    side = data["t_side"] * (width / data["width_now"]) ** 2 * (bands @ (h2 * data["p_side"]))
+    flat = 2.0 * (data["t_mid"] * (bands @ data["p_mid"]) + data["t_side"] * (bands @ data["p_side"]))
+    return gains, 2.0 * (mid + side), flat, mid, side
+
+
 def _loss(theta, data, sample_rate, stereo, has_width):
     """The fit's loss (module docstring) for the unconstrained ``theta`` = ``{"u": gains, "v":
     width}``; ``data`` holds the spectra, band matrices, the measured ``T_b`` and the target."""
-    gains = GAIN_LIMIT_DB * jnp.tanh(theta["u"])
-    template = data["eq"]
-    eq = dict(template, low_shelf_db=gains[0], high_shelf_db=gains[1], bands=template["bands"].at[:, 1].set(gains[2:]))
-    h2 = jnp.abs(jax_chain.eq_response(eq, sample_rate, data["z1"], data["z2"])) ** 2
-    bands = data["bands"]
-    if stereo:
-        width = WIDTH_LIMIT * jax.nn.sigmoid(theta["v"])
-        mid = data["t_mid"] * (bands @ (h2 * data["p_mid"]))
-        side = data["t_side"] * (width / data["width_now"]) ** 2 * (bands @ (h2 * data["p_side"]))
-        total = 2.0 * (mid + side)
-        flat = 2.0 * (data["t_mid"] * (bands @ data["p_mid"]) + data["t_side"] * (bands @ data["p_side"]))
-    else:
-        total = data["t_total"] * (bands @ (h2 * data["p_total"]))
-        flat = data["t_total"] * (bands @ data["p_total"])
+    gains, total, flat, mid, side = model_powers(theta, data, sample_rate, stereo)
     d = _normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["target_tonal"]
     # The EQ keeps the loudness into the compressor (its thresholds are set at the working level):
     # the K-weighted level change counts against the fit.

@@ -150,20 +150,17 @@ def make_batch(rng, data, index, a, stereo):
 
 
 def _eq_curve_db(a, raw):
-    """The predicted EQ's power response in dB on the 27 bands' bins (mean over each band)."""
+    """The predicted EQ's power response in dB on the 27 bands (mean over each band's bins).
+    Shape: raw (items, 12) -> (items, 27)."""
     import jax.numpy as jnp
 
-    from roomtone.mastering import fit, jax_chain
+    from roomtone.mastering import fit
 
     shared = assistant.loss_data(a, True)
-    gains = fit.GAIN_LIMIT_DB * np.tanh(np.asarray(raw[:, :assistant.N_GAINS], np.float64))
-    out = []
-    for gain in gains:
-        eq = dict(shared["eq"], low_shelf_db=jnp.float32(gain[0]), high_shelf_db=jnp.float32(gain[1]),
-                  bands=shared["eq"]["bands"].at[:, 1].set(jnp.asarray(gain[2:], jnp.float32)))
-        h2 = np.abs(np.asarray(jax_chain.eq_response(eq, a.sample_rate, shared["z1"], shared["z2"]))) ** 2
-        out.append(10.0 * np.log10((a.bands @ h2) / a.bands.sum(1)))
-    return np.asarray(out)
+    bands = np.asarray(a.bands, np.float64)
+    return np.asarray([10.0 * np.log10((bands @ np.asarray(fit.eq_power(jnp.asarray(u), shared, a.sample_rate)[1],
+                                                             np.float64)) / bands.sum(1))
+                       for u in np.asarray(raw, np.float32)[:, :assistant.N_GAINS]])
 
 
 def evaluate(model, data, val_index, a, scale, seed=7):
