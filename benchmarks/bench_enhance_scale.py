@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_master import Run, run_measured  # noqa: E402
+from bench_master import Run, find_command, run_measured  # noqa: E402
 
 SPEECH_DIR = HERE.parents[1] / "shared" / "data" / "speech"
 SPEECH_FILES = ("fullband/freesound_33711_clean_48k.flac", "fullband/vctk_p286_011_48k.flac")
@@ -96,17 +96,6 @@ def write_interview(path, minutes, channels):
             out.write(frame)
     return n
 
-
-def find_enhance_command(override):
-    if override:
-        return override.split()
-    beside = Path(sys.executable).parent / "enhance"
-    if beside.exists():
-        return [str(beside)]
-    import shutil
-
-    found = shutil.which("enhance")
-    return [found] if found else None
 
 
 def measure_row(enhance, minutes, channels, work, options):
@@ -188,7 +177,7 @@ def main(argv=None):
         stages_child(args.child_stages[0], args.child_stages[1], json.loads(args.child_stages[2]))
         return 0
     rows = [(float(r.split(":")[0]), int(r.split(":")[1]) if ":" in r else 1) for r in args.rows]
-    enhance = find_enhance_command(args.enhance_cmd)
+    enhance = find_command("enhance", args.enhance_cmd)
     if enhance is None:
         raise SystemExit("no enhance command found (install roomtone, or give --enhance-cmd)")
     options = ["--preset", args.preset] + (["--model", args.model] if args.model else [])

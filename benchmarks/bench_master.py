@@ -207,15 +207,21 @@ def run_measured(cmd, log_path, run):
     return text
 
 
-def find_master_command(override):
-    """The roomtone ``master`` console script: --master-cmd, else beside this Python, else PATH."""
+def find_command(name, override=None):
+    """A roomtone console script (``master``, ``enhance``, ...): ``override`` (a command line),
+    else the script beside this Python, else on PATH; None when there is none."""
     if override:
         return override.split()
-    beside = Path(sys.executable).parent / "master"
+    beside = Path(sys.executable).parent / name
     if beside.exists():
         return [str(beside)]
-    found = shutil.which("master")
+    found = shutil.which(name)
     return [found] if found else None
+
+
+def find_master_command(override):
+    """The roomtone ``master`` console script: --master-cmd, else beside this Python, else PATH."""
+    return find_command("master", override)
 
 
 def last_json_object(text):
