@@ -42,46 +42,14 @@ class Architecture:
                 "low_bins": LOW_BINS, "sample_rate": SAMPLE_RATE}
 
 
-def _gru_scan(x_proj, w_h, b_h, reverse):
-    """GRU over time. x_proj: (batch, frames, 3H) input projections (r, z, n); w_h: (H, 3H).
-    Returns (batch, frames, H)."""
-    import jax
-    import jax.numpy as jnp
-
-    hidden = w_h.shape[0]
-
-    def step(h, xp):
-        hp = h @ w_h + b_h
-        r = jax.nn.sigmoid(xp[:, :hidden] + hp[:, :hidden])
-        z = jax.nn.sigmoid(xp[:, hidden:2 * hidden] + hp[:, hidden:2 * hidden])
-        n = jnp.tanh(xp[:, 2 * hidden:] + r * hp[:, 2 * hidden:])
-        h = (1.0 - z) * n + z * h
-        return h, h
-
-    h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
-    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
-    return jnp.swapaxes(hs, 0, 1)
-
-
 def build_model(arch, rngs):
     """The Flax NNX module for ``arch``."""
     from flax import nnx
     import jax.numpy as jnp
 
-    class BiGRU(nnx.Module):
-        def __init__(self, features, hidden, rngs):
-            self.fwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
-            self.bwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
-            init = nnx.initializers.orthogonal()
-            self.fwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
-            self.bwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
-            self.fwd_b = nnx.Param(jnp.zeros(3 * hidden))
-            self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
+    from roomtone.models.layers import bigru
 
-        def __call__(self, x):
-            f = _gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
-            b = _gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
-            return jnp.concatenate([f, b], axis=-1)
+    BiGRU = bigru()
 
     class Net(nnx.Module):
         def __init__(self, arch, rngs):

@@ -104,14 +104,20 @@ def make_step(sdr_weight=0.02, stoi_weight=0.0):
     return step
 
 
-def evaluate(model, noisy, clean, batch=16):
+def evaluate(model, noisy, clean, batch=16, stoi=False):
     """SI-SDR (dB) of the model's outputs on the validation set: mean over items, and the noisy
-    input's for comparison."""
+    input's for comparison; with ``stoi``, also the outputs' mean STOI (PyPI ``pystoi``, the
+    bench's measure), else None."""
     import jax
 
     run = jax.jit(net.denoise_fn(model, noisy.shape[-1]))
     outs = np.concatenate([np.asarray(run(noisy[i:i + batch])) for i in range(0, len(noisy), batch)])
-    return float(np.mean(data.si_sdr_db(outs, clean))), float(np.mean(data.si_sdr_db(noisy, clean)))
+    score = None
+    if stoi:
+        from pystoi import stoi as pystoi
+
+        score = float(np.mean([pystoi(c, o, net.SAMPLE_RATE, extended=False) for c, o in zip(clean, outs)]))
+    return float(np.mean(data.si_sdr_db(outs, clean))), float(np.mean(data.si_sdr_db(noisy, clean))), score
 
 
 def main(argv=None):
@@ -134,7 +140,12 @@ def main(argv=None):
     p.add_argument("--stoi-weight", type=float, default=0.0,
                    help="weight of the band-envelope correlation loss (STOI's measure, 1 - correlation)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 500, 200 on resume)")
+    p.add_argument("--select", choices=("si_sdr", "stoi"), default="si_sdr",
+                   help="the validation figure that picks the shipped weights (stoi needs pystoi)")
     args = p.parse_args(argv)
+    use_stoi = args.select == "stoi"
+    if use_stoi:
+        import pystoi  # noqa: F401  (refuse before any work when absent)
 
     import optax
     from flax import nnx
@@ -156,8 +167,10 @@ def main(argv=None):
         saved = weights.load_arrays(ckpt)
         meta = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read())
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), saved, path=ckpt)
-        start_step, best, history = meta["step"], meta["best_val_si_sdr_db"], meta["history"]
-        print(f"resumed at step {start_step}, best {best:.2f} dB", flush=True)
+        start_step, history = meta["step"], meta["history"]
+        if meta.get("select", "si_sdr") == args.select:
+            best = meta["best"] if "best" in meta else meta["best_val_si_sdr_db"]
+        print(f"resumed at step {start_step}, best {args.select} {best:.4g}", flush=True)
     if args.init and not (args.resume and os.path.exists(ckpt)):
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
         history = [["init", args.init]]
@@ -175,7 +188,7 @@ def main(argv=None):
     step = start_step
     losses = []
 
-    def save_best(val, step):
+    def save_best(val, step, val_stoi=None):
         config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
                   "data": {k: v for k, v in man.items()}, "training": {
                       "steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
@@ -184,14 +197,15 @@ def main(argv=None):
                       "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
                       "augmentation": "see roomtone.enhance.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
-                              "val_items": args.val_items, "val_snr_db": [0, 15]},
+                              "val_items": args.val_items, "val_snr_db": [0, 15], "selected_by": args.select,
+                              **({"val_stoi": round(val_stoi, 4)} if val_stoi is not None else {})},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
         weights.save_weights(args.out, weights.model_arrays(model), config)
 
     def checkpoint():
         weights.save_weights(ckpt, weights.model_arrays(model), {
             "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step,
-            "best_val_si_sdr_db": best, "history": history})
+            "best": best, "select": args.select, "history": history})
 
     from concurrent.futures import ThreadPoolExecutor
 
@@ -206,20 +220,26 @@ def main(argv=None):
             rate = (step - start_step) / (time.time() - started)
             print(f"step {step} loss {np.mean(losses[-50:]):.4f} ({rate:.2f} steps/s)", flush=True)
         if step % args.eval_every == 0:
-            val, noisy_sdr = evaluate(model, val_noisy, val_clean)
-            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 5), round(val, 3)])
-            print(f"eval step {step}: val SI-SDR {val:.2f} dB (noisy {noisy_sdr:.2f})", flush=True)
-            if val > best:
-                best = val
-                save_best(val, step)
+            val, noisy_sdr, val_stoi = evaluate(model, val_noisy, val_clean, stoi=use_stoi)
+            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 5), round(val, 3)]
+                           + ([round(val_stoi, 4)] if use_stoi else []))
+            print(f"eval step {step}: val SI-SDR {val:.2f} dB (noisy {noisy_sdr:.2f})"
+                  + (f", STOI {val_stoi:.4f}" if use_stoi else ""), flush=True)
+            score = val_stoi if use_stoi else val
+            if score > best:
+                best = score
+                save_best(val, step, val_stoi)
             checkpoint()
-    val, noisy_sdr = evaluate(model, val_noisy, val_clean)
-    history.append([step, round(float(np.mean(losses[-50:])) if losses else 0.0, 5), round(val, 3)])
-    if val > best:
-        best = val
-        save_best(val, step)
+    val, noisy_sdr, val_stoi = evaluate(model, val_noisy, val_clean, stoi=use_stoi)
+    history.append([step, round(float(np.mean(losses[-50:])) if losses else 0.0, 5), round(val, 3)]
+                   + ([round(val_stoi, 4)] if use_stoi else []))
+    score = val_stoi if use_stoi else val
+    if score > best:
+        best = score
+        save_best(val, step, val_stoi)
     checkpoint()
-    print(f"done at step {step}: val SI-SDR {val:.2f} dB, best {best:.2f}", flush=True)
+    print(f"done at step {step}: val SI-SDR {val:.2f} dB" + (f", STOI {val_stoi:.4f}" if use_stoi else "")
+          + f", best {args.select} {best:.4g}", flush=True)
 
 
 if __name__ == "__main__":

@@ -150,10 +150,23 @@ def _spleeter_available():
     return _installed("jax", "flax") and installed_checkpoints() is not None
 
 
+def _roomtone(weights):
+    from roomtone.separate.net import RoomtoneSeparator
+
+    return RoomtoneSeparator(weights)
+
+
+def _roomtone_available():
+    from roomtone.separate.net import installed
+
+    return _installed("jax", "flax") and installed()
+
+
 FOUR_STEMS = ("vocals", "drums", "bass", "other")
 # ranks: benchmarks/bench_separate.py (benchmarks/README.md has the table)
 register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=1, available=lambda: True, takes_weights=False)
 register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, available=lambda: True,
                    takes_weights=False)
+register_separator("roomtone", _roomtone, stems=FOUR_STEMS, rank=10, available=_roomtone_available)
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
                    available=_spleeter_available)

@@ -61,6 +61,12 @@ def frames_of(x, n_fft, hop):
 
     frames = frame_count(x.shape[-1], hop, n_fft)
     padded = _pad(x, hop, n_fft, frames)
+    if n_fft % hop == 0:
+        # frame t is hop-blocks t .. t + k - 1: k shifted slices of the blocked signal, no gather
+        # (XLA's gather of overlapping frames is several times slower on the CPU)
+        k = n_fft // hop
+        blocks = padded.reshape(padded.shape[:-1] + (frames + k - 1, hop))
+        return jnp.concatenate([blocks[..., j:j + frames, :] for j in range(k)], axis=-1)
     index = (np.arange(frames)[:, None] * hop + np.arange(n_fft)[None, :]).astype(np.int32)
     return jnp.take(padded, index, axis=-1)
 

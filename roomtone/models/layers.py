@@ -1,0 +1,59 @@
+"""Layers the model jobs share (Flax NNX, built lazily: importing this module needs no JAX).
+
+- :func:`gru_scan`: a GRU over time from precomputed input projections (``jax.lax.scan``), the
+  gate order ``r, z, n`` of Cho et al. 2014 with the reset gate applied to the recurrent
+  projection (the cuDNN/PyTorch variant): ``n = tanh(W_n x + r * (U_n h + b_n))``.
+- :func:`bigru`: a bidirectional GRU layer (forward and backward over the frames, outputs
+  concatenated), the unit of the enhance denoiser and the separator.
+"""
+
+_CLASSES = {}
+
+
+def gru_scan(x_proj, w_h, b_h, reverse):
+    """GRU over time. x_proj: (batch, frames, 3H) input projections (r, z, n); w_h: (H, 3H); b_h:
+    (3H,). Returns (batch, frames, H)."""
+    import jax
+    import jax.numpy as jnp
+
+    hidden = w_h.shape[0]
+
+    def step(h, xp):
+        hp = h @ w_h + b_h
+        r = jax.nn.sigmoid(xp[:, :hidden] + hp[:, :hidden])
+        z = jax.nn.sigmoid(xp[:, hidden:2 * hidden] + hp[:, hidden:2 * hidden])
+        n = jnp.tanh(xp[:, 2 * hidden:] + r * hp[:, 2 * hidden:])
+        h = (1.0 - z) * n + z * h
+        return h, h
+
+    h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
+    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1)
+
+
+def bigru():
+    """The ``BiGRU(features, hidden, rngs)`` NNX module class: (batch, frames, features) ->
+    (batch, frames, 2 hidden). Parameters: ``fwd_in``/``bwd_in`` (Linear to 3H), ``fwd_h``/``bwd_h``
+    (H, 3H) orthogonal-initialised recurrent weights, ``fwd_b``/``bwd_b`` (3H,)."""
+    if "BiGRU" in _CLASSES:
+        return _CLASSES["BiGRU"]
+    from flax import nnx
+    import jax.numpy as jnp
+
+    class BiGRU(nnx.Module):
+        def __init__(self, features, hidden, rngs):
+            self.fwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+            self.bwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+            init = nnx.initializers.orthogonal()
+            self.fwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+            self.bwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+            self.fwd_b = nnx.Param(jnp.zeros(3 * hidden))
+            self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
+
+        def __call__(self, x):
+            f = gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
+            b = gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
+            return jnp.concatenate([f, b], axis=-1)
+
+    _CLASSES["BiGRU"] = BiGRU
+    return BiGRU

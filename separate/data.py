@@ -1,0 +1,337 @@
+"""Training and validation mixtures for the ``roomtone`` separator (:mod:`roomtone.separate.net`),
+made on the fly at 44.1 kHz stereo from three licence-clean sources (the manifest in the weights'
+config records them):
+
+- **POP909 renders** (:mod:`roomtone.separate.pop909`; MIDI MIT, General MIDI soundfonts): per song
+  ``drums``, ``bass``, ``other`` and ``melody`` (the vocal line on a voice-like patch), sample
+  aligned. Full labels: every stem's target is known.
+- **Real voices**: the speech pools of ``../shared/data/speech`` (``speech/``, ``more/speech/``) and
+  the solo singing of ``../shared/data/sep/singing/``, resampled to 44.1 kHz, pitch-shifted by
+  -4..+4 semitones (a speed change), random EQ, reverberation with the measured RIRs, panned near
+  the centre. A clip recorded at 16 kHz has nothing above 8 kHz; so that the network does not learn
+  "no air = not a voice", such a clip gets synthetic air: high-passed noise (7 kHz up) following
+  the clip's own 3-8 kHz envelope, 18-30 dB under it.
+- **Real instrumental music**: Debian's game-music packages (the assistant's
+  :data:`roomtone.mastering.train_assistant.PACKAGES`), as an accompaniment under a real voice.
+  Partial labels: only ``vocals`` and the accompaniment (``drums + bass + other``) are known; the
+  loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
+
+A POP909 item mixes stems of *different* songs (random remixing across songs, as Open-Unmix
+trains), each with a random gain (+-6 dB) and a tenth of the time left out (silent stem); its
+vocals are a real voice (60 %), the melody render (25 %) or nothing. A game-music item is a
+random excerpt plus a real voice (85 %). Channels are swapped at random; 8 % of items are mono.
+The mixture is the sum of the stems, so the targets sum to it exactly.
+
+Held out for validation: POP909 songs by the renderer's split (id % 10 == 0), speakers by
+:func:`roomtone.enhance.data.held_out_speaker`, music files by
+:func:`roomtone.mastering.train_assistant.held_out`. No training item uses any of them.
+
+Shape: mixtures (items, 2, samples) float32; targets (items, 4 stems, 2, samples); ``full``
+(items,) float32, 1 for a full-label item.
+"""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from roomtone.separate.net import SAMPLE_RATE, STEMS
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SPEECH = SHARED / "speech"
+SINGING = SHARED / "sep" / "singing"
+MUSIC_EXCERPT_S = 90.0
+SCALE = 1.0 / 32768.0
+
+
+def _read(path, mono=True):
+    import soundfile as sf
+
+    from roomtone.resample import resample
+
+    x, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    x = x.T
+    if mono:
+        x = x.mean(axis=0, keepdims=True)
+    if rate != SAMPLE_RATE:
+        x = resample(np.ascontiguousarray(x), rate, SAMPLE_RATE)
+    return np.ascontiguousarray(x, dtype=np.float32), rate
+
+
+def _int16(x):
+    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def load_voices(speech=SPEECH, singing=SINGING):
+    """``{"train"|"val": [(key, mono float32 at 44.1 kHz, native rate)]}``, speakers held out as the
+    denoiser holds them out."""
+    from roomtone.enhance.data import held_out_speaker, speaker_key
+
+    out = {"train": [], "val": []}
+    folders = [Path(speech) / "speech", Path(speech) / "more" / "speech", Path(singing)]
+    for folder in folders:
+        for path in sorted(folder.glob("*.flac")):
+            key = speaker_key(path.name)
+            x, rate = _read(path)
+            if x.shape[1] < SAMPLE_RATE:
+                continue
+            out["val" if held_out_speaker(key) else "train"].append((key, x[0], rate))
+    return out
+
+
+def load_rirs(speech=SPEECH):
+    """The measured RIRs (``more/rir``), peak-aligned and normalised, at 44.1 kHz."""
+    rirs = []
+    for path in sorted((Path(speech) / "more" / "rir").glob("*.flac")):
+        h, _ = _read(path)
+        h = h[0]
+        peak = int(np.argmax(np.abs(h)))
+        h = h[max(0, peak - 32):]
+        rirs.append((h / (np.abs(h).max() + 1e-9)).astype(np.float32))
+    return rirs
+
+
+def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
+    """``{"train"|"val": [(name, int16 (2, samples))]}``: one random ``seconds`` excerpt of each
+    game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
+    kept there and read back when the file list and excerpt length are the same (decoding the OGG
+    files takes minutes)."""
+    from roomtone.mastering.train_assistant import PACKAGES, held_out, music_files
+
+    files = music_files(folders or PACKAGES)
+    names = [f"{package}/{path.name}" for package, path in files]
+    key = f"{seconds}:{seed}:" + "|".join(names)
+    if cache and os.path.isfile(cache):
+        with np.load(cache, allow_pickle=False) as saved:
+            if str(saved["key"]) == key:
+                out = {"train": [], "val": []}
+                for i, name in enumerate(names):
+                    if f"m{i}" in saved.files:
+                        out["val" if held_out(name.split("/", 1)[1]) else "train"].append((name, saved[f"m{i}"]))
+                return out
+    out = _decode_music(files, seconds, seed, held_out)
+    if cache:
+        arrays = {f"m{names.index(name)}": x for split in out.values() for name, x in split}
+        os.makedirs(os.path.dirname(os.path.abspath(cache)), exist_ok=True)
+        temp = cache + ".tmp.npz"
+        np.savez(temp, key=np.array(key), **arrays)
+        os.replace(temp, cache)
+    return out
+
+
+def _decode_music(files, seconds, seed, held_out):
+    rng = np.random.default_rng(seed)
+    out = {"train": [], "val": []}
+    for package, path in files:
+        try:
+            x, _ = _read(path, mono=False)
+        except Exception:  # noqa: BLE001 - an undecodable file is skipped
+            continue
+        if x.shape[0] == 1:
+            x = np.repeat(x, 2, axis=0)
+        n = int(seconds * SAMPLE_RATE)
+        if x.shape[1] > n:
+            start = int(rng.integers(0, x.shape[1] - n))
+            x = x[:, start:start + n]
+        out["val" if held_out(path.name) else "train"].append((f"{package}/{path.name}", _int16(x[:2])))
+    return out
+
+
+def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None):
+    """Everything the mixtures draw from: ``{"train"|"val": {"songs": [(id, {stem: int16 (2, n)})],
+    "voices": [...], "music": [...]}, "rir": [...]}`` (songs from the POP909 render folder
+    ``pop909``, when given)."""
+    voices = load_voices(speech, singing)
+    tunes = load_music(cache=music_cache) if music else {"train": [], "val": []}
+    out = {"rir": load_rirs(speech)}
+    for split in ("train", "val"):
+        songs = []
+        if pop909:
+            from roomtone.separate import pop909 as renders
+
+            songs = renders.load_stems(pop909, split=split)
+        out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split]}
+    return out
+
+
+def manifest(sources):
+    """What the sources hold (for the weights' config)."""
+    out = {}
+    for split in ("train", "val"):
+        s = sources[split]
+        out[f"{split}_songs"] = len(s["songs"])
+        out[f"{split}_song_minutes"] = round(sum(next(iter(st.values())).shape[1] for _, st in s["songs"])
+                                             / SAMPLE_RATE / 60, 2)
+        out[f"{split}_voice_clips"] = len(s["voices"])
+        out[f"{split}_voice_minutes"] = round(sum(x.size for _, x, _ in s["voices"]) / SAMPLE_RATE / 60, 2)
+        out[f"{split}_music_files"] = len(s["music"])
+    out["val_song_ids"] = [sid for sid, _ in sources["val"]["songs"]]
+    out["val_music"] = [name for name, _ in sources["val"]["music"]]
+    out["val_speakers"] = sorted({k for k, _, _ in sources["val"]["voices"]})
+    out["rirs"] = len(sources["rir"])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# augmentation
+
+
+def _crop(rng, x, n):
+    """A random ``n``-sample stretch of ``x`` (..., samples), looped when shorter."""
+    size = x.shape[-1]
+    if size >= n:
+        start = int(rng.integers(0, size - n + 1))
+        return x[..., start:start + n]
+    reps = -(-n // size) + 1
+    start = int(rng.integers(0, size))
+    return np.tile(x, (1,) * (x.ndim - 1) + (reps,))[..., start:start + n]
+
+
+def _eq(rng, x, max_db=6.0):
+    """Random tilt (+-max_db/3 per octave around 1 kHz) and one random bell, on the last axis."""
+    n = x.shape[-1]
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    octaves = np.log2(np.maximum(f, 30.0) / 1000.0)
+    gain_db = rng.uniform(-max_db, max_db) / 3.0 * octaves
+    centre = np.log2(rng.uniform(100, 8000) / 1000.0)
+    gain_db += rng.uniform(-max_db, max_db) * np.exp(-0.5 * ((octaves - centre) / rng.uniform(0.3, 1.5)) ** 2)
+    g = 10.0 ** (np.clip(gain_db, -12, 12) / 20.0)
+    return np.fft.irfft(np.fft.rfft(x, axis=-1) * g, n=n, axis=-1).astype(np.float32)
+
+
+def _band(x, lo_hz, hi_hz):
+    n = x.shape[-1]
+    f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
+    return np.fft.irfft(np.fft.rfft(x) * ((f >= lo_hz) & (f < hi_hz)), n=n).astype(np.float32)
+
+
+def _air(rng, x):
+    """Synthetic air for a band-limited voice ``x`` (mono): noise above 7 kHz following the
+    envelope of its 3-8 kHz band (10 ms smoothing), 18-30 dB under that band."""
+    presence = _band(x, 3000.0, 8000.0)
+    k = int(0.01 * SAMPLE_RATE)
+    env = np.sqrt(np.convolve(presence.astype(np.float64) ** 2, np.ones(k) / k, mode="same"))
+    noise = _band(rng.standard_normal(x.size).astype(np.float32), 7000.0, 16000.0)
+    noise *= env / (np.sqrt(np.mean(noise ** 2)) + 1e-9)
+    return (x + noise * 10.0 ** (-rng.uniform(18.0, 30.0) / 20.0)).astype(np.float32)
+
+
+def _reverb(rng, rirs, x):
+    """``x`` (mono) through a random RIR, its wet/dry balance random; same length."""
+    h = rirs[int(rng.integers(len(rirs)))]
+    h = h[:int(rng.uniform(0.2, 1.0) * h.size) or 1]
+    size = x.size + h.size - 1
+    nfft = 1 << (size - 1).bit_length()
+    wet = np.fft.irfft(np.fft.rfft(x, nfft) * np.fft.rfft(h, nfft), nfft)[:x.size]
+    wet *= np.sqrt(np.mean(x ** 2) / (np.mean(wet ** 2) + 1e-12))
+    mix = rng.uniform(0.1, 0.6)
+    return ((1 - mix) * x + mix * wet).astype(np.float32)
+
+
+def _rms(x):
+    return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2) + 1e-12))
+
+
+def voice(rng, voices, rirs, n, augment=True):
+    """A real voice, (2, n) float32 near the centre, at an RMS of 0.05 when it is not silent."""
+    from roomtone.resample import resample
+
+    key, x, rate = voices[int(rng.integers(len(voices)))]
+    if augment:
+        shift = rng.uniform(-4.0, 4.0)  # semitones, by playing it faster or slower
+        need = int(n * 2.0 ** (shift / 12.0)) + 64
+        piece = _crop(rng, x, need)
+        y = resample(piece[None, :], int(round(SAMPLE_RATE * 2.0 ** (shift / 12.0))), SAMPLE_RATE)[0][:n]
+        if y.size < n:
+            y = np.pad(y, (0, n - y.size))
+    else:
+        y = _crop(rng, x, n)
+    y = np.asarray(y, np.float32)
+    if rate <= 24000:
+        y = _air(rng, y)
+    if augment:
+        y = _eq(rng, y)
+        if rirs and rng.random() < 0.5:
+            y = _reverb(rng, rirs, y)
+    y *= 0.05 / _rms(y)
+    pan = rng.uniform(-0.25, 0.25) if augment else 0.0
+    return np.stack([y * np.sqrt(0.5 - 0.5 * pan), y * np.sqrt(0.5 + 0.5 * pan)]).astype(np.float32) * np.sqrt(2.0)
+
+
+def _stem(rng, songs, stem, n):
+    """The ``stem`` of a random song, a random ``n``-sample stretch, float32 (2, n)."""
+    _, stems = songs[int(rng.integers(len(songs)))]
+    return _crop(rng, stems[stem], n).astype(np.float32) * SCALE
+
+
+def item(rng, pool, rirs, n, augment=True):
+    """One training or validation item: ``(mixture (2, n), targets (4, 2, n), full)``."""
+    targets = np.zeros((len(STEMS), 2, n), np.float32)
+    use_songs = pool["songs"] and (not pool["music"] or rng.random() < 0.65)
+    if use_songs:
+        full = 1.0
+        for j, stem in enumerate(STEMS[1:], start=1):
+            if augment and rng.random() < 0.1:
+                continue
+            y = _stem(rng, pool["songs"], stem, n)
+            if augment:
+                y = _eq(rng, y, 3.0) * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
+            targets[j] = y
+        draw = rng.random()
+        if draw < 0.6 and pool["voices"]:
+            v = voice(rng, pool["voices"], rirs, n, augment)
+            level = _rms(targets[1:].sum(axis=0)) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
+            targets[0] = v * (level / (_rms(v) + 1e-9))
+        elif draw < 0.85:
+            targets[0] = _stem(rng, pool["songs"], "melody", n) * 10.0 ** (rng.uniform(-4.0, 4.0) / 20.0)
+    else:
+        full = 0.0
+        _, music = pool["music"][int(rng.integers(len(pool["music"])))]
+        acc = _crop(rng, music, n).astype(np.float32) * SCALE
+        if augment:
+            acc = _eq(rng, acc, 3.0)
+        targets[3] = acc
+        if rng.random() < 0.85 and pool["voices"]:
+            v = voice(rng, pool["voices"], rirs, n, augment)
+            level = _rms(acc) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
+            targets[0] = v * (level / (_rms(v) + 1e-9))
+    if augment and rng.random() < 0.5:
+        targets = targets[:, ::-1]
+    if augment and rng.random() < 0.08:
+        targets = np.repeat(targets.mean(axis=1, keepdims=True), 2, axis=1)
+    mix = targets.sum(axis=0)
+    peak = float(np.abs(mix).max())
+    gain = (10.0 ** (rng.uniform(-28.0, -12.0) / 20.0) / (_rms(mix) + 1e-9)) if augment else 0.1 / (_rms(mix) + 1e-9)
+    gain = min(gain, 0.99 / peak) if peak > 0 else 1.0
+    targets = np.ascontiguousarray(targets * gain, dtype=np.float32)
+    return targets.sum(axis=0), targets, full
+
+
+def batch(rng, pool, rirs, items, n):
+    """``items`` training items stacked: (mixtures, targets, full)."""
+    made = [item(rng, pool, rirs, n) for _ in range(items)]
+    return (np.stack([m for m, _, _ in made]), np.stack([t for _, t, _ in made]),
+            np.array([f for _, _, f in made], np.float32))
+
+
+def validation_set(sources, items=24, seconds=6.0, seed=4321):
+    """The fixed validation items: held-out songs, voices and music, no augmentation but the
+    remixing and levels. Returns (mixtures, targets, full)."""
+    rng = np.random.default_rng(seed)
+    n = int(seconds * SAMPLE_RATE)
+    made = [item(rng, sources["val"], sources["rir"], n, augment=False) for _ in range(items)]
+    return (np.stack([m for m, _, _ in made]), np.stack([t for _, t, _ in made]),
+            np.array([f for _, _, f in made], np.float32))
+
+
+def sdr_db(estimate, reference):
+    """Plain SDR in dB per item and stem (BSSEval's without the distortion filter, as the
+    SiSEC "new SDR" / museval's median-frame figure approximates): ``10 log10(|s|^2 / |s - y|^2)``
+    over the whole item and both channels. Shape: (items, stems, channels, samples) ->
+    (items, stems); NaN where the reference is silent."""
+    e = np.asarray(estimate, np.float64)
+    r = np.asarray(reference, np.float64)
+    num = np.sum(r ** 2, axis=(-2, -1))
+    den = np.sum((r - e) ** 2, axis=(-2, -1))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(num > 1e-8, 10 * np.log10((num + 1e-12) / (den + 1e-12)), np.nan)

@@ -1,0 +1,197 @@
+"""Train the ``roomtone`` separator (:mod:`roomtone.separate.net`) on mixtures made on the fly
+(:mod:`roomtone.separate.data`), resumable from its checkpoint.
+
+    python -m roomtone.separate.pop909 --out ~/pop909 --songs 300          # render the stems once
+    python -m roomtone.separate.train --pop909 ~/pop909 --out separate/weights/roomtone.npz --minutes 60
+    python -m roomtone.separate.train --pop909 ~/pop909 --out ... --resume   # go on from the checkpoint
+
+Loss (per item, on the STFT): the mean absolute difference of the square-root compressed
+magnitudes of each stem's estimate (mask x mixture) and its target, over the stems, both channels
+and every bin, divided by the mixture's compressed level (so loud and quiet items weigh alike).
+A game-music item (partial labels: vocals and accompaniment only) compares the vocals mask's
+estimate with the vocals and the other three masks' (one minus the vocals mask) with the
+accompaniment. AdamW with warm-up and cosine decay, gradient clipping at 1. The checkpoint
+(``checkpoints/NAME.ckpt.npz`` beside OUT, no pickle) holds the parameters, the step, the best
+validation figure and the history; Adam's moments are not kept (a resumed run warms up again).
+The shipped weights are the parameters at the best validation mean SDR, with their config.
+"""
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+
+from roomtone.separate import data, net
+
+COMPRESS = 0.5
+
+
+def loss_fn(model, mix, targets, full):
+    """The loss of a batch: mix (B, 2, n), targets (B, 4, 2, n), full (B,)."""
+    import jax.numpy as jnp
+
+    from roomtone.models import stft
+
+    w = net.window()
+    x = stft.stft(mix, w, net.HOP)  # (B, 2, T, F)
+    s = stft.stft(targets, w, net.HOP)  # (B, 4, 2, T, F)
+    m = net.masks(model, x)  # (B, 4, 2, T, F)
+    ax = jnp.abs(x)[:, None]
+    at = jnp.abs(s)
+
+    def c(z):
+        return (z + 1e-8) ** COMPRESS
+
+    scale = jnp.sqrt(jnp.mean(ax ** 2, axis=(1, 2, 3, 4)) + 1e-10) ** COMPRESS  # (B,)
+    full_err = jnp.mean(jnp.abs(c(m * ax) - c(at)), axis=(1, 2, 3, 4))
+    vocals = jnp.mean(jnp.abs(c(m[:, 0] * ax[:, 0]) - c(at[:, 0])), axis=(1, 2, 3))
+    rest = jnp.mean(jnp.abs(c((1.0 - m[:, 0]) * ax[:, 0]) - c(at[:, 3])), axis=(1, 2, 3))
+    part_err = 0.5 * (vocals + rest)
+    return jnp.mean((full * full_err + (1.0 - full) * part_err) / scale)
+
+
+def make_step():
+    from flax import nnx
+
+    @nnx.jit
+    def step(model, optimizer, mix, targets, full):
+        loss, grads = nnx.value_and_grad(lambda mdl: loss_fn(mdl, mix, targets, full))(model)
+        optimizer.update(model, grads)
+        return loss
+
+    return step
+
+
+def evaluate(model, mix, targets, full, batch=4):
+    """Validation SDR (dB, :func:`roomtone.separate.data.sdr_db`): per stem, the mean over the
+    full-label items holding it (vocals: over every item with a voice), and ``mean`` of the four.
+    Also the mixture's own SDR as each stem (the trivial baseline's figure, for comparison)."""
+    import jax
+
+    run = jax.jit(net.separate_fn(model, mix.shape[-1]))
+    outs = np.concatenate([np.asarray(run(mix[i:i + batch])) for i in range(0, len(mix), batch)])
+    sdr = data.sdr_db(outs, targets)
+    trivial = data.sdr_db(np.repeat(mix[:, None] / 4.0, 4, axis=1), targets)
+    result = {}
+    for j, stem in enumerate(net.STEMS):
+        rows = np.ones(len(mix), bool) if j == 0 else full > 0.5
+        for name, table in (("", sdr), ("trivial_", trivial)):
+            vals = table[rows, j]
+            vals = vals[np.isfinite(vals)]
+            result[name + stem] = round(float(np.mean(vals)), 3) if vals.size else float("nan")
+    result["mean"] = round(float(np.nanmean([result[s] for s in net.STEMS])), 3)
+    result["trivial_mean"] = round(float(np.nanmean([result["trivial_" + s] for s in net.STEMS])), 3)
+    return result
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
+    p.add_argument("--pop909", help="the POP909 render folder (roomtone.separate.pop909 --out)")
+    p.add_argument("--no-music", action="store_true", help="leave the game music out")
+    p.add_argument("--music-cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone",
+                                                         "separate_music.npz"),
+                   help="where the decoded game-music excerpts are kept between runs")
+    p.add_argument("--minutes", type=float, default=60.0, help="wall-clock training budget")
+    p.add_argument("--steps", type=int, default=100000, help="most steps in all")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--seconds", type=float, default=3.0, help="training item length")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 300, 100 on resume)")
+    p.add_argument("--eval-every", type=int, default=250)
+    p.add_argument("--val-items", type=int, default=24)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--init", help="start from these weights (.npz with its config), a fresh schedule")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embed", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--head", type=int, default=128)
+    args = p.parse_args(argv)
+
+    import optax
+    from flax import nnx
+
+    from roomtone.models import weights
+
+    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
+                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
+    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    arch = net.Architecture(embed=args.embed, hidden=args.hidden, layers=args.layers, head=args.head)
+    sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache)
+    man = data.manifest(sources)
+    print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
+    val = data.validation_set(sources, items=args.val_items)
+
+    model = net.build_model(arch, nnx.Rngs(args.seed))
+    start_step, best, history = 0, -1e9, []
+    if args.resume and os.path.exists(ckpt):
+        meta = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read())
+        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(ckpt), path=ckpt)
+        start_step, best, history = meta["step"], meta["best"], meta["history"]
+        print(f"resumed at step {start_step}, best mean SDR {best:.2f} dB", flush=True)
+    elif args.init:
+        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
+        history = [["init", args.init]]
+    warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
+    total = max(args.steps, start_step + 1)
+    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
+    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
+                                                 optax.adamw(schedule, weight_decay=1e-4)), wrt=nnx.Param)
+    step_fn = make_step()
+    rng = np.random.default_rng(args.seed + start_step)
+    n = int(args.seconds * net.SAMPLE_RATE)
+    started = time.time()
+    step = start_step
+    losses = []
+
+    def save_best(figures):
+        config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "data": man,
+                  "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
+                               "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
+                                       "vocals + accompaniment only for game-music items",
+                               "augmentation": "see roomtone.separate.data", "history": "see checkpoints/*.json",
+                               "command": "python -m roomtone.separate.train " + " ".join(argv or [])},
+                  "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
+                              "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"},
+                  "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+        weights.save_weights(args.out, weights.model_arrays(model), config)
+
+    def checkpoint():
+        weights.save_weights(ckpt, weights.model_arrays(model), {
+            "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step, "best": best,
+            "history": history})
+
+    def validate():
+        nonlocal best
+        figures = evaluate(model, *val)
+        history.append([step, round(float(np.mean(losses[-args.eval_every:])) if losses else 0.0, 5), figures])
+        print(f"eval step {step}: " + json.dumps(figures), flush=True)
+        if figures["mean"] > best:
+            best = figures["mean"]
+            save_best(figures)
+        checkpoint()
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")
+    upcoming = maker.submit(data.batch, rng, sources["train"], sources["rir"], args.batch, n)
+    while step < total and time.time() - started < args.minutes * 60:
+        mix, targets, full = upcoming.result()
+        upcoming = maker.submit(data.batch, rng, sources["train"], sources["rir"], args.batch, n)
+        losses.append(float(step_fn(model, optimizer, mix, targets, full)))
+        step += 1
+        if step % 25 == 0:
+            rate = (step - start_step) / (time.time() - started)
+            print(f"step {step} loss {np.mean(losses[-25:]):.4f} ({rate:.2f} steps/s)", flush=True)
+        if step % args.eval_every == 0:
+            validate()
+    if not history or history[-1][0] != step:
+        validate()
+    print(f"done at step {step}, best mean SDR {best:.2f} dB", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,173 @@
+"""The ``roomtone`` separator: its frequency layout, masks, training step and mixtures (synthetic
+sources: no ../shared needed), and the shipped weights' golden figures."""
+
+
+import numpy as np
+import pytest
+
+import sepsignals
+
+pytest.importorskip("jax")
+pytest.importorskip("flax")
+
+from roomtone.separate import data, net  # noqa: E402
+
+RATE = net.SAMPLE_RATE
+
+
+def tiny_model(seed=0):
+    from flax import nnx
+
+    return net.build_model(net.Architecture(embed=16, hidden=8, layers=1, head=8), nnx.Rngs(seed))
+
+
+def test_band_layout_covers_every_bin_once_single_bins_below_and_log_bands_above():
+    edges, unit_of_bin = net.band_layout()
+    assert edges[0] == 0 and edges[-1] == net.BINS and len(edges) == net.UNITS + 1
+    widths = np.diff(edges)
+    assert np.all(widths >= 1)
+    assert np.all(widths[:net.LOW_BINS] == 1)
+    assert widths[-1] > widths[net.LOW_BINS]  # wider towards Nyquist
+    assert unit_of_bin.shape == (net.BINS,) and np.all(np.diff(unit_of_bin) >= 0)
+    assert np.array_equal(np.bincount(unit_of_bin, minlength=net.UNITS), widths)
+
+
+def test_masks_sum_to_one_and_the_stems_sum_to_the_mixture():
+    import jax
+
+    model = tiny_model()
+    mix = sepsignals.mixture(1.0, RATE)[None]  # (1, 2, n)
+    out = np.asarray(jax.jit(net.separate_fn(model, mix.shape[-1]))(mix))
+    assert out.shape == (1, 4, 2, mix.shape[-1])
+    np.testing.assert_allclose(out.sum(axis=1), mix, atol=2e-5)
+    from roomtone.models.stft import stft
+
+    m = np.asarray(net.masks(model, stft(mix, net.window(), net.HOP)))
+    assert m.min() >= 0.0 and m.max() <= 1.0
+    np.testing.assert_allclose(m.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_features_do_not_depend_on_the_level_and_silence_gives_finite_output():
+    import jax
+
+    from roomtone.models.stft import stft
+
+    mix = sepsignals.mixture(0.5, RATE)[None]
+    spec = stft(mix, net.window(), net.HOP)
+    a, b = np.asarray(net.features(spec)), np.asarray(net.features(spec * 0.01))
+    audible = a > -1.25  # within 50 dB of the level: below that, float32 FFT rounding differs
+    assert audible.mean() > 0.1  # the side half is silent: the mixture is centred
+    np.testing.assert_allclose(a[audible], b[audible], atol=2e-3)
+    out = np.asarray(jax.jit(net.separate_fn(tiny_model(), 4096))(np.zeros((1, 2, 4096), np.float32)))
+    assert np.all(np.isfinite(out)) and np.abs(out).max() == 0.0
+
+
+def synthetic_sources(seconds=4.0):
+    """Sources in the shape :func:`roomtone.separate.data.load_sources` returns, from sepsignals."""
+    n = int(seconds * RATE)
+
+    def song(seed):
+        rng = np.random.default_rng(seed)
+        stems = {"drums": sepsignals.kick(seconds, RATE, seed=seed) + sepsignals.hihat(seconds, RATE, seed=seed),
+                 "bass": sepsignals.bass(seconds, RATE, f0=rng.uniform(40, 80)),
+                 "other": rng.standard_normal((2, n)).astype(np.float32) * 0.05,
+                 "melody": sepsignals.voice(seconds, RATE, f0=rng.uniform(180, 300))}
+        return (f"{seed:03d}", {k: data._int16(v) for k, v in stems.items()})
+
+    voice = sepsignals.voice(seconds, RATE)[0]
+    music = data._int16(np.random.default_rng(9).standard_normal((2, n)).astype(np.float32) * 0.1)
+    pool = {"songs": [song(1), song(2)], "voices": [("v1", voice, 16000), ("v2", voice[::-1].copy(), 48000)],
+            "music": [("m", music)]}
+    rir = np.zeros(2000, np.float32)
+    rir[0], rir[700] = 1.0, 0.3
+    return {"train": pool, "val": pool, "rir": [rir]}
+
+
+def test_items_sum_to_their_mixture_partial_items_hold_no_drums_or_bass_and_never_clip():
+    sources = synthetic_sources()
+    rng = np.random.default_rng(0)
+    mix, targets, full = data.batch(rng, sources["train"], sources["rir"], 24, int(1.0 * RATE))
+    assert mix.shape == (24, 2, RATE) and targets.shape == (24, 4, 2, RATE)
+    np.testing.assert_allclose(targets.sum(axis=1), mix, atol=1e-6)
+    assert np.abs(mix).max() <= 0.99 + 1e-6
+    assert 0 < full.sum() < 24  # both kinds drawn
+    partial = full < 0.5
+    assert np.all(targets[partial][:, 1:3] == 0.0)
+    assert np.all(np.isfinite(targets))
+    again = data.validation_set(sources, items=4, seconds=0.5)
+    np.testing.assert_array_equal(again[0], data.validation_set(sources, items=4, seconds=0.5)[0])
+
+
+def test_air_is_added_above_8_khz_to_a_band_limited_voice_only_there():
+    rng = np.random.default_rng(1)
+    from roomtone.resample import resample
+
+    v16 = sepsignals.voice(2.0, 16000)[0] + 0.05 * np.random.default_rng(2).standard_normal(32000).astype(np.float32)
+    v = resample(v16[None], 16000, RATE)[0]
+    out = data._air(rng, v)
+    f = np.fft.rfftfreq(v.size, 1 / RATE)
+    before, after = np.abs(np.fft.rfft(v)) ** 2, np.abs(np.fft.rfft(out)) ** 2
+    high = f > 9000
+    assert after[high].sum() > 10 * before[high].sum()
+    assert 1e-4 < after[high].sum() / after.sum() < 0.05
+    low = f < 6000
+    np.testing.assert_allclose(after[low].sum(), before[low].sum(), rtol=1e-3)
+
+
+def test_sdr_is_infinite_like_for_a_perfect_estimate_and_nan_for_a_silent_reference():
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((2, 4, 2, 1000)).astype(np.float32)
+    ref[1, 2] = 0.0
+    sdr = data.sdr_db(ref + 1e-3 * rng.standard_normal(ref.shape), ref)
+    assert sdr[0, 0] > 50 and np.isnan(sdr[1, 2])
+    assert abs(data.sdr_db(ref * 0.0, ref)[0, 0]) < 1e-6  # silence as the estimate: 0 dB
+
+
+def test_one_training_step_is_finite_and_moves_every_layer():
+    """CI's training smoke test: a tiny model, one batch of synthetic items, one AdamW step."""
+    import optax
+    from flax import nnx
+
+    from roomtone.models import weights
+    from roomtone.separate import train
+
+    sources = synthetic_sources()
+    mix, targets, full = data.batch(np.random.default_rng(0), sources["train"], sources["rir"], 4, RATE // 2)
+    model = tiny_model()
+    before = {k: np.array(v) for k, v in weights.model_arrays(model).items()}
+    optimizer = nnx.Optimizer(model, optax.adamw(1e-3), wrt=nnx.Param)
+    loss = float(train.make_step()(model, optimizer, mix, targets, full))
+    assert np.isfinite(loss) and loss > 0
+    after = weights.model_arrays(model)
+    moved = [k for k in before if not np.array_equal(before[k], np.asarray(after[k]))]
+    assert set(moved) == set(before), sorted(set(before) - set(moved))
+
+
+def test_partial_label_loss_ignores_how_the_accompaniment_is_split():
+    """A game-music item knows only vocals and accompaniment: moving mask weight between drums,
+    bass and other must not change its loss."""
+    import jax.numpy as jnp
+
+    from roomtone.separate import train
+
+    sources = synthetic_sources()
+    mix, targets, _ = data.batch(np.random.default_rng(4), sources["train"], sources["rir"], 2, RATE // 4)
+    full = np.zeros(2, np.float32)
+
+    class Fixed:
+        def __init__(self, logits):
+            self.logits = logits
+
+        def __call__(self, feats):
+            b, t = feats.shape[:2]
+            return jnp.broadcast_to(self.logits[None, :, None, None, :], (b, 4, 2, t, net.UNITS))
+
+    rng = np.random.default_rng(5)
+    base = rng.standard_normal((4, net.UNITS)).astype(np.float32)
+    shuffled = base.copy()
+    shuffled[1:] = base[[3, 1, 2]]  # drums/bass/other logits permuted: same vocals mask
+    a = float(train.loss_fn(Fixed(jnp.asarray(base)), mix, targets, full))
+    b = float(train.loss_fn(Fixed(jnp.asarray(shuffled)), mix, targets, full))
+    assert a == pytest.approx(b, rel=1e-5)
+    c = float(train.loss_fn(Fixed(jnp.asarray(base)), mix, targets, np.ones(2, np.float32)))
+    assert c != pytest.approx(a, rel=1e-3)  # a full-label item does see the split
