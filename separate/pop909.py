@@ -12,9 +12,9 @@ vocal line), BRIDGE (secondary melodies) and PIANO (the accompaniment). From one
 - **other**: BRIDGE and PIANO, each on its own channel, program (:data:`OTHER_PROGRAMS`), pan and
   velocity scale, the sustain pedal kept;
 - **bass**: made up, as POP909 has none: per beat the lowest BRIDGE or PIANO pitch sounding
-  (:func:`chord_roots`; where only the tune sounds, the last root goes on), folded into
-  :data:`BASS_RANGE`, played in one of :data:`BASS_PATTERNS`; a rest where no chord sounds, a
-  note never held over a chord change;
+  (:func:`chord_roots`; where only the tune sounds, the last root goes on), in :data:`BASS_RANGE`
+  at the octave nearest the last bass note, played in one of :data:`BASS_PATTERNS`; a rest where
+  no chord sounds, a note never held over a chord change;
 - **drums**: made up on the song's beat grid (:func:`drum_part`): one of :data:`DRUM_KINDS` of
   groove at 8th or 16th resolution, crashes at some phrase starts, fills at some 4- or 8-bar phrase
   ends, velocity humanised, onsets exactly on the 16th-note grid, on a random GM kit.
@@ -47,6 +47,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -75,6 +76,7 @@ DRUM_CHANNEL = 9  # MIDI channel 10
 DRUM_BANK = 128  # where a SoundFont keeps its kits
 GM_DRUM_KEYS = range(35, 82)  # General MIDI percussion key map: 35 (acoustic bass drum) .. 81 (open triangle)
 BASS_RANGE = (28, 52)  # E1 .. E3, MIDI note numbers
+BASS_CENTRE = (33, 44)  # the register a bass line leans to: A1 .. G#2 (55-104 Hz), drawn per song
 BASS_LEAP = 11  # semitones: a lowest pitch an octave or more over the last root is the tune, not a bass note
 BASS_PATTERNS = ("held", "beats", "halves", "eighths", "root_fifth", "push")
 DRUM_KINDS = ("straight8", "straight16", "halftime", "disco", "ride", "ballad")
@@ -383,13 +385,13 @@ def _clip_spans(spans, start_tick, end_tick):
 # bass and drums
 
 
-def fold_pitch(pitch, low=BASS_RANGE[0], high=BASS_RANGE[1]):
-    """``pitch`` moved by octaves into ``[low, high]`` (a range of at least an octave)."""
-    while pitch > high:
-        pitch -= 12
-    while pitch < low:
-        pitch += 12
-    return pitch
+def place_pitch(pitch, previous, centre, low=BASS_RANGE[0], high=BASS_RANGE[1]):
+    """The octave of ``pitch`` in ``[low, high]`` (a range of at least an octave) nearest the
+    ``previous`` bass note (``centre`` when None), pulled half as much toward ``centre``: a line
+    that moves by small steps and stays in its register."""
+    ref = centre if previous is None else previous
+    options = [q for q in range(low, high + 1) if q % 12 == pitch % 12]
+    return min(options, key=lambda q: (abs(q - ref) + 0.5 * abs(q - centre), q))
 
 
 def _bass_onsets(pattern, beats_per_bar):
@@ -415,16 +417,19 @@ def bass_line(roots, ticks_per_beat, beats_per_bar, pattern, rng):
     downbeat; None: no chord). ``held``: one note per half bar, restruck where the root changes;
     the others repeat a one-bar rhythm (:func:`_bass_onsets`) whose notes take the root (or its
     fifth) of the beat they start in. A note is cut where the root changes or stops, no note starts
-    on a beat without a chord; pitches folded into :data:`BASS_RANGE`. Velocities humanised.
+    on a beat without a chord; each pitch at its octave in :data:`BASS_RANGE` nearest the last
+    note (:func:`place_pitch`, toward a per-song centre in :data:`BASS_CENTRE`). Velocities
+    humanised.
     Returns :class:`Note` s (excerpt ticks)."""
     eighth = ticks_per_beat / 2
     base = int(rng.integers(80, 108))
+    centre = int(rng.integers(*BASS_CENTRE))
     beats = len(roots)
-
-    def velocity(accent):
-        return int(np.clip(round(base + accent + rng.normal(0.0, 4.0)), 1, 127))
-
     out = []
+
+    def note(start, stop, pitch, accent):
+        pitch = place_pitch(pitch, out[-1].pitch if out else None, centre)
+        out.append(Note(start, stop, pitch, int(np.clip(round(base + accent + rng.normal(0.0, 4.0)), 1, 127))))
 
     def until_change(beat, stop_beat):
         """The first beat after ``beat`` (up to ``stop_beat``) whose root differs from ``beat``'s."""
@@ -442,8 +447,8 @@ def bass_line(roots, ticks_per_beat, beats_per_bar, pattern, rng):
                 continue
             slot_end = (k // half + 1) * half
             stop = until_change(k, slot_end)
-            out.append(Note(k * ticks_per_beat, stop * ticks_per_beat - ticks_per_beat // 16,
-                            fold_pitch(roots[k]), velocity(8 if k % beats_per_bar == 0 else 0)))
+            note(k * ticks_per_beat, stop * ticks_per_beat - ticks_per_beat // 16, roots[k],
+                 8 if k % beats_per_bar == 0 else 0)
             k = stop
         return out
     bars = -(-beats // beats_per_bar)
@@ -457,8 +462,7 @@ def bass_line(roots, ticks_per_beat, beats_per_bar, pattern, rng):
             start, stop = round(start8 * eighth), round(stop8 * eighth)
             stop -= min(ticks_per_beat // 16, (stop - start) // 4)  # detached a little
             if stop > start:
-                out.append(Note(start, stop, fold_pitch(roots[beat] + interval),
-                                velocity(8 if onset == 0 else 0)))
+                note(start, stop, roots[beat] + interval, 8 if onset == 0 else 0)
     return out
 
 
@@ -754,9 +758,13 @@ def soundfont_licence(path):
 
 def render_song(midi_path, out_dir, *, seconds, rate, seed, soundfonts, fluidsynth, per_stem_soundfont=False):
     """Render one song's four stems into ``out_dir/<id>/`` (a hidden folder renamed into place);
-    returns its metadata (also written as ``song.json`` there). Raises :class:`SongError`."""
+    returns its metadata (also written as ``song.json`` there). ``soundfonts``: paths, one drawn
+    for the song, or with ``per_stem_soundfont`` one per stem (programs then drawn among the
+    presets all of them hold; the song's ``soundfont`` is None, each stem names its own).
+    Raises :class:`SongError` for a song that cannot be rendered."""
     import soundfile as sf
 
+    began = time.perf_counter()
     midi_path, out_dir = Path(midi_path), Path(out_dir)
     song_id = midi_path.stem
     rng = np.random.default_rng([seed, int(song_id)])
@@ -788,7 +796,7 @@ def render_song(midi_path, out_dir, *, seconds, rate, seed, soundfonts, fluidsyn
                          "beats_per_bar": grid.beats_per_bar, "downbeat": grid.downbeat},
                 "tempo_bpm": round(60e6 / tempos[0][1], 3),
                 "tempo_bpm_mean": round((excerpt.end_tick - excerpt.start_tick) / grid.ticks_per_beat / seconds * 60, 3),
-                "soundfont": soundfont_licence(font), "stems": {}}
+                "soundfont": None if per_stem_soundfont else soundfont_licence(font), "stems": {}}
         for stem in STEMS:
             info = dict(stems[stem].info)
             midi_file = part / f"{stem}.mid"
@@ -810,6 +818,7 @@ def render_song(midi_path, out_dir, *, seconds, rate, seed, soundfonts, fluidsyn
             if per_stem_soundfont:
                 info["soundfont"] = soundfont_licence(fonts[stem])
             meta["stems"][stem] = info
+        meta["render_s"] = round(time.perf_counter() - began, 2)
         (part / "song.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
         for path in part.iterdir():
             with open(path, "rb") as handle:
@@ -836,7 +845,7 @@ def write_manifest(directory, skipped, soundfonts=()):
     from roomtone.audio import write_text_atomic
 
     songs = [json.loads((p / "song.json").read_text(encoding="utf-8")) for p in _songs_in(directory)]
-    fonts = {s["soundfont"]["file"]: s["soundfont"] for s in songs}
+    fonts = {s["soundfont"]["file"]: s["soundfont"] for s in songs if s.get("soundfont")}
     fonts.update({st["soundfont"]["file"]: st["soundfont"] for s in songs for st in s["stems"].values() if "soundfont" in st})
     fonts.update({info["file"]: info for info in map(soundfont_licence, soundfonts)})
     doc = {
@@ -921,17 +930,25 @@ def main(argv=None):
         except (SongError, OSError, struct.error) as exc:
             p.error(str(exc))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    previous = {}
     manifest = out / "manifest.json"
     if manifest.is_file():
-        doc = json.loads(manifest.read_text(encoding="utf-8"))
-        previous = doc.get("skipped", {})
-        rates = {s["rate"] for s in doc.get("songs", [])}
+        rates = {s["rate"] for s in json.loads(manifest.read_text(encoding="utf-8")).get("songs", [])}
         if rates and rates != {args.rate}:
             p.error(f"--rate {args.rate} Hz: {out} holds renders at {sorted(rates)} Hz; use that rate or another --out")
-    skipped = dict(previous)
-    for number in range(args.first_song, min(args.first_song + args.songs, 1000)):
+    numbers = range(args.first_song, min(args.first_song + args.songs, 1000))
+    render_folder(out, data, numbers, seconds=args.seconds, rate=args.rate, seed=args.seed, soundfonts=fonts,
+                  fluidsynth=args.fluidsynth, per_stem_soundfont=args.soundfont_per_stem)
+    return 0
+
+
+def render_folder(out, data, numbers, *, seconds, rate, seed, soundfonts, fluidsynth, per_stem_soundfont=False):
+    """Render the songs ``numbers`` of ``data`` into ``out`` (:func:`render_song`), skipping those
+    there, with one line per song; the manifest rewritten after each. Returns the manifest."""
+    out, data = Path(out), Path(data)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.json"
+    skipped = json.loads(manifest.read_text(encoding="utf-8")).get("skipped", {}) if manifest.is_file() else {}
+    for number in numbers:
         song_id = f"{number:03d}"
         source = data / f"{song_id}.mid"
         if (out / song_id).is_dir():
@@ -942,21 +959,23 @@ def main(argv=None):
             continue
         began = time.perf_counter()
         try:
-            meta = render_song(source, out, seconds=args.seconds, rate=args.rate, seed=args.seed, soundfonts=fonts,
-                               fluidsynth=args.fluidsynth, per_stem_soundfont=args.soundfont_per_stem)
+            meta = render_song(source, out, seconds=seconds, rate=rate, seed=seed, soundfonts=soundfonts,
+                               fluidsynth=fluidsynth, per_stem_soundfont=per_stem_soundfont)
         except SongError as exc:
             skipped[song_id] = str(exc)
             print(f"{song_id} skipped: {exc}", flush=True)
-            write_manifest(out, skipped, fonts)
+            write_manifest(out, skipped, soundfonts)
             continue
         skipped.pop(song_id, None)
-        write_manifest(out, skipped, fonts)
+        write_manifest(out, skipped, soundfonts)
         e = meta["excerpt"]
         print(f"{song_id} {meta['split']:5s} {e['seconds']:g} s from bar {e['start_bar']} ({e['start_s']:.1f} s), "
-              f"{meta['tempo_bpm']:.0f} bpm, {meta['soundfont']['file']}, {time.perf_counter() - began:.1f} s", flush=True)
-    write_manifest(out, skipped, fonts)
-    return 0
+              f"{meta['tempo_bpm']:.0f} bpm, {(meta['soundfont'] or {'file': 'a soundfont per stem'})['file']}, "
+              f"rendered in {time.perf_counter() - began:.1f} s",
+              flush=True)
+    return write_manifest(out, skipped, soundfonts)
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a killed run removes its hidden song folder too
     sys.exit(main())

@@ -187,7 +187,7 @@ def test_chord_roots_are_the_lowest_pitch_and_the_tune_alone_is_no_chord_change(
     assert p.chord_roots(early, TPB, 2) == [40, 50]
 
 
-@pytest.mark.parametrize("register", [(24, 29, 33), (55, 57, 64)], ids=["low", "high"])  # folded up, down
+@pytest.mark.parametrize("register", [(24, 29, 33), (55, 57, 64)], ids=["low", "high"])  # roots under, over the bass range
 @pytest.mark.parametrize("beats_per_bar", [3, 4])
 @pytest.mark.parametrize("pattern", p.BASS_PATTERNS)
 def test_bass_notes_are_chord_roots_in_range_and_only_under_chords(pattern, beats_per_bar, register):
@@ -215,8 +215,15 @@ def test_bass_notes_are_chord_roots_in_range_and_only_under_chords(pattern, beat
             assert not [n for n in notes if n.start_tick < (k + 1) * TPB and n.end_tick > k * TPB]
 
 
-def test_fold_pitch():
-    assert [p.fold_pitch(x) for x in (28, 52, 27, 53, 96, 5)] == [28, 52, 39, 41, 48, 29]
+def test_bass_pitch_takes_the_octave_nearest_the_last_note():
+    assert p.place_pitch(60, None, 36) == 36  # the first note: at the centre
+    assert p.place_pitch(43, 36, 36) == 31  # G below C (a fourth) rather than above (a fifth)
+    assert p.place_pitch(40, 47, 38) == 40 and p.place_pitch(5, 30, 38) == 29
+    assert p.place_pitch(64, 50, 38) == 52 and p.place_pitch(4, 28, 28) == 28  # the range's ends
+    for pitch in range(0, 128, 5):
+        for previous in (None, 28, 40, 52):
+            q = p.place_pitch(pitch, previous, 38)
+            assert 28 <= q <= 52 and q % 12 == pitch % 12
 
 
 @pytest.mark.parametrize("beats_per_bar", [3, 4])
@@ -400,13 +407,33 @@ def _smallest_soundfont():
     return min(fonts, key=os.path.getsize) if fonts else None
 
 
-@pytest.mark.fluidsynth
-def test_a_synthetic_song_renders_four_aligned_stems(tmp_path, capsys):
+def _fluidsynth_and_soundfont():
     if not os.path.isfile("/usr/bin/fluidsynth"):
         pytest.skip("/usr/bin/fluidsynth is not installed (apt-get install fluidsynth)")
     font = _smallest_soundfont()
     if font is None:
         pytest.skip(f"no General MIDI soundfont at {', '.join(p.DEFAULT_SOUNDFONTS)} (apt-get install fluid-soundfont-gm)")
+    return font
+
+
+@pytest.mark.fluidsynth
+def test_a_stem_that_would_clip_renders_again_quieter(tmp_path, monkeypatch):
+    font = _fluidsynth_and_soundfont()
+    notes = tuple(p.Note(t, t + 60, key, 127) for t in range(0, 4 * TPB, TPB // 2) for key in (36, 38, 49, 42))
+    stem = p.Stem((p.Part(p.DRUM_CHANNEL, 0, notes, volume=127),))
+    p.stem_midi(stem, ((0, 500000),), TPB, 4 * TPB).save(str(tmp_path / "drums.mid"))
+    monkeypatch.setattr(p, "START_GAIN", 8.0)
+    samples = 22050 * 2
+    audio, info = p.render_stem(tmp_path / "drums.mid", font, 22050, samples, reverb=False, chorus=False,
+                                fluidsynth="/usr/bin/fluidsynth", workdir=tmp_path)
+    assert audio.shape == (2, samples) and audio.dtype == np.float32
+    assert info["gain"] < 8.0 and info["fluidsynth"][info["fluidsynth"].index("-g") + 1] == f"{info['gain']:.4f}"
+    assert 0.5 < np.abs(audio).max() < p.CLIP_PEAK
+
+
+@pytest.mark.fluidsynth
+def test_a_synthetic_song_renders_four_aligned_stems(tmp_path, capsys):
+    font = _fluidsynth_and_soundfont()
     data, out = tmp_path / "data", tmp_path / "out"
     data.mkdir()
     _write(data / "001.mid", _song(bars=2))  # 4 s at 120 bpm
