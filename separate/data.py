@@ -17,8 +17,9 @@ config records them):
   loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
 
 A POP909 item mixes stems of *different* songs (random remixing across songs, as Open-Unmix
-trains), each with a random gain (+-6 dB) and a tenth of the time left out (silent stem); its
-vocals are a real voice (60 %), the melody render (25 %) or nothing. A game-music item is a
+trains), each brought to one RMS level (the soundfonts differ by 20 dB) then given a random gain
+(+-6 dB), a tenth of the time left out (silent stem); its vocals are a real voice (60 %), the
+melody render (25 %) or nothing, 8 dB under to 4 dB over the accompaniment. A game-music item is a
 random excerpt plus a real voice (85 %). Channels are swapped at random; 8 % of items are mono.
 The mixture is the sum of the stems, so the targets sum to it exactly.
 
@@ -140,16 +141,16 @@ def _decode_music(files, seconds, seed, held_out):
 def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None):
     """Everything the mixtures draw from: ``{"train"|"val": {"songs": [(id, {stem: int16 (2, n)})],
     "voices": [...], "music": [...]}, "rir": [...]}`` (songs from the POP909 render folder
-    ``pop909``, when given)."""
+    folder ``pop909`` or each of a list of them, when given)."""
     voices = load_voices(speech, singing)
     tunes = load_music(cache=music_cache) if music else {"train": [], "val": []}
     out = {"rir": load_rirs(speech)}
     for split in ("train", "val"):
         songs = []
-        if pop909:
+        for folder in ([pop909] if isinstance(pop909, (str, os.PathLike)) else pop909 or []):
             from roomtone.separate import pop909 as renders
 
-            songs = renders.load_stems(pop909, split=split)
+            songs += renders.load_stems(folder, split=split)
         out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split]}
     return out
 
@@ -274,6 +275,12 @@ def item(rng, pool, rirs, n, augment=True):
             if augment and rng.random() < 0.1:
                 continue
             y = _stem(rng, pool["songs"], stem, n)
+            level = _rms(y)
+            if level < 1e-4:  # a silent stretch stays silent
+                continue
+            # renders differ by 20 dB in level between soundfonts: each stem to one level, then
+            # a random balance
+            y = y * (0.05 / level)
             if augment:
                 y = _eq(rng, y, 3.0) * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
             targets[j] = y
@@ -283,7 +290,11 @@ def item(rng, pool, rirs, n, augment=True):
             level = _rms(targets[1:].sum(axis=0)) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
             targets[0] = v * (level / (_rms(v) + 1e-9))
         elif draw < 0.85:
-            targets[0] = _stem(rng, pool["songs"], "melody", n) * 10.0 ** (rng.uniform(-4.0, 4.0) / 20.0)
+            y = _stem(rng, pool["songs"], "melody", n)
+            level = _rms(y)
+            if level >= 1e-4:
+                acc = _rms(targets[1:].sum(axis=0))
+                targets[0] = y * ((acc if acc > 1e-6 else 0.05) / level) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
     else:
         full = 0.0
         _, music = pool["music"][int(rng.integers(len(pool["music"])))]

@@ -89,7 +89,8 @@ def evaluate(model, mix, targets, full, batch=4):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
-    p.add_argument("--pop909", help="the POP909 render folder (roomtone.separate.pop909 --out)")
+    p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.pop909 --out); "
+                                                    "repeatable")
     p.add_argument("--no-music", action="store_true", help="leave the game music out")
     p.add_argument("--music-cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone",
                                                          "separate_music.npz"),
