@@ -23,7 +23,9 @@ How an album is placed, and why:
   every track (up to :data:`EXCERPT_S`, centred), at the album's trim, joined end to end; equal
   lengths, so each track's spectrum counts by its power: the album's loudness-weighted average, as
   the album's integrated loudness weighs its tracks. The compressor's tonal effect is measured on
-  an excerpt of every track. Tracks of another channel layout than most are left out of the
+  an excerpt of every track. With ``preset="auto"`` the assistant
+  (:func:`roomtone.mastering.assistant.propose`) proposes the one chain from that same signal
+  (and ``fit_target`` refines towards its proposal), so the album still shares one chain. Tracks of another channel layout than most are left out of the
   analysis (and named); tracks at another sample rate are resampled for the analysis only.
 - **Then each track's own loudness stage** (one static gain, the true-peak limiter): the tracks'
   gains differ only by what the chain did to each one's loudness. No gain riding.
@@ -50,7 +52,7 @@ import os
 import numpy as np
 
 from roomtone.audio import read_audio, read_audio_async, validate_audio
-from roomtone.errors import InvalidAudioError, PresetError, RoomtoneError, TargetUnreachableError
+from roomtone.errors import InvalidAudioError, RoomtoneError, TargetUnreachableError
 from roomtone.mastering import api
 from roomtone.mastering.explain import chain_lines
 from roomtone.mastering.presets import load_preset
@@ -174,11 +176,13 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     sources = list(sources)
     if not sources:
         raise InvalidAudioError("an album needs at least one track")
-    if api.is_auto(preset):
-        raise PresetError("--preset auto proposes a chain for one track; an album shares one chain: give the album a "
-                          "preset, a --reference or --fit-target")
-    preset = load_preset(preset)
-    match = api.match_target(preset, reference, fit_target)
+    auto = api.is_auto(preset)
+    if auto:  # the assistant proposes one chain from the album's analysis signal (as a fit sees it)
+        match = api.match_target(preset, reference, fit_target)
+        preset = api.base_preset(preset)
+    else:
+        preset = load_preset(preset)
+        match = api.match_target(preset, reference, fit_target)
     api.resolve_goal(platform, 2, target_lufs, ceiling_dbtp, match)  # a bad platform or target: before any reading
     tracks, excerpts = [], {}
     whole = len(sources) == 1  # a one-track album fits on the whole track, as its own master does
@@ -197,7 +201,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
                 audio, rate = validate_audio(source[0], source[1], name=name), int(source[1])
             track.input_lufs, track.blocks = _track_loudness(audio, rate, name)
             track.channels, track.sample_rate, track.duration_s = int(audio.shape[0]), int(rate), audio.shape[1] / rate
-            if match is not None:
+            if match is not None or auto:
                 excerpts[index] = audio if whole else _excerpt(audio, rate, excerpt_s)
             del audio
         except InvalidAudioError as exc:
@@ -217,18 +221,37 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
             f"needs more than {api.MAX_TOTAL_GAIN_DB:g} dB of gain (as does every track at its distance), which "
             f"would mostly raise the noise floor")
     trim_db = float(np.clip(api.WORKING_LEVEL_LUFS - loudest.input_lufs, -60.0, 60.0))
-    fit = None
-    if match is not None:
-        say("fitting the album's chain")
-        preset, fit = _fit_album(tracks, excerpts, loudest, trim_db, preset, match, whole, excerpt_s)
+    fit = proposal = None
+    if match is not None or auto:
+        signal, rate, segments, info = _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s)
+        excerpts.clear()
+        if auto:
+            say("proposing the album's chain")
+            from roomtone.mastering import assistant  # JAX: only here
+
+            preset, proposal, predicted = assistant.propose(signal, rate, preset)
+            proposal["album_analysis"] = info
+            if match is api.ASSISTANT_TARGET:
+                from roomtone.mastering.targets import MatchTarget
+
+                match = MatchTarget(tonal_db=predicted, sources=("assistant",))
+        if match is not None:
+            say("fitting the album's chain")
+            from roomtone.mastering.fit import fit_chain  # JAX: only here
+
+            preset, fit = fit_chain(signal, rate, preset, match, segments=segments,
+                                    **({"rounds": 1, "steps": 150} if proposal else {}))
+            fit["album_analysis"] = info
+        del signal
     excerpts.clear()
     return Album(tracks=tracks, goal=goal, loudest=loudest.index, trim_db=trim_db, preset=preset, fit=fit,
-                 match=match)
+                 match=match, assistant=proposal)
 
 
-def _fit_album(tracks, excerpts, loudest, trim_db, preset, match, whole, excerpt_s):
-    """The album's one fit (module docstring): ``(fitted preset, fit report)``."""
-    from roomtone.mastering.fit import fit_chain  # JAX: only here
+def _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s):
+    """The album's analysis signal (module docstring): one excerpt per track of the album's most
+    common layout at the album's trim, end to end. Returns ``(signal (channels, samples), rate,
+    segments (None for a one-track album: the whole track), album_analysis report)``."""
     from roomtone.resample import resample
 
     usable = [t for t in tracks if t.error is None]
@@ -249,15 +272,14 @@ def _fit_album(tracks, excerpts, loudest, trim_db, preset, match, whole, excerpt
         at += piece.shape[1]
     signal = pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=1)
     del pieces
-    fitted, report = fit_chain(signal, rate, preset, match, segments=None if whole else segments)
-    report["album_analysis"] = {
+    info = {
         "tracks": [t.name for t in included],
         "left_out": [{"track": t.name, "why": f"{t.channels} channels, the album's analysis is {channels}"}
                      for t in usable if t.channels != channels],
         "excerpt_s": None if whole else excerpt_s, "sample_rate": rate,
         "weighting": "one equal-length excerpt per track at the album's trim: each track counts by its power",
     }
-    return fitted, report
+    return signal, rate, None if whole else segments, info
 
 
 @dataclasses.dataclass
@@ -272,6 +294,7 @@ class Album:
     preset: object
     fit: dict | None = None
     match: object = None
+    assistant: dict | None = None  # what --preset auto proposed for the album
     output_blocks: dict = dataclasses.field(default_factory=dict, repr=False)
 
     def placement(self, index):
@@ -353,6 +376,7 @@ class Album:
             "preset": {**self.preset.to_dict(), "source": self.preset.source or None},
             "chain": chain_lines(self.preset),
             "fit": self.fit,
+            "assistant": self.assistant,
             "input_album_lufs": round(integrated_from_blocks(np.concatenate(inputs)), 3),
             "output_album_lufs": round(integrated_from_blocks(np.concatenate(delivered)), 3) if delivered else None,
             "output_album_tracks": len(delivered),

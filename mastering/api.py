@@ -206,7 +206,10 @@ def match_target(preset, reference=None, fit_target=False):
 def resolve_goal(platform, channels, target_lufs=None, ceiling_dbtp=None, match=None):
     """The :class:`~roomtone.platforms.Target` of a master: the platform's (default ``spotify``),
     overridden by ``target_lufs`` / ``ceiling_dbtp``; with a reference ``match`` and neither
-    ``platform`` nor ``target_lufs``, the reference's integrated loudness."""
+    ``platform`` nor ``target_lufs``, the reference's integrated loudness (the assistant's own
+    target, :data:`ASSISTANT_TARGET`, has no loudness)."""
+    if match is ASSISTANT_TARGET:
+        match = None
     from_reference = (match is not None and match.integrated_lufs is not None and platform is None
                       and target_lufs is None)
     goal = resolve_target(platform or "spotify", channels,
@@ -233,8 +236,7 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
     else:
         match = match_target(preset, reference, fit_target)
         preset = base_preset(preset)
-        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp,
-                            None if match is ASSISTANT_TARGET else match)
+        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp, match)
 
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")

@@ -203,7 +203,8 @@ def _plan(inputs, output_path, fmt_choice):
               help="Fit the chain to the preset's own [target] table (tonal curve; balanced, warm, open have one).")
 @click.option("--album", is_flag=True,
               help="Master IN... as one album: one shared chain for every track (fitted to the album as a whole "
-                   "with --reference/--fit-target: one excerpt of each track, weighted by its loudness), one input "
+                   "with --reference/--fit-target, or proposed for it by --preset auto: one excerpt of each track, weighted by "
+                   "its loudness), one input "
                    "trim, and the loudest track on the target (LUFS), every other track keeping its input loudness "
                    "difference (LU) to it, as album normalisation (one gain for the whole album, set by its "
                    "loudest track) expects; no track is raised above the target, each stays under the ceiling "
