@@ -29,24 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from roomtone.datasets import held_out_speaker, speaker_key  # noqa: F401  (shared with separate)
+
 SAMPLE_RATE = 16000
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "speech"
-
-
-def speaker_key(name):
-    """The speaker a speech file belongs to, from its name."""
-    m = re.search(r"(\d+)-\d+-\d+", name)
-    if m:
-        return "libri" + m.group(1)
-    m = re.search(r"libritts_(\d+)_", name)
-    if m:
-        return "libri" + m.group(1)
-    m = re.search(r"(p\d{3})", name)
-    if m:
-        return "vctk" + m.group(1)
-    if "ljspeech" in name:
-        return "ljspeech"
-    return Path(name).stem
 
 
 def noise_key(name):
@@ -55,10 +41,6 @@ def noise_key(name):
     stem = re.sub(r"_\d{8}_\d{6}$", "", stem)
     stem = re.sub(r"_chunk\d+.*$", "", stem)
     return stem
-
-
-def held_out_speaker(key):
-    return zlib.crc32(key.encode()) % 8 == 0
 
 
 def held_out_noise(key):

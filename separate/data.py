@@ -12,7 +12,7 @@ config records them):
   "no air = not a voice", such a clip gets synthetic air: high-passed noise (7 kHz up) following
   the clip's own 3-8 kHz envelope, 18-30 dB under it.
 - **Real instrumental music**: Debian's game-music packages (the assistant's
-  :data:`roomtone.mastering.train_assistant.PACKAGES`), as an accompaniment under a real voice.
+  :data:`roomtone.datasets.PACKAGES`), as an accompaniment under a real voice.
   Partial labels: only ``vocals`` and the accompaniment (``drums + bass + other``) are known; the
   loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
 
@@ -24,8 +24,8 @@ random excerpt plus a real voice (85 %). Channels are swapped at random; 8 % of 
 The mixture is the sum of the stems, so the targets sum to it exactly.
 
 Held out for validation: POP909 songs by the renderer's split (id % 10 == 0), speakers by
-:func:`roomtone.enhance.data.held_out_speaker`, music files by
-:func:`roomtone.mastering.train_assistant.held_out`. No training item uses any of them.
+:func:`roomtone.datasets.held_out_speaker`, music files by
+:func:`roomtone.datasets.held_out`. No training item uses any of them.
 
 Shape: mixtures (items, 2, samples) float32; targets (items, 4 stems, 2, samples); ``full``
 (items,) float32, 1 for a full-label item.
@@ -66,7 +66,7 @@ def _int16(x):
 def load_voices(speech=SPEECH, singing=SINGING):
     """``{"train"|"val": [(key, mono float32 at 44.1 kHz, native rate)]}``, speakers held out as the
     denoiser holds them out."""
-    from roomtone.enhance.data import held_out_speaker, speaker_key
+    from roomtone.datasets import held_out_speaker, speaker_key
 
     out = {"train": [], "val": []}
     folders = [Path(speech) / "speech", Path(speech) / "more" / "speech", Path(singing)]
@@ -97,7 +97,7 @@ def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
     game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
     kept there and read back when the file list and excerpt length are the same (decoding the OGG
     files takes minutes)."""
-    from roomtone.mastering.train_assistant import PACKAGES, held_out, music_files
+    from roomtone.datasets import PACKAGES, held_out, music_files
 
     files = music_files(folders or PACKAGES)
     names = [f"{package}/{path.name}" for package, path in files]
@@ -166,7 +166,8 @@ def manifest(sources):
         out[f"{split}_voice_clips"] = len(s["voices"])
         out[f"{split}_voice_minutes"] = round(sum(x.size for _, x, _ in s["voices"]) / SAMPLE_RATE / 60, 2)
         out[f"{split}_music_files"] = len(s["music"])
-    out["val_song_ids"] = [sid for sid, _ in sources["val"]["songs"]]
+    out["train_song_ids"] = sorted({sid for sid, _ in sources["train"]["songs"]})
+    out["val_song_ids"] = sorted({sid for sid, _ in sources["val"]["songs"]})
     out["val_music"] = [name for name, _ in sources["val"]["music"]]
     out["val_speakers"] = sorted({k for k, _, _ in sources["val"]["voices"]})
     out["rirs"] = len(sources["rir"])

@@ -171,3 +171,96 @@ def test_partial_label_loss_ignores_how_the_accompaniment_is_split():
     assert a == pytest.approx(b, rel=1e-5)
     c = float(train.loss_fn(Fixed(jnp.asarray(base)), mix, targets, np.ones(2, np.float32)))
     assert c != pytest.approx(a, rel=1e-3)  # a full-label item does see the split
+
+
+# ---- the shipped weights -------------------------------------------------------------------------
+
+def golden_mix():
+    """The fixed synthetic mix of the golden test: 6 s at 44.1 kHz stereo of sepsignals' kick +
+    hi-hat (drums), a centred harmonic voice, a low bass note and a wide noise pad (other).
+    Returns {stem: (2, samples)}."""
+    seconds = 6.0
+    n = int(seconds * RATE)
+    rng = np.random.default_rng(11)
+    pad = rng.standard_normal((2, n)).astype(np.float32)
+    spec = np.fft.rfft(pad, axis=-1)
+    f = np.fft.rfftfreq(n, 1 / RATE)
+    pad = np.fft.irfft(spec * ((f > 300) & (f < 3000)), n=n, axis=-1).astype(np.float32)
+    pad *= 0.05 / np.sqrt(np.mean(pad ** 2))
+    return {"vocals": sepsignals.voice(seconds, RATE, f0=233.0) * 0.5,
+            "drums": sepsignals.kick(seconds, RATE) + sepsignals.hihat(seconds, RATE),
+            "bass": sepsignals.bass(seconds, RATE, f0=49.0),
+            "other": pad}
+
+
+def golden_figures(separator):
+    """SDR (dB, data.sdr_db) per stem of ``separator`` on :func:`golden_mix`, and each stem's
+    output RMS (dB)."""
+    stems = golden_mix()
+    mix = sum(stems.values())
+    out = separator.separate_segment(np.pad(mix, ((0, 0), (0, int(separator.segment_s * RATE) - mix.shape[1])))[None],
+                                     RATE)[0][:, :, :mix.shape[1]]
+    ref = np.stack([stems[s] for s in net.STEMS])
+    sdr = data.sdr_db(out[None], ref[None])[0]
+    figures = {f"sdr_{s}_db": round(float(v), 3) for s, v in zip(net.STEMS, sdr)}
+    figures.update({f"rms_{s}_db": round(float(10 * np.log10(np.mean(out[j].astype(np.float64) ** 2) + 1e-20)), 3)
+                    for j, s in enumerate(net.STEMS)})
+    return figures
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not net.installed():
+        pytest.fail("the shipped separator weights (separate/weights/roomtone.npz) are missing")
+    return net.RoomtoneSeparator()
+
+
+def test_shipped_weights_give_the_committed_golden_figures(shipped):
+    """Regenerate with tests/golden/make_separate_golden.py after training new weights."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    golden = json.loads((Path(__file__).parent / "golden" / "separate_roomtone.json").read_text())
+    assert hashlib.sha256(Path(net.weights_path()).read_bytes()).hexdigest() == golden["weights_sha256"]
+    figures = golden_figures(shipped)
+    for key, value in figures.items():
+        assert value == pytest.approx(golden[key], abs=0.05), key
+
+
+def test_shipped_weights_separate_a_mix_they_never_saw_better_than_the_trivial_split(shipped):
+    """On the synthetic golden mix every stem's SDR beats giving each stem a quarter of the mix."""
+    figures = golden_figures(shipped)
+    stems = golden_mix()
+    mix = sum(stems.values())
+    trivial = data.sdr_db(np.repeat(mix[None, None] / 4, 4, axis=1),
+                          np.stack([stems[s] for s in net.STEMS])[None])[0]
+    better = [s for s, t in zip(net.STEMS, trivial) if figures[f"sdr_{s}_db"] > t]
+    assert len(better) >= 3, (figures, trivial)
+
+
+def test_shipped_config_describes_the_weights(shipped):
+    config = shipped.config
+    assert config["architecture"]["kind"] == net.KIND and config["sample_rate"] == RATE
+    for key in ("data", "training", "metrics", "parameters"):
+        assert key in config, key
+    assert config["data"]["val_song_ids"] and config["data"]["val_speakers"]
+    assert not set(config["data"]["val_song_ids"]) & set(config["data"].get("train_song_ids", []))
+    from roomtone.models import weights
+
+    assert config["parameters"] == sum(v.size for v in weights.load_arrays(net.weights_path()).values())
+
+
+def test_the_job_runs_the_shipped_model_and_the_stems_sum_to_the_mix():
+    from roomtone.separate import separate
+    from roomtone.separate.separators import available_separators, default_separator
+
+    assert "roomtone" in available_separators()
+    assert default_separator() == "dsp"  # not the default until it beats dsp on real music
+    stems = golden_mix()
+    mix = sum(stems.values())[:, :RATE * 2]
+    out, report = separate(mix, RATE, model="roomtone")
+    assert report["model"] == "roomtone"
+    np.testing.assert_allclose(sum(out.values()), mix, atol=1e-5)
+    mono, _ = separate(mix[:1], RATE, model="roomtone")
+    assert all(v.shape == (1, mix.shape[1]) for v in mono.values())

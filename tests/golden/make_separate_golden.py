@@ -1,0 +1,37 @@
+#!/usr/bin/env python
+"""Regenerate ``separate_roomtone.json``: the shipped ``roomtone`` separator's figures on the fixed
+synthetic mix of ``tests/test_separate_net.py`` (``golden_mix``). Run after training new weights;
+it records the versions it ran with.
+
+    python tests/golden/make_separate_golden.py
+"""
+
+import json
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+
+def main():
+    import hashlib
+
+    import flax
+    import jax
+    import numpy as np
+
+    import roomtone
+    from roomtone.separate.net import RoomtoneSeparator, weights_path
+    from test_separate_net import golden_figures
+
+    figures = golden_figures(RoomtoneSeparator())
+    figures["weights_sha256"] = hashlib.sha256(Path(weights_path()).read_bytes()).hexdigest()
+    figures["versions"] = {"roomtone": roomtone.__version__, "jax": jax.__version__, "flax": flax.__version__,
+                           "numpy": np.__version__}
+    (HERE / "separate_roomtone.json").write_text(json.dumps(figures, indent=1, sort_keys=True) + "\n")
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
