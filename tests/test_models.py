@@ -82,6 +82,20 @@ def test_weights_round_trip_rebuilds_the_model_abstractly(tmp_path):
     assert isinstance(rebuilt, nnx.Module)
 
 
+def test_a_half_precision_weight_file_is_half_the_size_and_runs_in_float32(tmp_path):
+    factory = _tiny_factory()
+    model = factory()
+    arrays = weights.model_arrays(model)
+    half = weights.half_precision(arrays)
+    assert all(v.dtype == np.float16 for v in half.values())
+    path = tmp_path / "half.npz"
+    weights.save_weights(path, half, {"architecture": {"kind": "tiny"}, "sample_rate": 16000})
+    rebuilt = weights.build(factory, weights.load_arrays(path), path=str(path))
+    assert all(v.dtype == np.float32 for v in weights.model_arrays(rebuilt).values())
+    x = jnp.ones((4, 3))
+    np.testing.assert_allclose(np.asarray(rebuilt(x)), np.asarray(model(x)), rtol=0, atol=5e-3)
+
+
 def test_weight_file_carrying_a_pickle_is_refused(tmp_path):
     path = tmp_path / "evil.npz"
     np.savez(path, w=np.array([{"a": 1}], dtype=object))  # an object array: stored as a pickle

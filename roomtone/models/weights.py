@@ -136,8 +136,9 @@ def load_arrays(path):
 
 def build(factory, arrays, *, path="weights"):
     """The Flax NNX model ``factory()`` builds, rebuilt abstractly (``nnx.eval_shape``) and filled
-    with ``arrays`` (flat, from :func:`load_arrays`). Every parameter must be there with its shape,
-    and nothing else. Raises :class:`ModelFileError`."""
+    with ``arrays`` (flat, from :func:`load_arrays`), each cast to the model's dtype (a float16 file
+    runs in float32). Every parameter must be there with its shape, and nothing else. Raises
+    :class:`ModelFileError`."""
     from flax import nnx
     import jax.numpy as jnp
 
@@ -152,9 +153,20 @@ def build(factory, arrays, *, path="weights"):
     for key, shape in expected.items():
         if tuple(arrays[key].shape) != shape:
             raise ModelFileError(f"{path}: {key} has shape {arrays[key].shape}, the model needs {shape}")
-    nnx.replace_by_pure_dict(state, unflatten({k: jnp.asarray(v) for k, v in arrays.items()}, pure))
+    # a file may store its parameters in half precision (a smaller shipped file): every array
+    # takes the dtype the model declares for it
+    dtypes = {path: value.dtype for path, value in _leaves(pure)}
+    nnx.replace_by_pure_dict(state, unflatten({k: jnp.asarray(v, dtype=dtypes[k]) for k, v in arrays.items()}, pure))
     nnx.update(model, state)
     return model
+
+
+def half_precision(arrays):
+    """``arrays`` with every float array stored as float16 (half the file; :func:`build` casts back
+    to the model's dtype). For a model whose outputs are masks, the rounding (about 5e-4 relative)
+    moves its figures by hundredths of a dB."""
+    return {k: (np.asarray(v).astype(np.float16) if np.issubdtype(np.asarray(v).dtype, np.floating) else v)
+            for k, v in arrays.items()}
 
 
 def flatten_shapes(tree):
