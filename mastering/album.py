@@ -240,6 +240,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
             preset, fit = fit_chain(signal, rate, preset, match, segments=segments,
+                                    delivery=(goal.integrated_lufs, goal.ceiling_dbtp),
                                     **({"rounds": 1, "steps": 150} if proposal else {}))
             fit["album_analysis"] = info
         del signal

@@ -331,7 +331,8 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             say("fitting the chain")
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
-            preset, fit = fit_chain(signal, sample_rate, preset, match, **({"rounds": 1, "steps": 150} if proposal else {}))
+            preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling),
+                                    **({"rounds": 1, "steps": 150} if proposal else {}))
             lap("fit")
         elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
             fit, match = dict(placement.fit), placement.match
@@ -467,6 +468,11 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
         fit["tonal_distance_db"] = {"input": round(tonal_distance(fit.pop("input_tonal_db"), job.match.tonal_db), 2),
                                     "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
         fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
+        if fit.get("dynamics"):
+            from roomtone.mastering.targets import short_term_spread
+
+            spread = short_term_spread(result.audio, job.sample_rate)
+            fit["dynamics"] = dict(fit["dynamics"], output_spread_lu=None if spread is None else round(spread, 2))
         report["fit"] = fit
     if job.placement is not None or job.analysis is not None:
         _album_and_analysis(job, result, report, aim, needed_lu)

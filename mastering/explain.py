@@ -80,6 +80,14 @@ def explain(report, reductions):
         if dist:
             text += f": tonal distance {dist['input']:.1f} dB before, {dist['output']:.1f} dB after"
         lines.append(text)
+        dyn = fit.get("dynamics")
+        if dyn and dyn.get("input_spread_lu") is not None and "threshold_db" in dyn:
+            text = (f"compressor thresholds {dyn['threshold_offset_db']:+.1f} dB"
+                    + (f", ratios x{dyn['ratio_scale']:.2f}" if dyn.get("ratio_scale", 1.0) != 1.0 else "")
+                    + f" for a short-term spread of {dyn['target_spread_lu']:.1f} LU (input {dyn['input_spread_lu']:.1f} LU"
+                    + (f", output {dyn['output_spread_lu']:.1f} LU" if dyn.get("output_spread_lu") is not None else "")
+                    + ")" + ("" if dyn["reachable"] else f": {dyn['note']}"))
+            lines.append(text)
     for index, processor in enumerate(preset.chain):
         if processor.bypassed:
             continue

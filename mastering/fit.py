@@ -21,8 +21,16 @@ What is fitted, and how (the speed budget is "fit + render within 2x of a plain 
   loudness into the compressor, whose thresholds are set at the working level), plus 0.3 x the mean square width difference (dB, per group), plus 1e-3 x the mean square
   gain (dB) so that bells do not fight each other.
 
-Not fitted yet: the compressor's settings (the target's dynamics are reported, input and output),
-the shelf and bell frequencies and Q.
+- Dynamics, between the first and second tonal rounds (so that the second re-measures the
+  compressor's tonal effect at its new settings), when the target has a short-term spread and the chain a
+  multiband compressor: its thresholds move by one offset so that the output's short-term
+  loudness spread meets the target's (:mod:`roomtone.mastering.dynamics`: the kernel's own gain
+  computer on excerpts through the fitted EQ, a grid search on the one offset; the report's
+  ``dynamics`` section gives the target, the input's, the predicted and, in the master report,
+  the output's measured spread). The crest factor is reported, not fitted: at a given loudness
+  and ceiling the final limiter sets it.
+
+Not fitted yet: the compressor's ratios, knee and times, the shelf and bell frequencies and Q.
 """
 
 import dataclasses
@@ -35,7 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from roomtone.mastering import jax_chain
+from roomtone.mastering import dynamics, jax_chain
 from roomtone.mastering import targets as tg
 from roomtone.mastering.processors import Equalizer, StereoWidth
 from roomtone.models import runtime
@@ -197,8 +205,35 @@ def segment_starts(segments, sample_rate, length_s):
     return starts, lengths
 
 
+def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery):
+    """Fit ``chain``'s multiband compressor (in place) to ``target``'s short-term spread
+    (:mod:`roomtone.mastering.dynamics`); returns its report, or None when there is nothing to fit."""
+    kinds = [p.kind for p in chain]
+    if target.spread_lu is None or "multiband" not in kinds or chain[kinds.index("multiband")].bypassed:
+        return None
+    mb_index = kinds.index("multiband")
+    front = chain[eq_index] if eq_index < mb_index and not chain[eq_index].bypassed else None
+    # The spread going into the compressor: the fitted EQ can move it (a section's loudness
+    # depends on its spectrum), so it is read after the EQ, on the whole signal.
+    into = front.process(signal, sample_rate) if front is not None else signal
+    spread_in = tg.short_term_spread(into, sample_rate)
+    del into
+    deliver = None
+    if delivery is not None:
+        from roomtone.meter import integrated_loudness
+        from roomtone.stages import TruePeakLimiter
+
+        limiter = TruePeakLimiter(ceiling_dbtp=delivery[1], lookahead_ms=preset.lookahead_ms,
+                                  release_ms=preset.release_ms)
+        deliver = (chain, mb_index, integrated_loudness(signal, sample_rate), delivery[0], limiter)
+    chain[mb_index], report = dynamics.fit_multiband(
+        chain[mb_index], front, signal, sample_rate, target.spread_lu, spread_in, segments=segments,
+        delivery=deliver)
+    return report
+
+
 def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0, steps=250, rounds=2,
-              segments=None):
+              segments=None, delivery=None):
     """Fit ``preset``'s chain to ``target`` (:class:`~roomtone.mastering.targets.MatchTarget`) on
     ``signal``, the input at the working level (after the input trim).
 
@@ -206,6 +241,9 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     joined end to end (an album, :mod:`roomtone.mastering.album`): the nonlinear stages' tonal
     change is then measured on one excerpt of ``excerpt_s`` centred in each piece (``excerpts`` is
     not used), so no excerpt straddles two tracks.
+
+    ``delivery``: ``(target_lufs, ceiling_dbtp)`` of the loudness stage that will follow, so the
+    dynamics fit can count the final limiter's flattening (:mod:`roomtone.mastering.dynamics`).
 
     Shape: signal (channels, samples) float32. Returns ``(preset, report)``: a new
     :class:`~roomtone.mastering.presets.Preset` with the fitted chain (rendered by numba) and a
@@ -235,11 +273,14 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     eq_index = [p.kind for p in chain].index("eq")
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
+    dyn_report = None
     in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
     k2 = f32(_k_weighting_power(sample_rate))
     tgt["tonal"] = _normalised(tgt["tonal"], k2)
     before = float(_tonal_rms(f32(in_tonal), tgt["tonal"], k2))
     for round_index in range(rounds):
+        if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect
+            dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)
         eq = chain[eq_index]
         eq_in = [eq.process(x, sample_rate) if not eq.bypassed else x for x in pieces]
         rest = Chain([p for i, p in enumerate(chain) if i != eq_index])
@@ -272,10 +313,12 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     # Tidy: drop bells the fit left near 0 dB (a 0 dB bell is skipped by the numba EQ anyway).
     eq = chain[eq_index]
     chain[eq_index] = dataclasses.replace(eq, bands=tuple(b for b in eq.bands if abs(b[1]) >= 0.05))
+    if rounds < 2:
+        dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)
     fitted = dataclasses.replace(preset, chain=chain, name=f"{preset.name}+fit",
                                  description=f"{preset.description}; fitted to {', '.join(target.sources)}")
     report = {"target": target.as_dict(), "base_preset": preset.name, "excerpts_s": [round(s / sample_rate, 2) for s in starts],
               "excerpt_length_s": round(max(lengths) / sample_rate, 2), "rounds": history,
-              "input_tonal_distance_db": round(before, 3),
+              "input_tonal_distance_db": round(before, 3), "dynamics": dyn_report,
               "seconds": round(time.perf_counter() - started, 3)}
     return fitted, report

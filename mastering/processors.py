@@ -144,13 +144,47 @@ class MultibandCompressor(Processor):
             slowest_s = max(slowest_s, 1.0 / (2.0 * math.pi * min(self.crossovers_hz) * math.sqrt(0.5)))
         return int(math.ceil(self.SETTLE_TIME_CONSTANTS * slowest_s * sample_rate))
 
+    def split_bands(self, audio, sample_rate):
+        """The kernel's LR4 band split of ``audio`` from zero state, no gain applied (the bands sum
+        to an all-pass of the input). Shape: (channels, n) -> (bands, channels, n) float64."""
+        lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
+        n_b = len(self.crossovers_hz) + 1
+        x = np.ascontiguousarray(audio, dtype=np.float32)
+        bands = np.zeros((n_b,) + x.shape)
+        multiband_compress(x, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands,
+                           np.empty(x.shape, dtype=np.float32), 0, 0, x.shape[1])
+        return bands
+
+    def target_gain_db(self, peaks, threshold_offset_db=0.0, levels_db=None):
+        """The static soft-knee curve (the kernel's) on per-period band peaks (linear; or their
+        ``levels_db``, 20 log10 of them, when given), the thresholds moved by
+        ``threshold_offset_db``: gain in dB (<= 0). Shape: (bands, periods)."""
+        threshold = np.asarray(self.threshold_db)[:, None] + threshold_offset_db
+        slope = (1.0 - 1.0 / np.asarray(self.ratio))[:, None]
+        if levels_db is None:
+            with np.errstate(divide="ignore"):
+                levels_db = 20.0 * np.log10(peaks)
+        over = levels_db - threshold
+        half = 0.5 * self.knee_db
+        target = np.where(over > half, -slope * over, 0.0)
+        if self.knee_db > 0.0:
+            knee = (over > -half) & (over <= half)
+            target = np.where(knee, -slope * (over + half) ** 2 / (2.0 * self.knee_db), target)
+        return target
+
+    def smoothed_gain_db(self, target_db, sample_rate):
+        """The kernel's attack/release smoother over control periods (zero state). Shape: (bands, periods)."""
+        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        return smooth_gain_trace(np.ascontiguousarray(target_db, dtype=np.float64),
+                                 time_coef(self.attack_ms, sample_rate) ** block,
+                                 time_coef(self.release_ms, sample_rate) ** block)
+
     def gain_reduction_db(self, audio, sample_rate, chunk_s=10.0):
         """Mean gain reduction per band in dB (>= 0, lowest band first) that :meth:`process`
         applies to ``audio``: the kernel's split (in chunks of ``chunk_s``, each led in by
         :meth:`settle_samples`, so memory stays a few chunks), the per-period peak, the static curve
         and the same smoother (:func:`roomtone.kernels.multiband.smooth_gain_trace`), averaged over
         the control periods. For ``--explain``. Shape: returns (bands,) float64."""
-        lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
         block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
         n_b, (n_ch, n) = len(self.crossovers_hz) + 1, audio.shape
         periods = -(-n // block)
@@ -161,27 +195,13 @@ class MultibandCompressor(Processor):
         lead = -(-self.settle_samples(sample_rate) // block) * block
         for start in range(0, n, chunk):
             first, stop = max(0, start - lead), min(n, start + chunk)
-            x = np.ascontiguousarray(audio[:, first:stop], dtype=np.float32)
-            bands = np.zeros((n_b,) + x.shape)
-            multiband_compress(x, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands,
-                               np.empty(x.shape, dtype=np.float32), 0, 0, x.shape[1])
+            bands = self.split_bands(audio[:, first:stop], sample_rate)
             seg = np.abs(bands[:, :, start - first:])
             m = seg.shape[2]
             p = -(-m // block)
             seg = np.pad(seg, ((0, 0), (0, 0), (0, p * block - m)))
             peaks[:, start // block:start // block + p] = seg.reshape(n_b, n_ch, p, block).max(axis=(1, 3))
-        threshold = np.asarray(self.threshold_db)[:, None]
-        slope = (1.0 - 1.0 / np.asarray(self.ratio))[:, None]
-        with np.errstate(divide="ignore"):
-            over = 20.0 * np.log10(peaks) - threshold
-        half = 0.5 * self.knee_db
-        target = np.where(over > half, -slope * over, 0.0)
-        if self.knee_db > 0.0:
-            knee = (over > -half) & (over <= half)
-            target = np.where(knee, -slope * (over + half) ** 2 / (2.0 * self.knee_db), target)
-        smoothed = smooth_gain_trace(np.ascontiguousarray(target), time_coef(self.attack_ms, sample_rate) ** block,
-                                     time_coef(self.release_ms, sample_rate) ** block)
-        return -smoothed.mean(axis=1)
+        return -self.smoothed_gain_db(self.target_gain_db(peaks), sample_rate).mean(axis=1)
 
     def process(self, audio, sample_rate):
         lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)

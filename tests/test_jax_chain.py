@@ -103,7 +103,7 @@ def test_fit_recovers_a_known_eq_and_width():
 
     error = mag_db(eq) - mag_db(known_eq)
     error -= error.mean()  # the fit is level-free (the loudness stage sets the level): compare the shape
-    print("EQ shape error dB RMS", np.sqrt(np.mean(error ** 2)), "width", fitted.chain[2].width)
+    print("EQ shape error dB RMS", np.sqrt(np.mean(error ** 2)), "width", fitted.chain[2].width, report["dynamics"])
     assert np.sqrt(np.mean(error ** 2)) < 0.5  # dB RMS over the 27 bands, 40 Hz..16 kHz
     assert abs(fitted.chain[2].width - 1.4) < 0.08
 
