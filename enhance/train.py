@@ -135,6 +135,9 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=64)
     p.add_argument("--embed", type=int, default=128)
     p.add_argument("--val-items", type=int, default=48)
+    p.add_argument("--val-seed", type=int, default=1234,
+                   help="seed of the validation mixtures (1234: bench_enhance's default set; another seed keeps "
+                        "the bench's sets out of the selection)")
     p.add_argument("--init", help="start from these weights (.npz with its config), a fresh schedule")
     p.add_argument("--sdr-weight", type=float, default=0.02, help="weight of -SI-SDR (dB) in the loss")
     p.add_argument("--stoi-weight", type=float, default=0.0,
@@ -159,7 +162,7 @@ def main(argv=None):
     pools = data.load_pools(args.data)
     man = data.manifest(pools)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
-    val_noisy, val_clean = data.validation_set(pools, items=args.val_items)
+    val_noisy, val_clean = data.validation_set(pools, items=args.val_items, seed=args.val_seed)
 
     model = net.build_model(arch, nnx.Rngs(args.seed))
     start_step, best, history = 0, -1e9, []
@@ -197,7 +200,7 @@ def main(argv=None):
                       "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
                       "augmentation": "see roomtone.enhance.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
-                              "val_items": args.val_items, "val_snr_db": [0, 15], "selected_by": args.select,
+                              "val_items": args.val_items, "val_seed": args.val_seed, "val_snr_db": [0, 15], "selected_by": args.select,
                               **({"val_stoi": round(val_stoi, 4)} if val_stoi is not None else {})},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
         weights.save_weights(args.out, weights.model_arrays(model), config)
