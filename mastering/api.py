@@ -331,7 +331,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             say("fitting the chain")
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
-            preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling),
+            preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling, input_lufs + trim_db),
                                     **({"rounds": 1, "steps": 150} if proposal else {}))
             lap("fit")
         elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well

@@ -214,10 +214,9 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
     mb_index = kinds.index("multiband")
     front = chain[eq_index] if eq_index < mb_index and not chain[eq_index].bypassed else None
     # The spread going into the compressor: the fitted EQ can move it (a section's loudness
-    # depends on its spectrum), so it is read after the EQ, on the whole signal.
-    into = front.process(signal, sample_rate) if front is not None else signal
-    spread_in = tg.short_term_spread(into, sample_rate)
-    del into
+    # depends on its spectrum), so it is read after the EQ, on the whole signal, in the meter's
+    # own K-weighting pass (the EQ's sections run first; the EQ'd signal is never built).
+    spread_in = tg.short_term_spread(signal, sample_rate, pre_sos=front.sos(sample_rate) if front is not None else None)
     deliver = None
     if delivery is not None:
         from roomtone.meter import integrated_loudness
@@ -225,7 +224,8 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
 
         limiter = TruePeakLimiter(ceiling_dbtp=delivery[1], lookahead_ms=preset.lookahead_ms,
                                   release_ms=preset.release_ms)
-        deliver = (chain, mb_index, integrated_loudness(signal, sample_rate), delivery[0], limiter)
+        level = delivery[2] if len(delivery) > 2 and delivery[2] is not None else integrated_loudness(signal, sample_rate)
+        deliver = (chain, mb_index, level, delivery[0], limiter)
     chain[mb_index], report = dynamics.fit_multiband(
         chain[mb_index], front, signal, sample_rate, target.spread_lu, spread_in, segments=segments,
         delivery=deliver)
@@ -242,8 +242,10 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     change is then measured on one excerpt of ``excerpt_s`` centred in each piece (``excerpts`` is
     not used), so no excerpt straddles two tracks.
 
-    ``delivery``: ``(target_lufs, ceiling_dbtp)`` of the loudness stage that will follow, so the
-    dynamics fit can count the final limiter's flattening (:mod:`roomtone.mastering.dynamics`).
+    ``delivery``: ``(target_lufs, ceiling_dbtp[, level_lufs])`` of the loudness stage that will
+    follow, so the dynamics fit can count the final limiter's flattening
+    (:mod:`roomtone.mastering.dynamics`); ``level_lufs``, the signal's integrated loudness where the
+    caller knows it, saves a metering pass.
 
     Shape: signal (channels, samples) float32. Returns ``(preset, report)``: a new
     :class:`~roomtone.mastering.presets.Preset` with the fitted chain (rendered by numba) and a

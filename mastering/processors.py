@@ -248,18 +248,23 @@ class StereoWidth(Processor):
     def process(self, audio, sample_rate):
         if audio.shape[0] < 2:
             return audio.copy()
-        left = audio[0].astype(np.float64)
-        right = audio[1].astype(np.float64)
-        mid = 0.5 * (left + right)
-        side = 0.5 * (left - right) * self.width
+        out = np.array(audio, dtype=np.float32 if audio.dtype == np.float32 else np.float64)
         if self.bass_mono_hz > 0.0:
-            side = side[None]
+            left = audio[0].astype(np.float64)
+            right = audio[1].astype(np.float64)
+            mid = 0.5 * (left + right)
+            side = (0.5 * (left - right) * self.width)[None]
             sos_filter(side, filters.butterworth2_sos(_safe_freq(self.bass_mono_hz, sample_rate), sample_rate, "high"),
                        side)
-            side = side[0]
-        out = audio.astype(np.float64)
-        out[0] = mid + side
-        out[1] = mid - side
+            out[0] = mid + side[0]
+            out[1] = mid - side[0]
+            return out
+        # Without the side filter, L' = a L + b R and R' = b L + a R with a = (1 + width) / 2,
+        # b = (1 - width) / 2: mid/side in two products per sample, in the input's precision.
+        a, b = out.dtype.type(0.5 * (1.0 + self.width)), out.dtype.type(0.5 * (1.0 - self.width))
+        left, right = audio[0], audio[1]
+        out[0] = a * left + b * right
+        out[1] = b * left + a * right
         return out
 
 

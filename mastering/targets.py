@@ -105,14 +105,19 @@ class Features:
                 "crest_db": round(self.crest_db, 2), "integrated_lufs": round(self.integrated_lufs, 2)}
 
 
-def short_term_spread(audio, sample_rate):
+def short_term_spread(audio, sample_rate, pre_sos=None):
     """p95 - p5 of the short-term loudness at 10 Hz, gated as LRA (-70 LUFS, 20 LU under the
-    integrated level); None when under 3 s."""
-    values = short_term_loudness(audio, sample_rate, hop_s=0.1)
+    integrated level); None when under 3 s. One K-weighting pass serves both the short-term
+    readings and the integrated level; ``pre_sos`` (an EQ's sections) reads the audio as that
+    filter would leave it (:func:`roomtone.meter.k_weighted_power`)."""
+    from roomtone.meter import gated_blocks, integrated_from_blocks, k_weighted_power, to_lufs
+
+    power = k_weighted_power(audio, sample_rate, pre_sos=pre_sos)
+    values = to_lufs(gated_blocks(power, sample_rate, 3.0, 0.1))
     values = values[np.isfinite(values) & (values > -70.0)]
     if values.size < 2:
         return None
-    values = values[values > integrated_loudness(audio, sample_rate) - 20.0]
+    values = values[values > integrated_from_blocks(gated_blocks(power, sample_rate, 0.4, 0.1)) - 20.0]
     if values.size < 2:
         return None
     p5, p95 = np.percentile(values, [5, 95])

@@ -54,12 +54,17 @@ def _samples(seconds, sample_rate):
     return max(1, int(round(seconds * sample_rate)))
 
 
-def k_weighted_power(audio, sample_rate, weights=None):
-    """Channel-weighted K-weighted power per sample, ``sum_i G_i y_i[n]^2``. Shape: (samples,) float64."""
+def k_weighted_power(audio, sample_rate, weights=None, pre_sos=None):
+    """Channel-weighted K-weighted power per sample, ``sum_i G_i y_i[n]^2``. ``pre_sos``: sections
+    (rows ``b0 b1 b2 a0 a1 a2``) run before the K-weighting in the same pass, the power of the
+    audio as a linear filter (an EQ) would leave it, without building it. Shape: (samples,) float64."""
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if weights is None:
         weights = channel_weights(audio.shape[0])
-    return weighted_power(audio, k_weighting_sos(sample_rate), np.asarray(weights, dtype=np.float64))
+    sos = k_weighting_sos(sample_rate)
+    if pre_sos is not None and len(pre_sos):
+        sos = np.ascontiguousarray(np.concatenate([np.asarray(pre_sos, dtype=np.float64), sos]))
+    return weighted_power(audio, sos, np.asarray(weights, dtype=np.float64))
 
 
 def gated_blocks(power, sample_rate, window_s, hop_s):
