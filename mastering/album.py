@@ -177,6 +177,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     if not sources:
         raise InvalidAudioError("an album needs at least one track")
     auto = api.is_auto(preset)
+    api._preload_for(preset, reference, fit_target)  # JAX's import beside reading the tracks
     if auto:  # the assistant proposes one chain from the album's analysis signal (as a fit sees it)
         match = api.match_target(preset, reference, fit_target)
         preset = api.base_preset(preset)
