@@ -118,3 +118,21 @@ def test_master_with_reference_hits_reference_loudness_and_explains():
     assert report["fit"]["tonal_distance_db"]["output"] < report["fit"]["tonal_distance_db"]["input"]
     json.dumps(report)
     assert any(line.startswith("chain fitted to <array>:1") for line in report["explain"])
+
+
+def test_a_fitting_master_preloads_the_fit_and_a_plain_one_does_not(monkeypatch):
+    import sys
+
+    from roomtone.mastering import api
+
+    monkeypatch.setattr(api, "_preloading", {})
+    api._preload_for("balanced", None, False)
+    assert api._preloading == {}
+    api._preload_for("balanced", None, True)
+    api._preload_for("balanced", "ref.wav", False)  # idempotent: one thread per module
+    assert list(api._preloading) == ["roomtone.mastering.fit"]
+    api._preloading["roomtone.mastering.fit"].join(60)
+    assert "roomtone.mastering.fit" in sys.modules
+    api._preload_for("AUTO", None, False)
+    assert set(api._preloading) == {"roomtone.mastering.fit", "roomtone.mastering.assistant"}
+    api._preloading["roomtone.mastering.assistant"].join(60)
