@@ -57,6 +57,8 @@ import numpy as np
 
 from roomtone import filters
 from roomtone.kernels.biquad import sos_filter
+from roomtone.mastering.targets import gated_spread
+from roomtone.meter import to_lufs
 
 PROBES = 8
 PROBE_S = 4.0
@@ -69,8 +71,6 @@ GRID_STEP_DB = 1.0
 RATIO_SCALE_LIMIT = 4.0
 RATIO_SCALE_STEP = 0.5
 RATIO_LIMIT = 4.0
-ABSOLUTE_GATE_LUFS = -70.0
-RELATIVE_GATE_LU = 20.0  # EBU Tech 3342's gate for LRA
 MIN_PROBE_SPREAD_LU = 1.0
 TOLERANCE_LU = 0.3  # about the model's accuracy: a target this close leaves the preset's compressor alone
 
@@ -150,24 +150,13 @@ def short_term_readings(probe, gain_db, sample_rate, block):
     if blocks.size < window:
         return np.zeros(0)
     sums = np.convolve(blocks, np.ones(window), mode="valid")
-    with np.errstate(divide="ignore"):
-        return -0.691 + 10.0 * np.log10(sums / (window * per_block * block))
+    return to_lufs(sums / (window * per_block * block))
 
 
 def pooled_spread(readings):
-    """p95 - p5 of pooled short-term readings after LRA's gates (-70 LUFS absolute, 20 LU under
-    the readings' power mean), as :func:`~roomtone.mastering.targets.short_term_spread`; None when
-    fewer than two pass."""
-    values = np.concatenate(readings) if readings else np.zeros(0)
-    values = values[np.isfinite(values) & (values > ABSOLUTE_GATE_LUFS)]
-    if values.size < 2:
-        return None
-    mean_lufs = 10.0 * np.log10(np.mean(10.0 ** (values / 10.0)))
-    values = values[values > mean_lufs - RELATIVE_GATE_LU]
-    if values.size < 2:
-        return None
-    p5, p95 = np.percentile(values, [5, 95])
-    return float(p95 - p5)
+    """:func:`~roomtone.mastering.targets.gated_spread` of the pooled short-term readings (LU),
+    the relative gate against their power mean; None when fewer than two pass."""
+    return gated_spread(np.concatenate(readings) if readings else np.zeros(0))
 
 
 def probe_spread(multiband, probes, sample_rate, threshold_offset_db=None):
@@ -246,18 +235,13 @@ def rendered_spread(chain, signal, sample_rate, windows, level_lufs, target_lufs
     gain and ``limiter`` (a :class:`~roomtone.stages.TruePeakLimiter`); None without a reading.
     ``level_lufs``: the whole signal's integrated loudness (the probes' level change through the
     chain is added to it to estimate the loudness stage's gain)."""
-    from roomtone.mastering.api import _run
+    from roomtone.mastering.fit import _render_numba  # the caller's own excerpt render
     from roomtone.meter import integrated_loudness, short_term_loudness
 
-    outs, ins = [], []
-    for first, start, stop in windows:
-        x = np.ascontiguousarray(signal[:, first:stop], dtype=np.float32)
-        y = x
-        for p in chain:
-            if not p.bypassed:
-                y = _run(p, y, sample_rate)
-        ins.append(x[:, start - first:])
-        outs.append((y, start - first))
+    pieces = [np.ascontiguousarray(signal[:, first:stop], dtype=np.float32) for first, _, stop in windows]
+    skips = [start - first for first, start, _ in windows]
+    ins = [x[:, skip:] for x, skip in zip(pieces, skips)]
+    outs = list(zip(_render_numba(chain, pieces, sample_rate), skips))
     change = (integrated_loudness(np.concatenate([y[:, skip:] for y, skip in outs], axis=1), sample_rate)
               - integrated_loudness(np.concatenate(ins, axis=1), sample_rate))
     if not np.isfinite(change):
