@@ -172,13 +172,17 @@ def is_auto(preset):
 
 
 _preloading = {}
+FIT_STEPS = 250  # Adam steps per round of a fit (roomtone.mastering.fit.fit_chain)
+FIT_STEPS_AUTO = 150  # one round after the assistant's proposal
 
 
-def preload_fit(auto=False):
+def preload_fit(auto=False, warm=None):
     """Start importing the fit's modules (JAX, Flax for the assistant) in a background thread, so
-    that the import (about 1.7 s on a 2-core CPU) overlaps the decoding and metering of the input
-    instead of following them. Idempotent; an import error there is left for the job's own import
-    to raise with its usual message."""
+    that the import (about 1.2 s on a 2-core CPU) overlaps the decoding and metering of the input
+    instead of following them. ``warm``: ``(chain, sample_rate, channels, has_width, steps)`` of the
+    fit to come: once imported, the same thread traces its optimiser
+    (:func:`roomtone.mastering.fit.warm_up`) while the input is metered. Idempotent; an error
+    there is left for the job's own call to raise with its usual message."""
     import importlib
     import threading
 
@@ -196,6 +200,22 @@ def preload_fit(auto=False):
         thread = threading.Thread(target=load, name="roomtone-preload", daemon=True)
         _preloading[name] = thread
         thread.start()
+    if warm is None:
+        return
+    key = ("warm", warm[1], warm[2] >= 2, bool(warm[3]), warm[4], len(warm[0]))
+    if key in _preloading:
+        return
+
+    def warm_up():
+        _preloading["roomtone.mastering.fit"].join()
+        try:
+            importlib.import_module("roomtone.mastering.fit").warm_up(*warm)
+        except Exception:  # the fit itself meets and reports whatever failed here
+            pass
+
+    thread = threading.Thread(target=warm_up, name="roomtone-warm-up", daemon=True)
+    _preloading[key] = thread
+    thread.start()
 
 
 def _preload_for(preset, reference, fit_target):
@@ -301,6 +321,10 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
         reference, fit_target, placement)
     target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
+    if match is not None:  # the fit's optimiser traced in the background while the input is metered
+        has_width = match is not ASSISTANT_TARGET and match.width_db is not None
+        preload_fit(auto, warm=(preset.chain, sample_rate, int(audio.shape[0]), has_width, FIT_STEPS_AUTO if auto
+                                else FIT_STEPS))
     timings = {}
     clock = time.perf_counter()
 
@@ -342,11 +366,17 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         lap("input_trim")
         fit = None
         shared_fit = placement is not None and placement.fit is not None
-        input_curve = input_blocks = None
-        if match is not None or shared_fit or analysis:
-            from roomtone.mastering.targets import tonal_curve
+        input_curve = input_blocks = input_spectra = None
+        if match is not None or shared_fit or analysis or auto:
+            from roomtone.mastering import targets
 
-            input_curve = meter_pool.submit(tonal_curve, signal, sample_rate, input_lufs + trim_db)
+            # One Welch pass of the input serves the report's input curve, the assistant and the fit,
+            # in a thread of its own (the meter's is still reading the input's true peak).
+            spectra_pool = side_executor("spectra")
+            input_spectra = spectra_pool.submit(targets.spectra, signal, sample_rate)
+            spectra_pool.shutdown(wait=False)
+            input_curve = meter_pool.submit(lambda: targets.tonal_curve(None, sample_rate, input_lufs + trim_db,
+                                                                        measured=input_spectra.result()))
         if analysis:
             input_blocks = meter_pool.submit(block_powers, signal, sample_rate)
         proposal = None
@@ -354,7 +384,8 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             say("proposing the chain")
             from roomtone.mastering import assistant  # JAX: only here
 
-            preset, proposal, predicted = assistant.propose(signal, sample_rate, preset)
+            preset, proposal, predicted = assistant.propose(signal, sample_rate, preset,
+                                                            measured=input_spectra.result())
             if match is ASSISTANT_TARGET:
                 from roomtone.mastering.targets import MatchTarget
 
@@ -365,7 +396,8 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
             preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling, input_lufs + trim_db),
-                                    **({"rounds": 1, "steps": 150} if proposal else {}))
+                                    measured=input_spectra,
+                                    **({"rounds": 1, "steps": FIT_STEPS_AUTO} if proposal else {"steps": FIT_STEPS}))
             lap("fit")
         elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
             fit, match = dict(placement.fit), placement.match
@@ -501,11 +533,9 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
         fit["tonal_distance_db"] = {"input": round(tonal_distance(fit.pop("input_tonal_db"), job.match.tonal_db), 2),
                                     "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
         fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
-        if fit.get("dynamics"):
-            from roomtone.mastering.targets import short_term_spread
-
-            spread = short_term_spread(result.audio, job.sample_rate)
-            fit["dynamics"] = dict(fit["dynamics"], output_spread_lu=None if spread is None else round(spread, 2))
+        if fit.get("dynamics"):  # read in the output's own metering pass
+            spread = result.after.short_term_spread_lu
+            fit["dynamics"] = dict(fit["dynamics"], output_spread_lu=round(spread, 2) if np.isfinite(spread) else None)
         report["fit"] = fit
     if job.placement is not None or job.analysis is not None:
         _album_and_analysis(job, result, report, aim, needed_lu)

@@ -94,11 +94,12 @@ class Analysis:
         self.z1 = np.exp(-1j * w).astype(np.complex64)
         self.z2 = np.exp(-2j * w).astype(np.complex64)
 
-    def spectra(self, audio):
-        """(p_total, p_mid, p_side) on the kept bins, float32 (bins,); mid/side None for mono."""
+    def spectra(self, audio, measured=None):
+        """(p_total, p_mid, p_side) on the kept bins, float32 (bins,); mid/side None for mono.
+        ``measured``: the audio's :func:`roomtone.mastering.targets.spectra`, where the caller has them."""
         from roomtone.mastering import targets as tg
 
-        _, total, mid, side = tg.spectra(audio, self.sample_rate)
+        _, total, mid, side = tg.spectra(audio, self.sample_rate) if measured is None else measured
         pick = lambda p: None if p is None else p[self.keep].astype(np.float32)  # noqa: E731
         return pick(total), pick(mid), pick(side)
 
@@ -228,12 +229,13 @@ def _cached(path):
     return model, config, lambda x: forward(state, x)
 
 
-def propose(signal, sample_rate, preset=None, path=None):
+def propose(signal, sample_rate, preset=None, path=None, measured=None):
     """The proposed preset for ``signal`` (channels, samples) at the working level: ``preset``
     (default :func:`roomtone.mastering.api.base_preset` of ``"auto"``: the balanced chain, named
     ``auto``) with the predicted EQ and width. Returns ``(preset, report, tonal_db)``: ``report``
     holds the prediction (gains, width), the features' distance, the strength applied and the
-    seconds spent; ``tonal_db`` the curve the proposal gives under the fitter's linear model."""
+    seconds spent; ``tonal_db`` the curve the proposal gives under the fitter's linear model.
+    ``measured``: the signal's :func:`roomtone.mastering.targets.spectra`, where the caller has them."""
     import time
 
     import jax.numpy as jnp
@@ -246,7 +248,7 @@ def propose(signal, sample_rate, preset=None, path=None):
     _, config, forward = _cached(weights_path() if path is None else os.fspath(path))
     stereo = signal.shape[0] >= 2
     a = analysis(sample_rate)
-    spectra = a.spectra(signal)
+    spectra = a.spectra(signal, measured)
     x = a.features(*spectra)
     scale = config["features"]
     z = (x - np.asarray(scale["mean"], np.float32)) / np.asarray(scale["std"], np.float32)

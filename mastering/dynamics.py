@@ -52,13 +52,13 @@ the compressor aims at (``aimed_spread_lu``), and the search runs again on the s
 """
 
 import math
+from concurrent.futures import Future
 
 import numpy as np
 
 from roomtone import filters
 from roomtone.kernels.biquad import sos_filter
-from roomtone.mastering.targets import gated_spread
-from roomtone.meter import to_lufs
+from roomtone.meter import gated_spread, to_lufs
 
 PROBES = 8
 PROBE_S = 4.0
@@ -154,7 +154,7 @@ def short_term_readings(probe, gain_db, sample_rate, block):
 
 
 def pooled_spread(readings):
-    """:func:`~roomtone.mastering.targets.gated_spread` of the pooled short-term readings (LU),
+    """:func:`~roomtone.meter.gated_spread` of the pooled short-term readings (LU),
     the relative gate against their power mean; None when fewer than two pass."""
     return gated_spread(np.concatenate(readings) if readings else np.zeros(0))
 
@@ -257,20 +257,23 @@ def rendered_spread(chain, signal, sample_rate, windows, level_lufs, target_lufs
 
 def fit_multiband(multiband, eq, signal, sample_rate, target_spread_lu, input_spread_lu, *, segments=None,
                   probes=PROBES, probe_s=PROBE_S, delivery=None):
-    """Move ``multiband`` along the amount path (thresholds, then ratios) so the output's short-term spread meets
-    ``target_spread_lu`` (module docstring). ``signal``: (channels, samples) at the working level;
-    ``eq``: the fitted EQ in front of the compressor (or None); ``input_spread_lu``: the whole
-    signal's spread (after the EQ). ``delivery``: ``(chain, index, level_lufs, target_lufs,
-    limiter)`` to account for the final limiter (module docstring): the whole chain with this
-    compressor at ``index``, the signal's integrated loudness, the delivery target and the
-    limiter. Returns ``(multiband, report)``: the compressor with the new
-    thresholds (clamped to their -60..0 dBFS range) and ratios, and a JSON-ready dict; the compressor comes back unchanged
-    when the input is too short or too quiet for a reading."""
-    report = {"target_spread_lu": round(float(target_spread_lu), 2),
-              "input_spread_lu": None if input_spread_lu is None else round(float(input_spread_lu), 2)}
+    """Move ``multiband`` along the amount path (thresholds, then ratios) so the output's
+    short-term spread meets ``target_spread_lu`` (module docstring). ``signal``: (channels,
+    samples) at the working level; ``eq``: the fitted EQ in front of the compressor (or None);
+    ``input_spread_lu``: the whole signal's spread (after the EQ), or a
+    :class:`~concurrent.futures.Future` of it. ``delivery``: ``(chain, index, level_lufs,
+    target_lufs, limiter)`` to account for the final limiter (module docstring): the whole chain
+    with this compressor at ``index``, the signal's integrated loudness, the delivery target and
+    the limiter. Returns ``(multiband, report)``: the compressor with the new thresholds (clamped
+    to their -60..0 dBFS range) and ratios, and a JSON-ready dict; the compressor comes back
+    unchanged when the input is too short or too quiet for a reading."""
     windows = probe_windows(signal.shape[1], sample_rate, probes, probe_s, segments=segments)
     measured = measure_probes(multiband, eq, signal, sample_rate, windows) if windows else []
     base = probe_spread(multiband, measured, sample_rate) if measured else None
+    if isinstance(input_spread_lu, Future):  # read in another thread while the probes were measured
+        input_spread_lu = input_spread_lu.result()
+    report = {"target_spread_lu": round(float(target_spread_lu), 2),
+              "input_spread_lu": None if input_spread_lu is None else round(float(input_spread_lu), 2)}
     if input_spread_lu is None or base is None:
         report.update(threshold_offset_db=0.0, reachable=False,
                       note="too short or too quiet for a short-term spread: the compressor is left as the preset has it")

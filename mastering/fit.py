@@ -37,6 +37,7 @@ import dataclasses
 import functools
 import math
 import time
+from concurrent.futures import Future
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +47,7 @@ import optax
 from roomtone.mastering import dynamics, jax_chain
 from roomtone.mastering import targets as tg
 from roomtone.mastering.processors import Equalizer, StereoWidth
+from roomtone.concurrency import side_executor
 from roomtone.models import runtime
 from roomtone.processor import Chain
 
@@ -98,6 +100,15 @@ def _render_numba(chain, excerpts, sample_rate):
             y = _run(p, y, sample_rate)
         outs.append(y)
     return outs
+
+
+def _render_round(chain, eq_index, pieces, sample_rate):
+    """The excerpts through the chain's EQ, and those through the rest of the chain: ``(eq_in, outs)``."""
+    eq = chain[eq_index]
+    eq_in = [np.ascontiguousarray(eq.process(x, sample_rate) if not eq.bypassed else x, dtype=np.float32)
+             for x in pieces]
+    rest = Chain([p for i, p in enumerate(chain) if i != eq_index])
+    return eq_in, _render_numba(rest, eq_in, sample_rate)
 
 
 def _band_powers(excerpts, sample_rate, bands, keep):
@@ -194,6 +205,86 @@ def _optimise(theta, data, sample_rate, stereo, has_width, steps):
     return theta, values
 
 
+def _round_inputs(eq, bins_z, bands, groups, k2, powers, width_now, tgt):
+    """``(theta, data)`` of one round's :func:`_optimise`: the EQ's gains and the width as the
+    unconstrained parameters, and the model's arrays (``powers``: p_total, p_mid, p_side,
+    t_total, t_mid, t_side on the kept bins)."""
+    f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
+    data = {"eq": jax_chain.params_from_chain(Chain([eq]))["0:eq"], "z1": bins_z[0], "z2": bins_z[1],
+            "bands": f32(bands), "groups": f32(groups), "k2": k2, "p_total": powers[0], "p_mid": powers[1],
+            "p_side": powers[2], "t_total": powers[3], "t_mid": powers[4], "t_side": powers[5],
+            "width_now": f32(max(width_now, 1e-3)), "target_tonal": tgt["tonal"], "target_width": tgt["width"]}
+    gains0 = np.array([eq.low_shelf_db, eq.high_shelf_db] + [g for _, g, _ in eq.bands]) / GAIN_LIMIT_DB
+    theta = {"u": f32(np.arctanh(np.clip(gains0, -0.999, 0.999))),
+             "v": f32(math.log(max(width_now, 1e-3) / max(WIDTH_LIMIT - width_now, 1e-3)))}
+    return theta, data
+
+
+MODEL_POINTS_PER_BAND = 12  # the model's frequency points per 1/3-octave band (chunks of its bins)
+
+
+def model_points(freqs, bands, power=None, per_band=MODEL_POINTS_PER_BAND):
+    """The fit's model evaluates the EQ at a few points per band instead of every analysis bin
+    (3337 bins at 44.1 kHz, most of them in the top octaves): each band's bins are cut into at most
+    ``per_band`` runs of neighbours, a run's power is the sum of its bins' and its response is the
+    EQ's at the run's mean frequency weighted by ``power`` (the input's spectrum: music falls
+    steeply in the top bands, so an unweighted mean is off by up to 0.08 dB). The EQ's sections
+    are an octave or more wide, so within such a run ``|H|^2`` barely moves: within 0.02 dB of the
+    per-bin model over the fit's +-12 dB (``tests/test_jax_chain.py``). ``freqs``: (bins,) Hz;
+    ``bands``: (bands, bins) membership; ``power``: (bins,) or None (unweighted). Returns
+    ``(centres_hz (points,), gather (points, bins), point_bands (bands, points))``."""
+    centres, rows, owner = [], [], []
+    for b in range(bands.shape[0]):
+        members = np.flatnonzero(bands[b] > 0)
+        for run in np.array_split(members, min(per_band, members.size)):
+            row = np.zeros(bands.shape[1])
+            row[run] = 1.0
+            rows.append(row)
+            weights = None if power is None or not np.sum(power[run]) > 0 else power[run]
+            centres.append(float(np.average(freqs[run], weights=weights)))
+            owner.append(b)
+    point_bands = np.zeros((bands.shape[0], len(rows)))
+    point_bands[owner, np.arange(len(rows))] = 1.0
+    return np.array(centres), np.array(rows), point_bands
+
+
+def _analysis_bins(sample_rate):
+    """``(freqs, keep)``: the Welch analysis's bin frequencies (Hz) and the ones the fit models."""
+    freqs = np.fft.rfftfreq(tg.welch_nfft(sample_rate), 1.0 / sample_rate)
+    return freqs, (freqs >= ANALYSIS_HZ[0]) & (freqs <= min(ANALYSIS_HZ[1], 0.45 * sample_rate))
+
+
+def _bins_z(freqs, sample_rate):
+    w = 2.0 * np.pi * freqs / sample_rate
+    return (jnp.asarray(np.exp(-1j * w).astype(np.complex64)), jnp.asarray(np.exp(-2j * w).astype(np.complex64)))
+
+
+def warm_up(chain, sample_rate, channels, has_width, steps=250):
+    """Trace and load (from JAX's compilation cache) the fit's optimiser for a fit of ``chain`` at
+    ``sample_rate`` with ``channels``, on placeholder arrays of the real shapes, so that a fit
+    that follows skips that cost (about 0.4 s of a 2-core CPU per process). :func:`roomtone.mastering.api.preload_fit`
+    runs this in a background thread while the input is metered. Returns the seconds spent."""
+    started = time.perf_counter()
+    runtime.setup()
+    stereo = channels >= 2
+    chain = _with_fit_stages(chain, stereo)
+    freqs, keep = _analysis_bins(sample_rate)
+    bands = tg.band_matrix(freqs[keep])
+    centres, _, point_bands = model_points(freqs[keep], bands)
+    ones = jnp.ones(centres.size, dtype=jnp.float32)  # per model point
+    per_band = jnp.ones(bands.shape[0], dtype=jnp.float32)
+    scalar = lambda v: jnp.asarray(np.float32(v))  # noqa: E731  (fit_chain's placeholders for mono)
+    powers = (ones, ones if stereo else scalar(0.0), ones if stereo else scalar(0.0), per_band,
+              per_band if stereo else scalar(1.0), per_band if stereo else scalar(1.0))
+    tgt = {"tonal": jnp.zeros(len(tg.THIRD_OCTAVE_HZ), jnp.float32), "width": jnp.zeros(len(tg.WIDTH_GROUPS_HZ), jnp.float32)}
+    k2 = jnp.asarray(_k_weighting_power(sample_rate).astype(np.float32))
+    eq = chain[[p.kind for p in chain].index("eq")]
+    theta, data = _round_inputs(eq, _bins_z(centres, sample_rate), point_bands, tg.group_matrix(), k2, powers, 1.0, tgt)
+    theta, values = _optimise(theta, data, sample_rate=sample_rate, stereo=stereo, has_width=has_width, steps=steps)
+    np.asarray(values)
+    return time.perf_counter() - started
+
+
 def segment_starts(segments, sample_rate, length_s):
     """One excerpt of at most ``length_s`` centred in each ``(start, stop)`` segment (samples):
     ``(starts, lengths)``."""
@@ -216,7 +307,12 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
     # The spread going into the compressor: the fitted EQ can move it (a section's loudness
     # depends on its spectrum), so it is read after the EQ, on the whole signal, in the meter's
     # own K-weighting pass (the EQ's sections run first; the EQ'd signal is never built).
-    spread_in = tg.short_term_spread(signal, sample_rate, pre_sos=front.sos(sample_rate) if front is not None else None)
+    # That pass (one K-weighting of the whole signal, the kernels release the GIL) runs in a second
+    # thread beside the probes' measurement, which does not need it.
+    side = side_executor("spread")
+    spread_in = side.submit(tg.short_term_spread, signal, sample_rate,
+                            pre_sos=front.sos(sample_rate) if front is not None else None)
+    side.shutdown(wait=False)
     deliver = None
     if delivery is not None:
         from roomtone.meter import integrated_loudness
@@ -233,7 +329,7 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
 
 
 def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0, steps=250, rounds=2,
-              segments=None, delivery=None):
+              segments=None, delivery=None, measured=None):
     """Fit ``preset``'s chain to ``target`` (:class:`~roomtone.mastering.targets.MatchTarget`) on
     ``signal``, the input at the working level (after the input trim).
 
@@ -247,6 +343,9 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     (:mod:`roomtone.mastering.dynamics`); ``level_lufs``, the signal's integrated loudness where the
     caller knows it, saves a metering pass.
 
+    ``measured``: the signal's :func:`~roomtone.mastering.targets.spectra` (or a
+    :class:`~concurrent.futures.Future` of them) where the caller has them.
+
     Shape: signal (channels, samples) float32. Returns ``(preset, report)``: a new
     :class:`~roomtone.mastering.presets.Preset` with the fitted chain (rendered by numba) and a
     JSON-ready dict (the loss per round, the model's tonal distance before and after, the fitted
@@ -256,23 +355,31 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     runtime.setup()
     stereo = signal.shape[0] >= 2
     chain = _with_fit_stages(preset.chain, stereo)
-    freqs, total, mid, side = tg.spectra(signal, sample_rate)
-    keep = (freqs >= ANALYSIS_HZ[0]) & (freqs <= min(ANALYSIS_HZ[1], 0.45 * sample_rate))
-    bands = tg.band_matrix(freqs[keep])
-    groups = tg.group_matrix()
-    w = 2.0 * np.pi * freqs[keep] / sample_rate
-    bins_z = (jnp.asarray(np.exp(-1j * w).astype(np.complex64)), jnp.asarray(np.exp(-2j * w).astype(np.complex64)))
+    # The whole input's spectra (numpy's FFT releases the GIL) in a second thread beside the first
+    # round's excerpt render, which does not need them.
+    whole = measured
+    if whole is None:
+        pool = side_executor("spectra")
+        whole = pool.submit(tg.spectra, signal, sample_rate)
+        pool.shutdown(wait=False)
     if segments is None:
         starts, length = excerpt_starts(signal.shape[1], sample_rate, excerpts, excerpt_s)
         lengths = [length] * len(starts)
     else:
         starts, lengths = segment_starts(segments, sample_rate, excerpt_s)
     pieces = [np.ascontiguousarray(signal[:, s:s + n]) for s, n in zip(starts, lengths)]
+    eq_index = [p.kind for p in chain].index("eq")
+    first = _render_round(chain, eq_index, pieces, sample_rate)
+    freqs, total, mid, side = whole.result() if isinstance(whole, Future) else whole
+    keep = _analysis_bins(sample_rate)[1]
+    bands = tg.band_matrix(freqs[keep])
+    groups = tg.group_matrix()
+    centres, gather, point_bands = model_points(freqs[keep], bands, total[keep])
+    bins_z = _bins_z(centres, sample_rate)
     has_width = stereo and target.width_db is not None
     tgt = {"tonal": jnp.asarray(target.tonal_db, dtype=jnp.float32),
            "width": jnp.asarray(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)), dtype=jnp.float32)}
     f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
-    eq_index = [p.kind for p in chain].index("eq")
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
     dyn_report = None
@@ -284,22 +391,15 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
         if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect
             dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)
         eq = chain[eq_index]
-        eq_in = [eq.process(x, sample_rate) if not eq.bypassed else x for x in pieces]
-        rest = Chain([p for i, p in enumerate(chain) if i != eq_index])
-        outs = _render_numba(rest, [np.ascontiguousarray(x, dtype=np.float32) for x in eq_in], sample_rate)
+        eq_in, outs = first if round_index == 0 else _render_round(chain, eq_index, pieces, sample_rate)
         m_in, s_in, t_in = _band_powers(eq_in, sample_rate, bands, keep)
         m_out, s_out, t_out = _band_powers(outs, sample_rate, bands, keep)
         ratio = lambda a, b: f32(np.clip(a / np.maximum(b, 1e-30), 1e-3, 1e3)) if a is not None else f32(1.0)  # noqa: E731
         width_now = chain[width_index].width if stereo else 1.0
-        powers = (f32(total[keep]), f32(mid[keep] if stereo else 0.0), f32(side[keep] if stereo else 0.0),
+        powers = (f32(gather @ total[keep]), f32(gather @ mid[keep] if stereo else 0.0),
+                  f32(gather @ side[keep] if stereo else 0.0),
                   ratio(t_out, t_in), ratio(m_out, m_in), ratio(s_out, s_in) if stereo else f32(1.0))
-        data = {"eq": jax_chain.params_from_chain(Chain([eq]))["0:eq"], "z1": bins_z[0], "z2": bins_z[1],
-                "bands": f32(bands), "groups": f32(groups), "k2": k2, "p_total": powers[0], "p_mid": powers[1],
-                "p_side": powers[2], "t_total": powers[3], "t_mid": powers[4], "t_side": powers[5],
-                "width_now": f32(max(width_now, 1e-3)), "target_tonal": tgt["tonal"], "target_width": tgt["width"]}
-        gains0 = np.array([eq.low_shelf_db, eq.high_shelf_db] + [g for _, g, _ in eq.bands]) / GAIN_LIMIT_DB
-        theta = {"u": f32(np.arctanh(np.clip(gains0, -0.999, 0.999))),
-                 "v": f32(math.log(max(width_now, 1e-3) / max(WIDTH_LIMIT - width_now, 1e-3)))}
+        theta, data = _round_inputs(eq, bins_z, point_bands, groups, k2, powers, width_now, tgt)
         theta, values = _optimise(theta, data, sample_rate=sample_rate, stereo=stereo, has_width=has_width,
                                   steps=steps)
         values = np.asarray(values)

@@ -23,8 +23,8 @@ import numpy as np
 
 from roomtone.audio import read_audio
 from roomtone.errors import InvalidAudioError, PresetError
-from roomtone.meter import (ABSOLUTE_GATE_LUFS, LRA_RELATIVE_GATE_LU, gated_blocks, integrated_from_blocks,
-                            integrated_loudness, k_weighted_power, to_lufs)
+from roomtone.meter import (gated_blocks, gated_spread, integrated_from_blocks, integrated_loudness,
+                            k_weighted_power, to_lufs)
 
 THIRD_OCTAVE_HZ = tuple(1000.0 * 2.0 ** (k / 3.0) for k in range(-14, 13))  # 39.7 Hz .. 16.0 kHz
 WIDTH_GROUPS_HZ = ((40.0, 250.0), (250.0, 2000.0), (2000.0, 6000.0), (6000.0, 16500.0))
@@ -106,23 +106,6 @@ class Features:
                 "crest_db": round(self.crest_db, 2), "integrated_lufs": round(self.integrated_lufs, 2)}
 
 
-def gated_spread(short_term_lufs, integrated_lufs=None):
-    """p95 - p5 of short-term loudness readings (LUFS) after LRA's gates (EBU Tech 3342): -70 LUFS
-    absolute, then 20 LU under ``integrated_lufs`` (None: the power mean of the readings that pass
-    the absolute gate). None when fewer than two readings pass either gate."""
-    values = np.asarray(short_term_lufs, dtype=np.float64)
-    values = values[np.isfinite(values) & (values > ABSOLUTE_GATE_LUFS)]
-    if values.size < 2:
-        return None
-    if integrated_lufs is None:
-        integrated_lufs = 10.0 * np.log10(np.mean(10.0 ** (values / 10.0)))
-    values = values[values > integrated_lufs + LRA_RELATIVE_GATE_LU]
-    if values.size < 2:
-        return None
-    p5, p95 = np.percentile(values, [5, 95])
-    return float(p95 - p5)
-
-
 def short_term_spread(audio, sample_rate, pre_sos=None):
     """:func:`gated_spread` of the short-term loudness at 10 Hz, gated against the integrated
     level; None when under 3 s. One K-weighting pass serves both the short-term readings and the
@@ -150,9 +133,10 @@ def measure_features(audio, sample_rate, integrated_lufs=None):
                     integrated_lufs=float(lufs))
 
 
-def tonal_curve(audio, sample_rate, integrated_lufs):
-    """The loudness-normalised 1/3-octave curve alone (dB re ``integrated_lufs``). Shape: (27,)."""
-    freqs, total, _, _ = spectra(audio, sample_rate)
+def tonal_curve(audio, sample_rate, integrated_lufs, measured=None):
+    """The loudness-normalised 1/3-octave curve alone (dB re ``integrated_lufs``); ``measured``:
+    the audio's :func:`spectra`, where the caller has them. Shape: (27,)."""
+    freqs, total, _, _ = spectra(audio, sample_rate) if measured is None else measured
     return 10.0 * np.log10(band_matrix(freqs) @ total + _EPS) - integrated_lufs
 
 

@@ -19,7 +19,7 @@ _COLUMNS = (
 @click.option("--json", "as_json", is_flag=True,
               help="One JSON object per line per file (keys: path, integrated_lufs, lra_lu, max_momentary_lufs, "
                    "max_short_term_lufs, true_peak_dbtp, sample_peak_dbfs, plr_lu, sample_rate, channels, "
-                   "duration_s). Silence reads null loudness and LRA; an unreadable file gives "
+                   "duration_s, short_term_spread_lu: p95 - p5 of short-term loudness after LRA's gates, LU). Silence reads null loudness and LRA; an unreadable file gives "
                    "{\"path\": ..., \"error\": ...}.")
 @friendly_errors
 def main(files, as_json):

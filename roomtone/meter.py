@@ -100,6 +100,24 @@ def loudness_range_from_short_term(short_term_power):
     return float(high - low)
 
 
+def gated_spread(short_term_lufs, integrated_lufs=None):
+    """Short-term loudness spread (LU): p95 - p5 of short-term loudness readings (LUFS) after LRA's
+    gates (EBU Tech 3342): -70 LUFS absolute, then 20 LU under ``integrated_lufs`` (None: the power
+    mean of the readings that pass the absolute gate). Like LRA (p95 - p10) but reaching lower, it
+    is what the mastering fit matches for dynamics. None when fewer than two readings pass either gate."""
+    values = np.asarray(short_term_lufs, dtype=np.float64)
+    values = values[np.isfinite(values) & (values > ABSOLUTE_GATE_LUFS)]
+    if values.size < 2:
+        return None
+    if integrated_lufs is None:
+        integrated_lufs = 10.0 * np.log10(np.mean(10.0 ** (values / 10.0)))
+    values = values[values > integrated_lufs + LRA_RELATIVE_GATE_LU]
+    if values.size < 2:
+        return None
+    p5, p95 = np.percentile(values, [5, 95])
+    return float(p95 - p5)
+
+
 def _loudness_pass(audio, sample_rate, gain=None, every_sample=True):
     """(400 ms gating blocks, 3 s short-term blocks at 10 Hz, max momentary power, max short-term
     power) of ``audio * gain`` (``gain``: optional per-sample factor, shape (samples,)); without
@@ -130,12 +148,16 @@ def integrated_loudness(audio, sample_rate, gain=None):
 
 
 def loudness_stats(audio, sample_rate, gain=None):
-    """Integrated loudness (LUFS), LRA (LU), max momentary and max short-term loudness (LUFS) of
-    ``audio`` (times the optional per-sample ``gain``), from one pass. Returns a dict."""
+    """Integrated loudness (LUFS), LRA (LU), max momentary and max short-term loudness (LUFS) and
+    the short-term spread (:func:`gated_spread`, LU; ``nan`` where undefined) of ``audio`` (times
+    the optional per-sample ``gain``), from one pass. Returns a dict."""
     blocks_m, blocks_s, max_m, max_s = _loudness_pass(audio, sample_rate, gain)
-    return {"integrated_lufs": integrated_from_blocks(blocks_m), "lra_lu": loudness_range_from_short_term(blocks_s),
+    integrated = integrated_from_blocks(blocks_m)
+    spread = gated_spread(to_lufs(blocks_s), integrated) if np.isfinite(integrated) else None
+    return {"integrated_lufs": integrated, "lra_lu": loudness_range_from_short_term(blocks_s),
             "max_momentary_lufs": float(to_lufs(max_m)) if max_m >= 0.0 else float("-inf"),
-            "max_short_term_lufs": float(to_lufs(max_s)) if max_s >= 0.0 else float("-inf")}
+            "max_short_term_lufs": float(to_lufs(max_s)) if max_s >= 0.0 else float("-inf"),
+            "short_term_spread_lu": float("nan") if spread is None else spread}
 
 
 def momentary_loudness(audio, sample_rate, hop_s=None):
@@ -192,6 +214,7 @@ class LoudnessStats:
     sample_rate: int
     channels: int
     duration_s: float
+    short_term_spread_lu: float = float("nan")  # gated_spread: p95 - p5 of short-term loudness, LU
 
     def as_dict(self):
         """JSON-ready: non-finite numbers become ``None``."""

@@ -216,7 +216,8 @@ def test_meter_table_and_json(song, tmp_path):
     rows = [json.loads(line) for line in result.output.strip().splitlines()]
     assert len(rows) == 2
     assert set(rows[0]) == {"path", "integrated_lufs", "lra_lu", "max_momentary_lufs", "max_short_term_lufs",
-                            "true_peak_dbtp", "sample_peak_dbfs", "plr_lu", "sample_rate", "channels", "duration_s"}
+                            "true_peak_dbtp", "sample_peak_dbfs", "plr_lu", "sample_rate", "channels", "duration_s",
+                            "short_term_spread_lu"}
 
 
 def test_meter_silence_reads_null_and_bad_files_fail_with_one_line_each(tmp_path):

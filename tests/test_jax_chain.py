@@ -136,3 +136,45 @@ def test_a_fitting_master_preloads_the_fit_and_a_plain_one_does_not(monkeypatch)
     api._preload_for("AUTO", None, False)
     assert set(api._preloading) == {"roomtone.mastering.fit", "roomtone.mastering.assistant"}
     api._preloading["roomtone.mastering.assistant"].join(60)
+
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_warm_up_traces_the_very_optimiser_the_fit_then_calls(channels):
+    # The background warm-up only pays if its placeholders match the fit's arrays in shape, dtype
+    # and structure: the fit that follows must find the optimiser already traced (no new entry).
+    from roomtone.mastering import fit
+
+    base = load_preset("balanced")
+    target = tg.preset_target(base)
+    x = np.ascontiguousarray(music_like(8.0, seed=3)[:channels])
+    has_width = channels >= 2 and target.width_db is not None
+    fit.warm_up(base.chain, SR, channels, has_width)
+    traced = fit._optimise._cache_size()
+    fit.fit_chain(x, SR, base, target)
+    assert fit._optimise._cache_size() == traced
+
+
+def test_model_points_follow_the_per_bin_model_within_0_02_db():
+    # The fit's EQ model on a few power-weighted points per band against every analysis bin, for
+    # random EQ gains over the fit's +-12 dB, on a music-like spectrum falling at high frequencies.
+    from roomtone.mastering import fit
+
+    x = music_like(8.0, seed=2)
+    freqs, total, _, _ = tg.spectra(x, SR)
+    keep = fit._analysis_bins(SR)[1]
+    bands = tg.band_matrix(freqs[keep])
+    centres, gather, point_bands = fit.model_points(freqs[keep], bands, total[keep])
+    assert centres.size < 0.1 * keep.sum()
+    chain = fit._with_fit_stages(load_preset("balanced").chain, True)
+    template = {"eq": jax_chain.params_from_chain(Chain([chain[0]]))["0:eq"]}
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    for _ in range(10):
+        u = np.arctanh(rng.uniform(-0.99, 0.99, 2 + len(chain[0].bands))).astype(np.float32)
+        readings = []
+        for where, power, member in ((freqs[keep], total[keep], bands), (centres, gather @ total[keep], point_bands)):
+            z1, z2 = fit._bins_z(where, SR)
+            _, h2 = fit.eq_power(u, dict(template, z1=z1, z2=z2), SR)
+            readings.append(10.0 * np.log10(member @ (np.asarray(h2, np.float64) * power)))
+        worst = max(worst, float(np.abs(readings[0] - readings[1]).max()))
+    assert worst < 0.02

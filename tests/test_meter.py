@@ -244,6 +244,34 @@ def test_tech3342_loudness_range(segments, expected):
     assert_within(meter.measure(tone(segments), FS).lra_lu, expected, tol=1.0, what="LRA")
 
 
+@pytest.mark.parametrize("segments, expected", [([(-20, 20), (-30, 20)], 10.0), ([(-40, 20), (-20, 20)], 20.0),
+                                               ([(-23, 40)], 0.0)])
+def test_short_term_spread_of_level_steps(segments, expected):
+    # p95 - p5 of the short-term readings after LRA's gates: two plateaus read their level
+    # difference (the 3 s of readings across the step are under 5 % of them), a steady tone none.
+    assert meter.measure(tone(segments), FS).short_term_spread_lu == pytest.approx(expected, abs=0.1)
+
+
+@pytest.mark.parametrize("sample_rate", refsignals.SAMPLE_RATES)
+@pytest.mark.parametrize("channels", refsignals.CHANNELS)
+def test_short_term_spread_matches_a_numpy_oracle(sample_rate, channels):
+    audio = np.ascontiguousarray(gated_music(channels, 12.0, sample_rate), dtype=np.float32)
+    power = meter.k_weighted_power(audio, sample_rate)  # numpy from here: 3 s means every 100 ms
+    hop, window = round(0.1 * sample_rate), round(3.0 * sample_rate)
+    cumulative = np.concatenate([[0.0], np.cumsum(power)])
+    starts = np.arange(0, power.size - window + 1, hop)
+    short = -0.691 + 10.0 * np.log10((cumulative[starts + window] - cumulative[starts]) / window + 1e-30)
+    level = meter.integrated_loudness(audio, sample_rate)
+    kept = short[(short > -70.0) & (short > level - 20.0)]
+    expected = np.percentile(kept, 95) - np.percentile(kept, 5)
+    assert meter.measure(audio, sample_rate).short_term_spread_lu == pytest.approx(expected, abs=0.01)
+
+
+def test_short_term_spread_of_silence_is_null():
+    stats = meter.measure(np.zeros((2, 5 * FS), dtype=np.float32), FS)
+    assert math.isnan(stats.short_term_spread_lu) and stats.as_dict()["short_term_spread_lu"] is None
+
+
 # --------------------------------------------------------------------------------------------------
 # d. Cross-checks against libebur128 and pyloudnorm; edge cases
 # --------------------------------------------------------------------------------------------------
