@@ -9,7 +9,8 @@ What is fitted, and how (the speed budget is "fit + render within 2x of a plain 
   features is exact in the frequency domain: the model's 1/3-octave band power is
   ``T_b * sum_bins |H_eq(f)|^2 P_in(f)`` (mid and side separately, the side scaled by
   ``width^2``), with ``H_eq`` the JAX chain's own EQ response (:func:`jax_chain.eq_response`) and
-  ``P_in`` the whole input's Welch spectrum. ``T_b`` is the per-band power change of the nonlinear
+  ``P_in`` the whole input's Welch spectrum (summed over a few runs of bins per band,
+  :func:`model_points`). ``T_b`` is the per-band power change of the nonlinear
   stages (multiband, saturation), measured by rendering a few excerpts (``excerpts`` x
   ``excerpt_s``) through the numba chain at the current parameters; the fit runs ``rounds``
   times, re-measuring ``T_b`` with the new EQ in between (the compressor's tonal effect depends a
