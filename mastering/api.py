@@ -366,7 +366,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         lap("input_trim")
         fit = None
         shared_fit = placement is not None and placement.fit is not None
-        input_curve = input_blocks = input_spectra = None
+        input_blocks = input_spectra = None
         if match is not None or shared_fit or analysis or auto:
             from roomtone.mastering import targets
 
@@ -375,8 +375,9 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             spectra_pool = side_executor("spectra")
             input_spectra = spectra_pool.submit(targets.spectra, signal, sample_rate)
             spectra_pool.shutdown(wait=False)
-            input_curve = meter_pool.submit(lambda: targets.tonal_curve(None, sample_rate, input_lufs + trim_db,
-                                                                        measured=input_spectra.result()))
+
+            def input_curve():  # read where it is needed: a task waiting on the spectra would hold the meter's thread
+                return targets.tonal_curve(None, sample_rate, input_lufs + trim_db, measured=input_spectra.result())
         if analysis:
             input_blocks = meter_pool.submit(block_powers, signal, sample_rate)
         proposal = None
@@ -402,7 +403,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
             fit, match = dict(placement.fit), placement.match
         if fit is not None:
-            fit["input_tonal_db"] = input_curve.result()
+            fit["input_tonal_db"] = input_curve()
         reductions = {} if explain else None
         level_futures = []
         for index, processor in enumerate(preset.chain):
@@ -447,7 +448,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         if reductions:
             reductions = {index: future.result() for index, future in reductions.items()}
         if analysis:
-            analysis = {"input_tonal_db": input_curve.result(),
+            analysis = {"input_tonal_db": input_curve(),
                         "input_short_term_lufs": _short_term_readings(input_blocks.result()[1]) - trim_db}
         lap("metering_wait")
     owns_signal = callers is None or not np.may_share_memory(signal, callers)

@@ -23,8 +23,7 @@ import numpy as np
 
 from roomtone.audio import read_audio
 from roomtone.errors import InvalidAudioError, PresetError
-from roomtone.meter import (gated_blocks, gated_spread, integrated_from_blocks, integrated_loudness,
-                            k_weighted_power, to_lufs)
+from roomtone.meter import block_powers, gated_spread, integrated_from_blocks, integrated_loudness, to_lufs
 
 THIRD_OCTAVE_HZ = tuple(1000.0 * 2.0 ** (k / 3.0) for k in range(-14, 13))  # 39.7 Hz .. 16.0 kHz
 WIDTH_GROUPS_HZ = ((40.0, 250.0), (250.0, 2000.0), (2000.0, 6000.0), (6000.0, 16500.0))
@@ -108,12 +107,11 @@ class Features:
 
 def short_term_spread(audio, sample_rate, pre_sos=None):
     """:func:`gated_spread` of the short-term loudness at 10 Hz, gated against the integrated
-    level; None when under 3 s. One K-weighting pass serves both the short-term readings and the
-    integrated level; ``pre_sos`` (an EQ's sections) reads the audio as that filter would leave
-    it (:func:`roomtone.meter.k_weighted_power`)."""
-    power = k_weighted_power(audio, sample_rate, pre_sos=pre_sos)
-    values = to_lufs(gated_blocks(power, sample_rate, 3.0, 0.1))
-    return gated_spread(values, integrated_from_blocks(gated_blocks(power, sample_rate, 0.4, 0.1)))
+    level (the meter's ``short_term_spread_lu``); None when under 3 s. The meter's one block pass
+    serves both the short-term readings and the integrated level; ``pre_sos`` (an EQ's sections)
+    reads the audio as that filter would leave it (:func:`roomtone.meter.k_weighted_power`)."""
+    blocks_m, blocks_s = block_powers(audio, sample_rate, pre_sos=pre_sos)
+    return gated_spread(to_lufs(blocks_s), integrated_from_blocks(blocks_m))
 
 
 def measure_features(audio, sample_rate, integrated_lufs=None):

@@ -61,10 +61,15 @@ def k_weighted_power(audio, sample_rate, weights=None, pre_sos=None):
     audio = np.ascontiguousarray(audio, dtype=np.float32)
     if weights is None:
         weights = channel_weights(audio.shape[0])
+    return weighted_power(audio, _weighting_cascade(sample_rate, pre_sos), np.asarray(weights, dtype=np.float64))
+
+
+def _weighting_cascade(sample_rate, pre_sos=None):
+    """The K-weighting's sections, with ``pre_sos`` (an EQ's sections) in front where given."""
     sos = k_weighting_sos(sample_rate)
     if pre_sos is not None and len(pre_sos):
         sos = np.ascontiguousarray(np.concatenate([np.asarray(pre_sos, dtype=np.float64), sos]))
-    return weighted_power(audio, sos, np.asarray(weights, dtype=np.float64))
+    return sos
 
 
 def gated_blocks(power, sample_rate, window_s, hop_s):
@@ -118,24 +123,25 @@ def gated_spread(short_term_lufs, integrated_lufs=None):
     return float(p95 - p5)
 
 
-def _loudness_pass(audio, sample_rate, gain=None, every_sample=True):
+def _loudness_pass(audio, sample_rate, gain=None, every_sample=True, pre_sos=None):
     """(400 ms gating blocks, 3 s short-term blocks at 10 Hz, max momentary power, max short-term
     power) of ``audio * gain`` (``gain``: optional per-sample factor, shape (samples,)); without
-    ``every_sample`` the maxima are not computed (-1.0)."""
+    ``every_sample`` the maxima are not computed (-1.0). ``pre_sos``: as :func:`k_weighted_power`."""
     audio = np.asarray(audio)
     if audio.dtype not in (np.float32, np.float64) or not audio.flags.c_contiguous:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
     gain = np.zeros(0, dtype=np.float32) if gain is None else np.ascontiguousarray(gain, dtype=np.float32)
-    return loudness_pass(audio, k_weighting_sos(sample_rate), channel_weights(audio.shape[0]), gain,
+    return loudness_pass(audio, _weighting_cascade(sample_rate, pre_sos), channel_weights(audio.shape[0]), gain,
                          _samples(MOMENTARY_S, sample_rate), _samples(SHORT_TERM_S, sample_rate),
                          _samples(GATING_HOP_S, sample_rate), every_sample)
 
 
-def block_powers(audio, sample_rate):
+def block_powers(audio, sample_rate, pre_sos=None):
     """(400 ms gating-block powers, 3 s short-term block powers), both every 100 ms, from one pass
     that keeps no per-sample array (for a job that rides level on them). Block ``k`` starts at
-    sample ``k * hop``. Shape: two (blocks,) float64 arrays (K-weighted, channel-weighted power)."""
-    blocks_m, blocks_s, _, _ = _loudness_pass(audio, sample_rate, None, every_sample=False)
+    sample ``k * hop``. ``pre_sos``: as :func:`k_weighted_power`. Shape: two (blocks,) float64
+    arrays (K-weighted, channel-weighted power)."""
+    blocks_m, blocks_s, _, _ = _loudness_pass(audio, sample_rate, None, every_sample=False, pre_sos=pre_sos)
     return blocks_m, blocks_s
 
 
