@@ -259,15 +259,17 @@ def make_tools(args):
 
     master_cmd = find_master_command(args.master_cmd)
     spotify = abs(target - -14.0) < EPS and abs(ceiling - -1.0) < EPS
-    for preset in args.roomtone_preset:
-        def roomtone(inp, out, work, run, preset=preset):
+    for spec in args.roomtone_preset:
+        preset, *extra = spec.split()  # "balanced --fit-target": a preset and options of its row
+
+        def roomtone(inp, out, work, run, preset=preset, extra=tuple(extra)):
             if master_cmd is None:
                 run.ok = False
                 run.error = "roomtone `master` CLI not found (not installed yet?)"
                 return
             where = ["--platform", "spotify"] if spotify else list(target_opts)
             report = Path(work) / f"roomtone-{preset}-report.json"
-            cmd = master_cmd + [str(inp), "-o", str(out), "--preset", preset, *where,
+            cmd = master_cmd + [str(inp), "-o", str(out), "--preset", preset, *extra, *where,
                                 "--bit-depth", "24", "--report", str(report)]
             run_measured(cmd, Path(work) / f"roomtone-{preset}.log", run)
             if run.ok and report.exists():
@@ -275,7 +277,7 @@ def make_tools(args):
                     run.report = json.loads(report.read_text())
                 except ValueError:
                     pass
-        tools.append(Tool(f"roomtone {preset}", roomtone))
+        tools.append(Tool(f"roomtone {spec}", roomtone))
 
     def loudnorm(inp, out, work, run):
         import soundfile as sf
@@ -718,7 +720,8 @@ def parse_args(argv=None):
                         "(shelves + compressor + gain + BrickwallLimiter, the chain to compare speed with), "
                         "matchering")
     p.add_argument("--roomtone-preset", action="append", metavar="NAME",
-                   help="roomtone --preset (repeat for more rows); default balanced")
+                   help="roomtone --preset (repeat for more rows), optionally with options of its own "
+                        "(\"balanced --fit-target\": the fit's cost beside the plain row); default balanced")
     p.add_argument("--master-cmd", help="command for roomtone's master CLI "
                                         "(default: `master` beside this Python, else on PATH)")
     p.add_argument("--ffmpeg", default=shutil.which("ffmpeg") or "ffmpeg")

@@ -177,7 +177,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     if not sources:
         raise InvalidAudioError("an album needs at least one track")
     auto = api.is_auto(preset)
-    api._preload_for(preset, reference, fit_target)  # JAX's import beside reading the tracks
+    api.preload_for(preset, reference, fit_target)  # JAX's import beside reading the tracks
     if auto:  # the assistant proposes one chain from the album's analysis signal (as a fit sees it)
         match = api.match_target(preset, reference, fit_target)
         preset = api.base_preset(preset)
@@ -228,9 +228,11 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
         excerpts.clear()
         if auto:
             say("proposing the album's chain")
+            api.await_preload()
             from roomtone.mastering import assistant  # JAX: only here
 
-            preset, proposal, predicted = assistant.propose(signal, rate, preset)
+            preset, proposal, predicted = assistant.propose(signal, rate, preset,
+                                                            with_tonal=match is api.ASSISTANT_TARGET)
             proposal["album_analysis"] = info
             if match is api.ASSISTANT_TARGET:
                 from roomtone.mastering.targets import MatchTarget
@@ -238,6 +240,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
                 match = MatchTarget(tonal_db=predicted, sources=("assistant",))
         if match is not None:
             say("fitting the album's chain")
+            api.await_preload()
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
             preset, fit = fit_chain(signal, rate, preset, match, segments=segments,

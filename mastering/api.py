@@ -118,7 +118,7 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
         TargetUnreachableError: the target needs more limiting than the preset allows, more than
             40 dB of gain, or the loudness/true-peak search does not settle.
     """
-    _preload_for(preset, reference, fit_target)
+    preload_for(preset, reference, fit_target)
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
                    reference=reference, fit_target=fit_target, explain=explain, analysis=analysis,
@@ -190,10 +190,15 @@ def preload_fit(auto=False, warm=None):
     for name in modules:
         if name in _preloading:
             continue
+        earlier = _import_threads()
 
-        def load(name=name):
+        def load(name=name, earlier=earlier):
+            for thread in earlier:  # one import of JAX at a time (module docstring of await_preload)
+                thread.join()
             try:
-                importlib.import_module(name)
+                module = importlib.import_module(name)
+                if hasattr(module, "preload"):  # what the module imports and loads at its first call (Flax, weights)
+                    module.preload()
             except Exception:  # the job imports it again and reports there
                 pass
 
@@ -206,8 +211,11 @@ def preload_fit(auto=False, warm=None):
     if key in _preloading:
         return
 
+    imports = _import_threads()
+
     def warm_up():
-        _preloading["roomtone.mastering.fit"].join()
+        for thread in imports:  # after every background import: JAX's own lazy imports meet no half-done module
+            thread.join()
         try:
             importlib.import_module("roomtone.mastering.fit").warm_up(*warm)
         except Exception:  # the fit itself meets and reports whatever failed here
@@ -218,7 +226,23 @@ def preload_fit(auto=False, warm=None):
     thread.start()
 
 
-def _preload_for(preset, reference, fit_target):
+def _import_threads():
+    return [thread for key, thread in _preloading.items() if not isinstance(key, tuple)]
+
+
+def await_preload():
+    """Wait until the background imports (:func:`preload_fit`) are done, not its warm-up. A job
+    calls this before it imports or calls into JAX itself: a second thread importing JAX while the
+    first is still initialising it meets half-initialised modules (``ImportError: cannot import
+    name ... from partially initialized module 'jax._src.dtypes'``, as ``--preset auto`` did when
+    the assistant imported ``jax.numpy`` in the job's thread)."""
+    for thread in _import_threads():
+        thread.join()
+
+
+def preload_for(preset, reference, fit_target):
+    """:func:`preload_fit` when a job with these options will fit or propose (a reference, the
+    preset's target, or ``auto``); else nothing (a plain master never imports JAX)."""
     if reference is not None or fit_target or is_auto(preset):
         preload_fit(auto=is_auto(preset))
 
@@ -383,10 +407,12 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         proposal = None
         if auto:
             say("proposing the chain")
+            await_preload()
             from roomtone.mastering import assistant  # JAX: only here
 
             preset, proposal, predicted = assistant.propose(signal, sample_rate, preset,
-                                                            measured=input_spectra.result())
+                                                            measured=input_spectra.result(),
+                                                            with_tonal=match is ASSISTANT_TARGET)
             if match is ASSISTANT_TARGET:
                 from roomtone.mastering.targets import MatchTarget
 
@@ -394,6 +420,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             lap("assistant")
         if match is not None:
             say("fitting the chain")
+            await_preload()
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
             preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling, input_lufs + trim_db),
@@ -662,6 +689,8 @@ def warm_up(preset="balanced", bit_depth="24"):
 
     compile_kernels()
     noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
+    if is_auto(preset):  # the assistant's chain runs the same kernels; its JAX set-up is the preload thread's
+        from roomtone.mastering.assistant import BASE_PRESET as preset
     try:
         out, _ = master(noise, 44100, preset=preset, bit_depth=bit_depth)
     except RoomtoneError:
@@ -725,7 +754,7 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     if output_sample_rate is not None:  # refused before any work, the input not even read
         delivery_sample_rate(output_path, None, output_sample_rate)
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
-    _preload_for(preset, reference, fit_target)  # JAX's import beside reading the reference and the input
+    preload_for(preset, reference, fit_target)  # JAX's import beside reading the reference and the input
     reference = match_target(preset, reference, fit_target)  # a bad reference is refused before the input is read
     fit_target = False
     say = progress or (lambda message: None)

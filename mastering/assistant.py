@@ -207,52 +207,89 @@ def load_model(path=None):
     from roomtone.models import weights
 
     path = weights_path() if path is None else os.fspath(path)
-    config = weights.load_config(path)
-    arch_cfg = config["architecture"]
-    if arch_cfg.get("kind") != ARCH_KIND or arch_cfg.get("inputs") != n_features():
-        raise weights.ModelFileError(f"{path}: not a roomtone mastering assistant (architecture {arch_cfg.get('kind')!r})")
-    arch = Architecture(hidden=int(arch_cfg["hidden"]), layers=int(arch_cfg["layers"]))
+    config, arch = _checked_config(path)
     model = weights.build(lambda: build_model(arch, nnx.Rngs(0)), weights.load_arrays(path), path=path)
     return model, config
 
 
-@functools.lru_cache(maxsize=2)
-def _cached(path):
-    """(model, config, its forward pass compiled once per process: ``jax.jit`` of a closure made
-    here, not per call)."""
-    import jax
+def _checked_config(path):
+    """(config, :class:`Architecture`) of a weight file. Raises :class:`~roomtone.models.weights.ModelFileError`."""
+    from roomtone.models import weights
+
+    config = weights.load_config(path)
+    arch_cfg = config["architecture"]
+    if arch_cfg.get("kind") != ARCH_KIND or arch_cfg.get("inputs") != n_features():
+        raise weights.ModelFileError(f"{path}: not a roomtone mastering assistant (architecture {arch_cfg.get('kind')!r})")
+    return config, Architecture(hidden=int(arch_cfg["hidden"]), layers=int(arch_cfg["layers"]))
+
+
+def _forward(arrays, x, hidden, layers, path):
+    """The network's forward pass with its parameters ``arrays`` (flat, as the file holds them) as
+    arguments, so that one trace serves any weights of this architecture. Shape: x (1, inputs)."""
     from flax import nnx
 
-    model, config = load_model(path)
-    graph, state = nnx.split(model)
-    forward = jax.jit(lambda st, x: nnx.merge(graph, st)(x))
-    return model, config, lambda x: forward(state, x)
+    from roomtone.models import weights
+
+    return weights.build(lambda: build_model(Architecture(hidden=hidden, layers=layers), nnx.Rngs(0)), arrays,
+                         path=path)(x)
 
 
-def propose(signal, sample_rate, preset=None, path=None, measured=None):
+@functools.lru_cache(maxsize=2)
+def _cached(path):
+    """(config, the forward pass of one feature row): the parameters read as arrays and the pass
+    run by :func:`roomtone.models.runtime.exported`, traced (with Flax) once per machine; a later
+    process neither imports Flax nor traces (about 0.5 s of a 2-core CPU). Raises
+    :class:`~roomtone.models.weights.ModelFileError` for a file that does not fit."""
+    from importlib.metadata import version
+
+    import jax
+    import jax.numpy as jnp
+
+    from roomtone.models import runtime, weights
+
+    config, arch = _checked_config(path)
+    arrays = {k: jnp.asarray(v) for k, v in weights.load_arrays(path).items()}
+    placeholder = jnp.asarray(np.zeros((1, n_features()), np.float32))
+    static = {"hidden": arch.hidden, "layers": arch.layers, "path": os.path.basename(path)}
+    call = runtime.exported(f"assistant._forward flax {version('flax')}",
+                            jax.jit(_forward, static_argnames=("hidden", "layers", "path")), (arrays, placeholder),
+                            static, sources=(__file__, weights.__file__))
+    return config, lambda x: call(arrays, jnp.asarray(np.asarray(x, np.float32)))
+
+
+def preload():
+    """Load the shipped model and compile its forward pass (kept for the process): the first
+    :func:`propose`'s set-up, for :func:`roomtone.mastering.api.preload_fit`'s background thread."""
+    from roomtone.models import runtime
+
+    runtime.setup()
+    _, forward = _cached(weights_path())
+    np.asarray(forward(np.zeros((1, n_features()), np.float32)))
+
+
+def propose(signal, sample_rate, preset=None, path=None, measured=None, with_tonal=True):
     """The proposed preset for ``signal`` (channels, samples) at the working level: ``preset``
     (default :func:`roomtone.mastering.api.base_preset` of ``"auto"``: the balanced chain, named
     ``auto``) with the predicted EQ and width. Returns ``(preset, report, tonal_db)``: ``report``
     holds the prediction (gains, width), the features' distance, the strength applied and the
-    seconds spent; ``tonal_db`` the curve the proposal gives under the fitter's linear model.
+    seconds spent; ``tonal_db`` the curve the proposal gives under the fitter's linear model (None
+    unless ``with_tonal``: the target of a refining fit).
     ``measured``: the signal's :func:`roomtone.mastering.targets.spectra`, where the caller has them."""
     import time
-
-    import jax.numpy as jnp
 
     from roomtone.mastering import fit
     from roomtone.models import runtime
 
     started = time.perf_counter()
     runtime.setup()
-    _, config, forward = _cached(weights_path() if path is None else os.fspath(path))
+    config, forward = _cached(weights_path() if path is None else os.fspath(path))
     stereo = signal.shape[0] >= 2
     a = analysis(sample_rate)
     spectra = a.spectra(signal, measured)
     x = a.features(*spectra)
     scale = config["features"]
     z = (x - np.asarray(scale["mean"], np.float32)) / np.asarray(scale["std"], np.float32)
-    raw = np.asarray(forward(jnp.asarray(z[None])))[0]
+    raw = np.asarray(forward(z[None]))[0]
     raw, strength, distance = _guarded(raw, z)
     if preset is None:
         from roomtone.mastering.api import AUTO_PRESET, base_preset
@@ -260,7 +297,7 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None):
         preset = base_preset(AUTO_PRESET)
     chain = apply_prediction(fit._with_fit_stages(preset.chain, stereo), raw)
     predicted = dataclasses.replace(preset, chain=chain)
-    tonal_after = _model_tonal(a, raw, spectra, stereo)
+    tonal_after = _model_tonal(a, raw, spectra, stereo) if with_tonal else None
     report = {"model": os.path.basename(path or weights_path()), "base_preset": BASE_PRESET,
               "low_shelf_db": chain_value(chain, "eq", "low_shelf_db"),
               "high_shelf_db": chain_value(chain, "eq", "high_shelf_db"),
@@ -306,8 +343,23 @@ def _model_tonal(a, raw, spectra, stereo):
     from roomtone.mastering import fit
 
     shared = loss_data(a, stereo)
-    p_total, p_mid, p_side = (jnp.asarray(p if p is not None else 0.0, jnp.float32) for p in spectra)
+    p_total, p_mid, p_side = (jnp.asarray(np.float32(p) if p is not None else np.float32(0.0)) for p in spectra)
     data = {**shared, "p_total": p_total, "p_mid": p_mid, "p_side": p_side}
-    raw = jnp.asarray(raw, jnp.float32)
-    _, total, _, _, _ = fit.model_powers({"u": raw[:N_GAINS], "v": raw[N_GAINS]}, data, a.sample_rate, stereo)
-    return np.asarray(fit._normalised(10.0 * jnp.log10(total + 1e-20), shared["k2"]), np.float64)
+    raw = np.asarray(raw, np.float32)
+    theta = {"u": jnp.asarray(raw[:N_GAINS]), "v": jnp.asarray(raw[N_GAINS])}
+    total = np.asarray(_model_total()(theta, data, sample_rate=a.sample_rate, stereo=stereo), np.float64)
+    return fit._normalised(10.0 * np.log10(total + 1e-20), np.asarray(shared["k2"], np.float64))
+
+
+@functools.lru_cache(maxsize=1)
+def _model_total():
+    """:func:`roomtone.mastering.fit.model_powers`'s total band power, compiled once (run op by op
+    it dispatched a compile per operation: 0.8 s of the first proposal)."""
+    import jax
+
+    from roomtone.mastering import fit
+
+    def total(theta, data, sample_rate, stereo):
+        return fit.model_powers(theta, data, sample_rate, stereo)[1]
+
+    return jax.jit(total, static_argnames=("sample_rate", "stereo"))

@@ -51,13 +51,16 @@ after the compressor, the limiter and the model's own error together) raises or 
 the compressor aims at (``aimed_spread_lu``), and the search runs again on the same grid. The master report gives the output's measured spread beside the prediction.
 """
 
+import dataclasses
 import math
 from concurrent.futures import Future
 
 import numpy as np
 
 from roomtone import filters
+from roomtone.concurrency import map_two
 from roomtone.kernels.biquad import sos_filter
+from roomtone.mastering.processors import static_curve_db
 from roomtone.meter import gated_spread, to_lufs
 
 PROBES = 8
@@ -116,11 +119,13 @@ def probe_windows(n, sample_rate, count=PROBES, probe_s=PROBE_S, lead_s=LEAD_S, 
 def measure_probes(multiband, eq, signal, sample_rate, windows):
     """The :class:`Probe` of each window of ``signal`` (channels, samples) at the working level:
     through ``eq`` (an :class:`~roomtone.mastering.processors.Equalizer`, or None) and the
-    compressor's band split."""
+    compressor's band split. The windows are shared between the calling thread and one worker
+    (the kernels release the GIL)."""
     block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
     k_sos = np.asarray(filters.k_weighting_sos(sample_rate), dtype=np.float64)
-    probes = []
-    for first, start, stop in windows:
+
+    def probe(window):
+        first, start, stop = window
         x = np.ascontiguousarray(signal[:, first:stop], dtype=np.float32)
         if eq is not None and not eq.bypassed:
             x = np.ascontiguousarray(eq.process(x, sample_rate), dtype=np.float32)
@@ -133,23 +138,29 @@ def measure_probes(multiband, eq, signal, sample_rate, windows):
         weighted = sos_filter(x, k_sos, np.empty(x.shape, dtype=np.float64))
         kb = multiband.split_bands(weighted, sample_rate)[:, :, :m].reshape(n_b, n_ch, groups, GROUP_PERIODS * block)
         gram = np.einsum("acpk,bcpk->pab", kb, kb, optimize=True)
-        probes.append(Probe(peaks, gram, -(-(start - first) // (block * GROUP_PERIODS))))
-    return probes
+        return Probe(peaks, gram, -(-(start - first) // (block * GROUP_PERIODS)))
+
+    return map_two(probe, windows)
 
 
 def short_term_readings(probe, gain_db, sample_rate, block):
     """Short-term loudness (LUFS) about every 100 ms of one probe with per-period band gains
-    ``gain_db`` (bands, periods), its lead-in left out. Shape: (readings,)."""
+    ``gain_db`` (..., bands, periods), its lead-in left out: one row of readings per leading index
+    (many settings in one call). Shape: (..., bands, periods) -> (..., readings)."""
     groups = probe.gram.shape[0]
-    g = (10.0 ** (gain_db / 20.0)).reshape(gain_db.shape[0], groups, GROUP_PERIODS).mean(axis=2)
-    energy = np.einsum("bp,pbc,cp->p", g, probe.gram, g, optimize=True)[probe.skip:]
+    lead = gain_db.shape[:-2]
+    g = (10.0 ** (gain_db / 20.0)).reshape(lead + (gain_db.shape[-2], groups, GROUP_PERIODS)).mean(axis=-1)
+    energy = np.einsum("...bp,pbc,...cp->...p", g, probe.gram, g, optimize=True)[..., probe.skip:]
     block = block * GROUP_PERIODS
     per_block = max(1, round(BLOCK_S * sample_rate / block))
-    blocks = energy[: energy.size // per_block * per_block].reshape(-1, per_block).sum(axis=1)
+    count = energy.shape[-1] // per_block
+    blocks = energy[..., : count * per_block].reshape(lead + (count, per_block)).sum(axis=-1)
     window = int(round(SHORT_TERM_S / BLOCK_S))
-    if blocks.size < window:
-        return np.zeros(0)
-    sums = np.convolve(blocks, np.ones(window), mode="valid")
+    if count < window:
+        return np.zeros(lead + (0,))
+    # 3 s sums of the 100 ms blocks (a running sum: every 3 s window, hop one block)
+    csum = np.concatenate([np.zeros(lead + (1,)), np.cumsum(blocks, axis=-1)], axis=-1)
+    sums = csum[..., window:] - csum[..., :-window]
     return to_lufs(sums / (window * per_block * block))
 
 
@@ -162,18 +173,32 @@ def pooled_spread(readings):
 def probe_spread(multiband, probes, sample_rate, threshold_offset_db=None):
     """The probes' pooled spread (LU) through ``multiband`` with its thresholds moved by
     ``threshold_offset_db`` (None: no compression, the makeup gains alone)."""
-    block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
-    makeup = np.asarray(multiband.makeup_db, dtype=np.float64)[:, None]
+    if threshold_offset_db is None:
+        block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
+        makeup = np.asarray(multiband.makeup_db, dtype=np.float64)[:, None]
+        return pooled_spread([short_term_readings(p, np.broadcast_to(makeup, p.peaks.shape), sample_rate, block)
+                              for p in probes])
+    moved = dataclasses.replace(multiband, threshold_db=tuple(t + threshold_offset_db for t in multiband.threshold_db))
+    return settings_spreads([moved], probes, sample_rate)[0]
+
+
+def settings_spreads(compressors, probes, sample_rate):
+    """The probes' pooled spread (LU, or None without a reading) through each of ``compressors``
+    (the same band split, knee, times and makeup; their thresholds and ratios differ, as along the
+    amount path): every setting's static curve, smoother and readings in one vectorised pass per
+    probe. Returns a list, one per compressor."""
+    first = compressors[0]
+    block = max(1, round(sample_rate * first.CONTROL_PERIOD_S))
+    threshold = np.array([c.threshold_db for c in compressors], dtype=np.float64)[:, :, None]
+    ratio = np.array([c.ratio for c in compressors], dtype=np.float64)[:, :, None]
+    makeup = np.asarray(first.makeup_db, dtype=np.float64)[:, None]
     readings = []
     for probe in probes:
-        if threshold_offset_db is None:
-            gain = np.broadcast_to(makeup, probe.peaks.shape)
-        else:
-            gain = multiband.smoothed_gain_db(multiband.target_gain_db(probe.peaks, threshold_offset_db,
-                                                                       probe.levels_db),
-                                              sample_rate) + makeup
-        readings.append(short_term_readings(probe, gain, sample_rate, block))
-    return pooled_spread(readings)
+        target = static_curve_db(probe.levels_db[None], threshold, ratio, first.knee_db)
+        n_s, n_b, periods = target.shape
+        gain = first.smoothed_gain_db(target.reshape(n_s * n_b, periods), sample_rate).reshape(n_s, n_b, periods)
+        readings.append(short_term_readings(probe, gain + makeup, sample_rate, block))
+    return [pooled_spread([r[i] for r in readings]) for i in range(len(compressors))]
 
 
 def path_grid():
@@ -189,8 +214,6 @@ def path_grid():
 
 def at_position(multiband, position):
     """``multiband`` moved to ``position`` on the amount path (interpolated between grid rows)."""
-    import dataclasses
-
     grid = path_grid()
     offset = float(np.interp(position, grid[:, 0], grid[:, 1]))
     scale = float(np.interp(position, grid[:, 0], grid[:, 2]))
@@ -241,18 +264,21 @@ def rendered_spread(chain, signal, sample_rate, windows, level_lufs, target_lufs
     pieces = [np.ascontiguousarray(signal[:, first:stop], dtype=np.float32) for first, _, stop in windows]
     skips = [start - first for first, start, _ in windows]
     ins = [x[:, skip:] for x, skip in zip(pieces, skips)]
-    outs = list(zip(_render_numba(chain, pieces, sample_rate), skips))
+    # each probe through the chain, then through the limiter: both shared between two threads
+    outs = list(zip(map_two(lambda x: _render_numba(chain, [x], sample_rate)[0], pieces), skips))
     change = (integrated_loudness(np.concatenate([y[:, skip:] for y, skip in outs], axis=1), sample_rate)
               - integrated_loudness(np.concatenate(ins, axis=1), sample_rate))
     if not np.isfinite(change):
         return None
     gain = np.float32(10.0 ** ((target_lufs - (level_lufs + change)) / 20.0))
-    readings = []
-    for y, skip in outs:
+
+    def limited(out):
+        y, skip = out
         y = y * gain
         curve = limiter.gain_curve(limiter.detector(y, sample_rate), sample_rate)
-        readings.append(short_term_loudness(y[:, skip:] * curve[None, skip:], sample_rate, hop_s=BLOCK_S))
-    return pooled_spread(readings)
+        return short_term_loudness(y[:, skip:] * curve[None, skip:], sample_rate, hop_s=BLOCK_S)
+
+    return pooled_spread(map_two(limited, outs))
 
 
 def fit_multiband(multiband, eq, signal, sample_rate, target_spread_lu, input_spread_lu, *, segments=None,
@@ -279,7 +305,7 @@ def fit_multiband(multiband, eq, signal, sample_rate, target_spread_lu, input_sp
                       note="too short or too quiet for a short-term spread: the compressor is left as the preset has it")
         return multiband, report
     positions = path_grid()[:, 0]
-    spreads = [probe_spread(at_position(multiband, float(x))[0], measured, sample_rate, 0.0) for x in positions]
+    spreads = settings_spreads([at_position(multiband, float(x))[0] for x in positions], measured, sample_rate)
     predicted = np.array([_predict(input_spread_lu, s if s is not None else base, base) for s in spreads])
     position, reachable = _choose(positions, predicted, float(target_spread_lu))
     flattening = None

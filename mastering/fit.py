@@ -167,7 +167,8 @@ def _normalised(curve_db, k2):
     """A 1/3-octave curve less its loudness proxy: the K-weighted sum of its band powers
     (``k2``: BS.1770-4 K-weighting power at the band centres), as the target curve is less its
     integrated loudness, so the fit aims at the loudness-normalised distance itself."""
-    return curve_db - 10.0 * jnp.log10(jnp.sum(k2 * 10.0 ** (curve_db / 10.0)))
+    xp = np if isinstance(curve_db, np.ndarray) and isinstance(k2, np.ndarray) else jnp  # numpy outside the traced loss
+    return curve_db - 10.0 * xp.log10(xp.sum(k2 * 10.0 ** (curve_db / 10.0)))
 
 
 def _k_weighting_power(sample_rate):
@@ -185,10 +186,10 @@ def _k_weighting_power(sample_rate):
 _OPT = optax.adam(0.08)
 
 
-@jax.jit
 def _tonal_rms(tonal, target, k2):
+    """The loudness-normalised distance (dB RMS) of ``tonal`` to ``target`` (numpy)."""
     d = _normalised(tonal, k2) - target
-    return jnp.sqrt(jnp.mean(d ** 2))
+    return float(np.sqrt(np.mean(d ** 2)))
 
 
 @functools.partial(jax.jit, static_argnames=("sample_rate", "stereo", "has_width", "steps"))
@@ -204,6 +205,16 @@ def _optimise(theta, data, sample_rate, stereo, has_width, steps):
 
     (theta, _), values = jax.lax.scan(step, (theta, _OPT.init(theta)), None, length=steps)
     return theta, values
+
+
+def run_optimise(theta, data, sample_rate, stereo, has_width, steps):
+    """:func:`_optimise`, traced once per machine (:func:`roomtone.models.runtime.exported`: its
+    StableHLO kept beside JAX's compilation cache, keyed by this module's and the JAX chain's
+    source, optax's version and the shapes) instead of once per process. Returns ``(theta, losses)``."""
+    static = {"sample_rate": int(sample_rate), "stereo": bool(stereo), "has_width": bool(has_width), "steps": int(steps)}
+    call = runtime.exported(f"fit._optimise optax {optax.__version__}", _optimise, (theta, data), static,
+                            sources=(__file__, jax_chain.__file__))
+    return call(theta, data)
 
 
 def _round_inputs(eq, bins_z, bands, groups, k2, powers, width_now, tgt):
@@ -234,19 +245,20 @@ def model_points(freqs, bands, power=None, per_band=MODEL_POINTS_PER_BAND):
     per-bin model over the fit's +-12 dB (``tests/test_jax_chain.py``). ``freqs``: (bins,) Hz;
     ``bands``: (bands, bins) membership; ``power``: (bins,) or None (unweighted). Returns
     ``(centres_hz (points,), gather (points, bins), point_bands (bands, points))``."""
-    centres, rows, owner = [], [], []
+    runs, owner = [], []
     for b in range(bands.shape[0]):
         members = np.flatnonzero(bands[b] > 0)
-        for run in np.array_split(members, min(per_band, members.size)):
-            row = np.zeros(bands.shape[1])
-            row[run] = 1.0
-            rows.append(row)
-            weights = None if power is None or not np.sum(power[run]) > 0 else power[run]
-            centres.append(float(np.average(freqs[run], weights=weights)))
-            owner.append(b)
-    point_bands = np.zeros((bands.shape[0], len(rows)))
-    point_bands[owner, np.arange(len(rows))] = 1.0
-    return np.array(centres), np.array(rows), point_bands
+        runs += np.array_split(members, min(per_band, members.size))
+        owner += [b] * min(per_band, members.size)
+    gather = np.zeros((len(runs), bands.shape[1]))
+    centres = np.empty(len(runs))
+    for i, run in enumerate(runs):
+        gather[i, run] = 1.0
+        weights = None if power is None or not np.sum(power[run]) > 0 else power[run]
+        centres[i] = np.average(freqs[run], weights=weights)
+    point_bands = np.zeros((bands.shape[0], len(runs)))
+    point_bands[owner, np.arange(len(runs))] = 1.0
+    return centres, gather, point_bands
 
 
 def _analysis_bins(sample_rate):
@@ -272,16 +284,18 @@ def warm_up(chain, sample_rate, channels, has_width, steps=250):
     freqs, keep = _analysis_bins(sample_rate)
     bands = tg.band_matrix(freqs[keep])
     centres, _, point_bands = model_points(freqs[keep], bands)
-    ones = jnp.ones(centres.size, dtype=jnp.float32)  # per model point
-    per_band = jnp.ones(bands.shape[0], dtype=jnp.float32)
+    # placeholders built in numpy and handed over (a jnp.ones would compile a computation of its own)
+    ones = jnp.asarray(np.ones(centres.size, dtype=np.float32))  # per model point
+    per_band = jnp.asarray(np.ones(bands.shape[0], dtype=np.float32))
     scalar = lambda v: jnp.asarray(np.float32(v))  # noqa: E731  (fit_chain's placeholders for mono)
     powers = (ones, ones if stereo else scalar(0.0), ones if stereo else scalar(0.0), per_band,
               per_band if stereo else scalar(1.0), per_band if stereo else scalar(1.0))
-    tgt = {"tonal": jnp.zeros(len(tg.THIRD_OCTAVE_HZ), jnp.float32), "width": jnp.zeros(len(tg.WIDTH_GROUPS_HZ), jnp.float32)}
+    tgt = {"tonal": jnp.asarray(np.zeros(len(tg.THIRD_OCTAVE_HZ), np.float32)),
+           "width": jnp.asarray(np.zeros(len(tg.WIDTH_GROUPS_HZ), np.float32))}
     k2 = jnp.asarray(_k_weighting_power(sample_rate).astype(np.float32))
     eq = chain[[p.kind for p in chain].index("eq")]
     theta, data = _round_inputs(eq, _bins_z(centres, sample_rate), point_bands, tg.group_matrix(), k2, powers, 1.0, tgt)
-    theta, values = _optimise(theta, data, sample_rate=sample_rate, stereo=stereo, has_width=has_width, steps=steps)
+    theta, values = run_optimise(theta, data, sample_rate, stereo, has_width, steps)
     np.asarray(values)
     return time.perf_counter() - started
 
@@ -371,23 +385,25 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     pieces = [np.ascontiguousarray(signal[:, s:s + n]) for s, n in zip(starts, lengths)]
     eq_index = [p.kind for p in chain].index("eq")
     first = _render_round(chain, eq_index, pieces, sample_rate)
-    freqs, total, mid, side = whole.result() if isinstance(whole, Future) else whole
-    keep = _analysis_bins(sample_rate)[1]
+    # what needs only the analysis bins, while the whole input's spectra may still be on their way
+    freqs, keep = _analysis_bins(sample_rate)
     bands = tg.band_matrix(freqs[keep])
     groups = tg.group_matrix()
+    k2_np = _k_weighting_power(sample_rate)
+    target_np = _normalised(np.asarray(target.tonal_db, dtype=np.float32), k2_np)
+    _, total, mid, side = whole.result() if isinstance(whole, Future) else whole
     centres, gather, point_bands = model_points(freqs[keep], bands, total[keep])
     bins_z = _bins_z(centres, sample_rate)
     has_width = stereo and target.width_db is not None
-    tgt = {"tonal": jnp.asarray(target.tonal_db, dtype=jnp.float32),
-           "width": jnp.asarray(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)), dtype=jnp.float32)}
+    tgt = {"width": jnp.asarray(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)), dtype=jnp.float32)}
     f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
     dyn_report = None
     in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
-    k2 = f32(_k_weighting_power(sample_rate))
-    tgt["tonal"] = _normalised(tgt["tonal"], k2)
-    before = float(_tonal_rms(f32(in_tonal), tgt["tonal"], k2))
+    before = _tonal_rms(in_tonal, target_np, k2_np)
+    k2 = f32(k2_np)
+    tgt["tonal"] = f32(target_np)
     for round_index in range(rounds):
         if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect
             dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)
@@ -401,8 +417,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
                   f32(gather @ side[keep] if stereo else 0.0),
                   ratio(t_out, t_in), ratio(m_out, m_in), ratio(s_out, s_in) if stereo else f32(1.0))
         theta, data = _round_inputs(eq, bins_z, point_bands, groups, k2, powers, width_now, tgt)
-        theta, values = _optimise(theta, data, sample_rate=sample_rate, stereo=stereo, has_width=has_width,
-                                  steps=steps)
+        theta, values = run_optimise(theta, data, sample_rate, stereo, has_width, steps)
         values = np.asarray(values)
         history.append({"round": round_index + 1, "loss_first": round(float(values[0]), 4),
                         "loss_last": round(float(values[-1]), 4)})

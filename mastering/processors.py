@@ -13,6 +13,7 @@ import numpy as np
 
 from roomtone import filters
 from roomtone.errors import PresetError
+from roomtone.kernels._split import run_split
 from roomtone.kernels.biquad import sos_filter
 from roomtone.kernels.multiband import multiband_compress, smooth_gain_trace
 from roomtone.kernels.saturation import tanh_saturate_2x
@@ -72,7 +73,18 @@ class Equalizer(Processor):
         sos = self.sos(sample_rate)
         if sos.shape[0] == 0:
             return audio.copy()
-        return sos_filter(audio, sos, np.empty(audio.shape, dtype=np.float32))
+        out = np.empty(audio.shape, dtype=np.float32)
+        if audio.shape[0] >= 2 and audio.shape[1] >= SPLIT_SAMPLES:  # channels over the cores (kernel without the GIL)
+            run_split(_sos_rows, audio.shape[0], np.ascontiguousarray(audio), sos, out)
+            return out
+        return sos_filter(audio, sos, out)
+
+
+SPLIT_SAMPLES = 1 << 19  # an EQ this long (12 s at 44.1 kHz) runs its channels in parallel
+
+
+def _sos_rows(x, sos, out, first, last):
+    sos_filter(x[first:last], sos, out[first:last])
 
 
 def _crossover_sos(sample_rate, crossovers_hz):
@@ -98,6 +110,21 @@ def split_bands(audio, sample_rate, crossovers_hz):
     multiband_compress(audio, lows, allpasses, np.zeros(n_b), np.ones(n_b), np.zeros(n_b), 0.0, 0.0, 0.0, 1, bands,
                        np.empty(audio.shape, dtype=np.float32), 0, 0, audio.shape[1])
     return bands
+
+
+def static_curve_db(levels_db, threshold_db, ratio, knee_db):
+    """The multiband kernel's static soft-knee curve: gain in dB (<= 0) for levels ``levels_db``
+    (dBFS) against ``threshold_db`` (dBFS) and ``ratio`` (:1), a quadratic knee ``knee_db`` wide
+    (Giannoulis, Massberg and Reiss, JAES 2012, eq. 4). The arrays broadcast, so one call can
+    take many settings at once (a leading axis of thresholds and ratios)."""
+    slope = 1.0 - 1.0 / np.asarray(ratio)
+    over = levels_db - threshold_db
+    half = 0.5 * knee_db
+    target = np.where(over > half, -slope * over, 0.0)
+    if knee_db > 0.0:
+        knee = (over > -half) & (over <= half)
+        target = np.where(knee, -slope * (over + half) ** 2 / (2.0 * knee_db), target)
+    return target
 
 
 @register("multiband")
@@ -159,18 +186,11 @@ class MultibandCompressor(Processor):
         """The static soft-knee curve (the kernel's) on per-period band peaks (linear; or their
         ``levels_db``, 20 log10 of them, when given), the thresholds moved by
         ``threshold_offset_db``: gain in dB (<= 0). Shape: (bands, periods)."""
-        threshold = np.asarray(self.threshold_db)[:, None] + threshold_offset_db
-        slope = (1.0 - 1.0 / np.asarray(self.ratio))[:, None]
         if levels_db is None:
             with np.errstate(divide="ignore"):
                 levels_db = 20.0 * np.log10(peaks)
-        over = levels_db - threshold
-        half = 0.5 * self.knee_db
-        target = np.where(over > half, -slope * over, 0.0)
-        if self.knee_db > 0.0:
-            knee = (over > -half) & (over <= half)
-            target = np.where(knee, -slope * (over + half) ** 2 / (2.0 * self.knee_db), target)
-        return target
+        return static_curve_db(levels_db, np.asarray(self.threshold_db)[:, None] + threshold_offset_db,
+                              np.asarray(self.ratio)[:, None], self.knee_db)
 
     def smoothed_gain_db(self, target_db, sample_rate):
         """The kernel's attack/release smoother over control periods (zero state). Shape: (bands, periods)."""

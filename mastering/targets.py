@@ -56,14 +56,19 @@ def spectra(audio, sample_rate, max_frames=1200):
     side = np.zeros(nfft // 2 + 1) if audio.shape[0] >= 2 else None
     for chunk in np.array_split(starts, max(1, starts.size // 64)):
         frames = np.stack([audio[:, s:s + nfft] for s in chunk], axis=1) * window  # (C, F, nfft)
-        spec = np.fft.rfft(frames, axis=-1)
-        power = (spec.real ** 2 + spec.imag ** 2) * norm
-        total += power.sum(axis=(0, 1))
         if mid is not None:
-            m = 0.5 * (spec[0] + spec[1])
-            s = 0.5 * (spec[0] - spec[1])
-            mid += (np.abs(m) ** 2).sum(axis=0) * norm
-            side += (np.abs(s) ** 2).sum(axis=0) * norm
+            # The first two channels as mid and side before the FFT (it is linear): |L|^2 + |R|^2 =
+            # 2 (|M|^2 + |S|^2) with M = (L + R) / 2, S = (L - R) / 2, so no complex arithmetic on L, R.
+            ms = np.fft.rfft(np.stack([0.5 * (frames[0] + frames[1]), 0.5 * (frames[0] - frames[1])]), axis=-1)
+            ms = ms.real ** 2 + ms.imag ** 2
+            m, s = ms[0].sum(axis=0) * norm, ms[1].sum(axis=0) * norm
+            mid += m
+            side += s
+            total += 2.0 * (m + s)
+            frames = frames[2:]
+        if frames.shape[0]:
+            spec = np.fft.rfft(frames, axis=-1)
+            total += (spec.real ** 2 + spec.imag ** 2).sum(axis=(0, 1)) * norm
     count = max(1, starts.size)
     freqs = np.fft.rfftfreq(nfft, 1.0 / sample_rate)
     return freqs, total / count, None if mid is None else mid / count, None if side is None else side / count

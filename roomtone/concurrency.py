@@ -7,6 +7,7 @@ under a thread-safe threading layer; :mod:`roomtone.kernels`), so any two may ov
 split into threads here, by the callers, instead.
 """
 
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 
@@ -36,3 +37,37 @@ class SerialExecutor:
 def side_executor(name):
     """One worker thread for side work (metering) beside the calling thread."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"roomtone-{name}")
+
+
+def map_two(fn, items):
+    """``[fn(item) for item in items]``, the items shared between the calling thread and one worker
+    (each takes the next one not yet taken, so uneven items balance): for kernel-bound work, about
+    half the wall time on two cores. The first exception is raised once both threads stopped."""
+    items = list(items)
+    if len(items) < 2:
+        return [fn(item) for item in items]
+    results = [None] * len(items)
+    lock = threading.Lock()
+    taken = [0]
+    failed = []
+
+    def work():
+        while not failed:
+            with lock:
+                index = taken[0]
+                taken[0] += 1
+            if index >= len(items):
+                return
+            try:
+                results[index] = fn(items[index])
+            except BaseException as exc:  # the other thread stops at its next item
+                failed.append(exc)
+                return
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="roomtone-pair") as pool:
+        other = pool.submit(work)
+        work()
+        other.result()
+    if failed:
+        raise failed[0]
+    return results

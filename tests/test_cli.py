@@ -328,6 +328,21 @@ def test_console_scripts_master_and_meter_a_file_in_a_fresh_process(song, tmp_pa
     assert abs(json.loads(read.stdout)["integrated_lufs"] + 14.0) <= 0.05
 
 
+@pytest.mark.parametrize("options", [["--preset", "auto"], ["--preset", "auto", "--fit-target"], ["--fit-target"]])
+def test_jax_jobs_in_a_fresh_process(song, tmp_path, options):
+    """The assistant and the fit in a new process, where JAX is imported by a background thread
+    while the job runs: the job's own first JAX call waits for that import (one in the job's
+    thread at the same time met half-initialised modules: ``cannot import name 'iinfo' from
+    partially initialized module 'jax._src.dtypes'``, exit 70)."""
+    master = os.path.join(os.path.dirname(sys.executable), "master")
+    done = subprocess.run([master, str(song), "-o", str(tmp_path / "o.wav"), "-q", "--json", *options],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert abs(report["after"]["integrated_lufs"] + 14.0) <= 0.05
+    assert ("assistant" in report) == ("auto" in options) and ("fit" in report) == ("--fit-target" in options)
+
+
 def test_many_files_into_a_folder_one_bad_file_reported_rest_go_on(tmp_path):
     sources = tmp_path / "in"
     sources.mkdir()

@@ -184,3 +184,35 @@ def test_master_matches_a_flatter_reference_and_reports_the_output_spread():
     line = [t for t in report["explain"] if t.startswith("compressor thresholds")][0]
     assert f"{d['threshold_offset_db']:+.1f} dB" in line and f"{d['target_spread_lu']:.1f} LU" in line
     assert f"output {d['output_spread_lu']:.1f} LU" in line
+
+
+def test_settings_spreads_match_each_setting_on_its_own():
+    """The vectorised grid (every setting's static curve, smoother and readings in one pass per
+    probe) against a plain loop over the settings: the compressor's own static curve and smoother
+    per band, 3 s sums by np.convolve and the pooled gated spread, to 1e-9 LU."""
+    sr = 44100
+    x = moving_mix(sr)
+    eq, multiband = stages()
+    probes = dyn.measure_probes(multiband, eq, x, sr, dyn.probe_windows(x.shape[1], sr))
+    settings = [dyn.at_position(multiband, float(p))[0] for p in (-6.0, 0.0, 3.5, 12.0, 16.0)]
+    block = round(sr * multiband.CONTROL_PERIOD_S)
+    window = int(round(dyn.SHORT_TERM_S / dyn.BLOCK_S))
+    per_block = max(1, round(dyn.BLOCK_S * sr / (block * dyn.GROUP_PERIODS)))
+
+    def oracle(compressor):
+        readings = []
+        for probe in probes:
+            gain = compressor.smoothed_gain_db(compressor.target_gain_db(probe.peaks), sr) + \
+                np.asarray(compressor.makeup_db)[:, None]
+            g = (10.0 ** (gain / 20.0)).reshape(gain.shape[0], -1, dyn.GROUP_PERIODS).mean(axis=2)
+            energy = np.array([g[:, p] @ probe.gram[p] @ g[:, p] for p in range(g.shape[1])])[probe.skip:]
+            blocks = energy[: energy.size // per_block * per_block].reshape(-1, per_block).sum(axis=1)
+            sums = np.convolve(blocks, np.ones(window), mode="valid")
+            readings.append(-0.691 + 10.0 * np.log10(sums / (window * per_block * block * dyn.GROUP_PERIODS)))
+        return dyn.pooled_spread(readings)
+
+    got = dyn.settings_spreads(settings, probes, sr)
+    expected = [oracle(c) for c in settings]
+    assert len(set(np.round(expected, 3))) == len(settings)  # the settings differ in what they leave
+    np.testing.assert_allclose(got, expected, atol=1e-9)
+    assert dyn.probe_spread(settings[1], probes, sr, 0.0) == pytest.approx(expected[1], abs=1e-9)

@@ -126,14 +126,14 @@ def test_a_fitting_master_preloads_the_fit_and_a_plain_one_does_not(monkeypatch)
     from roomtone.mastering import api
 
     monkeypatch.setattr(api, "_preloading", {})
-    api._preload_for("balanced", None, False)
+    api.preload_for("balanced", None, False)
     assert api._preloading == {}
-    api._preload_for("balanced", None, True)
-    api._preload_for("balanced", "ref.wav", False)  # idempotent: one thread per module
+    api.preload_for("balanced", None, True)
+    api.preload_for("balanced", "ref.wav", False)  # idempotent: one thread per module
     assert list(api._preloading) == ["roomtone.mastering.fit"]
     api._preloading["roomtone.mastering.fit"].join(60)
     assert "roomtone.mastering.fit" in sys.modules
-    api._preload_for("AUTO", None, False)
+    api.preload_for("AUTO", None, False)
     assert set(api._preloading) == {"roomtone.mastering.fit", "roomtone.mastering.assistant"}
     api._preloading["roomtone.mastering.assistant"].join(60)
 
@@ -148,10 +148,12 @@ def test_warm_up_traces_the_very_optimiser_the_fit_then_calls(channels):
     target = tg.preset_target(base)
     x = np.ascontiguousarray(music_like(8.0, seed=3)[:channels])
     has_width = channels >= 2 and target.width_db is not None
+    from roomtone.models import runtime
+
     fit.warm_up(base.chain, SR, channels, has_width)
-    traced = fit._optimise._cache_size()
+    sizes = {key: call._cache_size() for key, call in runtime._EXPORTS.items()}
     fit.fit_chain(x, SR, base, target)
-    assert fit._optimise._cache_size() == traced
+    assert {key: call._cache_size() for key, call in runtime._EXPORTS.items()} == sizes
 
 
 def test_model_points_follow_the_per_bin_model_within_0_02_db():

@@ -1,5 +1,6 @@
 """The model layer: STFT/ISTFT, weight files, chunked apply, runtime set-up."""
 
+import functools
 import json
 import os
 import zipfile
@@ -222,3 +223,35 @@ def test_runtime_cache_directory_is_private(tmp_path, monkeypatch):
     os.chmod(path, 0o777)
     assert not runtime._private_dir(path)  # others may write: not used
     assert runtime.device_name() in ("cpu", "gpu", "tpu")
+
+
+def test_exported_function_is_traced_once_then_read_back(tmp_path, monkeypatch):
+    # A later process deserialises the stored StableHLO instead of tracing: here the in-process
+    # table is emptied and the Python body must not run again; the results are the same, and a
+    # damaged file is traced again and replaced.
+    import jax
+    import jax.numpy as jnp
+
+    monkeypatch.setattr(runtime, "export_dir", lambda: str(tmp_path))
+    traced = []
+
+    @functools.partial(jax.jit, static_argnames=("power",))
+    def f(x, y, power):
+        traced.append(1)
+        return {"sum": jnp.sum(x ** power) + y["b"]}, x * 2.0
+
+    args = (jnp.arange(4.0, dtype=jnp.float32), {"b": jnp.float32(1.5)})
+    first = runtime.exported("test.f", f, args, {"power": 2})(*args)
+    assert len(traced) == 1 and len(list(tmp_path.glob("*.stablehlo"))) == 1
+    monkeypatch.setattr(runtime, "_EXPORTS", {})
+    again = runtime.exported("test.f", f, args, {"power": 2})(*args)
+    assert len(traced) == 1  # read back, not traced
+    assert float(again[0]["sum"]) == float(first[0]["sum"]) == 15.5
+    np.testing.assert_array_equal(np.asarray(again[1]), np.asarray(first[1]))
+    other = runtime.exported("test.f", f, args, {"power": 3})(*args)  # another static value: its own entry
+    assert len(traced) == 2 and float(other[0]["sum"]) == 37.5
+    for path in tmp_path.glob("*.stablehlo"):
+        path.write_bytes(b"not an export")
+    monkeypatch.setattr(runtime, "_EXPORTS", {})
+    assert float(runtime.exported("test.f", f, args, {"power": 2})(*args)[0]["sum"]) == 15.5
+    assert sum(p.read_bytes() != b"not an export" for p in tmp_path.glob("*.stablehlo")) == 1  # exported again

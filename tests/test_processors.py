@@ -437,3 +437,16 @@ def test_lazy_detector_bounds_are_never_below_the_exact_detector():
         peaks = oversampled_peaks(x, phases, True).max(axis=0)
         bounds = block_peak_bounds(x, phases, 32)
         assert np.all(np.repeat(bounds, 32)[:n] >= peaks)
+
+
+@pytest.mark.parametrize("channels", [2, 3])
+def test_long_equalizer_splits_its_channels_over_threads_bit_for_bit(channels):
+    # Past SPLIT_SAMPLES the EQ runs its channels in two threads: the same samples as one cascade.
+    from roomtone.kernels.biquad import sos_filter
+    from roomtone.mastering import processors
+
+    eq = Equalizer(low_shelf_db=-3.0, high_shelf_db=2.0, bands=((200.0, 4.0, 1.4), (3200.0, -5.0, 0.8)))
+    x = music_like(processors.SPLIT_SAMPLES / 44100 + 1.0, 44100, channels=channels, seed=2)
+    assert x.shape[1] >= processors.SPLIT_SAMPLES
+    serial = sos_filter(x, eq.sos(44100), np.empty(x.shape, dtype=np.float32))
+    np.testing.assert_array_equal(eq.process(x, 44100), serial)
