@@ -395,15 +395,14 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     centres, gather, point_bands = model_points(freqs[keep], bands, total[keep])
     bins_z = _bins_z(centres, sample_rate)
     has_width = stereo and target.width_db is not None
-    tgt = {"width": jnp.asarray(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)), dtype=jnp.float32)}
     f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
+    tgt = {"tonal": f32(target_np), "width": f32(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)))}
+    k2 = f32(k2_np)
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
     dyn_report = None
     in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
     before = _tonal_rms(in_tonal, target_np, k2_np)
-    k2 = f32(k2_np)
-    tgt["tonal"] = f32(target_np)
     for round_index in range(rounds):
         if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect
             dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)

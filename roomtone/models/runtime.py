@@ -7,6 +7,7 @@ it saves about 0.4 s per process start. :func:`setup` is called by the model job
 first compile; it changes JAX's configuration only (no environment variable).
 """
 
+import functools
 import os
 import threading
 
@@ -116,11 +117,9 @@ def exported(name, fn, args, static, sources=()):
     leaves, treedef = jax.tree_util.tree_flatten(args)
     digest = hashlib.sha256()
     for part in (name, jax.__version__, jax.default_backend(), str(treedef), repr(sorted(static.items())),
-                 repr([(tuple(_shape(v)), str(getattr(v, "dtype", type(v)))) for v in leaves])):
+                 repr([(tuple(getattr(v, "shape", ())), str(getattr(v, "dtype", type(v)))) for v in leaves]),
+                 *(_source_digest(path) for path in sources)):
         digest.update(part.encode() + b"\0")
-    for path in sources:
-        with open(path, "rb") as f:
-            digest.update(f.read())
     key = digest.hexdigest()[:32]
     with _EXPORT_LOCK:
         call = _EXPORTS.get(key)
@@ -129,8 +128,13 @@ def exported(name, fn, args, static, sources=()):
     return call
 
 
-def _shape(value):
-    return getattr(value, "shape", ())
+@functools.lru_cache(maxsize=None)
+def _source_digest(path):
+    """SHA-256 of a traced source file, read once per process (a fit asks for its optimiser every round)."""
+    import hashlib
+
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 def export_dir():
