@@ -13,8 +13,15 @@ curve (IEC 61260 centres 40 Hz .. 16 kHz) of the Welch spectrum less its K-weigh
 of four band groups (zeros for mono) and a mono flag: 32 numbers, standardised by the training
 set's mean and spread (stored in the weights' config).
 
-Network: 32 -> 96 -> 96 -> 12, GELU, ~13 k parameters (``weights/assistant.npz`` with its JSON
-config: architecture, feature scaling, data manifest with licences, the figures reached).
+Network: 32 -> hidden -> hidden -> 12, GELU (the shipped one: hidden 48, 4.5 k parameters;
+``weights/assistant.npz`` with its JSON config: architecture, feature scaling, data manifest with
+licences, the figures reached, and the calibration).
+
+Calibration: the EQ gains the network proposes are multiplied by the config's
+``calibration.tonal_strength`` (0.25 for the shipped weights), the strength that serves best a
+music collection the network never trained on (:func:`roomtone.mastering.train_assistant.calibrate`;
+the Nexuiz soundtrack). The spectrum alone hardly tells a fault from the music, so the network's
+full proposal is over-confident on other music; the width is not shrunk.
 
 Trained self-supervised (:mod:`roomtone.mastering.train_assistant`): real music excerpts are
 "de-mastered" by random EQ tilts, bumps and shelves and random width changes (exact in the
@@ -290,6 +297,8 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
     scale = config["features"]
     z = (x - np.asarray(scale["mean"], np.float32)) / np.asarray(scale["std"], np.float32)
     raw = np.asarray(forward(z[None]))[0]
+    tonal_strength = float(config.get("calibration", {}).get("tonal_strength", 1.0))
+    raw = scale_proposal(raw, tonal_strength, 1.0)
     raw, strength, distance = _guarded(raw, z)
     if preset is None:
         from roomtone.mastering.api import AUTO_PRESET, base_preset
@@ -304,6 +313,7 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
               "bells": [list(b) for b in next(p for p in chain if p.kind == "eq").bands],
               "width": chain_value(chain, "width", "width") if stereo else None,
               "feature_distance": round(distance, 3), "strength": round(strength, 3),
+              "tonal_strength": round(tonal_strength, 3),
               "seconds": round(time.perf_counter() - started, 3)}
     return predicted, report, tonal_after
 
@@ -316,18 +326,27 @@ def _guarded(raw, z):
     features' RMS z-score ``d`` above :data:`OOD_DISTANCE` the EQ gains (dB) and the width's
     departure from 1 are scaled by ``(OOD_DISTANCE / d)^2`` (a test tone or a synthetic signal
     gets a mild proposal, not a confident extreme one). Returns (raw, strength, d)."""
-    from roomtone.mastering import fit
-
     distance = float(np.sqrt(np.mean(np.square(z))))
     strength = min(1.0, (OOD_DISTANCE / max(distance, 1e-9)) ** 2)
     if strength >= 1.0:
         return raw, 1.0, distance
-    raw = np.asarray(raw, np.float64).copy()
-    raw[:N_GAINS] = np.arctanh(strength * np.tanh(raw[:N_GAINS]))
-    width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[N_GAINS]))
-    width = 1.0 + strength * (width - 1.0)
-    raw[N_GAINS] = np.log(width / (fit.WIDTH_LIMIT - width))
-    return raw.astype(np.float32), strength, distance
+    return scale_proposal(raw, strength, strength), strength, distance
+
+
+def scale_proposal(raw, gain_scale, width_scale):
+    """The network output ``raw`` (..., 12) with its EQ gains (dB) times ``gain_scale`` and its
+    width's departure from 1 times ``width_scale`` (in the fitter's coordinates: ``u`` through
+    ``12 tanh(u)``, ``v`` through ``2 sigmoid(v)``). Shape kept, float32."""
+    from roomtone.mastering import fit
+
+    raw = np.array(raw, np.float64)
+    if gain_scale != 1.0:
+        raw[..., :N_GAINS] = np.arctanh(np.clip(gain_scale * np.tanh(raw[..., :N_GAINS]), -1 + 1e-7, 1 - 1e-7))
+    if width_scale != 1.0:
+        width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[..., N_GAINS]))
+        width = 1.0 + width_scale * (width - 1.0)
+        raw[..., N_GAINS] = np.log(width / (fit.WIDTH_LIMIT - width))
+    return raw.astype(np.float32)
 
 
 def chain_value(chain, kind, field):

@@ -35,6 +35,48 @@ PACKAGES = {"wesnoth-1.16-music": "/usr/share/games/wesnoth/1.16/data/core/music
 LICENCES = {"wesnoth-1.16-music": "GPL-2", "singularity-music": "CC BY-SA 3.0", "hyperrogue-music": "GPL-2+"}
 
 
+# Packages whose music ships inside an archive: (archive, member prefix). Their files are extracted
+# once into music_cache()/<package> (:func:`archived_music`), never into the project.
+ARCHIVES = {"nexuiz-music": ("/usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks/")}
+ARCHIVE_LICENCES = {"nexuiz-music": "GPL-2+"}
+
+
+def music_cache():
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "roomtone" / "music"
+
+
+def archived_music():
+    """``{package: folder}`` of the archived packages found on this machine (:data:`ARCHIVES`: the
+    Nexuiz soundtrack is a zip, ``music.pk3``), their OGG files extracted on first use (each
+    written under a temporary name, then renamed)."""
+    import os
+    import zipfile
+
+    out = {}
+    for package, (archive, prefix) in ARCHIVES.items():
+        if not os.path.isfile(archive):
+            continue
+        folder = music_cache() / package
+        folder.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(archive) as z:
+            for info in z.infolist():
+                name = info.filename
+                if not name.startswith(prefix) or not name.lower().endswith((".ogg", ".flac", ".wav")):
+                    continue
+                target = folder / Path(name).name
+                if target.exists() and target.stat().st_size == info.file_size:
+                    continue
+                temp = target.with_name(target.name + ".part")
+                with z.open(info) as src, open(temp, "wb") as dst:
+                    dst.write(src.read())
+                os.replace(temp, target)
+        out[package] = str(folder)
+    return out
+
+
 def held_out(name):
     return zlib.crc32(Path(name).name.encode()) % 5 == 0
 
