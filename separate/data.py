@@ -12,15 +12,19 @@ config records them):
   "no air = not a voice", such a clip gets synthetic air: high-passed noise (7 kHz up) following
   the clip's own 3-8 kHz envelope, 18-30 dB under it.
 - **Real instrumental music**: Debian's game-music packages (the assistant's
-  :data:`roomtone.datasets.PACKAGES`), as an accompaniment under a real voice.
+  :data:`roomtone.datasets.PACKAGES` and the Nexuiz soundtrack, :func:`roomtone.datasets.archived_music`),
+  as an accompaniment under a real voice.
   Partial labels: only ``vocals`` and the accompaniment (``drums + bass + other``) are known; the
   loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
 
 A POP909 item mixes stems of *different* songs (random remixing across songs, as Open-Unmix
 trains), each brought to one RMS level (the soundfonts differ by 20 dB) then given a random gain
 (+-6 dB), a tenth of the time left out (silent stem); its vocals are a real voice (60 %), the
-melody render (25 %) or nothing, 8 dB under to 4 dB over the accompaniment. A game-music item is a
-random excerpt plus a real voice (85 %). Channels are swapped at random; 8 % of items are mono.
+melody render (25 %) or nothing, 8 dB under to 4 dB over the accompaniment. Before the EQ and gain, a
+full-label item's ``other`` is soft-clipped 30 % of the time and given room reverberation 30 %,
+its ``bass`` soft-clipped 20 % (:func:`_saturate`: General MIDI renders are clean, real guitars are
+not). A game-music item is a random excerpt plus a real voice (85 %). 30 % of all items go through
+a mix-bus limiter driven 2-10 dB (:func:`_bus_gain`: its gain applied to every stem alike). Channels are swapped at random; 8 % of items are mono.
 The mixture is the sum of the stems, so the targets sum to it exactly.
 
 Held out for validation: POP909 songs by the renderer's split (id % 10 == 0), speakers by
@@ -97,9 +101,11 @@ def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
     game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
     kept there and read back when the file list and excerpt length are the same (decoding the OGG
     files takes minutes)."""
-    from roomtone.datasets import PACKAGES, held_out, music_files
+    from roomtone.datasets import PACKAGES, archived_music, held_out, music_files
 
-    files = music_files(folders or PACKAGES)
+    if folders is None:  # every installed package, the archived ones (Nexuiz) extracted
+        folders = {**{k: v for k, v in PACKAGES.items() if os.path.isdir(v)}, **archived_music()}
+    files = music_files(folders)
     names = [f"{package}/{path.name}" for package, path in files]
     key = f"{seconds}:{seed}:" + "|".join(names)
     if cache and os.path.isfile(cache):
@@ -230,6 +236,29 @@ def _reverb(rng, rirs, x):
     return ((1 - mix) * x + mix * wet).astype(np.float32)
 
 
+def _saturate(rng, x):
+    """``x`` through a random soft clipper (tanh, drive 6-24 dB, the dry signal mixed back by
+    0-50 %), back at its own RMS: distorted guitars and driven bass, which General MIDI patches
+    render clean."""
+    level = _rms(x)
+    drive = 10.0 ** (rng.uniform(6.0, 24.0) / 20.0) / (4.0 * level + 1e-9)
+    wet = np.tanh(drive * x)
+    dry = rng.uniform(0.0, 0.5)
+    y = (1.0 - dry) * wet + dry * x * (_rms(wet) / (level + 1e-9))
+    return (y * (level / (_rms(y) + 1e-12))).astype(np.float32)
+
+
+def _bus_gain(rng, mix):
+    """A mix-bus limiter's gain curve for ``mix`` (2, n) driven 2-10 dB into a -1 dBTP ceiling
+    (:class:`roomtone.stages.TruePeakLimiter`, release 20-300 ms): one gain per sample, applied to
+    every stem alike, so the stems still sum to the (now limited) mixture. Shape (n,)."""
+    from roomtone.stages import TruePeakLimiter
+
+    limiter = TruePeakLimiter(ceiling_dbtp=-1.0, release_ms=float(rng.uniform(20.0, 300.0)))
+    pre = 10.0 ** (rng.uniform(2.0, 10.0) / 20.0) * 10.0 ** (-1.0 / 20.0) / (float(np.abs(mix).max()) + 1e-9)
+    return pre * limiter.gain_curve(limiter.detector(mix * np.float32(pre), SAMPLE_RATE), SAMPLE_RATE, pre_gain=1.0)
+
+
 def _rms(x):
     return float(np.sqrt(np.mean(np.asarray(x, np.float64) ** 2) + 1e-12))
 
@@ -283,6 +312,10 @@ def item(rng, pool, rirs, n, augment=True):
             # a random balance
             y = y * (0.05 / level)
             if augment:
+                if stem in SATURATED and rng.random() < SATURATED[stem]:
+                    y = _saturate(rng, y)
+                if stem == "other" and rirs and rng.random() < 0.3:
+                    y = np.stack([_reverb(rng, rirs, c) for c in y])
                 y = _eq(rng, y, 3.0) * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
             targets[j] = y
         draw = rng.random()
@@ -307,6 +340,10 @@ def item(rng, pool, rirs, n, augment=True):
             v = voice(rng, pool["voices"], rirs, n, augment)
             level = _rms(acc) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
             targets[0] = v * (level / (_rms(v) + 1e-9))
+    if augment and rng.random() < BUS_LIMITED:
+        mix = targets.sum(axis=0)
+        if np.any(mix):
+            targets = targets * _bus_gain(rng, mix)[None, None, :].astype(np.float32)
     if augment and rng.random() < 0.5:
         targets = targets[:, ::-1]
     if augment and rng.random() < 0.08:
@@ -317,6 +354,10 @@ def item(rng, pool, rirs, n, augment=True):
     gain = min(gain, 0.99 / peak) if peak > 0 else 1.0
     targets = np.ascontiguousarray(targets * gain, dtype=np.float32)
     return targets.sum(axis=0), targets, full
+
+
+SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem given _saturate
+BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
 def batch(rng, pool, rirs, items, n):
