@@ -88,6 +88,51 @@ def evaluate(model, mix, targets, full, batch=4):
     return result
 
 
+def licences(sources, render_dirs):
+    """The data licences for the weights' config: the game-music packages the mixtures drew from,
+    the POP909 renders' soundfonts (each render folder's ``manifest.json``), the voices and RIRs."""
+    from roomtone.datasets import ARCHIVE_LICENCES, LICENCES
+
+    known = {**LICENCES, **ARCHIVE_LICENCES}
+    packages = sorted({name.split("/", 1)[0] for split in ("train", "val") for name, _ in sources[split]["music"]})
+    soundfonts = {}
+    for folder in render_dirs or []:
+        path = os.path.join(folder, "manifest.json")
+        if os.path.isfile(path):
+            for name, info in json.loads(open(path).read()).get("licences", {}).get("soundfonts", {}).items():
+                soundfonts[name] = f"{info.get('licence')} ({info.get('package')})"
+    return {"game_music": {p: known.get(p, "unknown") for p in packages},
+            "pop909": "POP909 MIDI, MIT (../shared/data/sep/pop909)", "soundfonts": soundfonts,
+            "speech": "../shared/data/speech manifest.csv (LibriSpeech CC BY 4.0, VCTK CC BY 4.0, LJ Speech public "
+                      "domain, ...)",
+            "singing": "vocadito_1 CC BY 4.0",
+            "rirs": "../shared/data/speech/more/rir (CC BY, CC BY-SA 3.0, CC0, public domain)",
+            "never": "MUSDB18 (../shared/data/sep/eval: evaluation only)"}
+
+
+def with_lineage(config, init_config, command, steps, note=""):
+    """``config`` of weights fine-tuned from ``init_config``'s: the data sets' song ids, speakers
+    and music files are the union of both runs' (a held-out item stays held out in each), the
+    licences merged, and this run appended to the earlier runs. Raises ValueError when a run's
+    validation song was another's training song."""
+    out = json.loads(json.dumps(config))
+    before, now = init_config.get("data", {}), out["data"]
+    for key in ("train_song_ids", "val_song_ids", "val_speakers", "val_music"):
+        now[key] = sorted(set(now.get(key, [])) | set(before.get(key, [])))
+    if set(now["train_song_ids"]) & set(now["val_song_ids"]):
+        raise ValueError("a validation song of one run was a training song of another")
+    merged = json.loads(json.dumps(before.get("licences", {})))
+    for key, value in now.get("licences", {}).items():
+        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
+    now["licences"] = merged
+    if "renders" in before:
+        now["earlier_renders"] = before["renders"]
+    runs = list(init_config.get("training", {}).get("runs", []))
+    runs.append({"command": command, "steps": steps, "note": note})
+    out["training"]["runs"] = runs
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
@@ -138,6 +183,9 @@ def main(argv=None):
     elif args.init:
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
         history = [["init", args.init]]
+    init_config = weights.load_config(args.init) if args.init else None
+    man["licences"] = licences(sources, args.pop909)
+    man["renders"] = [os.path.abspath(d) for d in args.pop909 or []]
     warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
     total = max(args.steps, start_step + 1)
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
@@ -160,6 +208,9 @@ def main(argv=None):
                   "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
                               "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+        if init_config is not None:
+            config = with_lineage(config, init_config, config["training"]["command"], step,
+                                  f"fine-tuned from {os.path.basename(args.init)}; best validation mean SDR at this step")
         weights.save_weights(args.out, weights.half_precision(weights.model_arrays(model)), config)
 
     def checkpoint():
@@ -179,6 +230,8 @@ def main(argv=None):
 
     from concurrent.futures import ThreadPoolExecutor
 
+    if args.init and not start_step:  # the starting weights' figure on this run's validation set
+        validate()
     maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")
     upcoming = maker.submit(data.batch, rng, sources["train"], sources["rir"], args.batch, n)
     while step < total and time.time() - started < args.minutes * 60:

@@ -290,3 +290,26 @@ def test_the_job_runs_the_shipped_model_and_the_stems_sum_to_the_mix():
     np.testing.assert_allclose(sum(out.values()), mix, atol=1e-5)
     mono, _ = separate(mix[:1], RATE, model="roomtone")
     assert all(v.shape == (1, mix.shape[1]) for v in mono.values())
+
+
+def test_a_fine_tuned_config_keeps_its_lineage_and_refuses_a_leak():
+    """:func:`train.with_lineage`: the song ids, speakers and music of both runs are kept, the runs
+    listed in order, licences merged; a validation song of one run that the other trained on is
+    refused."""
+    from roomtone.separate import train
+
+    before = {"data": {"train_song_ids": ["001", "002"], "val_song_ids": ["010"], "val_speakers": ["a"],
+                       "licences": {"game_music": {"wesnoth-1.16-music": "GPL-2"}}, "renders": "old"},
+              "training": {"runs": [{"command": "first", "steps": 10}]}}
+    now = {"data": {"train_song_ids": ["003"], "val_song_ids": ["020"], "val_speakers": ["b"], "val_music": ["m"],
+                    "licences": {"game_music": {"nexuiz-music": "GPL-2+"}}},
+           "training": {"steps": 5}}
+    out = train.with_lineage(now, before, "second", 5)
+    assert out["data"]["train_song_ids"] == ["001", "002", "003"] and out["data"]["val_song_ids"] == ["010", "020"]
+    assert out["data"]["val_speakers"] == ["a", "b"] and out["data"]["earlier_renders"] == "old"
+    assert out["data"]["licences"]["game_music"] == {"wesnoth-1.16-music": "GPL-2", "nexuiz-music": "GPL-2+"}
+    assert [r["command"] for r in out["training"]["runs"]] == ["first", "second"]
+    assert now["data"]["train_song_ids"] == ["003"]  # the input is left alone
+    now["data"]["train_song_ids"] = ["010"]
+    with pytest.raises(ValueError, match="validation song"):
+        train.with_lineage(now, before, "third", 1)
