@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from roomtone.datasets import ARCHIVE_LICENCES, LICENCES, PACKAGES, archived_music, held_out, music_files  # noqa: F401
+from roomtone.datasets import LICENCES, PACKAGES, held_out, music_files, music_folders  # noqa: F401
 from roomtone.mastering import assistant
 
 RATE = 44100
@@ -267,8 +267,7 @@ def main(argv=None):
 
     from roomtone.models import weights
 
-    folders = {k: v for k, v in PACKAGES.items() if os.path.isdir(v)}
-    folders.update(archived_music())
+    folders = music_folders()
     files = music_files(folders)
     key = f"{args.excerpts}:" + "|".join(f"{package}/{path.name}" for package, path in files)
     data = None
@@ -299,7 +298,7 @@ def main(argv=None):
         names = sorted({str(data["names"][data["file_index"][i]]) for i in calibration_index})
         return {"tonal_strength": best, "tonal_after_db": {f"{k:.2f}": v for k, v in figures.items()},
                 "tonal_before_db": before, "excerpts": int(len(calibration_index)), "files": names,
-                "packages": {k: {"folder": folders.get(k), "licence": {**LICENCES, **ARCHIVE_LICENCES}.get(k)}
+                "packages": {k: {"folder": folders.get(k), "licence": LICENCES.get(k)}
                              for k in calibration_packages},
                 "method": "roomtone.mastering.train_assistant.calibrate (degradations seed 11, stereo and mono)"}
 
@@ -345,7 +344,7 @@ def main(argv=None):
     def config(step, figures):
         return {"architecture": arch.as_dict(), "sample_rate": RATE, "features": feature_cfg, "step": step,
                 "history": history,
-                "data": {"packages": {k: {"folder": v, "licence": {**LICENCES, **ARCHIVE_LICENCES}[k]}
+                "data": {"packages": {k: {"folder": v, "licence": LICENCES[k]}
                                       for k, v in folders.items() if k not in calibration_packages},
                          "files": int(len(data["names"])), "train_excerpts": int(len(train_index)),
                          "val_excerpts": int(len(val_index)), "excerpt_s": EXCERPT_S,

@@ -32,13 +32,12 @@ def held_out_speaker(key):
 PACKAGES = {"wesnoth-1.16-music": "/usr/share/games/wesnoth/1.16/data/core/music",
             "singularity-music": "/usr/share/games/singularity/music",
             "hyperrogue-music": "/usr/share/hyperrogue/music"}
-LICENCES = {"wesnoth-1.16-music": "GPL-2", "singularity-music": "CC BY-SA 3.0", "hyperrogue-music": "GPL-2+"}
-
-
 # Packages whose music ships inside an archive: (archive, member prefix). Their files are extracted
 # once into music_cache()/<package> (:func:`archived_music`), never into the project.
 ARCHIVES = {"nexuiz-music": ("/usr/share/games/nexuiz/data/music.pk3", "sound/cdtracks/")}
-ARCHIVE_LICENCES = {"nexuiz-music": "GPL-2+"}
+# every music package's licence, folder or archive (from /usr/share/doc/<package>/copyright)
+LICENCES = {"wesnoth-1.16-music": "GPL-2", "singularity-music": "CC BY-SA 3.0", "hyperrogue-music": "GPL-2+",
+            "nexuiz-music": "GPL-2+"}
 
 
 def music_cache():
@@ -53,6 +52,7 @@ def archived_music():
     Nexuiz soundtrack is a zip, ``music.pk3``), their OGG files extracted on first use (each
     written under a temporary name, then renamed)."""
     import os
+    import shutil
     import zipfile
 
     out = {}
@@ -71,10 +71,18 @@ def archived_music():
                     continue
                 temp = target.with_name(target.name + ".part")
                 with z.open(info) as src, open(temp, "wb") as dst:
-                    dst.write(src.read())
+                    shutil.copyfileobj(src, dst)
                 os.replace(temp, target)
         out[package] = str(folder)
     return out
+
+
+def music_folders():
+    """``{package: folder}`` of every music package on this machine: the installed folders of
+    :data:`PACKAGES` and the archived ones (:func:`archived_music`, extracted on first use)."""
+    import os
+
+    return {**{k: v for k, v in PACKAGES.items() if os.path.isdir(v)}, **archived_music()}
 
 
 def held_out(name):

@@ -12,7 +12,7 @@ config records them):
   "no air = not a voice", such a clip gets synthetic air: high-passed noise (7 kHz up) following
   the clip's own 3-8 kHz envelope, 18-30 dB under it.
 - **Real instrumental music**: Debian's game-music packages (the assistant's
-  :data:`roomtone.datasets.PACKAGES` and the Nexuiz soundtrack, :func:`roomtone.datasets.archived_music`),
+  :func:`roomtone.datasets.music_folders`: those of the assistant's packages and the Nexuiz soundtrack),
   as an accompaniment under a real voice.
   Partial labels: only ``vocals`` and the accompaniment (``drums + bass + other``) are known; the
   loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
@@ -24,7 +24,8 @@ melody render (25 %) or nothing, 8 dB under to 4 dB over the accompaniment. Befo
 full-label item's ``other`` is soft-clipped 30 % of the time and given room reverberation 30 %,
 its ``bass`` soft-clipped 20 % (:func:`_saturate`: General MIDI renders are clean, real guitars are
 not). A game-music item is a random excerpt plus a real voice (85 %). 30 % of all items go through
-a mix-bus limiter driven 2-10 dB (:func:`_bus_gain`: its gain applied to every stem alike). Channels are swapped at random; 8 % of items are mono.
+a mix-bus limiter driven 2-10 dB (:func:`_bus_gain`: its gain applied to every stem alike).
+Channels are swapped at random; 8 % of items are mono.
 The mixture is the sum of the stems, so the targets sum to it exactly.
 
 Held out for validation: POP909 songs by the renderer's split (id % 10 == 0), speakers by
@@ -101,11 +102,9 @@ def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
     game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
     kept there and read back when the file list and excerpt length are the same (decoding the OGG
     files takes minutes)."""
-    from roomtone.datasets import PACKAGES, archived_music, held_out, music_files
+    from roomtone.datasets import held_out, music_files, music_folders
 
-    if folders is None:  # every installed package, the archived ones (Nexuiz) extracted
-        folders = {**{k: v for k, v in PACKAGES.items() if os.path.isdir(v)}, **archived_music()}
-    files = music_files(folders)
+    files = music_files(music_folders() if folders is None else folders)
     names = [f"{package}/{path.name}" for package, path in files]
     key = f"{seconds}:{seed}:" + "|".join(names)
     if cache and os.path.isfile(cache):
@@ -256,7 +255,7 @@ def _bus_gain(rng, mix):
 
     limiter = TruePeakLimiter(ceiling_dbtp=-1.0, release_ms=float(rng.uniform(20.0, 300.0)))
     pre = 10.0 ** (rng.uniform(2.0, 10.0) / 20.0) * 10.0 ** (-1.0 / 20.0) / (float(np.abs(mix).max()) + 1e-9)
-    return pre * limiter.gain_curve(limiter.detector(mix * np.float32(pre), SAMPLE_RATE), SAMPLE_RATE, pre_gain=1.0)
+    return pre * limiter.gain_curve(limiter.detector(mix, SAMPLE_RATE), SAMPLE_RATE, pre_gain=pre)
 
 
 def _rms(x):
@@ -293,6 +292,10 @@ def _stem(rng, songs, stem, n):
     """The ``stem`` of a random song, a random ``n``-sample stretch, float32 (2, n)."""
     _, stems = songs[int(rng.integers(len(songs)))]
     return _crop(rng, stems[stem], n).astype(np.float32) * SCALE
+
+
+SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem given _saturate
+BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
 def item(rng, pool, rirs, n, augment=True):
@@ -354,10 +357,6 @@ def item(rng, pool, rirs, n, augment=True):
     gain = min(gain, 0.99 / peak) if peak > 0 else 1.0
     targets = np.ascontiguousarray(targets * gain, dtype=np.float32)
     return targets.sum(axis=0), targets, full
-
-
-SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem given _saturate
-BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
 def batch(rng, pool, rirs, items, n):

@@ -91,9 +91,8 @@ def evaluate(model, mix, targets, full, batch=4):
 def licences(sources, render_dirs):
     """The data licences for the weights' config: the game-music packages the mixtures drew from,
     the POP909 renders' soundfonts (each render folder's ``manifest.json``), the voices and RIRs."""
-    from roomtone.datasets import ARCHIVE_LICENCES, LICENCES
+    from roomtone.datasets import LICENCES
 
-    known = {**LICENCES, **ARCHIVE_LICENCES}
     packages = sorted({name.split("/", 1)[0] for split in ("train", "val") for name, _ in sources[split]["music"]})
     soundfonts = {}
     for folder in render_dirs or []:
@@ -101,7 +100,7 @@ def licences(sources, render_dirs):
         if os.path.isfile(path):
             for name, info in json.loads(open(path).read()).get("licences", {}).get("soundfonts", {}).items():
                 soundfonts[name] = f"{info.get('licence')} ({info.get('package')})"
-    return {"game_music": {p: known.get(p, "unknown") for p in packages},
+    return {"game_music": {p: LICENCES.get(p, "unknown") for p in packages},
             "pop909": "POP909 MIDI, MIT (../shared/data/sep/pop909)", "soundfonts": soundfonts,
             "speech": "../shared/data/speech manifest.csv (LibriSpeech CC BY 4.0, VCTK CC BY 4.0, LJ Speech public "
                       "domain, ...)",
