@@ -88,20 +88,20 @@ def quality(weights, ours=None):
         stems, _ = separate(mix, rate, model=model)
         took = time.perf_counter() - clock
         rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
-    if ours:
+    for model in ("roomtone-net", "roomtone") if ours else ():
         clock = time.perf_counter()
-        stems, _ = separate(mix, rate, model="roomtone", weights=ours)
+        stems, _ = separate(mix, rate, model=model, weights=ours)
         took = time.perf_counter() - clock
-        rows.append(("roomtone", bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
+        rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
     two = []
     ref2 = np.stack([refs["vocals"], mix - refs["vocals"]])
     two.append(("trivial (mixture/2)", bss_sdr(ref2, np.stack([mix / 2, mix / 2]), rate), None))
     for model in ("dsp", "dsp-wiener"):
         stems, _ = separate(mix, rate, two_stems="vocals", model=model)
         two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
-    if ours:
-        stems, _ = separate(mix, rate, two_stems="vocals", model="roomtone", weights=ours)
-        two.append(("roomtone", bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
+    for model in ("roomtone-net", "roomtone") if ours else ():
+        stems, _ = separate(mix, rate, two_stems="vocals", model=model, weights=ours)
+        two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
     if weights:
         clock = time.perf_counter()
         stems, _ = separate(mix, rate, two_stems="vocals", model="spleeter-2stems", weights=weights)

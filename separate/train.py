@@ -21,6 +21,7 @@ instead of 5.8), loaded back as float32.
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -30,16 +31,25 @@ from roomtone.separate import data, net
 COMPRESS = 0.5
 
 
-def loss_fn(model, mix, targets, full):
-    """The loss of a batch: mix (B, 2, n), targets (B, 4, 2, n), full (B,)."""
+def loss_fn(model, mix, targets, full, dsp=None, fusion=None):
+    """The loss of a batch: mix (B, 2, n), targets (B, 4, 2, n), full (B,). With ``dsp`` (the DSP
+    masks of the batch, (B, 4, 2, T, F)) and ``fusion`` ``(net_power, dsp_power (4,))``, the loss
+    is that of the fused masks (:func:`roomtone.separate.fusion.fuse_masks`, here in JAX): the
+    network learns what the DSP masks miss."""
+    import jax
     import jax.numpy as jnp
 
     from roomtone.models import stft
+    from roomtone.separate.fusion import EPS
 
     w = net.window()
     x = stft.stft(mix, w, net.HOP)  # (B, 2, T, F)
     s = stft.stft(targets, w, net.HOP)  # (B, 4, 2, T, F)
     m = net.masks(model, x)  # (B, 4, 2, T, F)
+    if dsp is not None:
+        a, b = fusion
+        logits = a * jnp.log(m + EPS) + jnp.asarray(b, jnp.float32).reshape(1, -1, 1, 1, 1) * jnp.log(dsp + EPS)
+        m = jax.nn.softmax(logits, axis=1)
     ax = jnp.abs(x)[:, None]
     at = jnp.abs(s)
 
@@ -54,25 +64,45 @@ def loss_fn(model, mix, targets, full):
     return jnp.mean((full * full_err + (1.0 - full) * part_err) / scale)
 
 
-def make_step():
+def make_step(fusion=None):
+    """The compiled training step ``step(model, optimizer, mix, targets, full[, dsp])``; with
+    ``fusion`` (net_power, dsp_power) it takes the batch's DSP masks and trains the fused masks."""
     from flax import nnx
 
     @nnx.jit
-    def step(model, optimizer, mix, targets, full):
-        loss, grads = nnx.value_and_grad(lambda mdl: loss_fn(mdl, mix, targets, full))(model)
+    def step(model, optimizer, mix, targets, full, dsp=None):
+        loss, grads = nnx.value_and_grad(lambda mdl: loss_fn(mdl, mix, targets, full, dsp, fusion))(model)
         optimizer.update(model, grads)
         return loss
 
     return step
 
 
-def evaluate(model, mix, targets, full, batch=4):
+def fusion_of(config):
+    """``(net_power, dsp_power per stem)`` of a weights config's ``fusion`` entry."""
+    f = config["fusion"]
+    return float(f["net_power"]), tuple(float(f["dsp_power"][stem]) for stem in net.STEMS)
+
+
+def with_dsp_masks(made):
+    """A batch ``(mix, targets, full)`` with its DSP masks appended (computed in the data thread)."""
+    from roomtone.models import stft
+    from roomtone.separate.fusion import dsp_masks
+
+    mix = made[0]
+    spec = np.asarray(stft.stft(mix, net.window(), net.HOP))
+    return made + (dsp_masks(spec, net.SAMPLE_RATE, net.N_FFT),)
+
+
+def evaluate(model, mix, targets, full, batch=4, fusion=None):
     """Validation SDR (dB, :func:`roomtone.separate.data.sdr_db`): per stem, the mean over the
     full-label items holding it (vocals: over every item with a voice), and ``mean`` of the four.
-    Also the mixture's own SDR as each stem (the trivial baseline's figure, for comparison)."""
+    Also the mixture's own SDR as each stem (the trivial baseline's figure, for comparison). With
+    ``fusion`` (a config's ``fusion`` entry), of the masks fused with the DSP's."""
     import jax
 
-    run = jax.jit(net.separate_fn(model, mix.shape[-1]))
+    run = (net.fused_separate_fn(model, mix.shape[-1], fusion) if fusion
+           else jax.jit(net.separate_fn(model, mix.shape[-1])))
     outs = np.concatenate([np.asarray(run(mix[i:i + batch])) for i in range(0, len(mix), batch)])
     sdr = data.sdr_db(outs, targets)
     trivial = data.sdr_db(np.repeat(mix[:, None] / 4.0, 4, axis=1), targets)
@@ -151,11 +181,15 @@ def main(argv=None):
     p.add_argument("--val-items", type=int, default=24)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--init", help="start from these weights (.npz with its config), a fresh schedule")
+    p.add_argument("--fused", action="store_true",
+                   help="train the masks fused with the DSP's, by the powers in --init's config (fusion); "
+                        "validation too")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--embed", type=int, default=256)
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--head", type=int, default=128)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
 
     import optax
@@ -183,6 +217,14 @@ def main(argv=None):
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
         history = [["init", args.init]]
     init_config = weights.load_config(args.init) if args.init else None
+    fusion = None
+    if args.fused:
+        if args.resume and os.path.exists(ckpt):
+            fusion = meta.get("fusion")
+        elif init_config is not None:
+            fusion = init_config.get("fusion")
+        if not fusion:
+            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.fusion --write)")
     man["licences"] = licences(sources, args.pop909)
     man["renders"] = [os.path.abspath(d) for d in args.pop909 or []]
     warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
@@ -190,7 +232,7 @@ def main(argv=None):
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
     optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
                                                  optax.adamw(schedule, weight_decay=1e-4)), wrt=nnx.Param)
-    step_fn = make_step()
+    step_fn = make_step(fusion_of({"fusion": fusion}) if fusion else None)
     rng = np.random.default_rng(args.seed + start_step)
     n = int(args.seconds * net.SAMPLE_RATE)
     started = time.time()
@@ -203,10 +245,14 @@ def main(argv=None):
                                "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
                                        "vocals + accompaniment only for game-music items",
                                "augmentation": "see roomtone.separate.data", "history": "see checkpoints/*.json",
-                               "command": "python -m roomtone.separate.train " + " ".join(argv or [])},
+                               "command": "python -m roomtone.separate.train " + " ".join(argv)},
                   "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
-                              "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"},
+                              "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"
+                                      + ("; of the masks fused with the DSP's" if fusion else "")},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+        if fusion:
+            config["fusion"] = fusion
+            config["training"]["loss"] += "; of the masks fused with the DSP's (roomtone.separate.fusion)"
         if init_config is not None:
             config = with_lineage(config, init_config, config["training"]["command"], step,
                                   f"fine-tuned from {os.path.basename(args.init)}; best validation mean SDR at this step")
@@ -215,11 +261,11 @@ def main(argv=None):
     def checkpoint():
         weights.save_weights(ckpt, weights.half_precision(weights.model_arrays(model)), {
             "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step, "best": best,
-            "history": history})
+            "history": history, **({"fusion": fusion} if fusion else {})})
 
     def validate():
         nonlocal best
-        figures = evaluate(model, *val)
+        figures = evaluate(model, *val, fusion=fusion)
         history.append([step, round(float(np.mean(losses[-args.eval_every:])) if losses else 0.0, 5), figures])
         print(f"eval step {step}: " + json.dumps(figures), flush=True)
         if figures["mean"] > best:
@@ -231,12 +277,16 @@ def main(argv=None):
 
     if args.init and not start_step:  # the starting weights' figure on this run's validation set
         validate()
+    def make_batch():
+        made = data.batch(rng, sources["train"], sources["rir"], args.batch, n)
+        return with_dsp_masks(made) if fusion else made
+
     maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")
-    upcoming = maker.submit(data.batch, rng, sources["train"], sources["rir"], args.batch, n)
+    upcoming = maker.submit(make_batch)
     while step < total and time.time() - started < args.minutes * 60:
-        mix, targets, full = upcoming.result()
-        upcoming = maker.submit(data.batch, rng, sources["train"], sources["rir"], args.batch, n)
-        losses.append(float(step_fn(model, optimizer, mix, targets, full)))
+        made = upcoming.result()
+        upcoming = maker.submit(make_batch)
+        losses.append(float(step_fn(model, optimizer, *made)))
         step += 1
         if step % 25 == 0:
             rate = (step - start_step) / (time.time() - started)

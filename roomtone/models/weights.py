@@ -69,23 +69,36 @@ def save_weights(path, arrays, config):
     for key, value in arrays.items():
         if not np.issubdtype(np.asarray(value).dtype, np.number):
             raise ModelFileError(f"{path}: array {key!r} has dtype {np.asarray(value).dtype}; weights are numeric")
-    directory = os.path.dirname(os.path.abspath(path))
-    for target, write in ((path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()})),
-                          (config_path(path), lambda f: f.write(json.dumps(config, indent=1, sort_keys=True).encode()))):
-        handle, temp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(target))
-        try:
-            with os.fdopen(handle, "wb") as f:
-                write(f)
-                f.flush()
-                os.fsync(f.fileno())
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temp, 0o666 & ~umask)  # readable as any file the user writes (mkstemp makes it 0600)
-            os.replace(temp, target)
-        except BaseException:
-            if os.path.exists(temp):
-                os.unlink(temp)
-            raise
+    _write_atomic(path, lambda f: np.savez(f, **{k: np.asarray(v) for k, v in arrays.items()}))
+    save_config(path, config)
+
+
+def save_config(weights_path, config):
+    """Write ``config`` (JSON-ready dict with at least :data:`CONFIG_KEYS`) as the config beside
+    ``weights_path``, atomically, leaving the ``.npz`` as it is."""
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise ModelFileError(f"{os.fspath(weights_path)}: config lacks {', '.join(missing)}")
+    _write_atomic(config_path(weights_path), lambda f: f.write(json.dumps(config, indent=1, sort_keys=True).encode()))
+
+
+def _write_atomic(target, write):
+    """``write(binary file)`` into a temporary file beside ``target``, then renamed over it."""
+    handle, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(target)), prefix=".tmp-",
+                                    suffix=os.path.basename(target))
+    try:
+        with os.fdopen(handle, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # readable as any file the user writes (mkstemp makes it 0600)
+        os.replace(temp, target)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
 
 
 def load_config(path):
