@@ -36,17 +36,18 @@ GRID = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5)  # the DSP powers searched
 NET_GRID = (0.5, 0.7, 1.0, 1.3)  # the network powers searched
 
 
-def fuse_masks(net_masks, dsp_masks, net_power, dsp_power, *, eps=EPS):
+def fuse_masks(net_masks, dsp_masks, net_power, dsp_power, *, eps=EPS, xp=np):
     """The product-of-experts masks (see the module): ``net_masks`` and ``dsp_masks`` (batch,
     stems, channels, frames, bins) in [0, 1]; ``net_power`` a float, ``dsp_power`` one float per
     stem. Returns float32 masks of the same shape summing to 1 over the stems. ``dsp_power`` all 0
-    and ``net_power`` 1 give the network's masks back (up to ``eps``)."""
-    b = np.asarray(dsp_power, np.float32).reshape(1, -1, 1, 1, 1)
-    logits = float(net_power) * np.log(np.asarray(net_masks, np.float32) + eps)
-    logits = logits + b * np.log(np.asarray(dsp_masks, np.float32) + eps)
-    logits -= logits.max(axis=1, keepdims=True)
-    weights = np.exp(logits)
-    return (weights / weights.sum(axis=1, keepdims=True)).astype(np.float32)
+    and ``net_power`` 1 give the network's masks back (up to ``eps``). ``xp``: ``numpy`` (the
+    separator) or ``jax.numpy`` (the fused training loss, differentiable)."""
+    b = xp.asarray(dsp_power, xp.float32).reshape(1, -1, 1, 1, 1)
+    logits = float(net_power) * xp.log(xp.asarray(net_masks, xp.float32) + eps)
+    logits = logits + b * xp.log(xp.asarray(dsp_masks, xp.float32) + eps)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    weights = xp.exp(logits)
+    return (weights / weights.sum(axis=1, keepdims=True)).astype(xp.float32)
 
 
 def dsp_masks(spec, sample_rate, n_fft):

@@ -36,20 +36,17 @@ def loss_fn(model, mix, targets, full, dsp=None, fusion=None):
     masks of the batch, (B, 4, 2, T, F)) and ``fusion`` ``(net_power, dsp_power (4,))``, the loss
     is that of the fused masks (:func:`roomtone.separate.fusion.fuse_masks`, here in JAX): the
     network learns what the DSP masks miss."""
-    import jax
     import jax.numpy as jnp
 
     from roomtone.models import stft
-    from roomtone.separate.fusion import EPS
+    from roomtone.separate.fusion import fuse_masks
 
     w = net.window()
     x = stft.stft(mix, w, net.HOP)  # (B, 2, T, F)
     s = stft.stft(targets, w, net.HOP)  # (B, 4, 2, T, F)
     m = net.masks(model, x)  # (B, 4, 2, T, F)
     if dsp is not None:
-        a, b = fusion
-        logits = a * jnp.log(m + EPS) + jnp.asarray(b, jnp.float32).reshape(1, -1, 1, 1, 1) * jnp.log(dsp + EPS)
-        m = jax.nn.softmax(logits, axis=1)
+        m = fuse_masks(m, dsp, fusion[0], fusion[1], xp=jnp)
     ax = jnp.abs(x)[:, None]
     at = jnp.abs(s)
 
@@ -78,9 +75,8 @@ def make_step(fusion=None):
     return step
 
 
-def fusion_of(config):
-    """``(net_power, dsp_power per stem)`` of a weights config's ``fusion`` entry."""
-    f = config["fusion"]
+def fusion_of(f):
+    """``(net_power, dsp_power per stem)`` of a weights config's ``fusion`` entry ``f``."""
     return float(f["net_power"]), tuple(float(f["dsp_power"][stem]) for stem in net.STEMS)
 
 
@@ -200,6 +196,14 @@ def main(argv=None):
     ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
                         os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
     os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    fusion = None  # checked before the sources load (minutes)
+    if args.fused:
+        if args.resume and os.path.exists(ckpt):
+            fusion = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read()).get("fusion")
+        elif args.init:
+            fusion = weights.load_config(args.init).get("fusion")
+        if not fusion:
+            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.fusion --write)")
     arch = net.Architecture(embed=args.embed, hidden=args.hidden, layers=args.layers, head=args.head)
     sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache)
     man = data.manifest(sources)
@@ -217,14 +221,6 @@ def main(argv=None):
         model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
         history = [["init", args.init]]
     init_config = weights.load_config(args.init) if args.init else None
-    fusion = None
-    if args.fused:
-        if args.resume and os.path.exists(ckpt):
-            fusion = meta.get("fusion")
-        elif init_config is not None:
-            fusion = init_config.get("fusion")
-        if not fusion:
-            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.fusion --write)")
     man["licences"] = licences(sources, args.pop909)
     man["renders"] = [os.path.abspath(d) for d in args.pop909 or []]
     warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
@@ -232,7 +228,7 @@ def main(argv=None):
     schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
     optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
                                                  optax.adamw(schedule, weight_decay=1e-4)), wrt=nnx.Param)
-    step_fn = make_step(fusion_of({"fusion": fusion}) if fusion else None)
+    step_fn = make_step(fusion_of(fusion) if fusion else None)
     rng = np.random.default_rng(args.seed + start_step)
     n = int(args.seconds * net.SAMPLE_RATE)
     started = time.time()

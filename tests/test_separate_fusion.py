@@ -127,3 +127,23 @@ def test_the_fused_loss_is_finite_and_differs_from_the_network_alone():
 
     optimizer = nnx.Optimizer(model, optax.adam(1e-3), wrt=nnx.Param)
     assert np.isfinite(float(optimizer_step(model, optimizer, *made)))
+
+
+def test_the_jax_fusion_of_the_loss_is_the_numpy_fusion_of_the_separator():
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(7)
+    a, d = random_masks(rng), random_masks(rng)
+    powers = (0.7, [0.1, 0.75, 1.0, 1.5])
+    np.testing.assert_allclose(np.asarray(fusion.fuse_masks(jnp.asarray(a), jnp.asarray(d), *powers, xp=jnp)),
+                               fusion.fuse_masks(a, d, *powers), atol=1e-6)
+
+
+def test_fused_training_refuses_weights_without_powers_before_loading_any_data(tmp_path, capsys):
+    from roomtone.separate import train
+
+    init = tiny_weights(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        train.main(["--out", str(tmp_path / "run.npz"), "--init", str(init), "--fused", "--pop909",
+                    str(tmp_path / "no-such-renders")])
+    assert stop.value.code == 2 and "fusion entry" in capsys.readouterr().err
