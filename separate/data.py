@@ -387,3 +387,16 @@ def sdr_db(estimate, reference):
     den = np.sum((r - e) ** 2, axis=(-2, -1))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(num > 1e-8, 10 * np.log10((num + 1e-12) / (den + 1e-12)), np.nan)
+
+
+def stem_means(sdr, full):
+    """The validation figure per stem of an SDR table ``sdr`` (items, stems): the mean over the
+    items holding the stem, the vocals over every item, the others over the full-label ones
+    (``full`` (items,) > 0.5); NaN entries (silent references) left out, NaN where none is left.
+    Returns a list, one float per stem."""
+    out = []
+    for j in range(sdr.shape[1]):
+        vals = sdr[np.ones(len(sdr), bool) if j == 0 else np.asarray(full) > 0.5, j]
+        vals = vals[np.isfinite(vals)]
+        out.append(float(np.mean(vals)) if vals.size else float("nan"))
+    return out

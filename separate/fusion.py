@@ -64,20 +64,16 @@ def dsp_masks(spec, sample_rate, n_fft):
     return out
 
 
-def score(spec, masks, targets, full, istft, batch=4):
-    """Validation SDR of ``masks`` applied to ``spec``: per stem as
-    :func:`roomtone.separate.train.evaluate` averages it, and the mean. Returns a list of 5."""
+def score(spec, masks, targets, full, inverse, batch=4):
+    """Validation SDR of ``masks`` applied to ``spec`` (``inverse(spec, masks)``: the ISTFT of
+    :func:`roomtone.separate.net.stages`): per stem as
+    :func:`roomtone.separate.train.evaluate` averages it (:func:`roomtone.separate.data.stem_means`),
+    and the mean. Returns a list of 5."""
     from roomtone.separate import data
 
-    outs = np.concatenate([np.asarray(istft(spec[i:i + batch, None] * masks[i:i + batch]))
+    outs = np.concatenate([np.asarray(inverse(spec[i:i + batch], masks[i:i + batch]))
                            for i in range(0, len(spec), batch)])
-    sdr = data.sdr_db(outs, targets)
-    per = []
-    for j in range(sdr.shape[1]):
-        rows = np.ones(len(spec), bool) if j == 0 else full > 0.5
-        vals = sdr[rows, j]
-        vals = vals[np.isfinite(vals)]
-        per.append(float(np.mean(vals)) if vals.size else float("nan"))
+    per = data.stem_means(data.sdr_db(outs, targets), full)
     return per + [float(np.nanmean(per))]
 
 
@@ -122,26 +118,19 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
 
-    import jax
-    import jax.numpy as jnp
-
-    from roomtone.models import stft, weights
+    from roomtone.models import weights
     from roomtone.separate import data, net
 
     sources = data.load_sources(args.pop909, music_cache=args.music_cache)
     mix, targets, full = data.validation_set(sources, items=args.val_items)
     model, config = net.load_model(args.weights)
-    w = net.window()
-    n = mix.shape[-1]
-    env = stft.window_envelope(w, w, net.HOP, stft.frame_count(n, net.HOP, net.N_FFT))
-    spec = np.asarray(jax.jit(lambda a: stft.stft(a, w, net.HOP))(jnp.asarray(mix)))
-    masks = jax.jit(lambda s: net.masks(model, s))
-    net_m = np.concatenate([np.asarray(masks(jnp.asarray(spec[i:i + 4]))) for i in range(0, len(spec), 4)])
+    forward, inverse = net.stages(model, mix.shape[-1])
+    spec, net_m = (np.concatenate(parts) for parts in zip(*(
+        [np.asarray(v) for v in forward(mix[i:i + 4])] for i in range(0, len(mix), 4))))
     dsp_m = dsp_masks(spec, net.SAMPLE_RATE, net.N_FFT)
-    istft = jax.jit(lambda s: stft.istft(s, w, net.HOP, env, n))
 
     def evaluate(m):
-        return [round(v, 3) for v in score(spec, m, targets, full, istft)]
+        return [round(v, 3) for v in score(spec, m, targets, full, inverse)]
 
     alone = evaluate(net_m)
     dsp_alone = evaluate(dsp_m)

@@ -179,28 +179,44 @@ def separate_fn(model, samples):
     return run
 
 
-def fused_separate_fn(model, samples, fusion):
-    """:func:`separate_fn` with the network's masks fused with the ``dsp`` masks
-    (:func:`roomtone.separate.fusion.fuse_masks`) by the powers of ``fusion`` (the weights' config
-    ``fusion``: ``net_power``, ``dsp_power`` per stem, ``eps``). The STFT, the network and the
-    ISTFT are compiled; the DSP masks and the fusion run in numpy between them. Same shapes."""
+def stages(model, samples):
+    """The compiled halves of :func:`separate_fn` for segments of ``samples``, for work between
+    them: ``forward(audio (batch, 2, samples)) -> (spec (batch, 2, frames, BINS) complex, masks
+    (batch, stems, 2, frames, BINS))`` and ``inverse(spec, masks) -> stems (batch, stems, 2,
+    samples)``."""
     import jax
     import jax.numpy as jnp
 
     from roomtone.models import stft
-    from roomtone.separate.fusion import dsp_masks, fuse_masks
 
     w = window()
     env = stft.window_envelope(w, w, HOP, stft.frame_count(samples, HOP, N_FFT))
-    forward = jax.jit(lambda audio: (lambda spec: (spec, masks(model, spec)))(stft.stft(audio, w, HOP)))
+
+    def spec_and_masks(audio):
+        spec = stft.stft(audio, w, HOP)
+        return spec, masks(model, spec)
+
+    compiled = jax.jit(spec_and_masks)
     inverse = jax.jit(lambda spec, m: stft.istft(spec[:, None] * m, w, HOP, env, samples))
+    return (lambda audio: compiled(jnp.asarray(audio, jnp.float32))), inverse
+
+
+def fused_separate_fn(model, samples, fusion):
+    """:func:`separate_fn` with the network's masks fused with the ``dsp`` masks
+    (:func:`roomtone.separate.fusion.fuse_masks`) by the powers of ``fusion`` (the weights' config
+    ``fusion``: ``net_power``, ``dsp_power`` per stem, ``eps``). The STFT, the network and the
+    ISTFT are compiled (:func:`stages`); the DSP masks and the fusion run in numpy between them.
+    Same shapes."""
+    from roomtone.separate.fusion import EPS, dsp_masks, fuse_masks
+
+    forward, inverse = stages(model, samples)
     power = [float(fusion["dsp_power"][stem]) for stem in STEMS]
 
     def run(audio):
-        spec, m = forward(jnp.asarray(audio, jnp.float32))
+        spec, m = forward(audio)
         spec = np.asarray(spec)
         fused = fuse_masks(np.asarray(m), dsp_masks(spec, SAMPLE_RATE, N_FFT), float(fusion["net_power"]), power,
-                           eps=float(fusion.get("eps", 1e-4)))
+                           eps=float(fusion.get("eps", EPS)))
         return inverse(spec, fused)
 
     return run

@@ -103,12 +103,8 @@ def evaluate(model, mix, targets, full, batch=4, fusion=None):
     sdr = data.sdr_db(outs, targets)
     trivial = data.sdr_db(np.repeat(mix[:, None] / 4.0, 4, axis=1), targets)
     result = {}
-    for j, stem in enumerate(net.STEMS):
-        rows = np.ones(len(mix), bool) if j == 0 else full > 0.5
-        for name, table in (("", sdr), ("trivial_", trivial)):
-            vals = table[rows, j]
-            vals = vals[np.isfinite(vals)]
-            result[name + stem] = round(float(np.mean(vals)), 3) if vals.size else float("nan")
+    for stem, ours, baseline in zip(net.STEMS, data.stem_means(sdr, full), data.stem_means(trivial, full)):
+        result[stem], result["trivial_" + stem] = round(ours, 3), round(baseline, 3)
     result["mean"] = round(float(np.nanmean([result[s] for s in net.STEMS])), 3)
     result["trivial_mean"] = round(float(np.nanmean([result["trivial_" + s] for s in net.STEMS])), 3)
     return result
