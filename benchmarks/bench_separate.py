@@ -84,24 +84,14 @@ def ours_available(path):
     return weights_path() if installed() else None
 
 
-def shipped():
-    """Whether the shipped roomtone weights are installed (``roomtone+spleeter`` uses those)."""
-    from roomtone.separate.net import installed
-
-    return installed()
-
-
-def oracle(references, power, n_fft=2048):
+def oracle(references, power):
     """The ideal ratio masks of ``references`` (stems, channels, samples) at exponent ``power``
-    applied to their sum, on a Hann STFT of ``n_fft`` points, hop ``n_fft / 4``. Same shape."""
-    from roomtone.separate.spectral import istft, stft
+    applied to their sum, on our network's STFT (the split of :func:`roomtone.separate.hybrid.split_rest`,
+    2048-point Hann, hop 512). Same shape."""
+    from roomtone.separate.hybrid import split_rest
 
-    hop = n_fft // 4
     refs = np.asarray(references, np.float32)
-    spec = stft(refs.sum(axis=0), n_fft, hop)
-    weight = np.abs(stft(refs, n_fft, hop)) ** power
-    masks = weight / np.maximum(weight.sum(axis=0), 1e-12)
-    return istft(masks * spec, n_fft, hop, refs.shape[-1])
+    return split_rest(refs.sum(axis=0)[None], refs[None], power=power)[0]
 
 
 def quality(weights, ours=None):
@@ -124,7 +114,7 @@ def quality(weights, ours=None):
         stems, _ = separate(mix, rate, model=model, weights=ours)
         took = time.perf_counter() - clock
         rows.append((model, bss_sdr(ref4, np.stack([stems[s] for s in STEMS]), rate), took))
-    if weights and shipped():  # Spleeter's vocals, the shipped roomtone's other stems (roomtone.separate.hybrid)
+    if weights and ours_available(None):  # Spleeter's vocals, the shipped roomtone's other stems (hybrid)
         clock = time.perf_counter()
         stems, _ = separate(mix, rate, model="roomtone+spleeter", weights=weights)
         took = time.perf_counter() - clock
@@ -132,7 +122,6 @@ def quality(weights, ours=None):
     two = []
     ref2 = np.stack([refs["vocals"], mix - refs["vocals"]])
     two.append(("trivial (mixture/2)", bss_sdr(ref2, np.stack([mix / 2, mix / 2]), rate), None))
-
     for model in ("dsp", "dsp-wiener"):
         stems, _ = separate(mix, rate, two_stems="vocals", model=model)
         two.append((model, bss_sdr(ref2, np.stack([stems["vocals"], stems["no_vocals"]]), rate), None))
@@ -160,35 +149,34 @@ def validation(folders, weights, ours=None):
     sources = data.load_sources([str(Path(f).expanduser()) for f in folders])
     mix, targets, full = data.validation_set(sources)
     acc_target = targets[:, 1:].sum(axis=1, keepdims=True)
-    tools = [("trivial (mixture/4)", None), ("dsp", None)] + ([("roomtone-net", ours), ("roomtone", ours)] if ours else [])
-    four, two = [], []
-    for name, path in tools:
-        if name.startswith("trivial"):
-            est = np.repeat(mix[:, None] / 4.0, 4, axis=1)
-        else:
-            est = np.stack([np.stack([s[stem] for stem in STEMS])
-                            for s in (separate(m, 44100, model=name, weights=path)[0] for m in mix)])
-        per = data.stem_means(data.sdr_db(est, targets), full)
-        four.append((name, per))
-        vocals = mix[:, None] / 2.0 if name.startswith("trivial") else est[:, :1]
-        name = "trivial (mixture/2)" if name.startswith("trivial") else name
-        two.append((name, [float(np.nanmean(data.sdr_db(vocals, targets[:, :1]))),
-                           float(np.nanmean(data.sdr_db(mix[:, None] - vocals, acc_target)))]))
+
+    def stems_of(model, path):  # (items, 4 stems, channels, samples)
+        return np.stack([np.stack([s[stem] for stem in STEMS])
+                         for s in (separate(m, 44100, model=model, weights=path)[0] for m in mix)])
+
+    def two_stem(vocals):  # vocals (items, 1, channels, samples); the accompaniment is the rest
+        return [float(np.nanmean(data.sdr_db(vocals, targets[:, :1]))),
+                float(np.nanmean(data.sdr_db(mix[:, None] - vocals, acc_target)))]
+
+    trivial = np.repeat(mix[:, None] / 4.0, 4, axis=1)
+    four = [("trivial (mixture/4)", data.stem_means(data.sdr_db(trivial, targets), full))]
+    two = [("trivial (mixture/2)", two_stem(mix[:, None] / 2.0))]
+    for name, path in [("dsp", None)] + ([("roomtone-net", ours), ("roomtone", ours)] if ours else []):
+        est = stems_of(name, path)
+        four.append((name, data.stem_means(data.sdr_db(est, targets), full)))
+        two.append((name, two_stem(est[:, :1])))
     if weights:
-        vocals = np.stack([separate(m, 44100, two_stems="vocals", model="spleeter-2stems", weights=weights)[0]["vocals"]
-                           for m in mix])[:, None]
-        two.append(("spleeter-2stems", [float(np.nanmean(data.sdr_db(vocals, targets[:, :1]))),
-                                        float(np.nanmean(data.sdr_db(mix[:, None] - vocals, acc_target)))]))
-    if weights and shipped():
-        est = np.stack([np.stack([s[stem] for stem in STEMS]) for s in
-                        (separate(m, 44100, model="roomtone+spleeter", weights=weights)[0] for m in mix)])
+        two.append(("spleeter-2stems", two_stem(np.stack([
+            separate(m, 44100, two_stems="vocals", model="spleeter-2stems", weights=weights)[0]["vocals"]
+            for m in mix])[:, None])))
+    if weights and ours_available(None):
+        est = stems_of("roomtone+spleeter", weights)
         four.append(("roomtone+spleeter", data.stem_means(data.sdr_db(est, targets), full)))
     for power in (1, 2):
         name = f"oracle: ideal ratio mask |S|^{power} (uses the answer)"
         est = np.stack([oracle(t, power) for t in targets])
         four.append((name, data.stem_means(data.sdr_db(est, targets), full)))
-        two.append((name, [float(np.nanmean(data.sdr_db(est[:, :1], targets[:, :1]))),
-                           float(np.nanmean(data.sdr_db(est[:, 1:].sum(axis=1, keepdims=True), acc_target)))]))
+        two.append((name, two_stem(est[:, :1])))
     return four, two, len(mix)
 
 
@@ -202,10 +190,10 @@ def speed(models, weights, repeat, ours=None):
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             cmd = separate_command() + [str(LONG), "-o", tmp, "--model", model, "-q"]
-            if model == "spleeter-2stems":
-                cmd += ["--two-stems", "vocals", "--weights", str(weights)]
-            if model == "roomtone+spleeter":
+            if model in ("spleeter-2stems", "roomtone+spleeter"):
                 cmd += ["--weights", str(weights)]
+            if model == "spleeter-2stems":
+                cmd += ["--two-stems", "vocals"]
             if model == "roomtone" and ours:
                 cmd += ["--weights", str(ours)]
             run_measured(cmd, Path(tmp) / "warm.log", Run())  # untimed: caches

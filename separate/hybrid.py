@@ -37,8 +37,10 @@ Shape: block (batch, 2, samples) float32 at 44.1 kHz -> (batch, 4 stems, 2, samp
 
 import numpy as np
 
+from roomtone.separate.separators import FOUR_STEMS as STEMS
+from roomtone.separate.spleeter import SAMPLE_RATE
+
 NAME = "roomtone+spleeter"
-STEMS = ("vocals", "drums", "bass", "other")
 N_FFT = 2048
 POWER = 0.5
 
@@ -65,7 +67,7 @@ class HybridSeparator:
 
     name = NAME
     stems = STEMS
-    sample_rate = 44100
+    sample_rate = SAMPLE_RATE
     channels = 2
     fixed_segment = True
 
@@ -74,7 +76,6 @@ class HybridSeparator:
         self.segment_s = spleeter.segment_s
         self.overlap_s = spleeter.overlap_s
         self.batch = spleeter.batch
-        self.source = getattr(spleeter, "source", None)
 
     def separate_segment(self, block, sample_rate):
         block = np.asarray(block, np.float32)
