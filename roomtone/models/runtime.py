@@ -152,14 +152,18 @@ def _load_or_export(key, fn, args, static):
         try:
             with open(path, "rb") as f:
                 return export.deserialize(bytearray(f.read()))
-        except Exception:  # noqa: BLE001 - a truncated or foreign file: trace again and replace it
+        except Exception:  # noqa: BLE001 - a truncated or foreign file (or no flatbuffers): trace again
             pass
     result = export.export(fn)(*args, **static)
     if path is not None and private_dir(os.path.dirname(path)):
+        try:
+            blob = result.serialize()
+        except ImportError:  # jax's serialiser needs flatbuffers (declared): without it, trace each time
+            return result
         temp = f"{path}.{os.getpid()}.tmp"
         try:
             with open(temp, "wb") as f:
-                f.write(result.serialize())
+                f.write(blob)
             os.replace(temp, path)
         except OSError:  # a full or read-only disk: the next process traces again
             try:
