@@ -300,6 +300,9 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
     tonal_strength = float(config.get("calibration", {}).get("tonal_strength", 1.0))
     raw = scale_proposal(raw, tonal_strength, 1.0)
     raw, strength, distance = _guarded(raw, z)
+    width_report = None
+    if stereo:  # mono compatibility: a near-mono input is not widened, none past a correlation of 0.5
+        raw, width_report = _bounded_width(raw, spectra[1], spectra[2])
     if preset is None:
         from roomtone.mastering.api import AUTO_PRESET, base_preset
 
@@ -312,6 +315,7 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
               "high_shelf_db": chain_value(chain, "eq", "high_shelf_db"),
               "bells": [list(b) for b in next(p for p in chain if p.kind == "eq").bands],
               "width": chain_value(chain, "width", "width") if stereo else None,
+              "width_bound": width_report,
               "feature_distance": round(distance, 3), "strength": round(strength, 3),
               "tonal_strength": round(tonal_strength, 3),
               "seconds": round(time.perf_counter() - started, 3)}
@@ -331,6 +335,22 @@ def _guarded(raw, z):
     if strength >= 1.0:
         return raw, 1.0, distance
     return scale_proposal(raw, strength, strength), strength, distance
+
+
+def _bounded_width(raw, p_mid, p_side):
+    """The proposal ``raw`` (12,) with its width held under
+    :func:`roomtone.mastering.targets.bound_width` (the network, trained on music of ordinary width,
+    asks near-mono songs for up to the stage's cap). Returns ``(raw, report)``."""
+    from roomtone.mastering import fit
+    from roomtone.mastering import targets as tg
+
+    raw = np.array(raw, np.float64)
+    width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[N_GAINS]))
+    applied, report = tg.bound_width(width, p_mid, p_side, fit.WIDTH_LIMIT)
+    if applied < width:
+        applied = min(max(applied, 1e-3), fit.WIDTH_LIMIT - 1e-3)
+        raw[N_GAINS] = np.log(applied / (fit.WIDTH_LIMIT - applied))
+    return raw.astype(np.float32), report
 
 
 def scale_proposal(raw, gain_scale, width_scale):

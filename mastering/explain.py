@@ -88,6 +88,10 @@ def explain(report, reductions):
                     + (f", output {dyn['output_spread_lu']:.1f} LU" if dyn.get("output_spread_lu") is not None else "")
                     + ")" + ("" if dyn["reachable"] else f": {dyn['note']}"))
             lines.append(text)
+    for part in ("assistant", "fit"):
+        bound = (report.get(part) or {}).get("width_bound") or {}
+        if bound.get("reason"):
+            lines.append(bound["reason"])
     for index, processor in enumerate(preset.chain):
         if processor.bypassed:
             continue

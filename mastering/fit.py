@@ -401,6 +401,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
     dyn_report = None
+    width_report = None
     in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
     before = _tonal_rms(in_tonal, target_np, k2_np)
     for round_index in range(rounds):
@@ -424,8 +425,9 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
         new_bands = tuple((f, round(float(g), 3), q) for (f, _, q), g in zip(eq.bands, gains[2:]))
         chain[eq_index] = dataclasses.replace(eq, low_shelf_db=round(float(gains[0]), 3),
                                               high_shelf_db=round(float(gains[1]), 3), bands=new_bands)
-        if stereo:
-            width = float(WIDTH_LIMIT * jax.nn.sigmoid(theta["v"]))
+        if stereo:  # held under the mono-compatibility bound (targets.bound_width), whatever the target asks
+            width, width_report = tg.bound_width(float(WIDTH_LIMIT * jax.nn.sigmoid(theta["v"])), mid[keep], side[keep],
+                                                 WIDTH_LIMIT)
             chain[width_index] = dataclasses.replace(chain[width_index], width=round(min(max(width, 0.0), 2.0), 4))
     # Tidy: drop bells the fit left near 0 dB (a 0 dB bell is skipped by the numba EQ anyway).
     eq = chain[eq_index]
@@ -436,6 +438,6 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
                                  description=f"{preset.description}; fitted to {', '.join(target.sources)}")
     report = {"target": target.as_dict(), "base_preset": preset.name, "excerpts_s": [round(s / sample_rate, 2) for s in starts],
               "excerpt_length_s": round(max(lengths) / sample_rate, 2), "rounds": history,
-              "input_tonal_distance_db": round(before, 3), "dynamics": dyn_report,
+              "input_tonal_distance_db": round(before, 3), "dynamics": dyn_report, "width_bound": width_report,
               "seconds": round(time.perf_counter() - started, 3)}
     return fitted, report

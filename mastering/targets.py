@@ -74,6 +74,61 @@ def spectra(audio, sample_rate, max_frames=1200):
     return freqs, total / count, None if mid is None else mid / count, None if side is None else side / count
 
 
+# Mono compatibility of a width change (mid/side: L = M + S, R = M - S, the width scales S). With M and S
+# uncorrelated the channels' correlation is (P_M - P_S) / (P_M + P_S); scaling S by w gives
+# (P_M - w^2 P_S) / (P_M + w^2 P_S). A proposal or a fit may widen only while that stays at or above
+# MIN_CORRELATION (a goniometer's "safe" half: a mono fold-down then loses at most about 1.8 dB against
+# the stereo loudness), and not at all when the input is near mono: its side is then noise, reverb and
+# small mix accidents, not an image, and raising it only brings those up.
+MIN_CORRELATION = 0.5
+NEAR_MONO_CORRELATION = 0.95  # side/mid at or under about -16 dB
+
+
+def channel_correlation(mid_power, side_power):
+    """Broadband inter-channel correlation of a stereo signal from its mid and side power
+    (:func:`spectra`'s ``mid``, ``side``, summed over bins), assuming M and S uncorrelated."""
+    pm, ps = float(np.sum(mid_power)), float(np.sum(side_power))
+    return 1.0 if pm + ps <= _EPS else (pm - ps) / (pm + ps)
+
+
+def width_bound(mid_power, side_power, limit=2.0):
+    """The largest width a proposal or a fit may apply to a stereo input, and why:
+    ``(max_width, input_correlation, reason)``. ``reason`` names the binding rule: ``near mono``
+    (correlation at or above :data:`NEAR_MONO_CORRELATION`: no widening), ``mono compatibility``
+    (the widened correlation would fall under :data:`MIN_CORRELATION`; already under it: no
+    widening), or ``limit`` (the stage's own range). Narrowing is always allowed."""
+    pm, ps = float(np.sum(mid_power)), float(np.sum(side_power))
+    corr = channel_correlation(mid_power, side_power)
+    if corr >= NEAR_MONO_CORRELATION:
+        return 1.0, corr, "near mono"
+    c = MIN_CORRELATION
+    # (P_M - w^2 P_S) / (P_M + w^2 P_S) >= c  <=>  w^2 <= (P_M / P_S) (1 - c) / (1 + c)
+    w = float(np.sqrt(pm / max(ps, _EPS) * (1.0 - c) / (1.0 + c)))
+    if w >= limit:
+        return float(limit), corr, "limit"
+    return max(1.0, w), corr, "mono compatibility"
+
+
+def bound_width(width, mid_power, side_power, limit=2.0):
+    """``width`` held under :func:`width_bound`: ``(width, report)``; the report (JSON-ready) says the
+    proposed and applied width, the input's correlation, the bound and, when it bound, why."""
+    most, corr, rule = width_bound(mid_power, side_power, limit)
+    applied = min(float(width), most)
+    report = {"proposed": round(float(width), 4), "applied": round(applied, 4), "max": round(most, 4),
+              "input_correlation": round(corr, 4),
+              # bound, or sitting at the bound (within 1 %): either way the report says why
+              "bound_by": rule if float(width) > 1.0 and float(width) >= 0.99 * most else None}
+    if report["bound_by"] is not None:
+        why = {"near mono": f"the input is near mono (channel correlation {corr:.3f}): its side is noise and "
+                            "reverb, not an image",
+               "mono compatibility": f"wider would take the channel correlation under {MIN_CORRELATION:g} "
+                                     f"(input {corr:.3f}) and lose level in mono",
+               "limit": "the width stage's range"}[rule]
+        asked = f" (asked {float(width) * 100:.0f} %)" if applied < float(width) else ""
+        report["reason"] = f"width held at {applied * 100:.0f} %{asked}: {why}"
+    return applied, report
+
+
 def band_matrix(freqs, centres=THIRD_OCTAVE_HZ):
     """0/1 membership of FFT bins in 1/3-octave bands (edges at centre x 2^(+-1/6)); a band with
     no bin gets its nearest. Shape: (bands, bins) float64."""

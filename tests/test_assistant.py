@@ -229,3 +229,66 @@ def test_album_with_preset_auto_shares_one_proposed_chain_and_keeps_the_loudness
     assert abs(integrated_loudness(outputs[0], SR) - (-14.0)) < 0.1
     got = integrated_loudness(outputs[1], SR) - integrated_loudness(outputs[0], SR)
     assert abs(got - offset) < 0.1
+
+
+def _correlation(x):
+    return float(np.sum(x[0] * x[1]) / np.sqrt(np.sum(x[0] ** 2) * np.sum(x[1] ** 2)))
+
+
+@pytest.mark.parametrize("side_db, most", [(-40.0, 1.0), (-24.4, 1.0), (-8.0, None), (-4.0, 1.0), (0.0, 1.0)])
+def test_width_bound_keeps_mono_compatibility(side_db, most):
+    """A width the bound allows, applied by the real stage, leaves the channels correlated at 0.5 or
+    more; near-mono inputs (side 16 dB or more under the mid) and inputs already at or under 0.5 are
+    not widened at all."""
+    from roomtone.mastering import targets as tg
+
+    rng = np.random.default_rng(3)
+    mid, side = rng.standard_normal((2, SR * 2))
+    side *= 10 ** (side_db / 20)
+    x = np.stack([mid + side, mid - side]).astype(np.float32)
+    _, _, p_mid, p_side = tg.spectra(x, SR)
+    width, corr, rule = tg.width_bound(p_mid, p_side)
+    assert abs(corr - _correlation(x)) < 0.01
+    if most is not None:
+        assert width == most
+    else:
+        assert 1.0 < width < 2.0 and rule == "mono compatibility"
+    widened = StereoWidth(width=width).process(x, SR)
+    assert _correlation(widened) >= min(tg.MIN_CORRELATION, corr) - 0.01
+    applied, report = tg.bound_width(2.0, p_mid, p_side)
+    assert applied == width and report["bound_by"] == rule and "width held at" in report["reason"]
+    assert tg.bound_width(0.8, p_mid, p_side)[1]["bound_by"] is None  # narrowing is never bound
+
+
+def test_the_assistant_does_not_widen_a_near_mono_song_and_says_why():
+    """Issue 24: the assistant asked 200 % (its cap) of a song whose channels correlate at 0.993.
+    The applied width stays at or under 100 %, the report says why, and --explain shows it."""
+    from roomtone.mastering import master
+
+    x = _music_spectrum_noise(8.0, seed=6)
+    mid = 0.5 * (x[0] + x[1])
+    side = 0.5 * (x[0] - x[1])
+    side *= 10 ** (-24.4 / 20) * np.std(mid) / np.std(side)
+    near_mono = np.stack([mid + side, mid - side]).astype(np.float32)
+    out, report = master(near_mono, SR, preset="auto", platform="spotify", explain=True)
+    bound = report["assistant"]["width_bound"]
+    width = next(p["width"] for p in report["preset"]["chain"] if p["kind"] == "width")
+    assert width <= 1.0 and bound["applied"] == width and bound["input_correlation"] > 0.99
+    if bound["proposed"] > 1.0:
+        assert bound["bound_by"] == "near mono" and any("near mono" in line for line in report["explain"])
+    assert _correlation(out) > 0.98
+
+
+def test_a_reference_fit_does_not_widen_past_mono_compatibility():
+    """A reference far wider than the input (side 3 dB under the mid): the fit moves toward it but
+    never takes the output's channel correlation under 0.5."""
+    from roomtone.mastering import master
+
+    x = _music_spectrum_noise(8.0, seed=7)  # side 8 dB under the mid: correlation about 0.73
+    ref = _music_spectrum_noise(8.0, seed=8)
+    mid, side = 0.5 * (ref[0] + ref[1]), 0.5 * (ref[0] - ref[1])
+    side *= 10 ** (-3 / 20) * np.std(mid) / np.std(side)
+    out, report = master(x, SR, reference=(np.stack([mid + side, mid - side]), SR), explain=True)
+    bound = report["fit"]["width_bound"]
+    assert 1.0 < bound["applied"] <= bound["max"] < 2.0
+    assert _correlation(out) >= 0.5 - 0.02
