@@ -3,32 +3,37 @@ other track at its loudness distance from it.
 
 How an album is placed, and why:
 
-- **The loudest track lands on the target; every other track keeps its distance to it.** Track
-  ``i`` aims at ``target + (L_i - L_loudest)``, ``L`` the input's integrated loudness (BS.1770-4),
-  so the loudness differences between the tracks (LU) are those of the input: a quiet ballad stays
-  as far under the single as it was mixed, and no track is pushed above the target. The platforms
-  normalise an album with one gain for all its tracks (Spotify: "we normalize an entire album at
-  the same time, so gain compensation doesn't change between tracks"); that gain has been
-  measured to put the album's *loudest track* at -14 LUFS, not the album as one programme. With
-  the loudest track on the target, album playback applies no gain, and playlist playback, which
-  normalises each track alone, turns no track down. (The album's integrated loudness as one
-  programme on the target would push its loudest tracks above it: more limiting, and turned down
-  in playlists. It is reported, in and out, not used.)
-- **One input trim for every track**: the one that brings the loudest track to the chain's working
-  level (-18 LUFS). The shared chain's thresholds are set at that level, so it meets every track at
-  its place in the album, as a chain with fixed settings would if the album ran through it in one
-  pass: a quiet track is compressed less than the loud single, not squashed to its density.
+- **Relations come from the music, not from the mix levels.** The tracks of an album reach the
+  mastering engineer at levels set by accident (mixed on different days, some already mastered,
+  some not): a -30 LUFS mix next to a -14 LUFS master is no musical statement. What an album's
+  relations mean is that a ballad sits a few LU under the single *because its loud passages are no
+  louder and the rest is quieter*. So every track is placed by its loud passages: ``L95``, the 95th
+  percentile of its short-term loudness after the gates of EBU Tech 3342 (the top of its LRA), is
+  gain-independent in relation to its integrated loudness ``I``. The densest track (largest
+  ``I - L95``) lands on the target; track ``i`` aims at
+  ``target + clip((I_i - L95_i) - (I_a - L95_a), -MAX_OFFSET_LU, 0)``: its loud passages as loud as
+  the densest track's, its integrated loudness as far under the target as its own dynamics put it,
+  never more than :data:`MAX_OFFSET_LU` (4 LU, a ballad's usual distance to the single) and never
+  above the target. The platforms normalise an album with one gain for all its tracks, set by its
+  loudest track (Spotify: "we normalize an entire album at the same time"); with the loudest track
+  on the target album playback applies no gain, and playlist playback turns no track down.
+- **Each track enters the chain at its place**: its input trim brings it to the working level
+  (-18 LUFS) plus its offset, so the shared chain (thresholds set at the working level) meets every
+  track where it will sit in the album: a ballad is compressed less than the single, not squashed
+  to its density, and no track's mix-level accident reaches the compressor.
+- **A large spread is reported**: the input's loudness spread (LU) beside the placed one, and a
+  note when the mix levels spread far wider than the music asks, or a track's own offset was held
+  at the bound.
 - **One chain**: the preset's, or with ``reference`` / ``fit_target`` fitted once to the album as a
   whole (:func:`roomtone.mastering.fit.fit_chain`). The fit's analysis signal is one excerpt of
-  every track (up to :data:`EXCERPT_S`, centred), at the album's trim, joined end to end; equal
-  lengths, so each track's spectrum counts by its power: the album's loudness-weighted average, as
-  the album's integrated loudness weighs its tracks. The compressor's tonal effect is measured on
+  every track (up to :data:`EXCERPT_S`, centred), each at its own trim (its place), joined end to
+  end; equal lengths, so each track's spectrum counts by its power at its place: the album's
+  loudness-weighted average, as the album's integrated loudness weighs its tracks. The compressor's tonal effect is measured on
   an excerpt of every track. With ``preset="auto"`` the assistant
   (:func:`roomtone.mastering.assistant.propose`) proposes the one chain from that same signal
   (and ``fit_target`` refines towards its proposal), so the album still shares one chain. Tracks of another channel layout than most are left out of the
   analysis (and named); tracks at another sample rate are resampled for the analysis only.
-- **Then each track's own loudness stage** (one static gain, the true-peak limiter): the tracks'
-  gains differ only by what the chain did to each one's loudness. No gain riding.
+- **Then each track's own loudness stage** (one static gain, the true-peak limiter). No gain riding.
 - A track other than the loudest whose place needs more limiting than the preset allows is
   delivered as close under its place as the budget lets, and its report says so
   (``relation_kept: false``, ``shortfall_lu``). The loudest track failing to reach the target fails,
@@ -56,11 +61,15 @@ from roomtone.errors import InvalidAudioError, RoomtoneError, TargetUnreachableE
 from roomtone.mastering import api
 from roomtone.mastering.explain import chain_lines
 from roomtone.mastering.presets import load_preset
-from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, block_powers, integrated_from_blocks
+from roomtone.meter import (ABSOLUTE_GATE_LUFS, LRA_RELATIVE_GATE_LU, MOMENTARY_S, block_powers,
+                            integrated_from_blocks, to_lufs)
 from roomtone.platforms import Target
 
 EXCERPT_S = 20.0  # each track's excerpt in the fit's analysis signal
-PLACEMENT = "loudest"  # what lands on the target (see the module docstring)
+PLACEMENT = "loud passages"  # how the tracks are placed (see the module docstring)
+MAX_OFFSET_LU = 4.0  # the most a track is placed under the album's target (LU)
+LOUD_PERCENTILE = 95.0  # L95 of short-term loudness (EBU Tech 3342's upper LRA bound)
+WIDE_SPREAD_LU = 6.0  # input loudness spread (LU) over the placed one that the summary calls out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +78,7 @@ class TrackPlacement:
     of the album (``master(audio, sr, placement=...)``).
 
     ``goal``: its own target (``integrated_lufs`` = the album's target plus ``offset_lu``) and the
-    ceiling; ``trim_db``: the album's input trim (dB); ``preset``: the album's chain (fitted or
+    ceiling; ``trim_db``: its input trim (dB: to the working level plus ``offset_lu``); ``preset``: the album's chain (fitted or
     not), with ``fit`` (the album fit's report) and ``match`` (its target) when fitted;
     ``anchor``: this is the loudest track. ``on_blocks`` is told the output's 400 ms gating-block
     powers (for the album's loudness as one programme)."""
@@ -85,6 +94,8 @@ class TrackPlacement:
     input_lufs: float
     offset_lu: float
     album_target_lufs: float
+    loud_lufs: float = float("nan")
+    musical_offset_lu: float = 0.0
     on_blocks: object = dataclasses.field(default=None, compare=False, repr=False)
 
     def track_report(self, *, output_lufs, aim_lufs, needed_limiting_lu, max_limiting_lu):
@@ -95,10 +106,11 @@ class TrackPlacement:
             note = (f"{shortfall:.2f} LU under its place: keeping it needs at least {needed_limiting_lu:.1f} LU of "
                     f"limiting, the preset allows {max_limiting_lu:g} LU")
         return {"index": self.index, "track": self.name, "loudest": self.anchor, "placement": PLACEMENT,
-                "input_lufs": round(self.input_lufs, 3), "input_offset_lu": _round(self.offset_lu),
+                "input_lufs": round(self.input_lufs, 3), "input_loud_lufs": round(self.loud_lufs, 3),
+                "musical_offset_lu": _round(self.musical_offset_lu), "placed_offset_lu": _round(self.offset_lu),
                 "album_target_lufs": self.album_target_lufs, "placed_lufs": round(self.goal.integrated_lufs, 3),
                 "output_lufs": round(output_lufs, 3), "output_offset_lu": _round(output_lufs - self.album_target_lufs),
-                "shared_trim_db": round(self.trim_db, 3), "relation_kept": shortfall <= 0,
+                "trim_db": round(self.trim_db, 3), "relation_kept": shortfall <= 0,
                 "shortfall_lu": round(max(shortfall, 0.0), 3),
                 "needed_limiting_lu": None if needed_limiting_lu is None else round(needed_limiting_lu, 2),
                 "note": note}
@@ -113,6 +125,7 @@ class AlbumTrack:
     name: str
     source: object
     input_lufs: float = float("nan")
+    loud_lufs: float = float("nan")  # L95 of short-term loudness (LUFS)
     channels: int = 0
     sample_rate: int = 0
     duration_s: float = 0.0
@@ -129,17 +142,30 @@ def _name(source, index):
     return os.fspath(source) if isinstance(source, (str, os.PathLike)) else f"track {index + 1}"
 
 
+def loud_passages_lufs(short_term_power):
+    """L95 (LUFS): the 95th percentile of short-term loudness (3 s, 10 Hz) after EBU Tech 3342's
+    gates (-70 LUFS absolute, 20 LU under the power mean of the blocks that pass it): how loud the
+    track's loud passages are. ``nan`` when no block passes."""
+    lk = to_lufs(short_term_power)
+    keep = lk > ABSOLUTE_GATE_LUFS
+    if not keep.any():
+        return float("nan")
+    values = lk[keep & (lk > to_lufs(short_term_power[keep].mean()) + LRA_RELATIVE_GATE_LU)]
+    return float(np.percentile(values, LOUD_PERCENTILE)) if values.size else float("nan")
+
+
 def _track_loudness(audio, sample_rate, name):
-    """``(integrated LUFS, gating blocks)`` of a validated track; the refusals of a master."""
+    """``(integrated LUFS, gating blocks, L95 LUFS)`` of a validated track; the refusals of a master."""
     if audio.shape[1] < MOMENTARY_S * sample_rate:
         raise InvalidAudioError(f"{name}: {audio.shape[1] / sample_rate * 1000:.0f} ms long; integrated loudness "
                                 f"needs at least one {MOMENTARY_S * 1000:.0f} ms gating block")
-    blocks = block_powers(audio, sample_rate)[0]
+    blocks, short_term = block_powers(audio, sample_rate)
     lufs = integrated_from_blocks(blocks)
     if not np.isfinite(lufs):
         raise InvalidAudioError(f"{name}: silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): "
                                 f"nothing to master")
-    return lufs, blocks
+    loud = loud_passages_lufs(short_term)
+    return lufs, blocks, (loud if np.isfinite(loud) else lufs)
 
 
 def _excerpt(audio, sample_rate, length_s):
@@ -200,7 +226,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
                 audio, rate, _ = reading.take() if reading is not None else read_audio(source)
             else:
                 audio, rate = validate_audio(source[0], source[1], name=name), int(source[1])
-            track.input_lufs, track.blocks = _track_loudness(audio, rate, name)
+            track.input_lufs, track.blocks, track.loud_lufs = _track_loudness(audio, rate, name)
             track.channels, track.sample_rate, track.duration_s = int(audio.shape[0]), int(rate), audio.shape[1] / rate
             if match is not None or auto:
                 excerpts[index] = audio if whole else _excerpt(audio, rate, excerpt_s)
@@ -214,17 +240,19 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     usable = [t for t in tracks if t.error is None]
     if not usable:
         raise InvalidAudioError("no track of the album could be used: " + "; ".join(str(t.error) for t in tracks))
-    loudest = max(usable, key=lambda t: t.input_lufs)
+    offsets = placed_offsets(usable)
+    loudest = next(t for t in usable if offsets[t.index][1] == 0.0)  # the densest: on the target
     goal = api.resolve_goal(platform, loudest.channels, target_lufs, ceiling_dbtp, match)
     if goal.integrated_lufs - loudest.input_lufs > api.MAX_TOTAL_GAIN_DB:
         raise TargetUnreachableError(
-            f"the album's loudest track reads {loudest.input_lufs:.1f} LUFS; reaching {goal.integrated_lufs:g} LUFS "
-            f"needs more than {api.MAX_TOTAL_GAIN_DB:g} dB of gain (as does every track at its distance), which "
+            f"the album's densest track ({os.path.basename(loudest.name)}) reads {loudest.input_lufs:.1f} LUFS; "
+            f"reaching {goal.integrated_lufs:g} LUFS needs more than {api.MAX_TOTAL_GAIN_DB:g} dB of gain, which "
             f"would mostly raise the noise floor")
-    trim_db = float(np.clip(api.WORKING_LEVEL_LUFS - loudest.input_lufs, -60.0, 60.0))
+    trims = {t.index: float(np.clip(api.WORKING_LEVEL_LUFS + offsets[t.index][1] - t.input_lufs, -60.0, 60.0))
+             for t in usable}
     fit = proposal = None
     if match is not None or auto:
-        signal, rate, segments, info = _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s)
+        signal, rate, segments, info = _album_signal(tracks, excerpts, loudest, trims, whole, excerpt_s)
         excerpts.clear()
         if auto:
             say("proposing the album's chain")
@@ -249,13 +277,22 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
             fit["album_analysis"] = info
         del signal
     excerpts.clear()
-    return Album(tracks=tracks, goal=goal, loudest=loudest.index, trim_db=trim_db, preset=preset, fit=fit,
-                 match=match, assistant=proposal)
+    return Album(tracks=tracks, goal=goal, loudest=loudest.index, trims=trims, offsets=offsets, preset=preset,
+                 fit=fit, match=match, assistant=proposal)
 
 
-def _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s):
+def placed_offsets(tracks):
+    """Each usable track's place (module docstring): ``{index: (musical offset, placed offset)}``
+    in LU, the musical one ``(I_i - L95_i) - max_j (I_j - L95_j)`` (at or under 0), the placed one
+    that clipped to ``[-MAX_OFFSET_LU, 0]``; the densest track's are 0."""
+    density = {t.index: t.input_lufs - t.loud_lufs for t in tracks}
+    top = max(density.values())
+    return {i: (d - top, float(np.clip(d - top, -MAX_OFFSET_LU, 0.0))) for i, d in density.items()}
+
+
+def _album_signal(tracks, excerpts, loudest, trims, whole, excerpt_s):
     """The album's analysis signal (module docstring): one excerpt per track of the album's most
-    common layout at the album's trim, end to end. Returns ``(signal (channels, samples), rate,
+    common layout, each at its trim (``trims``: {index: dB}), end to end. Returns ``(signal (channels, samples), rate,
     segments (None for a one-track album: the whole track), album_analysis report)``."""
     from roomtone.resample import resample
 
@@ -265,13 +302,12 @@ def _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s):
     included = [t for t in usable if t.channels == channels]
     rates = [t.sample_rate for t in included]
     rate = loudest.sample_rate if loudest in included else max(sorted(set(rates)), key=rates.count)
-    gain = np.float32(10.0 ** (trim_db / 20.0))
     pieces, segments, at = [], [], 0
     for track in included:
         piece = excerpts[track.index]
         if track.sample_rate != rate:
             piece = resample(piece, track.sample_rate, rate)
-        piece = np.ascontiguousarray(piece * gain, dtype=np.float32)
+        piece = np.ascontiguousarray(piece * np.float32(10.0 ** (trims[track.index] / 20.0)), dtype=np.float32)
         pieces.append(piece)
         segments.append((at, at + piece.shape[1]))
         at += piece.shape[1]
@@ -282,20 +318,22 @@ def _album_signal(tracks, excerpts, loudest, trim_db, whole, excerpt_s):
         "left_out": [{"track": t.name, "why": f"{t.channels} channels, the album's analysis is {channels}"}
                      for t in usable if t.channels != channels],
         "excerpt_s": None if whole else excerpt_s, "sample_rate": rate,
-        "weighting": "one equal-length excerpt per track at the album's trim: each track counts by its power",
+        "weighting": "one equal-length excerpt per track at its place: each track counts by its power there",
     }
     return signal, rate, None if whole else segments, info
 
 
 @dataclasses.dataclass
 class Album:
-    """An analysed album (:func:`analyse_album`): its tracks, the loudest one's index, the
-    album's target (the loudest track's), the one input trim (dB) and the one chain."""
+    """An analysed album (:func:`analyse_album`): its tracks, the index of the one on the target (the
+    densest), the album's target, each usable track's input trim (dB) and offsets
+    (:func:`placed_offsets`), and the one chain."""
 
     tracks: list
     goal: Target
     loudest: int
-    trim_db: float
+    trims: dict
+    offsets: dict
     preset: object
     fit: dict | None = None
     match: object = None
@@ -307,13 +345,14 @@ class Album:
         track = self.tracks[index]
         if track.error is not None:
             raise track.error
-        offset = track.input_lufs - self.tracks[self.loudest].input_lufs
+        musical, offset = self.offsets[index]
         anchor = index == self.loudest
         if anchor:
-            note = "album: the loudest track, on the target"
+            note = "album: the densest track, on the target"
         else:
-            note = (f"album: {-offset:.2f} LU under the loudest track ({os.path.basename(self.tracks[self.loudest].name)}), "
-                    f"as in the input")
+            note = (f"album: {-offset:.2f} LU under the target, its loud passages level with "
+                    f"{os.path.basename(self.tracks[self.loudest].name)}'s"
+                    + (f" (its own dynamics ask {-musical:.1f} LU; held at {MAX_OFFSET_LU:g})" if offset > musical else ""))
         if self.goal.note:
             note = f"{note}; {self.goal.note}"
         goal = dataclasses.replace(self.goal, integrated_lufs=self.goal.integrated_lufs + offset, note=note)
@@ -321,9 +360,10 @@ class Album:
         def keep(blocks):
             self.output_blocks[index] = blocks
 
-        return TrackPlacement(index=index, name=track.name, goal=goal, trim_db=self.trim_db, preset=self.preset,
+        return TrackPlacement(index=index, name=track.name, goal=goal, trim_db=self.trims[index], preset=self.preset,
                               fit=self.fit, match=self.match, anchor=anchor, input_lufs=track.input_lufs,
-                              offset_lu=offset, album_target_lufs=self.goal.integrated_lufs, on_blocks=keep)
+                              offset_lu=offset, album_target_lufs=self.goal.integrated_lufs,
+                              loud_lufs=track.loud_lufs, musical_offset_lu=musical, on_blocks=keep)
 
     def index_of(self, source):
         """The index of the track read from ``source`` (a path as given)."""
@@ -350,10 +390,12 @@ class Album:
         per track (a lossy file's loudness and true peak as decoded)."""
         rows, delivered = [], []
         for track, outcome in zip(self.tracks, outcomes):
+            ok = track.error is None
             row = {"index": track.index, "input": track.name,
-                   "input_lufs": None if track.error is not None else round(track.input_lufs, 3),
-                   "input_offset_lu": None if track.error is not None else
-                   _round(track.input_lufs - self.tracks[self.loudest].input_lufs)}
+                   "input_lufs": round(track.input_lufs, 3) if ok else None,
+                   "input_offset_lu": _round(track.input_lufs - self.goal.integrated_lufs) if ok else None,
+                   "placed_offset_lu": _round(self.offsets[track.index][1]) if ok else None,
+                   "trim_db": round(self.trims[track.index], 3) if ok else None}
             if isinstance(outcome, dict):  # a lossy file: its readings as decoded
                 album, after = outcome["album"], outcome.get("after_encoding") or outcome["after"]
                 limiter = next(s for s in outcome["stages"] if s["stage"] == "limiter")
@@ -371,13 +413,25 @@ class Album:
         done = [r for r in rows if r["error"] is None]
         inputs = [t.blocks for t in self.tracks if t.error is None]
         loudest = self.tracks[self.loudest]
+        levels = [t.input_lufs for t in self.tracks if t.error is None]
+        placed = [o for _, o in self.offsets.values()]
+        spread_in, spread_placed = max(levels) - min(levels), max(placed) - min(placed)
+        notes = []
+        if spread_in > spread_placed + WIDE_SPREAD_LU:
+            notes.append(f"the inputs' loudness spreads {spread_in:.1f} LU (mix levels, not music); placed by their "
+                         f"loud passages the album spreads {spread_placed:.1f} LU")
+        held = [os.path.basename(t.name) for t in self.tracks
+                if t.error is None and self.offsets[t.index][1] > self.offsets[t.index][0]]
+        if held:
+            notes.append(f"held at {MAX_OFFSET_LU:g} LU under the target (their own dynamics ask more): {', '.join(held)}")
         return {
             "tracks": len(rows), "mastered": len(done), "failed": len(rows) - len(done),
             "placement": PLACEMENT,
             "target": {"integrated_lufs": self.goal.integrated_lufs, "true_peak_dbtp": self.goal.ceiling_dbtp,
                        "platform": self.goal.platform, "note": self.goal.note},
             "loudest": {"index": loudest.index, "input": loudest.name, "input_lufs": round(loudest.input_lufs, 3)},
-            "shared_trim_db": round(self.trim_db, 3),
+            "input_spread_lu": round(spread_in, 3), "placed_spread_lu": round(spread_placed, 3),
+            "max_offset_lu": MAX_OFFSET_LU, "notes": notes,
             "preset": {**self.preset.to_dict(), "source": self.preset.source or None},
             "chain": chain_lines(self.preset),
             "fit": self.fit,

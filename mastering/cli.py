@@ -85,20 +85,21 @@ def _print_album(summary, explain):
     target, loudest = summary["target"], summary["loudest"]
     click.echo(f"\nalbum: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}; the loudest "
                f"({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
-               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every other "
-               f"track at its input distance to it; true peak <= {target['true_peak_dbtp']:.1f} dBTP")
-    click.echo(f"{'track':<28}{'in LUFS':>9}{'rel LU':>8}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
+               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every track "
+               f"placed by its loud passages, at most {summary['max_offset_lu']:g} LU under; true peak <= "
+               f"{target['true_peak_dbtp']:.1f} dBTP")
+    click.echo(f"{'track':<28}{'in LUFS':>9}{'place LU':>9}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
                f"  result")
     for row in summary["rows"]:
         name = os.path.basename(row["input"])[:27]
         if row["error"] is not None:
-            click.echo(f"{name:<28}{_fmt2(row['input_lufs'], ''):>9}{_fmt2(row['input_offset_lu'], ''):>8}"
+            click.echo(f"{name:<28}{_fmt2(row['input_lufs'], ''):>9}{_fmt2(row['placed_offset_lu'], ''):>9}"
                        f"{'':>10}{'':>8}{'':>9}{'':>10}  failed: {row['error']}")
             continue
         result = f"-> {row['output']}" if row["output"] else "done"
         if not row["relation_kept"]:
             result += f"  ({row['shortfall_lu']:.2f} LU under its place: limiting budget)"
-        click.echo(f"{name:<28}{_fmt2(row['input_lufs']):>9}{_fmt2(row['input_offset_lu']):>8}"
+        click.echo(f"{name:<28}{_fmt2(row['input_lufs']):>9}{_fmt2(row['placed_offset_lu']):>9}"
                    f"{_fmt2(row['output_lufs']):>10}{_fmt2(row['output_offset_lu']):>8}"
                    f"{_fmt2(row['true_peak_dbtp']):>9}{_fmt2(row['limiting_lu']):>10}  {result}")
     out = summary["output_album_lufs"]
@@ -106,13 +107,16 @@ def _print_album(summary, explain):
                + (f"{out:.1f} LUFS out" + ("" if summary["output_album_tracks"] == summary["tracks"] else
                                            f" (over the {summary['output_album_tracks']} tracks delivered)")
                   if out is not None else "nothing delivered"))
-    line = f"shared chain: {summary['preset']['name']}, input trim {summary['shared_trim_db']:+.1f} dB for every track"
+    line = (f"shared chain: {summary['preset']['name']}, each track trimmed to its place (input loudness spread "
+            f"{summary['input_spread_lu']:.1f} LU, placed {summary['placed_spread_lu']:.1f} LU)")
     if summary["fit"]:
         line += f"; fitted to {', '.join(summary['fit']['target']['sources'])} on {len(summary['fit']['album_analysis']['tracks'])} tracks"
     click.echo(line)
     if explain:
         for text in summary["chain"]:
             click.echo(f"  - {text}")
+    for note in summary["notes"]:
+        click.echo(f"note: {note}")
     if not summary["relations_kept"]:
         click.echo("not every track kept its place: see the rows above (each report's album.note)")
     click.echo(f"{summary['mastered']} of {summary['tracks']} mastered"
@@ -204,11 +208,13 @@ def _plan(inputs, output_path, fmt_choice):
 @click.option("--album", is_flag=True,
               help="Master IN... as one album: one shared chain for every track (fitted to the album as a whole "
                    "with --reference/--fit-target, or proposed for it by --preset auto: one excerpt of each track, weighted by "
-                   "its loudness), one input "
-                   "trim, and the loudest track on the target (LUFS), every other track keeping its input loudness "
-                   "difference (LU) to it, as album normalisation (one gain for the whole album, set by its "
-                   "loudest track) expects; no track is raised above the target, each stays under the ceiling "
-                   "(dBTP). A track whose place needs more limiting than the preset allows is delivered as close "
+                   "its loudness), and every "
+                   "track placed by the music, not by its mix level: its loud passages (L95 of short-term loudness) level "
+                   "with the densest track's, which lands on the target (LUFS), so a ballad sits under the single by "
+                   "what its quiet passages take (at most 4 LU difference (LU) to the target), as album normalisation "
+                   "(one gain for the whole album, set by its loudest track) expects; each track enters the chain at its "
+                   "place; no track is raised above the target, each stays under the ceiling (dBTP); a wide spread of "
+                   "the input levels is noted. A track whose place needs more limiting than the preset allows is delivered as close "
                    "under it as allowed, and the table and its report say so. Ends with the album table (and "
                    "with --json a last line {\"album\": ...}; with --report-dir also DIR/album.json). A single IN "
                    "is mastered as without --album (the table has one row).")
