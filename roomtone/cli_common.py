@@ -7,9 +7,13 @@ import contextlib
 import functools
 import json
 import os
+import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
+import time
 
 import click
 
@@ -21,8 +25,20 @@ EXIT_CODES = {InvalidAudioError: 2, PresetError: 2, TargetUnreachableError: 3, O
 
 
 def fail(message, code):
+    end_progress()  # an error starts on a line of its own, never after a status line
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
+
+
+def naming(source, message, target=None):
+    """``message`` naming the file it is about: as it is when it starts with ``source`` or
+    ``target`` (the reader's and writer's errors name their path), else ``"<source>: <message>"``,
+    so a batch's error says which file, as the user typed it."""
+    source = os.fspath(source) if source is not None else None
+    for path in (source, os.fspath(target) if target is not None else None):
+        if path and message.startswith(path):
+            return message
+    return f"{source}: {message}" if source else message
 
 
 def exit_code_for(exc):
@@ -79,7 +95,8 @@ def json_option(instead=""):
     return click.option("--json", "as_json", is_flag=True, help=_JSON_HELP + instead + ".")
 
 
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="Print nothing but errors (and the --json lines when asked): no progress, no tables.")
 report_dir_option = click.option("--report-dir", type=click.Path(file_okay=False),
                                  help="Write one JSON report per file into this folder, as <output name>.json.")
 
@@ -93,7 +110,10 @@ def friendly_errors(func):
     def wrapper(*args, **kwargs):
         try:
             with INTERRUPTS.installed():
-                return func(*args, **kwargs)
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    end_progress()
         except RoomtoneError as exc:
             if INTERRUPTS.requested:
                 fail("interrupted; no partial output was written", 130)
@@ -149,16 +169,144 @@ def run_command(command):
     os._exit(code)
 
 
-def stderr_progress(quiet):
-    """A ``progress(stage)`` callback: it checks for Ctrl-C (:func:`check_interrupted`) and, unless
-    ``quiet``, writes ``  ... stage`` to stderr."""
+_ACTIVE = []  # the Progress objects whose ticker runs (at most one status line on stderr)
+_COUNTED = re.compile(r"(.*?)\s*\b(\d+) of (\d+)")
 
-    def progress(stage):
+
+class Progress:
+    """The ``progress(stage)`` callback every command hands its job: it checks for Ctrl-C
+    (:func:`check_interrupted`) and, unless ``quiet``, tells the user where the job is, on stderr.
+
+    A stage is a string; one ending in ``<done> of <total>`` (``separating segment 3 of 12``) is a
+    stage with a count. On a terminal (stderr a TTY) it is one status line redrawn in place,
+    ``  [2/5] take.wav: denoise  14 s`` or with a count a bar; a ticker thread redraws it every
+    :attr:`TICK_S`, so a long stage without a count still shows its time going. Anywhere else (a
+    log, a pipe) no carriage return is written, only plain lines: one when a stage starts
+    (``stage_lines="all"``; ``"first"``: only a file's first stage, for a batch), and within a
+    stage at most one every :attr:`LOG_EVERY_S` (its count, or how long it has run). :meth:`end`
+    stops the ticker and clears the status line: call it (or leave the ``with`` block) before
+    printing anything else. ``label`` starts every line (a batch's ``[2/5] take.wav: ``)."""
+
+    TICK_S = 0.5
+    LOG_EVERY_S = 10.0
+    BAR = 24
+
+    def __init__(self, quiet=False, label="", *, stage_lines="all", stream=None, tty=None, clock=time.monotonic,
+                 ticker=True):
+        self.quiet = quiet
+        self.label = label
+        self.stage_lines = stage_lines
+        self.stream = sys.stderr if stream is None else stream
+        if tty is None:
+            try:
+                tty = self.stream.isatty()
+            except (AttributeError, ValueError):
+                tty = False
+        self.tty = tty
+        self.clock = clock
+        self.ticker = ticker
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = None
+        self._stage = None
+        self._count = None
+        self._started = self._logged = 0.0
+        self._stages = 0
+        self._drawn = 0  # width of the status line now on the terminal
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.end()
+
+    def __call__(self, stage):
         check_interrupted()
-        if not quiet:
-            click.echo(f"  ... {stage}", err=True)
+        if self.quiet:
+            return
+        match = _COUNTED.fullmatch(str(stage))
+        name, count = (match.group(1), (int(match.group(2)), int(match.group(3)))) if match else (str(stage), None)
+        with self._lock:
+            now = self.clock()
+            new = name != self._stage
+            if new:
+                self._stage, self._started = name, now
+                self._stages += 1
+            self._count = count
+            if self.tty:
+                self._draw(now)
+            elif new and (self.stage_lines == "all" or self._stages == 1):
+                self._line(self._text(now, elapsed=False), now)
+            elif not new and count is not None and now - self._logged >= self.LOG_EVERY_S:
+                self._line(self._text(now), now)
+        if self.ticker and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name="roomtone-progress", daemon=True)
+            _ACTIVE.append(self)
+            self._thread.start()
 
-    return progress
+    def _text(self, now, elapsed=True):
+        text = f"{self.label}{self._stage}"
+        if self._count is not None:
+            done, total = self._count
+            if self.tty:
+                filled = int(self.BAR * done / max(total, 1))
+                text += f" [{'#' * filled}{'-' * (self.BAR - filled)}] {done}/{total}"
+            else:
+                text += f" {done} of {total}"
+        seconds = now - self._started
+        if elapsed and seconds >= 1.0:
+            text += f"  {seconds:.0f} s" if self.tty else f" ({seconds:.0f} s so far)"
+        return text
+
+    def _draw(self, now):
+        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        text = f"  ... {self._text(now)}"[:width]
+        self.stream.write("\r" + text.ljust(self._drawn))
+        self.stream.flush()
+        self._drawn = len(text)
+
+    def _line(self, text, now):
+        self.stream.write(f"  ... {text}\n")
+        self.stream.flush()
+        self._logged = now
+
+    def tick(self):
+        """Redraw the status line (terminal), or write a line for a stage running for
+        :attr:`LOG_EVERY_S` since the last (log). The ticker calls this; tests may too."""
+        with self._lock:
+            if self._stage is None or self.quiet:
+                return
+            now = self.clock()
+            if self.tty:
+                self._draw(now)
+            elif now - max(self._logged, self._started) >= self.LOG_EVERY_S:
+                self._line(self._text(now), now)
+
+    def _run(self):
+        while not self._stop.wait(self.TICK_S):
+            self.tick()
+
+    def end(self):
+        """Stop the ticker and clear the status line (idempotent)."""
+        self._stop.set()
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+        with self._lock:
+            if self._drawn:
+                self.stream.write("\r" + " " * self._drawn + "\r")
+                self.stream.flush()
+                self._drawn = 0
+            self._stage = None
+
+
+def end_progress():
+    """End every running :class:`Progress` (before an error line, and when a command returns)."""
+    for progress in list(_ACTIVE):
+        progress.end()
 
 
 def fmt(value, digits=1, missing="-inf"):
@@ -201,29 +349,57 @@ def unique_plan(inputs, target, *, verb, shown=lambda path: path):
     return plan
 
 
+def check_folder_takes_files(directory, shown):
+    """Fail with exit status 4 unless a file can be created in ``directory``: a trial temporary
+    file, removed at once. The mode bits are not enough: root is told /sys is writable, and /proc
+    takes no new file whatever its mode. ``shown``: the output path the message names."""
+    try:
+        with tempfile.NamedTemporaryFile(prefix=".roomtone-probe-", dir=directory):
+            pass
+    except OSError as exc:
+        where = "this folder" if _same(shown, directory) else directory
+        fail(f"{shown}: cannot create a file in {where} ({exc.strerror or exc})", 4)
+
+
+def _same(path, directory):
+    return os.path.abspath(os.fspath(path)) == os.path.abspath(os.fspath(directory))
+
+
+def make_output_folder(directory, shown=None):
+    """Create ``directory`` if missing and check that it takes files (exit status 4 if not, the
+    message naming ``shown`` or the folder)."""
+    if not os.path.isdir(directory):
+        try:
+            os.makedirs(directory, exist_ok=True)
+        except OSError as exc:
+            if shown is None or _same(shown, directory):
+                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
+            fail(f"{shown}: cannot create the output folder {directory} ({exc.strerror})", 4)
+    check_folder_takes_files(directory, shown or directory)
+
+
 def check_destinations(plan, bit_depth, *, overwrite_input=False, report_path=None, report_dir=None):
     """Refuse bad destinations for ``plan`` (``[(input, output)]``) before any work, and before any
     input is decoded: a format or bit depth we do not write (exit status 2), an output that is its
-    input (unless ``overwrite_input``) or cannot be written (4), a report path that is the output.
-    A missing output or report folder is created."""
+    input (unless ``overwrite_input``) or whose folder takes no file (4), a report path that is the
+    output. A missing output or report folder is created."""
     from roomtone.audio import check_output_path, output_format
 
-    folders = {os.path.dirname(os.path.abspath(target)) for _, target in plan}
+    folders = {}  # folder -> the first path written there, for the message
+    for _, target in plan:
+        folders.setdefault(os.path.dirname(os.path.abspath(target)), target)
     if report_dir:
-        folders.add(os.path.abspath(report_dir))
+        folders.setdefault(os.path.abspath(report_dir), report_dir)
     if report_path:
-        folders.add(os.path.dirname(os.path.abspath(report_path)))
-    for directory in sorted(folders):
-        if not os.path.isdir(directory):
-            try:
-                os.makedirs(directory, exist_ok=True)
-            except OSError as exc:
-                fail(f"{directory}: cannot create the output folder ({exc.strerror})", 4)
+        folders.setdefault(os.path.dirname(os.path.abspath(report_path)), report_path)
     for source, target in plan:
         try:
             output_format(target, bit_depth)
         except OutputError as exc:  # a bad extension or depth is a bad option, not a failed write
             fail(str(exc), 2)
+    for directory in sorted(folders):
+        make_output_folder(directory, folders[directory])
+    for source, target in plan:
         check_output_path(target, source, overwrite_input=overwrite_input)
     if report_path:
         check_output_path(report_path, plan[0][0])
@@ -233,56 +409,61 @@ def check_destinations(plan, bit_depth, *, overwrite_input=False, report_path=No
 
 def write_reports(report, report_path=None, report_dir=None):
     """Write the JSON ``report`` to ``report_path`` and/or into ``report_dir`` as
-    ``<output name>.json``, each atomically."""
+    ``<output name>.json`` (a report without one ``output``, as separate's: ``<input name>.json``),
+    each atomically."""
     from roomtone.audio import write_text_atomic
 
     text = json.dumps(report, indent=2) + "\n"
     if report_path:
         write_text_atomic(report_path, text)
     if report_dir:
-        stem = os.path.splitext(os.path.basename(report["output"]))[0]
+        stem = os.path.splitext(os.path.basename(report["output"] if "output" in report else report["input"]))[0]
         write_text_atomic(os.path.join(report_dir, stem + ".json"), text)
 
 
-def run_batch(plan, process, *, label, show_bar, as_json, report_dir=None, line=None, error_gap="",
-              read_ahead=None, reading=None):
-    """Run ``process(input, output, reading)`` for every ``(input, output)`` of ``plan`` in turn; a
-    file that fails is reported and the rest go on. Returns ``(results, exit status)``: ``results``
-    is ``[(input, report or None, error message or None)]``, the status that of the last failure.
+def run_batch(plan, process, *, quiet, as_json, report_dir=None, line=None, read_ahead=None, reading=None,
+              fatal=()):
+    """Run ``process(input, output, reading, progress)`` for every ``(input, output)`` of ``plan`` in
+    turn; a file that fails is reported and the rest go on. Returns ``(results, exit status)``:
+    ``results`` is ``[(input, report or None, error message or None)]`` (the message as raised), the status that of the
+    last failure.
 
-    Per file: its report is written into ``report_dir`` (:func:`write_reports`), then printed to
-    stdout as one JSON line (``as_json``) or as ``line(report)`` when ``line`` is given; a failure
-    is ``error: <message>`` on stderr (after ``error_gap``) and, with ``as_json``, a JSON line
-    ``{"input", "output", "error"}``. With ``read_ahead(path)`` (e.g. ``read_audio_async``) the
-    next input decodes while one is processed, and ``reading`` is that of the first; otherwise
-    ``process`` gets ``reading=None``. ``show_bar``: a progress bar labelled ``label`` on stderr.
-    Ctrl-C is checked before each file and after each failure (:func:`check_interrupted`).
+    Per file: a :class:`Progress` (``progress``; labelled ``[i/n] <name>: `` for many files, and in a
+    log only each file's first stage and long stages); its report is written into ``report_dir``
+    (:func:`write_reports`), then printed to stdout as one JSON line (``as_json``) or, unless
+    ``quiet``, as ``line(report)``. A failure is ``error: <file>: <message>`` on stderr
+    (:func:`naming`) and, with ``as_json``, a JSON line ``{"input", "output", "error"}``; an error
+    of a ``fatal`` type (one that would fail every file alike) ends the batch at once. With
+    ``read_ahead(path)`` (e.g. ``read_audio_async``) the next input decodes while one is processed,
+    and ``reading`` is that of the first; otherwise ``process`` gets ``reading=None``. Ctrl-C is
+    checked before each file and after each failure (:func:`check_interrupted`).
     """
     results, status = [], 0
-    bar = click.progressbar(length=len(plan), label=label, file=sys.stderr,
-                            item_show_func=lambda item: item and os.path.basename(item))
-    with (bar if show_bar else contextlib.nullcontext(_NoBar())) as shown:
-        for index, (source, target) in enumerate(plan):
+    many = len(plan) > 1
+    for index, (source, target) in enumerate(plan):
+        check_interrupted()
+        ahead = read_ahead(plan[index + 1][0]) if read_ahead is not None and index + 1 < len(plan) else None
+        label = f"[{index + 1}/{len(plan)}] {os.path.basename(source)}: " if many else ""
+        try:
+            with Progress(quiet, label, stage_lines="first" if many else "all") as progress:
+                report = process(source, target, reading, progress)
+            write_reports(report, None, report_dir)
+            results.append((source, report, None))
+            if as_json:
+                click.echo(json.dumps(report))
+            elif line is not None and not quiet:
+                click.echo(line(report))
+        except RoomtoneError as exc:
             check_interrupted()
-            ahead = read_ahead(plan[index + 1][0]) if read_ahead is not None and index + 1 < len(plan) else None
-            shown.update(0, source)
-            try:
-                report = process(source, target, reading)
-                write_reports(report, None, report_dir)
-                results.append((source, report, None))
-                if as_json:
-                    click.echo(json.dumps(report))
-                elif line is not None:
-                    click.echo(line(report))
-            except RoomtoneError as exc:
-                check_interrupted()
-                status = exit_code_for(exc)
-                results.append((source, None, str(exc)))
-                click.echo(f"{error_gap}error: {exc}", err=True)
-                if as_json:
-                    click.echo(json.dumps({"input": source, "output": target, "error": str(exc)}))
-            shown.update(1)
-            reading = ahead
+            message = naming(source, str(exc), target)
+            if isinstance(exc, fatal):
+                fail(message, exit_code_for(exc))
+            status = exit_code_for(exc)
+            results.append((source, None, str(exc)))  # a summary row names the file itself
+            click.echo(f"error: {message}", err=True)
+            if as_json:
+                click.echo(json.dumps({"input": source, "output": target, "error": message}))
+        reading = ahead
     return results, status
 
 
@@ -291,10 +472,3 @@ def count_line(results, verb):
     results."""
     failed = sum(1 for _, _, error in results if error is not None)
     return f"{len(results) - failed} of {len(results)} {verb}" + (f", {failed} failed" if failed else "")
-
-
-class _NoBar:
-    """What :func:`run_batch` updates when no progress bar is shown."""
-
-    def update(self, steps, item=None):
-        pass

@@ -4,7 +4,8 @@ import json
 
 import click
 
-from roomtone.cli_common import exit_code_for, fmt, friendly_errors, run_command
+import roomtone
+from roomtone.cli_common import exit_code_for, fmt, friendly_errors, quiet_option, run_command
 from roomtone.errors import RoomtoneError
 
 _COLUMNS = (
@@ -21,8 +22,10 @@ _COLUMNS = (
                    "max_short_term_lufs, true_peak_dbtp, sample_peak_dbfs, plr_lu, sample_rate, channels, "
                    "duration_s, short_term_spread_lu: p95 - p5 of short-term loudness after LRA's gates, LU). Silence reads null loudness and LRA; an unreadable file gives "
                    "{\"path\": ..., \"error\": ...}.")
+@quiet_option
+@click.version_option(roomtone.__version__, "--version", prog_name="meter (roomtone)")
 @friendly_errors
-def main(files, as_json):
+def main(files, as_json, quiet):
     """Meter audio FILES (WAV, FLAC, OGG, MP3, AIFF...).
 
     \b
@@ -34,7 +37,8 @@ def main(files, as_json):
     SP     sample peak, dBFS
     PLR    peak-to-loudness ratio, LU (TP - I)
 
-    Exit status: 0 when every file was metered, else the code of the last failure (2 = bad file).
+    Exit status: 0 when every file was metered, else the code of the last failure (2 = bad file);
+    with -q only errors are printed, so `meter -q FILE...` checks that files read.
     """
     from roomtone.audio import read_audio
     from roomtone.meter import measure
@@ -54,6 +58,8 @@ def main(files, as_json):
             continue
         if as_json:
             click.echo(json.dumps({"path": path, **stats}))
+            continue
+        if quiet:  # the exit status says whether every file read
             continue
         click.echo(f"{path}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)")
         for key, label in _COLUMNS:

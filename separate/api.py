@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 import roomtone
-from roomtone.audio import BIT_DEPTHS, PendingWrite, check_output_path, quantize_to_grid, read_audio, validate_audio
+from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, output_format, quantize_to_grid, read_audio,
+                            too_short, validate_audio)
 from roomtone.errors import InvalidAudioError, OutputError, PresetError
 from roomtone.separate.separators import FOUR_STEMS, get_separator, separator_stems
 
@@ -80,8 +81,9 @@ def resolve(stems=FOUR_STEMS, two_stems=None, model=None, weights=None):
     return wanted, name
 
 
-def _to_model(audio, sample_rate, separator):
-    """The input at the separator's rate and channel count."""
+def _to_model(audio, sample_rate, separator, wanted=None):
+    """The input at the separator's rate and channel count (``wanted``: the stems asked for, so a
+    refused channel count can name the separators that take it)."""
     from roomtone.resample import resample
 
     x = audio
@@ -89,10 +91,32 @@ def _to_model(audio, sample_rate, separator):
         if x.shape[0] == 1:
             x = np.repeat(x, separator.channels, axis=0)
         else:
-            raise InvalidAudioError(f"separator {separator.name!r} takes {separator.channels} channels (or mono); "
-                                    f"the audio has {x.shape[0]}")
+            raise InvalidAudioError(_channels_refused(x.shape[0], separator, wanted))
     rate = separator.sample_rate or sample_rate
     return np.ascontiguousarray(resample(x, sample_rate, rate), dtype=np.float32), rate
+
+
+def _channels_refused(count, separator, wanted):
+    """The one line for ``count`` channels that ``separator`` does not take: which installed
+    separators without weights (cheap to load) take them, and that a downmix is the other way."""
+    from roomtone.separate.separators import available_separators, takes_weights
+
+    takers = []
+    for name in available_separators():
+        if name == separator.name or takes_weights(name) or (wanted and not set(wanted) <= set(separator_stems(name))):
+            continue
+        channels = get_separator(name).channels
+        if channels is None or channels == count:
+            takers.append(name)
+    takes = {1: "mono", 2: "stereo or mono"}.get(separator.channels, f"{separator.channels} channels or mono")
+    if takers:
+        names = " or ".join(takers)
+        fix = (f"use the {names} separator (--model {takers[0]}), which take{'s' if len(takers) == 1 else ''} any "
+               f"number of channels, or downmix to stereo first")
+    else:
+        fix = f"no installed separator takes {count} channels: downmix to stereo first"
+    return (f"the audio has {count} channels; separator {separator.name!r} takes {takes}: {fix} "
+            f"(e.g. ffmpeg -i in.wav -ac 2 stereo.wav)")
 
 
 def _from_model(stems, rate, audio, sample_rate):
@@ -145,12 +169,11 @@ def separate(audio, sample_rate, *, stems=FOUR_STEMS, two_stems=None, model=None
     audio = validate_audio(audio, sample_rate)
     sample_rate = int(sample_rate)
     if audio.shape[1] < MIN_SECONDS * sample_rate:
-        raise InvalidAudioError(f"input is {audio.shape[1] / sample_rate * 1000:.1f} ms long (shape {audio.shape}, read "
-                                f"as (channels, samples)); separation needs at least {MIN_SECONDS * 1000:.0f} ms")
+        raise too_short(audio.shape[1], sample_rate, MIN_SECONDS, "separation")
     wanted, name = resolve(stems, two_stems, model, weights)
     say(f"loading {name}")
     separator = get_separator(name, weights)
-    x, rate = _to_model(audio, sample_rate, separator)
+    x, rate = _to_model(audio, sample_rate, separator, wanted)
     segment = int(round(separator.segment_s * rate)) if separator.fixed_segment else \
         min(int(round(separator.segment_s * rate)), x.shape[1])
     overlap = min(int(round(separator.overlap_s * rate)), segment // 2)
@@ -234,15 +257,15 @@ def apply_clip_policy(stems, bit_depth, clip):
                    "clipped_total": int(sum(clipped.values()))}
 
 
-def stem_paths(input_path, output_dir, stems):
-    """``{stem: DIR/<input name>/<stem>.wav}``."""
+def stem_paths(input_path, output_dir, stems, fmt="wav"):
+    """``{stem: DIR/<input name>/<stem>.<fmt>}`` (``fmt``: ``"wav"`` or ``"flac"``)."""
     name = os.path.splitext(os.path.basename(os.fspath(input_path)))[0]
     folder = os.path.join(os.fspath(output_dir), name)
-    return {stem: os.path.join(folder, f"{stem}.wav") for stem in stems}
+    return {stem: os.path.join(folder, f"{stem}.{fmt}") for stem in stems}
 
 
 def separate_file(input_path, output_dir, *, stems=FOUR_STEMS, two_stems=None, model=None, weights=None,
-                  bit_depth="32f", clip=None, progress=None):
+                  bit_depth="32f", clip=None, fmt="wav", progress=None):
     """Separate a file into ``DIR/<input name>/<stem>.wav`` (``--two-stems vocals``: ``vocals.wav``
     and ``no_vocals.wav``), atomically as a set: every stem is written to a temporary file beside
     its target, and all are renamed into place only when all were written; on any failure or
@@ -250,7 +273,8 @@ def separate_file(input_path, output_dir, *, stems=FOUR_STEMS, two_stems=None, m
 created if missing.
 
     ``bit_depth``: ``"32f"`` (float, default), or ``"16"`` / ``"24"`` (TPDF-dithered PCM), which
-    need ``clip`` (:func:`apply_clip_policy`). Returns the report of :func:`separate` with
+    need ``clip`` (:func:`apply_clip_policy`). ``fmt``: ``"wav"`` (default) or ``"flac"`` (16 or
+    24-bit only). Returns the report of :func:`separate` with
     ``input``, ``outputs`` and ``clip`` added.
 
     Raises: as :func:`separate`, and :class:`OutputError` for a bad bit depth or missing clipping
@@ -258,7 +282,8 @@ created if missing.
     """
     wanted, _ = resolve(stems, two_stems, model, weights)
     apply_clip_policy({}, bit_depth, clip)  # checks the options before any work
-    paths = stem_paths(input_path, output_dir, wanted)
+    paths = stem_paths(input_path, output_dir, wanted, fmt)
+    output_format(next(iter(paths.values())), bit_depth)  # a format or depth not written: before any work
     folder = os.path.dirname(next(iter(paths.values())))
     created = []  # the folders this call made, innermost last
     for path in (os.fspath(output_dir), folder):

@@ -47,7 +47,7 @@ def test_master_writes_output_table_and_report(song, tmp_path):
     out = tmp_path / "song_master.flac"
     report = tmp_path / "r.json"
     before = _digest(song)
-    result = run(master_cli, [song, "-o", out, "--preset", "warm", "--platform", "apple", "--report", report, "-q"])
+    result = run(master_cli, [song, "-o", out, "--preset", "warm", "--platform", "apple", "--report", report])
     assert result.exit_code == 0, result.output
     assert "I (LUFS)" in result.output and "-16.0" in result.output
     data = json.loads(report.read_text())
@@ -368,7 +368,7 @@ def test_many_files_into_a_folder_one_bad_file_reported_rest_go_on(tmp_path):
 
 def test_many_files_summary_table_and_format(tmp_path):
     files = [_write(tmp_path / f"t{i}.wav", music_like(3.0, SR, seed=i) * 0.2, subtype="PCM_24") for i in range(2)]
-    result = run(master_cli, [*files, "-o", tmp_path / "out", "--format", "FLAC", "-q"])
+    result = run(master_cli, [*files, "-o", tmp_path / "out", "--format", "FLAC"])
     assert result.exit_code == 0, result.output
     assert sorted(os.listdir(tmp_path / "out")) == ["t0.flac", "t1.flac"]
     assert "2 of 2 mastered" in result.output and "t0.wav" in result.output
@@ -406,7 +406,7 @@ def test_an_edited_preset_reports_its_own_name_and_path(song, tmp_path):
 
 def test_mono_podcast_says_why_it_aims_at_minus_19(tmp_path):
     mono = _write(tmp_path / "voice.wav", music_like(4.0, SR, channels=1) * 0.2, subtype="PCM_24")
-    result = run(master_cli, [mono, "-o", tmp_path / "o.wav", "--platform", "podcast", "-q"])
+    result = run(master_cli, [mono, "-o", tmp_path / "o.wav", "--platform", "podcast"])
     assert result.exit_code == 0, result.output
     assert "-19 LUFS" in result.output and "mono" in result.output
 
@@ -547,7 +547,7 @@ def test_album_json_lines_end_with_the_album(tmp_path):
 
 
 def test_album_of_one_file_is_a_normal_master(song, tmp_path):
-    result = run(master_cli, [song, "-o", tmp_path / "album.wav", "--album", "-q"])
+    result = run(master_cli, [song, "-o", tmp_path / "album.wav", "--album"])
     assert result.exit_code == 0, result.output
     assert "album: 1 track;" in result.output
     assert run(master_cli, [song, "-o", tmp_path / "plain.wav", "-q"]).exit_code == 0
@@ -571,7 +571,7 @@ def _png_size(path):
 
 def test_plot_one_file_and_a_folder_of_plots_for_many(song, tmp_path):
     pytest.importorskip("matplotlib", reason="--plot needs the optional extra roomtone[plot] (matplotlib)")
-    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--plot", tmp_path / "o.png", "-q"])
+    result = run(master_cli, [song, "-o", tmp_path / "o.wav", "--plot", tmp_path / "o.png"])
     assert result.exit_code == 0, result.output
     assert f"plot: {tmp_path / 'o.png'}" in result.output and _png_size(tmp_path / "o.png") == (1000, 750)
     files = _album_files(tmp_path / "in", levels=(-15.0, -20.0), seconds=3.0)
