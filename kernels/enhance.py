@@ -212,16 +212,61 @@ def _levinson(r, order, a):
 
 
 @njit(cache=True, nogil=True)
-def lpc_residual_flags(x, order, block, threshold, flags):
-    """Flag impulsive samples of one channel: per block of ``block`` samples, the linear-prediction
-    error filter of ``order`` (autocorrelation method over the block and ``order`` samples either
-    side, Hann-windowed, 1e-9 white-noise correction) gives the residual
-    ``e[n] = sum_k a_k x[n - k]``; a sample is flagged where ``|e| > threshold * sigma``, sigma the
-    block's robust residual scale (1.4826 * median |e|). A block whose sigma is 0 (digital
-    silence around it) is not scanned: there is no programme to tell a click from.
+def _block_predictor(x, w0, w1, order, outlier, seg, r, a):
+    """The prediction-error filter ``a`` of ``order`` for ``x[w0:w1]`` (autocorrelation method,
+    Hann window, 1e-9 white-noise correction), fitted twice: the second time with the samples whose
+    first-fit residual is over ``outlier`` times its robust scale (a click) left out (zeroed), so
+    a click does not shape the model that must expose it. Returns False where the stretch is
+    silent (nothing to predict)."""
+    m = w1 - w0
+    for j in range(m):
+        w = 0.5 - 0.5 * math.cos(2.0 * math.pi * (j + 0.5) / m)
+        seg[j] = w * np.float64(x[w0 + j])
+    for rep in range(2):
+        for lag in range(order + 1):
+            acc = 0.0
+            for j in range(lag, m):
+                acc += seg[j] * seg[j - lag]
+            r[lag] = acc
+        if r[0] <= 0.0:
+            return False
+        r[0] *= 1.0 + 1e-9
+        _levinson(r, order, a)
+        if rep == 1:
+            break
+        resid = np.empty(m - order)
+        for i in range(order, m):
+            acc = 0.0
+            for k in range(order + 1):
+                acc += a[k] * np.float64(x[w0 + i - k])
+            resid[i - order] = abs(acc)
+        sigma = 1.4826 * np.median(resid)
+        if sigma <= 0.0:
+            return False
+        dropped = 0
+        for i in range(order, m):
+            if resid[i - order] > outlier * sigma:
+                seg[i] = 0.0
+                dropped += 1
+        if dropped == 0:
+            break
+    return True
 
-    Shape: x (samples,) float32; flags (samples,) uint8, written (1 = flagged). Returns the number
-    of flagged samples.
+
+@njit(cache=True, nogil=True)
+def lpc_residual_flags(x, order, block, threshold, flags, score, sigmas):
+    """Flag impulsive samples of one channel by their linear-prediction residual.
+
+    Per block of ``block`` samples, the prediction-error filter of ``order`` is fitted on the
+    block and half a block either side (:func:`_block_predictor`: a click found by a first fit is
+    left out of the second) and gives the residual ``e[n] = sum_k a_k x[n - k]``; its scale is
+    the block's robust ``sigma = 1.4826 median |e|``. ``score[n] = |e[n]| / sigma``; a sample is
+    flagged where the score is over ``threshold``. A block whose sigma is 0 (digital silence
+    around it) scores 0: there is no programme to tell a click from.
+
+    Shape: x (samples,) float32; flags (samples,) uint8, score (samples,) float32 and sigmas
+    (ceil(samples / block),) float64 (each block's sigma, 0 where not scanned), written. Returns
+    the number of flagged samples.
     """
     n = x.shape[0]
     a = np.empty(order + 1)
@@ -229,31 +274,22 @@ def lpc_residual_flags(x, order, block, threshold, flags):
     total = 0
     for i in range(n):
         flags[i] = 0
+        score[i] = 0.0
+    for i in range(sigmas.shape[0]):
+        sigmas[i] = 0.0
+    half = block // 2
+    seg = np.empty(block + 2 * half + 2 * order)
     resid = np.empty(block)
     for b0 in range(0, n, block):
         b1 = min(n, b0 + block)
-        w0 = max(0, b0 - order)
-        w1 = min(n, b1 + order)
-        m = w1 - w0
-        if m <= 2 * order:
+        w0 = max(0, b0 - max(half, order))
+        w1 = min(n, b1 + max(half, order))
+        if w1 - w0 <= 2 * order:
             continue
-        seg = np.empty(m)
-        for j in range(m):
-            w = 0.5 - 0.5 * math.cos(2.0 * math.pi * (j + 0.5) / m)
-            seg[j] = w * np.float64(x[w0 + j])
-        for lag in range(order + 1):
-            acc = 0.0
-            for j in range(lag, m):
-                acc += seg[j] * seg[j - lag]
-            r[lag] = acc
-        if r[0] <= 0.0:
+        if not _block_predictor(x, w0, w1, order, 0.5 * threshold, seg, r, a):
             continue
-        r[0] *= 1.0 + 1e-9
-        _levinson(r, order, a)
         count = 0
-        for i in range(b0, b1):
-            if i < order:
-                continue
+        for i in range(max(b0, order), b1):
             acc = 0.0
             for k in range(order + 1):
                 acc += a[k] * np.float64(x[i - k])
@@ -264,12 +300,12 @@ def lpc_residual_flags(x, order, block, threshold, flags):
         sigma = 1.4826 * np.median(resid[:count])
         if sigma <= 0.0:
             continue
-        limit = threshold * sigma
-        for i in range(max(b0, order), b1):
-            acc = 0.0
-            for k in range(order + 1):
-                acc += a[k] * np.float64(x[i - k])
-            if abs(acc) > limit:
+        sigmas[b0 // block] = sigma
+        for j in range(count):
+            i = b1 - count + j
+            s = resid[j] / sigma
+            score[i] = s
+            if s > threshold:
                 flags[i] = 1
                 total += 1
     return total

@@ -23,7 +23,7 @@ from roomtone.enhance.processors import (HIGH_BAND_BLOCK_S, Declick, DeEsser, De
                                          _top_octave_gain_db, find_hum, lsar_interpolate)
 from roomtone.kernels.biquad import sos_filter
 from roomtone.kernels.enhance import (ST_CLEAN, ST_MIN, ST_NOISE, ST_SMOOTH, ST_TMP, STATE_ROWS, apply_block_gains,
-                                      lpc_residual_flags, lsa_gains, overlap_add)
+                                      lsa_gains, overlap_add)
 from roomtone.processor import Chain
 from roomtone.resample import resample
 
@@ -71,20 +71,11 @@ def _dehum_whole(stage, x, sample_rate):
 
 def _declick_whole(stage, x, sample_rate):
     out = x.copy()
-    order = stage._order(sample_rate)
-    block = max(4 * order, int(round(0.02 * sample_rate)))
-    longest = max(1, int(round(stage.max_click_ms * 1e-3 * sample_rate)))
-    flags = np.empty(x.shape[1], dtype=np.uint8)
+    context = 4 * stage._block(sample_rate)
     for c in range(x.shape[0]):
-        if lpc_residual_flags(x[c], order, block, float(stage.threshold), flags) == 0:
-            continue
-        where = np.flatnonzero(flags)
-        breaks = np.flatnonzero(np.diff(where) > order)
-        for first, last in zip(np.concatenate(([where[0]], where[breaks + 1])),
-                               np.concatenate((where[breaks], [where[-1]]))):
-            start, stop = int(first) - 2, int(last) + 3
-            if stop - start <= longest + 4:
-                lsar_interpolate(out[c], start, stop, order, 4 * block)
+        spans, _ = stage.clicks(x[c], sample_rate)  # found on the input, repaired on the copy
+        for start, stop in spans:
+            lsar_interpolate(out[c], start, stop, stage._fill_order(sample_rate, stop - start), context)
     return out
 
 
