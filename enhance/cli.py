@@ -22,20 +22,27 @@ MODEL_NOTES = {
 }
 
 
+def model_rows():
+    """``[(name, one line)]`` for every registered denoiser, best first: what it is, and whether it
+    is installed here or the default on this installation."""
+    from roomtone.enhance.denoisers import available_denoisers, default_denoiser, registered_denoisers
+
+    installed, default = available_denoisers(), default_denoiser()
+    rows = []
+    for name in registered_denoisers():
+        state = "the default on this install" if name == default else "installed" if name in installed else \
+            "not installed"
+        rows.append((name, f"{MODEL_NOTES.get(name, 'a registered denoiser')} [{state}]"))
+    return rows
+
+
 class _EnhanceCommand(click.Command):
-    """``enhance``'s command: its help ends with the denoisers, which are installed, and the
-    default on this installation (looked up only when the help is shown)."""
+    """``enhance``'s command: its help ends with the denoisers (:func:`model_rows`, looked up only
+    when the help is shown)."""
 
     def format_epilog(self, ctx, formatter):
-        from roomtone.enhance.denoisers import available_denoisers, default_denoiser, registered_denoisers
-
-        installed, default = available_denoisers(), default_denoiser()
-        rows = []
-        for name in registered_denoisers():
-            state = "the default on this install" if name == default else "installed" if name in installed else "not installed"
-            rows.append((name, f"{MODEL_NOTES.get(name, 'a registered denoiser')} [{state}]"))
         with formatter.section("Denoiser models (--model NAME, or auto: the best installed)"):
-            formatter.write_dl(rows)
+            formatter.write_dl(model_rows())
         super().format_epilog(ctx, formatter)
 
 
