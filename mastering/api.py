@@ -28,7 +28,7 @@ import time
 import numpy as np
 
 import roomtone
-from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
+from roomtone.audio import (BIT_DEPTHS, too_short, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
                             lossy_codec, output_format, read_audio_async, validate_audio)
 from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
@@ -207,7 +207,7 @@ def preload_fit(auto=False, warm=None):
         thread.start()
     if warm is None:
         return
-    key = ("warm", warm[1], warm[2] >= 2, bool(warm[3]), warm[4], len(warm[0]))
+    key = ("warm", warm[1], warm[2] >= 2, bool(warm[3]), warm[4], len(warm[0]), *warm[5:])
     if key in _preloading:
         return
 
@@ -287,13 +287,20 @@ def resolve_goal(platform, channels, target_lufs=None, ceiling_dbtp=None, match=
     target, :data:`ASSISTANT_TARGET`, has no loudness)."""
     if match is ASSISTANT_TARGET:
         match = None
-    from_reference = (match is not None and match.integrated_lufs is not None and platform is None
-                      and target_lufs is None)
+    asked = match is not None and match.integrated_lufs is not None and platform is None and target_lufs is None
+    from_reference, why = False, None
+    if asked:
+        from roomtone.mastering.targets import reference_states_loudness
+
+        from_reference, why = reference_states_loudness(match)
     goal = resolve_target(platform or "spotify", channels,
                           match.integrated_lufs if from_reference else target_lufs, ceiling_dbtp)
     if from_reference:
         goal = dataclasses.replace(goal, platform=None, note=f"loudness of the reference ({match.integrated_lufs:.1f} "
                                                               f"LUFS); --platform or --target-lufs overrides it")
+    elif asked:
+        goal = dataclasses.replace(goal, note=f"{goal.platform}'s {goal.integrated_lufs:g} LUFS, not the reference's "
+                                              f"loudness: {why}; --target-lufs {match.integrated_lufs:.1f} matches it")
     return goal
 
 
@@ -319,10 +326,7 @@ def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_db
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)
     if audio.shape[1] < MOMENTARY_S * sample_rate:
-        raise InvalidAudioError(
-            f"input is {audio.shape[1] / sample_rate * 1000:.0f} ms long (shape {audio.shape}, read as "
-            f"(channels, samples)); integrated loudness needs at least one {MOMENTARY_S * 1000:.0f} ms gating block"
-        )
+        raise too_short(audio.shape[1], sample_rate, MOMENTARY_S, "integrated loudness (one gating block)")
     return audio, sample_rate, preset, goal, bits, output_sample_rate or sample_rate, match
 
 
@@ -347,8 +351,10 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
     target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
     if match is not None:  # the fit's optimiser traced in the background while the input is metered
         has_width = match is not ASSISTANT_TARGET and match.width_db is not None
+        from roomtone.mastering.targets import bells_for
+
         preload_fit(auto, warm=(preset.chain, sample_rate, int(audio.shape[0]), has_width, FIT_STEPS_AUTO if auto
-                                else FIT_STEPS))
+                                else FIT_STEPS, bells_for(match)))
     timings = {}
     clock = time.perf_counter()
 

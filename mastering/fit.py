@@ -5,7 +5,8 @@ the real chain renders the fitted parameters and the loudness stage delivers the
 What is fitted, and how (the speed budget is "fit + render within 2x of a plain master"):
 
 - EQ gains (the preset's shelves and bells plus nine octave-spaced bells, 50 Hz .. 12.8 kHz,
-  Q 1.41) and the stereo width. Both are linear and time-invariant, so their effect on the
+  Q 1.41; for a reference's curve eighteen half-octave bells, 40 Hz .. 14.5 kHz, Q 2:
+  :func:`roomtone.mastering.targets.bells_for`) and the stereo width. Both are linear and time-invariant, so their effect on the
   features is exact in the frequency domain: the model's 1/3-octave band power is
   ``T_b * sum_bins |H_eq(f)|^2 P_in(f)`` (mid and side separately, the side scaled by
   ``width^2``), with ``H_eq`` the JAX chain's own EQ response (:func:`jax_chain.eq_response`) and
@@ -20,7 +21,11 @@ What is fitted, and how (the speed budget is "fit + render within 2x of a plain 
 - Loss: mean square of the tonal difference with its mean removed (the loudness stage sets the
   level), plus 1 x the square of the EQ's K-weighted level change in dB (the EQ must keep the
   loudness into the compressor, whose thresholds are set at the working level), plus 0.3 x the mean square width difference (dB, per group), plus 1e-3 x the mean square
-  gain (dB) so that bells do not fight each other.
+  gain (dB) so that bells do not fight each other, plus 10 x the mean square of any move against
+  the target's direction: on octave-smoothed curves, where the target lies more than 1 dB above (or
+  below) the input, the model's curve may fall short of it but not move the other way by more than
+  0.5 dB (a clipped loud master fitted to a reference with more sub-bass once moved 50 Hz down 7.5 dB).
+  The width is then held for mono compatibility (:func:`roomtone.mastering.targets.bound_width`).
 
 - Dynamics, between the first and second tonal rounds (so that the second re-measures the
   compressor's tonal effect at its new settings), when the target has a short-term spread and the chain a
@@ -52,8 +57,15 @@ from roomtone.concurrency import side_executor
 from roomtone.models import runtime
 from roomtone.processor import Chain
 
-FIT_BELLS_HZ = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0)
-FIT_BELL_Q = 1.41
+# the bells the fit adds (numpy-only in targets: the job picks them before JAX is imported)
+FIT_BELLS_HZ, FIT_BELL_Q, MATCH_BELLS_HZ, MATCH_BELL_Q = tg.FIT_BELLS_HZ, tg.FIT_BELL_Q, tg.MATCH_BELLS_HZ, tg.MATCH_BELL_Q
+# Direction: on the octave-smoothed curves (each band with its two neighbours), wherever the target
+# asks a band up or down by more than DIRECTION_ASK_DB, the model's move of that band against it
+# beyond DIRECTION_TOL_DB costs DIRECTION_WEIGHT x its square: the fit may fall short, never go the
+# other way.
+DIRECTION_WEIGHT = 10.0
+DIRECTION_ASK_DB = 1.0
+DIRECTION_TOL_DB = 0.5
 GAIN_LIMIT_DB = 12.0
 WIDTH_LIMIT = 2.0
 ANALYSIS_HZ = (35.0, 18000.0)
@@ -73,7 +85,10 @@ def excerpt_starts(n, sample_rate, count, length_s):
     return [int(round(s)) for s in np.linspace(0, n - length, count + 2)[1:-1]] if count > 1 else [(n - length) // 2], length
 
 
-def _with_fit_stages(chain, stereo):
+bells_for = tg.bells_for
+
+
+def _with_fit_stages(chain, stereo, bells_hz=FIT_BELLS_HZ, bell_q=FIT_BELL_Q):
     """The chain with an EQ carrying the fitting bells (and a width stage for stereo)."""
     items = list(chain)
     kinds = [p.kind for p in items]
@@ -82,8 +97,7 @@ def _with_fit_stages(chain, stereo):
     index = [p.kind for p in items].index("eq")
     eq = items[index]
     have = {(round(f, 1), round(q, 3)) for f, _, q in eq.bands}  # a proposal's bells are not added twice
-    bands = tuple(eq.bands) + tuple((f, 0.0, FIT_BELL_Q) for f in FIT_BELLS_HZ
-                                    if (round(f, 1), round(FIT_BELL_Q, 3)) not in have)
+    bands = tuple(eq.bands) + tuple((f, 0.0, bell_q) for f in bells_hz if (round(f, 1), round(bell_q, 3)) not in have)
     items[index] = dataclasses.replace(eq, bands=bands)
     if stereo and "width" not in kinds:
         at = [p.kind for p in items].index("saturation") if "saturation" in kinds else len(items)
@@ -157,6 +171,9 @@ def _loss(theta, data, sample_rate, stereo, has_width):
     # the K-weighted level change counts against the fit.
     level_change = 10.0 * jnp.log10(jnp.sum(data["k2"] * total) / jnp.sum(data["k2"] * flat))
     value = jnp.mean(d ** 2) + GAIN_PENALTY * jnp.mean(gains ** 2) + LEVEL_WEIGHT * level_change ** 2
+    if "ask_sign" in data:  # never against the direction the target asks (octave-smoothed; 0 where it asks little)
+        moved = data["smooth"] @ (_normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["input_tonal"])
+        value = value + DIRECTION_WEIGHT * jnp.mean(jax.nn.relu(-data["ask_sign"] * moved - DIRECTION_TOL_DB) ** 2)
     if stereo and has_width:
         ratio = 10.0 * jnp.log10((data["groups"] @ side + 1e-20) / (data["groups"] @ mid + 1e-20))
         value = value + WIDTH_WEIGHT * jnp.mean((ratio - data["target_width"]) ** 2)
@@ -217,6 +234,23 @@ def run_optimise(theta, data, sample_rate, stereo, has_width, steps):
     return call(theta, data)
 
 
+def smoothing_matrix(n=len(tg.THIRD_OCTAVE_HZ)):
+    """(n, n): each 1/3-octave band averaged with its two neighbours (one octave; the end bands with
+    the one they have)."""
+    m = np.zeros((n, n), np.float32)
+    for i in range(n):
+        lo, hi = max(0, i - 1), min(n, i + 2)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+def ask_signs(input_tonal, target_tonal):
+    """Per band, +1 / -1 where the octave-smoothed target lies more than :data:`DIRECTION_ASK_DB`
+    above / below the octave-smoothed input (both loudness-normalised), else 0. Shape: (27,)."""
+    ask = smoothing_matrix() @ (np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    return (np.sign(ask) * (np.abs(ask) > DIRECTION_ASK_DB)).astype(np.float32)
+
+
 def _round_inputs(eq, bins_z, bands, groups, k2, powers, width_now, tgt):
     """``(theta, data)`` of one round's :func:`_optimise`: the EQ's gains and the width as the
     unconstrained parameters, and the model's arrays (``powers``: p_total, p_mid, p_side,
@@ -225,7 +259,8 @@ def _round_inputs(eq, bins_z, bands, groups, k2, powers, width_now, tgt):
     data = {"eq": jax_chain.params_from_chain(Chain([eq]))["0:eq"], "z1": bins_z[0], "z2": bins_z[1],
             "bands": f32(bands), "groups": f32(groups), "k2": k2, "p_total": powers[0], "p_mid": powers[1],
             "p_side": powers[2], "t_total": powers[3], "t_mid": powers[4], "t_side": powers[5],
-            "width_now": f32(max(width_now, 1e-3)), "target_tonal": tgt["tonal"], "target_width": tgt["width"]}
+            "width_now": f32(max(width_now, 1e-3)), "target_tonal": tgt["tonal"], "target_width": tgt["width"],
+            "input_tonal": tgt["input"], "ask_sign": tgt["ask_sign"], "smooth": f32(smoothing_matrix())}
     gains0 = np.array([eq.low_shelf_db, eq.high_shelf_db] + [g for _, g, _ in eq.bands]) / GAIN_LIMIT_DB
     theta = {"u": f32(np.arctanh(np.clip(gains0, -0.999, 0.999))),
              "v": f32(math.log(max(width_now, 1e-3) / max(WIDTH_LIMIT - width_now, 1e-3)))}
@@ -272,7 +307,7 @@ def _bins_z(freqs, sample_rate):
     return (jnp.asarray(np.exp(-1j * w).astype(np.complex64)), jnp.asarray(np.exp(-2j * w).astype(np.complex64)))
 
 
-def warm_up(chain, sample_rate, channels, has_width, steps=250):
+def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(FIT_BELLS_HZ, FIT_BELL_Q)):
     """Trace and load (from JAX's compilation cache) the fit's optimiser for a fit of ``chain`` at
     ``sample_rate`` with ``channels``, on placeholder arrays of the real shapes, so that a fit
     that follows skips that cost (about 0.4 s of a 2-core CPU per process). :func:`roomtone.mastering.api.preload_fit`
@@ -280,7 +315,7 @@ def warm_up(chain, sample_rate, channels, has_width, steps=250):
     started = time.perf_counter()
     runtime.setup()
     stereo = channels >= 2
-    chain = _with_fit_stages(chain, stereo)
+    chain = _with_fit_stages(chain, stereo, *bells)
     freqs, keep = _analysis_bins(sample_rate)
     bands = tg.band_matrix(freqs[keep])
     centres, _, point_bands = model_points(freqs[keep], bands)
@@ -290,8 +325,9 @@ def warm_up(chain, sample_rate, channels, has_width, steps=250):
     scalar = lambda v: jnp.asarray(np.float32(v))  # noqa: E731  (fit_chain's placeholders for mono)
     powers = (ones, ones if stereo else scalar(0.0), ones if stereo else scalar(0.0), per_band,
               per_band if stereo else scalar(1.0), per_band if stereo else scalar(1.0))
-    tgt = {"tonal": jnp.asarray(np.zeros(len(tg.THIRD_OCTAVE_HZ), np.float32)),
-           "width": jnp.asarray(np.zeros(len(tg.WIDTH_GROUPS_HZ), np.float32))}
+    zeros = jnp.asarray(np.zeros(len(tg.THIRD_OCTAVE_HZ), np.float32))
+    tgt = {"tonal": zeros, "width": jnp.asarray(np.zeros(len(tg.WIDTH_GROUPS_HZ), np.float32)), "input": zeros,
+           "ask_sign": zeros}
     k2 = jnp.asarray(_k_weighting_power(sample_rate).astype(np.float32))
     eq = chain[[p.kind for p in chain].index("eq")]
     theta, data = _round_inputs(eq, _bins_z(centres, sample_rate), point_bands, tg.group_matrix(), k2, powers, 1.0, tgt)
@@ -369,7 +405,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     started = time.perf_counter()
     runtime.setup()
     stereo = signal.shape[0] >= 2
-    chain = _with_fit_stages(preset.chain, stereo)
+    chain = _with_fit_stages(preset.chain, stereo, *bells_for(target))
     # The whole input's spectra (numpy's FFT releases the GIL) in a second thread beside the first
     # round's excerpt render, which does not need them.
     whole = measured
@@ -396,13 +432,15 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     bins_z = _bins_z(centres, sample_rate)
     has_width = stereo and target.width_db is not None
     f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
-    tgt = {"tonal": f32(target_np), "width": f32(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ)))}
+    in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
+    input_np = _normalised(in_tonal, k2_np)
+    tgt = {"tonal": f32(target_np), "width": f32(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ))),
+           "input": f32(input_np), "ask_sign": f32(ask_signs(input_np, target_np))}
     k2 = f32(k2_np)
     width_index = [p.kind for p in chain].index("width") if stereo else None
     history = []
     dyn_report = None
     width_report = None
-    in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
     before = _tonal_rms(in_tonal, target_np, k2_np)
     for round_index in range(rounds):
         if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect

@@ -74,6 +74,22 @@ def spectra(audio, sample_rate, max_frames=1200):
     return freqs, total / count, None if mid is None else mid / count, None if side is None else side / count
 
 
+# The bells a fit adds to the chain's EQ (roomtone.mastering.fit): octave ones for a smooth target (a
+# preset's [target], the assistant's proposal); for a reference's curve (a real song's, full of detail)
+# bells every half octave, 40 Hz .. 14.5 kHz, Q 2.0 (about 0.7 octave between the half-gain points) so
+# that neighbours overlap and sum smoothly, and two of them reach past one bell's 12 dB where asked.
+FIT_BELLS_HZ = (50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0)
+FIT_BELL_Q = 1.41
+MATCH_BELLS_HZ = tuple(round(40.0 * 2.0 ** (k / 2.0), 1) for k in range(18))
+MATCH_BELL_Q = 2.0
+
+
+def bells_for(target):
+    """``(bells_hz, q)`` a fit adds for ``target``: half-octave bells for a reference's curve
+    (``target.fine``), else the octave ones."""
+    return (MATCH_BELLS_HZ, MATCH_BELL_Q) if getattr(target, "fine", False) else (FIT_BELLS_HZ, FIT_BELL_Q)
+
+
 # Mono compatibility of a width change (mid/side: L = M + S, R = M - S, the width scales S). With M and S
 # uncorrelated the channels' correlation is (P_M - P_S) / (P_M + P_S); scaling S by w gives
 # (P_M - w^2 P_S) / (P_M + w^2 P_S). A proposal or a fit may widen only while that stays at or above
@@ -157,12 +173,14 @@ class Features:
     spread_lu: float | None
     crest_db: float
     integrated_lufs: float
+    peak_dbfs: float = 0.0  # sample peak
 
     def as_dict(self):
         return {"tonal_db": [round(float(v), 2) for v in self.tonal_db],
                 "width_db": None if self.width_db is None else [round(float(v), 2) for v in self.width_db],
                 "short_term_spread_lu": None if self.spread_lu is None else round(self.spread_lu, 2),
-                "crest_db": round(self.crest_db, 2), "integrated_lufs": round(self.integrated_lufs, 2)}
+                "crest_db": round(self.crest_db, 2), "integrated_lufs": round(self.integrated_lufs, 2),
+                "peak_dbfs": round(self.peak_dbfs, 2)}
 
 
 def short_term_spread(audio, sample_rate, pre_sos=None):
@@ -186,9 +204,10 @@ def measure_features(audio, sample_rate, integrated_lufs=None):
         groups = group_matrix()
         width = 10.0 * np.log10((groups @ (bands @ side) + _EPS) / (groups @ (bands @ mid) + _EPS))
     rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
-    crest = 20.0 * np.log10(max(float(np.abs(audio).max()), _EPS) / max(rms, _EPS))
+    peak = max(float(np.abs(audio).max()), _EPS)
+    crest = 20.0 * np.log10(peak / max(rms, _EPS))
     return Features(tonal_db=tonal, width_db=width, spread_lu=short_term_spread(audio, sample_rate), crest_db=crest,
-                    integrated_lufs=float(lufs))
+                    integrated_lufs=float(lufs), peak_dbfs=20.0 * np.log10(peak))
 
 
 def tonal_curve(audio, sample_rate, integrated_lufs, measured=None):
@@ -216,13 +235,16 @@ class MatchTarget:
     crest_db: float | None = None
     integrated_lufs: float | None = None
     sources: tuple = ()
+    peak_dbfs: float | None = None  # the references' highest sample peak
+    fine: bool = False  # a reference's measured curve: fitted with half-octave bells (a preset's is smooth)
 
     def as_dict(self):
         return {"sources": list(self.sources), "tonal_db": [round(float(v), 2) for v in self.tonal_db],
                 "width_db": None if self.width_db is None else [round(float(v), 2) for v in self.width_db],
                 "short_term_spread_lu": None if self.spread_lu is None else round(self.spread_lu, 2),
                 "crest_db": None if self.crest_db is None else round(self.crest_db, 2),
-                "integrated_lufs": None if self.integrated_lufs is None else round(self.integrated_lufs, 2)}
+                "integrated_lufs": None if self.integrated_lufs is None else round(self.integrated_lufs, 2),
+                "peak_dbfs": None if self.peak_dbfs is None else round(self.peak_dbfs, 2)}
 
 
 def parse_reference(text):
@@ -300,7 +322,30 @@ def reference_target(reference):
     crest = float(sum(wi * f.crest_db for wi, f in zip(w, feats)))
     lufs = float(sum(wi * f.integrated_lufs for wi, f in zip(w, feats)))
     return MatchTarget(tonal_db=tonal, width_db=width, spread_lu=spread, crest_db=crest, integrated_lufs=lufs,
-                       sources=tuple(names))
+                       sources=tuple(names), peak_dbfs=max(f.peak_dbfs for f in feats), fine=True)
+
+
+# What a reference's own loudness means. A mastered reference (peaks within MASTERED_PEAK_DBFS of full
+# scale, loudness at or above QUIETEST_REFERENCE_LUFS) states a delivery loudness: with neither a
+# platform nor a target given, the master matches it. An unmastered mix (headroom left for mastering,
+# typically -20 to -30 LUFS with peaks at -6 dBFS) states only a tone and a dynamics: its loudness is an
+# accident of its gain staging, so the default platform's target applies, and the report says so.
+MASTERED_PEAK_DBFS = -3.0
+QUIETEST_REFERENCE_LUFS = -23.0  # EBU R128's programme level: no music master is delivered quieter
+
+
+def reference_states_loudness(match):
+    """``(follow, why)``: whether ``match``'s (a reference's) integrated loudness is a delivery target,
+    and, when not, why in words."""
+    lufs, peak = match.integrated_lufs, match.peak_dbfs
+    if lufs is None:
+        return False, "no loudness"
+    if peak is not None and peak < MASTERED_PEAK_DBFS:
+        return False, (f"the reference reads {lufs:.1f} LUFS with peaks at {peak:.1f} dBFS: an unmastered mix "
+                       f"(headroom left), its loudness is gain staging, not a delivery level")
+    if lufs < QUIETEST_REFERENCE_LUFS:
+        return False, f"the reference reads {lufs:.1f} LUFS, under any music delivery level ({QUIETEST_REFERENCE_LUFS:g})"
+    return True, None
 
 
 # ---------------------------------------------------------------- a preset's [target] table

@@ -119,7 +119,7 @@ def bad_inputs(tmp_path):
     nan[0, 100] = np.nan
     cases["nan"] = (_write(tmp_path / "nan.wav", nan, subtype="FLOAT"), "NaN or infinite")
     cases["silence"] = (_write(tmp_path / "silence.wav", silence(2.0, SR)), "input is silent")
-    cases["short"] = (_write(tmp_path / "short.wav", sine(1000.0, 0.3, SR)), "400 ms gating block")
+    cases["short"] = (_write(tmp_path / "short.wav", sine(1000.0, 0.3, SR)), "needs at least 400 ms")
     return cases
 
 

@@ -109,10 +109,13 @@ def test_fit_recovers_a_known_eq_and_width():
 
 
 def test_master_with_reference_hits_reference_loudness_and_explains():
+    """A mastered reference (peaks near full scale) states a delivery loudness: the master matches it."""
     x = music_like(6.0, seed=2)
-    reference = numba_render(Chain([Equalizer(high_shelf_db=4.0)]), music_like(6.0, seed=3)) * 0.5
+    reference = numba_render(Chain([Equalizer(high_shelf_db=4.0)]), music_like(6.0, seed=3))
+    reference = reference * np.float32(0.97 / np.abs(reference).max())
     out, report = master(x, SR, reference=(reference, SR), explain=True)
     ref_lufs = tg.integrated_loudness(reference, SR)
+    assert ref_lufs > -23.0
     assert abs(report["after"]["integrated_lufs"] - ref_lufs) < 0.1
     assert report["target"]["source"] == "reference" and report["platform"] is None
     assert report["fit"]["tonal_distance_db"]["output"] < report["fit"]["tonal_distance_db"]["input"]
@@ -180,3 +183,48 @@ def test_model_points_follow_the_per_bin_model_within_0_02_db():
             readings.append(10.0 * np.log10(member @ (np.asarray(h2, np.float64) * power)))
         worst = max(worst, float(np.abs(readings[0] - readings[1]).max()))
     assert worst < 0.02
+
+
+@pytest.mark.parametrize("peak_db, lufs_shift", [(-11.0, 0.0), (-0.5, -20.0)])
+def test_an_unmastered_or_very_quiet_reference_gives_its_tone_not_its_loudness(peak_db, lufs_shift):
+    """Issue 24: a loud master with an unmastered mix (-25 LUFS, peaks at -11 dBFS) as reference came
+    out at -25 LUFS. A reference's loudness is followed only when it is a master (peaks within 3 dB of
+    full scale, at or above -23 LUFS); else the default platform's target, and the note says why and
+    how to match it anyway."""
+    x = music_like(6.0, seed=2)
+    reference = music_like(6.0, seed=3)
+    reference = reference * np.float32(10 ** (peak_db / 20) / np.abs(reference).max())
+    if lufs_shift:  # a very dynamic quiet master: peaks near full scale, loudness under -23 LUFS
+        reference = reference.copy()
+        reference[:, : reference.shape[1] // 8] *= 1.0
+        reference[:, reference.shape[1] // 8:] *= np.float32(10 ** (lufs_shift / 20))
+    out, report = master(x, SR, reference=(reference, SR))
+    assert abs(report["after"]["integrated_lufs"] - (-14.0)) < 0.1 and report["platform"] == "spotify"
+    note = report["target"]["note"]
+    assert "not the reference's loudness" in note and "--target-lufs" in note
+    out, report = master(x, SR, reference=(reference, SR), target_lufs=-20.0)
+    assert abs(report["after"]["integrated_lufs"] - (-20.0)) < 0.1 and not report["target"]["note"]
+
+
+def test_the_fit_never_moves_a_band_against_the_reference():
+    """Issue 24: a loud master fitted to a reference with more sub-bass moved 50 Hz down by 7.5 dB.
+    On octave-smoothed curves no band moves against the direction the reference asks by more than
+    1 dB, for references that tilt, notch and boost at the extremes; and the distance shrinks."""
+    from roomtone.mastering.fit import fit_chain, smoothing_matrix
+
+    x = music_like(8.0, seed=4)
+    base = load_preset("balanced")
+    smooth = smoothing_matrix()
+    for eq in (Equalizer(low_shelf_hz=100.0, low_shelf_db=12.0, high_shelf_db=-12.0, high_shelf_hz=8000.0),
+               Equalizer(bands=((50.0, 12.0, 1.0), (3000.0, -12.0, 0.7), (12000.0, 10.0, 1.0))),
+               Equalizer(low_shelf_hz=150.0, low_shelf_db=-12.0, bands=((2000.0, 9.0, 0.5),))):
+        reference = numba_render(Chain([eq]), music_like(8.0, seed=5))
+        target = tg.reference_target((reference, SR))
+        fitted, report = fit_chain(x, SR, base, target)
+        out = numba_render(fitted.chain, x)
+        curve = lambda a: tg.tonal_curve(a, SR, tg.integrated_loudness(a, SR))  # noqa: E731
+        c_in, c_out, c_ref = curve(x), curve(out), curve(reference)
+        ask, moved = smooth @ (c_ref - c_in), smooth @ (c_out - c_in)
+        against = np.where(np.abs(ask) > 1.0, moved * np.sign(ask), 0.0)
+        assert against.min() > -1.0, (eq, np.round(ask, 1), np.round(moved, 1))
+        assert tg.tonal_distance(c_out, c_ref) < 0.5 * tg.tonal_distance(c_in, c_ref)
