@@ -109,11 +109,10 @@ def _print_album(summary, explain):
     """The album table: one row per track (its input and output loudness, each relative to the
     album's target, true peak, limiting), then the album's loudness as one programme."""
     target, loudest = summary["target"], summary["loudest"]
-    click.echo(f"\nalbum: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}; the loudest "
-               f"({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
-               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every track "
-               f"placed by its loud passages, at most {summary['max_offset_lu']:g} LU under; true peak <= "
-               f"{target['true_peak_dbtp']:.1f} dBTP")
+    click.echo(f"\nalbum: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}, placed by their loud "
+               f"passages: the densest ({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
+               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every other at "
+               f"most {summary['max_offset_lu']:g} LU under it; true peak <= {target['true_peak_dbtp']:.1f} dBTP")
     click.echo(f"{'track':<28}{'in LUFS':>9}{'place LU':>9}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
                f"  result")
     for row in summary["rows"]:

@@ -515,7 +515,7 @@ def test_album_table_reports_and_one_bad_track(tmp_path):
     result = run(master_cli, [a, bad, b, c, "-o", out, "--album", "--report-dir", reports])
     assert result.exit_code == 2, result.output
     assert result.stderr.count("error: ") == 1 and "bad.wav: not a readable audio file" in result.stderr
-    for text in ("album: 4 tracks; the loudest (", "on -14.0 LUFS (spotify)", "placed by its loud passages", "place LU",
+    for text in ("album: 4 tracks, placed by their loud passages: the densest (", "on -14.0 LUFS (spotify)", "place LU",
                  "failed: ", "album as one programme:", "shared chain: balanced, each track trimmed to its place",
                  "note: the inputs' loudness spreads 12.0 LU (mix levels, not music)", "3 of 4 mastered"):
         assert text in result.stdout, (text, result.stdout)
@@ -549,7 +549,7 @@ def test_album_json_lines_end_with_the_album(tmp_path):
 def test_album_of_one_file_is_a_normal_master(song, tmp_path):
     result = run(master_cli, [song, "-o", tmp_path / "album.wav", "--album"])
     assert result.exit_code == 0, result.output
-    assert "album: 1 track;" in result.output
+    assert "album: 1 track," in result.output
     assert run(master_cli, [song, "-o", tmp_path / "plain.wav", "-q"]).exit_code == 0
     assert np.array_equal(sf.read(tmp_path / "album.wav")[0], sf.read(tmp_path / "plain.wav")[0])
 
