@@ -858,16 +858,16 @@ class Dfn3Denoiser:
         per = -(-frames // blocks)
         return -(-per // self.MIN_BLOCK) * self.MIN_BLOCK
 
-    def __call__(self, audio, atten_lim_db=None):
+    def __call__(self, audio, atten_lim_db=None, progress=None):
         checked = _check_audio(audio)
         out = checked.copy() if np.may_share_memory(checked, audio) else checked
-        return self.denoise_in_place(out, atten_lim_db)
+        return self.denoise_in_place(out, atten_lim_db, progress=progress)
 
-    def denoise_in_place(self, audio, atten_lim_db=None):
+    def denoise_in_place(self, audio, atten_lim_db=None, progress=None):
         """``denoiser(audio)`` written over ``audio`` (writeable float32 (channels, samples) at 48 kHz),
         the same output: each block's output answers the input ``cfg.delay`` samples earlier, so it
-        is written over samples the next blocks no longer read. Scratch: one block. Returns
-        ``audio``."""
+        is written over samples the next blocks no longer read. Scratch: one block. ``progress``:
+        optional ``callable(done, total)`` called after each block. Returns ``audio``."""
         lim = attenuation_limit(atten_lim_db)
         channels, samples = audio.shape
         if samples == 0 or lim == 1.0:
@@ -888,6 +888,8 @@ class Dfn3Denoiser:
             lo, hi = max(0, start - cfg.delay), min(samples, start + length - cfg.delay)
             if hi > lo:
                 audio[:, lo:hi] = y[:, lo + cfg.delay - start:hi + cfg.delay - start]
+            if progress is not None:
+                progress(b + 1, blocks)
         return audio
 
 
