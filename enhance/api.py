@@ -74,11 +74,16 @@ def _align_over(signal, out, latency):
     signal[:, out.shape[1]:] = 0.0
 
 
-def _run_stage(processor, signal, sample_rate):
-    """``info`` of one stage, its output written over ``signal`` (validated, ours), sample-aligned."""
+def _run_stage(processor, signal, sample_rate, say=None):
+    """``info`` of one stage, its output written over ``signal`` (validated, ours), sample-aligned.
+    ``say``: the job's ``progress(str)``; the denoise stage tells it ``"denoise <done> of <total>"``
+    per block of its model (the CLI's Progress draws a bar from it)."""
     if processor.bypassed:
         return {"bypassed": True}
-    if isinstance(processor, EnhanceProcessor):
+    if isinstance(processor, Denoise) and say is not None:
+        out, info = signal, processor.run_in_place(
+            signal, sample_rate, progress=lambda d, t: say(f"{processor.kind} {d} of {t}"))
+    elif isinstance(processor, EnhanceProcessor):
         out, info = signal, processor.run_in_place(signal, sample_rate)
     else:  # a processor of another job in the chain: one whole call
         out, info = processor.process(signal, sample_rate), {}
@@ -151,7 +156,7 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     for processor in preset.chain:
         say(processor.kind)
         clock = time.perf_counter()
-        info = _run_stage(processor, signal, sample_rate)
+        info = _run_stage(processor, signal, sample_rate, say)
         new_level = integrated_loudness(signal, sample_rate)
         change = new_level - level if np.isfinite(new_level) and np.isfinite(level) else None
         stages.append({"stage": processor.kind, "gain_db": None if change is None else round(change, 3), **info})

@@ -63,19 +63,23 @@ class ClassicDenoiser:
     def __repr__(self):
         return "ClassicDenoiser()"
 
-    def __call__(self, audio, atten_lim_db=None, sample_rate=None):
+    def __call__(self, audio, atten_lim_db=None, sample_rate=None, progress=None):
         """Denoise every channel of ``audio`` at ``sample_rate`` (Hz); ``atten_lim_db`` limits the
         attenuation (gain floor ``10^(-atten_lim_db / 20)``; None or 100: unlimited)."""
         return self.denoise_in_place(np.array(audio, dtype=np.float32, order="C", copy=True), atten_lim_db,
-                                     sample_rate=sample_rate)
+                                     sample_rate=sample_rate, progress=progress)
 
-    def denoise_in_place(self, audio, atten_lim_db=None, sample_rate=None):
+    def denoise_in_place(self, audio, atten_lim_db=None, sample_rate=None, progress=None):
         """:meth:`__call__` written over ``audio`` (writeable float32 (channels, samples)), the same
-        output; scratch: one chunk of frames. Returns ``audio``."""
+        output; scratch: one chunk of frames. ``progress``: optional ``callable(done, total)``
+        called after each chunk of each channel (``total``: channels x chunks). Returns ``audio``."""
         if sample_rate is None:
             raise ValueError("the classic denoiser needs the audio's sample_rate")
-        for c in range(audio.shape[0]):
-            denoise_channel_in_place(audio[c], int(sample_rate), atten_lim_db, self.chunk_frames)
+        channels, n = audio.shape
+        per = chunk_count(n, int(sample_rate), self.chunk_frames)
+        for c in range(channels):
+            told = None if progress is None else (lambda done, _, c=c: progress(c * per + done, channels * per))
+            denoise_channel_in_place(audio[c], int(sample_rate), atten_lim_db, self.chunk_frames, progress=told)
         return audio
 
 
@@ -103,13 +107,26 @@ def denoise_channel(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES
                                     chunk_frames)
 
 
-def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES):
+def chunk_count(samples, sample_rate, chunk_frames=CHUNK_FRAMES):
+    """How many chunks of ``chunk_frames`` frames :func:`denoise_channel_in_place` takes through a
+    channel of ``samples`` samples (at least 1: a silent or empty channel is one step)."""
+    n_fft = frame_length(sample_rate)
+    hop = n_fft // 4
+    n_frames = -(-(samples + n_fft - hop) // hop)
+    return max(1, -(-n_frames // int(chunk_frames)))
+
+
+def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES, progress=None):
     """:func:`denoise_channel` written over ``x`` (a writeable float32 row), the same output. The
     frames of a chunk overlap-add into a scratch of the chunk's span; what no later frame reaches
     is final and written over ``x`` at once, the overlap carried to the next chunk, whose frames
-    read ``x`` only from where those writes stop. Returns ``x``."""
+    read ``x`` only from where those writes stop. ``progress(done, total)``, optional, is called
+    after each chunk (:func:`chunk_count` of them). Returns ``x``."""
     n = x.shape[0]
     if n == 0 or not np.any(x):
+        if progress is not None:
+            total = chunk_count(n, sample_rate, chunk_frames)
+            progress(total, total)
         return x
     n_fft = frame_length(sample_rate)
     hop = n_fft // 4
@@ -148,4 +165,6 @@ def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHU
         if i1 > i0:
             x[i0 - lead:i1 - lead] = span[i0 - start:i1 - start]
         carry = span[count * hop:].copy()
+        if progress is not None:
+            progress(f0 // chunk_frames + 1, -(-n_frames // chunk_frames))
     return x

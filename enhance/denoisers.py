@@ -11,7 +11,10 @@ A denoiser is any object with
 - optionally ``denoise_in_place(audio, atten_lim_db=None)`` (the same keyword where ``sample_rate``
   is None): the same output written over ``audio`` (writeable float32), with a scratch that does not
   grow with the length. The stage uses it where it is there, so a long recording costs no whole
-  copy; without it the stage makes one whole call.
+  copy; without it the stage makes one whole call;
+- optionally a ``progress`` keyword on both calls: ``progress(done, total)`` after each block or
+  segment (``roomtone``, ``dfn3`` and ``classic`` take it); the stage passes it only to a denoiser
+  whose call has that keyword, and the enhance job shows it as ``denoise <done> of <total>``.
 
 The stage (:class:`roomtone.enhance.processors.Denoise`) resamples to the native rate and back and
 keeps the band above the model's Nyquist frequency; the denoiser only sees its own rate.

