@@ -205,7 +205,7 @@ def main(argv=None):
     from roomtone.enhance import data
     from roomtone.enhance.data import si_sdr_db
 
-    pools = data.load_pools()
+    pools = data.load_pools(music=False)
     noisy, clean = data.validation_set(pools, items=args.items, seed=args.seed)
     rng = np.random.default_rng(99)
     clean_only = [data._crop(rng, s, 4 * RATE) * np.float32(0.05 / max(data._rms(s), 1e-6))

@@ -16,8 +16,13 @@ Augmentation of a training mixture (all at 16 kHz):
   taps, knocks, keyboard clicks, handling rubs, the impulsive noise of interviews that the real
   pools hold little of), alone or over another noise; mains hum (50/60 Hz and harmonics) added to
   any of these;
+- music (10 % of noises, where Debian's game music is installed: ``wesnoth-1.16-music`` GPL-2 and
+  ``singularity-music`` CC BY-SA 3.0 only; ``hyperrogue-music`` and ``nexuiz-music`` are kept for
+  evaluation, ``benchmarks/bench_enhance_sets.py``): a radio or TV under the voice;
 - SNR uniform in -5..25 dB; 5 % of items noise-free (clean speech must pass unchanged) and 3 %
   speech-free (noise alone: the target is silence);
+- the channel (15 %): the noisy input through Opus at 48 kHz (libsndfile, a random compression
+  level), as calls and compressed recordings arrive; the target stays uncoded;
 - input peak kept under full scale.
 
 Shape: mixtures (items, samples) float32 at 16 kHz.
@@ -47,6 +52,14 @@ def held_out_noise(key):
     return zlib.crc32(key.encode()) % 6 == 0
 
 
+def held_out_part(key, kind):
+    """Which half of the held-out ``kind`` ("speech" or "noise") ``key`` belongs to: ``"select"``
+    (the training's validation, which picks weights) or ``"evaluate"`` (the benchmark's sets, read
+    once after): a choice of weights never sees an evaluation speaker or noise."""
+    modulus = 16 if kind == "speech" else 12
+    return "select" if zlib.crc32(key.encode()) % modulus < modulus // 2 else "evaluate"
+
+
 def _read(path):
     import soundfile as sf
 
@@ -59,11 +72,33 @@ def _read(path):
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def load_pools(root=DATA):
+TRAIN_MUSIC = ("wesnoth-1.16-music", "singularity-music")  # the others are evaluation's
+MUSIC_EXCERPT_S = 20.0
+
+
+def load_music(packages=TRAIN_MUSIC, seconds=MUSIC_EXCERPT_S):
+    """``[(file name, array)]``: the centred ``seconds`` of every music file of ``packages`` that is
+    installed (16 kHz mono float32); empty when none is."""
+    from roomtone.datasets import music_files, music_folders
+
+    folders = {k: v for k, v in music_folders().items() if k in packages}
+    out = []
+    for _, path in music_files(folders):
+        x = _read(path)
+        n = int(seconds * SAMPLE_RATE)
+        start = max(0, (x.size - n) // 2)
+        if x.size >= SAMPLE_RATE and np.any(x):
+            out.append((path.name, np.ascontiguousarray(x[start:start + n])))
+    return out
+
+
+def load_pools(root=DATA, music=True):
     """``{"train"|"val": {"speech": [(key, array)], "noise": [(key, array)]}, "rir": [array]}``,
-    every array 16 kHz mono float32."""
+    every array 16 kHz mono float32; with ``music``, ``train["music"]``: :func:`load_music`."""
     root = Path(root)
     pools = {"train": {"speech": [], "noise": []}, "val": {"speech": [], "noise": []}, "rir": []}
+    if music:
+        pools["train"]["music"] = load_music()
     for folder in (root / "speech", root / "more" / "speech"):
         for path in sorted(folder.glob("*.flac")):
             key = speaker_key(path.name)
@@ -98,6 +133,12 @@ def manifest(pools):
     out["val_speakers"] = sorted({k for k, _ in pools["val"]["speech"]})
     out["val_noises"] = sorted({k for k, _ in pools["val"]["noise"]})
     out["rirs"] = len(pools["rir"])
+    music = pools["train"].get("music") or []
+    if music:
+        from roomtone.datasets import LICENCES
+
+        out["train_music_files"] = len(music)
+        out["train_music_packages"] = {k: LICENCES[k] for k in TRAIN_MUSIC}
     return out
 
 
@@ -183,7 +224,10 @@ def _transients(rng, n):
 
 def _noise(rng, pool, speech_pool, n):
     kind = rng.random()
-    if kind < 0.5 and pool["noise"]:
+    if kind < 0.05 and pool.get("music"):
+        _, x = pool["music"][int(rng.integers(len(pool["music"])))]
+        noise = _eq(rng, _crop(rng, x, n))
+    elif kind < 0.5 and pool["noise"]:
         noise = _eq(rng, _crop(rng, _real_noise(rng, pool["noise"]), n))
     elif kind < 0.62:
         noise = np.zeros(n, np.float32)
@@ -224,6 +268,27 @@ def _reverb(rng, rirs, speech):
     return wet.astype(np.float32), dry.astype(np.float32)
 
 
+CODEC_SHARE = 0.15
+
+
+def opus(x, compression):
+    """``x`` (samples,) at 16 kHz through Opus at 48 kHz (libsndfile; ``compression`` 0..1, about
+    48 down to 16 kb/s for speech), back at 16 kHz, the same length."""
+    import io
+
+    import soundfile as sf
+
+    from roomtone.resample import resample
+
+    up = resample(np.asarray(x, np.float32)[None], SAMPLE_RATE, 48000)[0]
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(up, -1.0, 1.0), 48000, format="OGG", subtype="OPUS", compression_level=float(compression))
+    buf.seek(0)
+    y, _ = sf.read(buf, dtype="float32")
+    y = resample(y[None], 48000, SAMPLE_RATE)[0]
+    return np.pad(y, (0, max(0, x.size - y.size)))[:x.size].astype(np.float32)
+
+
 def mixture(rng, pool, rirs, n, snr_db=None, augment=True):
     """One (noisy, clean target) pair of ``n`` samples."""
     speech_pool = pool["speech"]
@@ -247,6 +312,8 @@ def mixture(rng, pool, rirs, n, snr_db=None, augment=True):
     else:
         noise = noise * (_rms(speech) / (_rms(noise) + 1e-9) * 10.0 ** (-snr_db / 20.0))
         noisy = speech + noise
+    if augment and case >= 0.05 and rng.random() < CODEC_SHARE:
+        noisy = opus(noisy * (0.1 / (_rms(noisy) + 1e-9)), rng.uniform(0.3, 1.0)) * ((_rms(noisy) + 1e-9) / 0.1)
     level = 10.0 ** (rng.uniform(-38.0, -12.0) / 20.0) / (_rms(noisy) + 1e-9) if augment else 0.05 / (_rms(noisy) + 1e-9)
     peak = np.abs(noisy).max() * level
     if peak > 0.99:
@@ -259,12 +326,14 @@ def batch(rng, pool, rirs, items, n):
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
 
 
-def validation_set(pools, items=48, seconds=4.0, seed=1234):
+def validation_set(pools, items=48, seconds=4.0, seed=1234, part=None):
     """The fixed validation mixtures: held-out speakers in held-out real noise at 0-15 dB SNR,
-    no other augmentation. Returns (noisy, clean) (items, samples)."""
+    no other augmentation; ``part`` ("select" / "evaluate": :func:`held_out_part`) keeps one half
+    of the held-out speakers and noises. Returns (noisy, clean) (items, samples)."""
     rng = np.random.default_rng(seed)
     n = int(seconds * SAMPLE_RATE)
-    pool = {"speech": pools["val"]["speech"], "noise": pools["val"]["noise"]}
+    pool = {kind: [(k, x) for k, x in pools["val"][kind] if part is None or held_out_part(k, kind) == part]
+            for kind in ("speech", "noise")}
     noisy, clean = [], []
     for i in range(items):
         _, s = pool["speech"][i % len(pool["speech"])]

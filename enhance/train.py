@@ -17,6 +17,7 @@ config beside them (:func:`roomtone.models.weights.save_weights`).
 import argparse
 import json
 import os
+import sys
 import time
 
 import numpy as np
@@ -143,6 +144,9 @@ def main(argv=None):
     p.add_argument("--stoi-weight", type=float, default=0.0,
                    help="weight of the band-envelope correlation loss (STOI's measure, 1 - correlation)")
     p.add_argument("--warmup", type=int, default=None, help="warm-up steps (default 500, 200 on resume)")
+    p.add_argument("--val-part", choices=("select", "evaluate"), default=None,
+                   help="validate on one half of the held-out speakers and noises (data.held_out_part): "
+                        "'select' keeps the other half for benchmarks/bench_enhance_sets.py")
     p.add_argument("--select", choices=("si_sdr", "stoi"), default="si_sdr",
                    help="the validation figure that picks the shipped weights (stoi needs pystoi)")
     args = p.parse_args(argv)
@@ -162,7 +166,7 @@ def main(argv=None):
     pools = data.load_pools(args.data)
     man = data.manifest(pools)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
-    val_noisy, val_clean = data.validation_set(pools, items=args.val_items, seed=args.val_seed)
+    val_noisy, val_clean = data.validation_set(pools, items=args.val_items, seed=args.val_seed, part=args.val_part)
 
     model = net.build_model(arch, nnx.Rngs(args.seed))
     start_step, best, history = 0, -1e9, []
@@ -200,7 +204,8 @@ def main(argv=None):
                       "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
                       "augmentation": "see roomtone.enhance.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
-                              "val_items": args.val_items, "val_seed": args.val_seed, "val_snr_db": [0, 15], "selected_by": args.select,
+                              "val_items": args.val_items, "val_seed": args.val_seed, "val_part": args.val_part,
+                              "val_snr_db": [0, 15], "selected_by": args.select, "command": " ".join(sys.argv),
                               **({"val_stoi": round(val_stoi, 4)} if val_stoi is not None else {})},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
         weights.save_weights(args.out, weights.model_arrays(model), config)
