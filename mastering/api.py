@@ -296,8 +296,9 @@ def resolve_goal(platform, channels, target_lufs=None, ceiling_dbtp=None, match=
     goal = resolve_target(platform or "spotify", channels,
                           match.integrated_lufs if from_reference else target_lufs, ceiling_dbtp)
     if from_reference:
-        goal = dataclasses.replace(goal, platform=None, note=f"loudness of the reference ({match.integrated_lufs:.1f} "
-                                                              f"LUFS); --platform or --target-lufs overrides it")
+        goal = dataclasses.replace(goal, platform=None, flexible=True,
+                                   note=f"loudness of the reference ({match.integrated_lufs:.1f} LUFS); --platform or "
+                                        f"--target-lufs overrides it")
     elif asked:
         goal = dataclasses.replace(goal, note=f"{goal.platform}'s {goal.integrated_lufs:g} LUFS, not the reference's "
                                               f"loudness: {why}; --target-lufs {match.integrated_lufs:.1f} matches it")
@@ -535,9 +536,13 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
     timings = dict(job.timings, loudness_solve_and_meter_output=round(time.perf_counter() - clock, 3))
     stages = job.stages + [{"stage": "loudness_gain", "gain_db": round(result.gain_db, 3)}, result.stage_report()]
     note = job.goal.note
-    if aim != target:
+    if aim != target and job.placement is not None:
         note = (f"{target - aim:.2f} LU under the track's place in the album ({target:.2f} LUFS): keeping the place "
                 f"needs at least {needed_lu:.1f} LU of limiting, the preset allows {job.preset.max_limiting_lu:g} LU")
+    elif aim != target:
+        note = (f"{target - aim:.2f} LU under the reference's loudness ({target:.2f} LUFS): matching it needs at least "
+                f"{needed_lu:.1f} LU of limiting, the preset allows {job.preset.max_limiting_lu:g} LU; "
+                f"--target-lufs or a preset with more compression changes that")
     report = {
         "versions": _versions(),
         "preset": {**job.preset.to_dict(), "source": job.preset.source or None},
@@ -601,7 +606,8 @@ def _reach_placed(job, reach, aim):
     try:
         return reach(aim), aim, None
     except TargetUnreachableError as exc:
-        if job.placement is None or job.placement.anchor or exc.limiting_lu is None:
+        placed = job.placement is not None and not job.placement.anchor
+        if not (placed or job.goal.flexible) or exc.limiting_lu is None:
             raise
         first = exc
 
@@ -623,7 +629,8 @@ def _reach_placed(job, reach, aim):
         failed, step = failed - step, 2.0 * step
     if passed is None:
         raise TargetUnreachableError(
-            f"its place in the album ({aim:.1f} LUFS) needs {first.limiting_lu:.1f} LU of limiting (the preset allows "
+            f"{'its place in the album' if placed else 'the reference loudness'} ({aim:.1f} LUFS) needs "
+            f"{first.limiting_lu:.1f} LU of limiting (the preset allows "
             f"{first.max_limiting_lu:g} LU), and so does {failed:.1f} LUFS; use a preset with more compression",
             limiting_lu=first.limiting_lu, max_limiting_lu=first.max_limiting_lu)
     while failed - passed > FALLBACK_RESOLUTION_LU:

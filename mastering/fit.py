@@ -22,9 +22,8 @@ What is fitted, and how (the speed budget is "fit + render within 2x of a plain 
   level), plus 1 x the square of the EQ's K-weighted level change in dB (the EQ must keep the
   loudness into the compressor, whose thresholds are set at the working level), plus 0.3 x the mean square width difference (dB, per group), plus 1e-3 x the mean square
   gain (dB) so that bells do not fight each other, plus 10 x the mean square of any move against
-  the target's direction: on octave-smoothed curves, where the target lies more than 1 dB above (or
-  below) the input, the model's curve may fall short of it but not move the other way by more than
-  0.5 dB (a clipped loud master fitted to a reference with more sub-bass once moved 50 Hz down 7.5 dB).
+  the target's direction: on octave-smoothed curves, where the target lies more than 0.5 dB above (or
+  below) the input, the model's curve may fall short of it but not move the other way (a clipped loud master fitted to a reference with more sub-bass once moved 50 Hz down 7.5 dB).
   The width is then held for mono compatibility (:func:`roomtone.mastering.targets.bound_width`).
 
 - Dynamics, between the first and second tonal rounds (so that the second re-measures the
@@ -64,8 +63,8 @@ FIT_BELLS_HZ, FIT_BELL_Q, MATCH_BELLS_HZ, MATCH_BELL_Q = tg.FIT_BELLS_HZ, tg.FIT
 # beyond DIRECTION_TOL_DB costs DIRECTION_WEIGHT x its square: the fit may fall short, never go the
 # other way.
 DIRECTION_WEIGHT = 10.0
-DIRECTION_ASK_DB = 1.0
-DIRECTION_TOL_DB = 0.5
+DIRECTION_ASK_DB = 0.5
+DIRECTION_TOL_DB = 0.0
 GAIN_LIMIT_DB = 12.0
 WIDTH_LIMIT = 2.0
 ANALYSIS_HZ = (35.0, 18000.0)

@@ -326,11 +326,12 @@ def reference_target(reference):
 
 
 # What a reference's own loudness means. A mastered reference (peaks within MASTERED_PEAK_DBFS of full
-# scale, loudness at or above QUIETEST_REFERENCE_LUFS) states a delivery loudness: with neither a
+# scale and not over it, loudness at or above QUIETEST_REFERENCE_LUFS) states a delivery loudness: with neither a
 # platform nor a target given, the master matches it. An unmastered mix (headroom left for mastering,
 # typically -20 to -30 LUFS with peaks at -6 dBFS) states only a tone and a dynamics: its loudness is an
 # accident of its gain staging, so the default platform's target applies, and the report says so.
 MASTERED_PEAK_DBFS = -3.0
+OVER_FULL_SCALE_DBFS = 1.0  # a delivered master never peaks over full scale (a decoder's overshoot stays under this)
 QUIETEST_REFERENCE_LUFS = -23.0  # EBU R128's programme level: no music master is delivered quieter
 
 
@@ -340,6 +341,9 @@ def reference_states_loudness(match):
     lufs, peak = match.integrated_lufs, match.peak_dbfs
     if lufs is None:
         return False, "no loudness"
+    if peak is not None and peak > OVER_FULL_SCALE_DBFS:
+        return False, (f"the reference's peaks reach {peak:+.1f} dBFS: a float mix (a stem sum, a bounce), not a "
+                       f"delivered master")
     if peak is not None and peak < MASTERED_PEAK_DBFS:
         return False, (f"the reference reads {lufs:.1f} LUFS with peaks at {peak:.1f} dBFS: an unmastered mix "
                        f"(headroom left), its loudness is gain staging, not a delivery level")

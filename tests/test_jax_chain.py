@@ -228,3 +228,22 @@ def test_the_fit_never_moves_a_band_against_the_reference():
         against = np.where(np.abs(ask) > 1.0, moved * np.sign(ask), 0.0)
         assert against.min() > -1.0, (eq, np.round(ask, 1), np.round(moved, 1))
         assert tg.tonal_distance(c_out, c_ref) < 0.5 * tg.tonal_distance(c_in, c_ref)
+
+
+def test_a_reference_louder_than_the_limiting_budget_is_approached_and_said():
+    """A crushed master as reference (-7 LUFS): the input cannot reach its loudness within the preset's
+    limiting budget. A level taken from a reference was not asked for, so the master is delivered as
+    close under it as the budget lets (not refused, as an explicit --target-lufs is), and the target
+    note says how far under and why."""
+    from roomtone.errors import TargetUnreachableError
+
+    x = music_like(6.0, seed=2)
+    reference = np.clip(music_like(6.0, seed=3) * 12.0, -0.97, 0.97).astype(np.float32)
+    ref_lufs = tg.integrated_loudness(reference, SR)
+    assert ref_lufs > -9.0
+    out, report = master(x, SR, reference=(reference, SR))
+    after = report["after"]["integrated_lufs"]
+    assert ref_lufs - 12.0 < after < ref_lufs - 0.05 and report["after"]["true_peak_dbtp"] <= -1.0
+    assert "LU under the reference's loudness" in report["target"]["note"]
+    with pytest.raises(TargetUnreachableError):
+        master(x, SR, reference=(reference, SR), target_lufs=ref_lufs)
