@@ -23,7 +23,7 @@ import numpy as np
 from roomtone import filters
 from roomtone.enhance.denoisers import get_denoiser
 from roomtone.kernels.biquad import sos_filter, sos_filter_backward, sos_filter_stream
-from roomtone.kernels.enhance import apply_block_gains, deess, lpc_residual_flags
+from roomtone.kernels.enhance import _levinson, apply_block_gains, deess, lpc_residual_flags
 from roomtone.meter import block_powers, integrated_from_blocks, to_lufs
 from roomtone.processor import Processor, param, register
 from roomtone.resample import resample_pieces, resampled_length
@@ -187,35 +187,34 @@ class Dehum(EnhanceProcessor):
 
 # ------------------------------------------------------------------------------------- clicks
 
-def _lpc(context, order):
-    """Prediction-error filter (a[0] = 1) of ``order`` from ``context`` (float64 samples)."""
-    r = np.array([np.dot(context[: context.size - lag], context[lag:]) for lag in range(order + 1)])
+def _lpc(sides, order):
+    """Prediction-error filter (a[0] = 1) of ``order`` from the summed autocorrelations of the
+    stretches in ``sides`` (float64 samples, each Hann-windowed on its own: no joint between them
+    reads as signal); stretches no longer than ``order`` are left out."""
+    r = np.zeros(order + 1)
+    for side in sides:
+        if side.size > order:
+            side = side * np.hanning(side.size + 2)[1:-1]
+            r += np.correlate(side, side, "full")[side.size - 1:side.size + order]
     a = np.zeros(order + 1)
     a[0] = 1.0
     if r[0] <= 0.0:
         return a
     r[0] *= 1.0 + 1e-9
-    err = r[0]
-    for i in range(1, order + 1):
-        k = -(r[i] + np.dot(a[1:i], r[i - 1:0:-1])) / err
-        a[1:i + 1] = a[1:i + 1] + k * np.concatenate((a[i - 1:0:-1], [1.0]))
-        err *= 1.0 - k * k
-        if err <= 1e-12 * r[0]:
-            break
+    _levinson(r, order, a)
     return a
 
 
 def lsar_interpolate(x, start, stop, order, context):
-    """Least-squares AR interpolation (Vaseghi): the samples ``x[start:stop]`` replaced by those
-    minimising the prediction error of an AR(``order``) model fitted on ``context`` samples either
-    side. In place on the float32 row ``x``; returns False (nothing changed) without enough
-    context."""
+    """Least-squares AR interpolation (Vaseghi; Godsill & Rayner 1998, sec. 5.2): the samples
+    ``x[start:stop]`` replaced by those minimising the prediction error of an AR(``order``) model
+    fitted on ``context`` samples either side (their autocorrelations summed). In place on the
+    float32 row ``x``; returns False (nothing changed) without ``order`` samples either side."""
     lo, hi = start - order, stop + order
     if lo < 0 or hi > x.size:
         return False
     c0, c1 = max(0, start - context), min(x.size, stop + context)
-    around = np.concatenate((x[c0:start], x[stop:c1])).astype(np.float64)
-    a = _lpc(around * np.hanning(around.size), order)
+    a = _lpc((x[c0:start].astype(np.float64), x[stop:c1].astype(np.float64)), order)
     seg = x[lo:hi].astype(np.float64)
     m = seg.size
     rows = m - order  # residuals e[n] for n = order .. m-1 (every one touching the gap)
@@ -233,59 +232,148 @@ def lsar_interpolate(x, start, stop, order, context):
     return True
 
 
-def find_clicks(score, sample_rate, *, threshold, isolation, max_click_ms, order):
-    """Clicks in one channel's residual score (:func:`roomtone.kernels.enhance.lpc_residual_flags`):
-    ``[(start, stop)]`` sample spans to repair, and the number of impulsive spans left alone.
+FILL_MIN_ORDER_48K = 40  # the interpolating model's least order at 48 kHz (scaled with the rate)
+FILL_CONTEXT_MS = 30.0  # the interpolating model is fitted on this much either side of a click
+CLICK_SCALES_MS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)  # the detector's windows (0: one sample)
+CLICK_EXTENT_MS = 0.1  # a click's extent: where the residual's power over this window stays high
+CLICK_GUARD_MS = 1.0  # kept clear either side of a click when its surroundings are measured
+CLICK_CONTEXT_MS = 20.0  # the surroundings a click must stand out of
 
-    A candidate is a run of scores over ``threshold`` (flags under 0.25 ms apart join), widened
-    over scores above a third of the threshold less than 0.1 ms apart (a burst's quieter parts), then by 0.1 ms
-    and 2 samples either side. It is a click where it is short (at most ``max_click_ms``) and
-    isolated: its peak score is over ``isolation`` times every other score within 20 ms (1 ms
-    kept clear either side). Voiced speech fails that test: its glottal pulses stand out of the
-    residual as much as a click, but one every pitch period; so do a plosive's or a drum's burst
-    and the noise after it. Lengths are in ms: the same at every sample rate.
+
+def _click_scales(sample_rate, longest):
+    """The detector's window lengths in samples (:data:`CLICK_SCALES_MS`, at most ``longest``)."""
+    widths = sorted({max(1, int(round(ms * 1e-3 * sample_rate))) for ms in CLICK_SCALES_MS})
+    return [w for w in widths if w <= max(1, longest)]
+
+
+def _moving_mean(csum, width):
+    """Centred moving mean of the series whose prefix sums are ``csum`` (``csum[0] = 0``) over
+    ``width`` samples (window ``[i - width // 2, i - width // 2 + width)``, cut at the ends, divided
+    by ``width``). Shape: (n + 1,) -> (n,) float64."""
+    n = csum.size - 1
+    lo = np.clip(np.arange(n) - width // 2, 0, n)
+    hi = np.clip(lo + width, 0, n)
+    return (csum[hi] - csum[lo]) / width
+
+
+def _log_between(w, longest_w, at_one, at_longest):
+    """``at_one`` for a one-sample window, ``at_longest`` for ``longest_w`` samples, log-linear in
+    the window length between."""
+    frac = 0.0 if w <= 1 else min(1.0, math.log(w) / math.log(max(longest_w, 2.0)))
+    return math.exp((1.0 - frac) * math.log(at_one) + frac * math.log(at_longest))
+
+
+def find_clicks(score, sample_rate, *, threshold, burst_threshold, isolation, burst_isolation, max_click_ms,
+                extent=2.0, located=None):
+    """Clicks in one channel's normalised residual (``score``: |residual| over its robust scale,
+    :func:`roomtone.kernels.enhance.lpc_residual_flags`): ``[(start, stop)]`` sample spans to
+    repair, and the number of impulsive spans left alone.
+
+    A click is a short excess of the whitened residual's energy, found as a matched filter finds
+    it: the residual's power ``p = score^2`` is averaged over windows of one sample to 2 ms
+    (:data:`CLICK_SCALES_MS`); a 1 ms burst a few times over the residual's scale in every sample
+    stands out over 1 ms though no sample of it does. At some window, a click
+
+    - stands over the threshold: its mean power over ``threshold^2`` (one sample) falling
+      log-linearly with the window's length to ``burst_threshold^2`` (2 ms);
+    - is isolated: its mean power is over ``isolation^2`` (one sample; ``burst_isolation^2`` at
+      2 ms, log-linear between: a longer window's mean is steadier) times the same window's
+      anywhere else within :data:`CLICK_CONTEXT_MS` (:data:`CLICK_GUARD_MS` kept clear either
+      side). Voiced speech fails that test: its glottal pulses stand out of the residual as much
+      as a click, but one every pitch period; so do a plosive's or a drum's burst and the noise
+      after it;
+    - is short: its extent (the window cut to, then out as far as, where the power over
+      :data:`CLICK_EXTENT_MS` stays over ``extent^2``, gaps under 0.1 ms bridged; measured on
+      ``located``, a score that stays on the click alone, where given) is at most
+      ``max_click_ms``.
+
+    Of the windows where a candidate passes, the one where it stands most isolated gives its
+    span: the extent and 0.1 ms and 2 samples either side. Lengths are in ms: the same at every
+    sample rate.
     """
-    where = np.flatnonzero(score > threshold)
-    if where.size == 0:
-        return [], 0
+    score = np.asarray(score, dtype=np.float64)
     n = score.size
-    join = max(order, int(round(0.25e-3 * sample_rate)))
-    low = threshold / 3.0
-    reach = 2 + int(round(0.1e-3 * sample_rate))
-    margin = 2 + int(round(0.1e-3 * sample_rate))
+    if n == 0:
+        return [], 0
     longest = int(round(max_click_ms * 1e-3 * sample_rate))
-    guard = int(round(1e-3 * sample_rate))
-    context = int(round(20e-3 * sample_rate))
-    breaks = np.flatnonzero(np.diff(where) > join)
-    firsts = np.concatenate(([where[0]], where[breaks + 1]))
-    lasts = np.concatenate((where[breaks], [where[-1]]))
+    widths = _click_scales(sample_rate, longest)
+    power = score * score
+    csum = np.concatenate(([0.0], np.cumsum(power)))
+    longest_w = max(1e-3 * CLICK_SCALES_MS[-1] * sample_rate, 2.0)
+    means = [power if w == 1 else _moving_mean(csum, w) for w in widths]
+    limits = [_log_between(w, longest_w, threshold ** 2, burst_threshold ** 2) for w in widths]
+    ratios = [_log_between(w, longest_w, isolation ** 2, burst_isolation ** 2) for w in widths]
+    candidate = np.zeros(n, dtype=bool)
+    for m, limit in zip(means, limits):
+        candidate |= m > limit
+    over = np.flatnonzero(candidate)
+    if over.size == 0:
+        return [], 0
+    small = max(2, int(round(CLICK_EXTENT_MS * 1e-3 * sample_rate)))
+    if located is not None:
+        near = np.asarray(located, dtype=np.float64) ** 2
+        ext = _moving_mean(np.concatenate(([0.0], np.cumsum(near))), small)
+    else:
+        ext = _moving_mean(csum, small)
+    bridge = max(1, int(round(0.1e-3 * sample_rate)))
+    margin = 2 + int(round(0.1e-3 * sample_rate))
+    guard = int(round(CLICK_GUARD_MS * 1e-3 * sample_rate))
+    context = int(round(CLICK_CONTEXT_MS * 1e-3 * sample_rate))
+    level = extent * extent
+    joins = max(widths) // 2 + bridge
+    breaks = np.flatnonzero(np.diff(over) > joins)
+    firsts = np.concatenate(([over[0]], over[breaks + 1]))
+    lasts = np.concatenate((over[breaks], [over[-1]]))
     spans, left = [], 0
     for first, last in zip(firsts.tolist(), lasts.tolist()):
-        while last - first <= longest:  # widen over scores above ``low`` less than ``reach`` apart
-            over = np.flatnonzero(score[max(0, first - reach):first] > low)
-            if over.size == 0:
-                break
-            first = max(0, first - reach) + int(over[0])
-        while last - first <= longest:
-            over = np.flatnonzero(score[last + 1:last + 1 + reach] > low)
-            if over.size == 0:
-                break
-            last = last + 1 + int(over[-1])
-        start, stop = first - margin, last + 1 + margin
-        if last + 1 - first > longest:
-            left += 1
+        best = None
+        impulsive = False
+        for w, m, limit, ratio in zip(widths, means, limits, ratios):
+            a, b = first, last + 1
+            peak = a + int(np.argmax(m[a:b]))
+            if m[peak] <= limit:
+                continue
+            impulsive = True
+            lo, hi = extent_of(ext, peak - w // 2, peak - w // 2 + w - 1, level, bridge, longest)
+            if hi + 1 - lo > longest:
+                continue
+            start, stop = max(0, lo - margin), min(n, hi + 1 + margin)
+            clear0, clear1 = max(0, start - guard - w // 2), min(n, stop + guard + w // 2)
+            around = np.concatenate((m[max(0, clear0 - context):clear0], m[clear1:clear1 + context]))
+            quality = m[peak] / (ratio * float(around.max())) if around.size and around.max() > 0 else np.inf
+            if quality > 1.0 and (best is None or quality > best[0]):
+                best = (quality, start, stop)
+        if best is None:
+            left += impulsive
             continue
-        peak = float(score[first:last + 1].max())
-        around = np.concatenate((score[max(0, start - guard - context):max(0, start - guard)],
-                                 score[min(n, stop + guard):stop + guard + context]))
-        if around.size and peak <= isolation * float(around.max()):
-            left += 1
-            continue
+        _, start, stop = best
         if spans and start <= spans[-1][1]:
-            spans[-1] = (spans[-1][0], stop)
+            spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
         else:
             spans.append((start, stop))
     return spans, left
+
+
+def extent_of(ext, lo, hi, level, bridge, longest):
+    """``(lo, hi)`` (inclusive) of a burst around the window ``lo..hi``: cut to where ``ext`` (the
+    short-window power) is over ``level`` within it, then out while it stays over ``level`` with
+    gaps under ``bridge`` samples, until longer than ``longest``."""
+    n = ext.size
+    lo, hi = max(0, lo), min(n - 1, hi)
+    core = np.flatnonzero(ext[lo:hi + 1] > level)
+    if core.size:
+        lo, hi = lo + int(core[0]), lo + int(core[-1])
+    while hi - lo < longest:
+        back = np.flatnonzero(ext[max(0, lo - bridge):lo] > level)
+        if back.size == 0:
+            break
+        lo = max(0, lo - bridge) + int(back[0])
+    while hi - lo < longest:
+        ahead = np.flatnonzero(ext[hi + 1:hi + 1 + bridge] > level)
+        if ahead.size == 0:
+            break
+        hi = hi + 1 + int(ahead[-1])
+    return lo, hi
 
 
 @register("declick")
@@ -301,18 +389,30 @@ class Declick(EnhanceProcessor):
     each reading the ones before it, as on a copy."""
 
     threshold: float = param(8.0, 4.0, 50.0, "x residual scale")
+    burst_threshold: float = param(1.5, 0.5, 50.0, "x residual scale")
     max_click_ms: float = param(2.5, 0.1, 10.0, "ms")
-    isolation: float = param(4.0, 1.0, 20.0, "x residual within 20 ms")
+    isolation: float = param(5.0, 1.0, 20.0, "x residual within 20 ms")
+    burst_isolation: float = param(3.5, 1.0, 20.0, "x residual within 20 ms")
     floor: float = param(2.0, 0.0, 10.0, "x median residual scale")
 
     def _order(self, sample_rate):
         return int(min(48, max(10, round(sample_rate / 1500.0))))
 
     def _fill_order(self, sample_rate, gap):
-        """The interpolating model's order: the detector's. (A longer model for a long gap, about
-        3x the gap as Godsill & Rayner suggest, was tried: ill-conditioned on a few strong
-        harmonics, it repaired a clean vowel's click worse.)"""
-        return self._order(sample_rate)
+        """The interpolating model's order: 3x the gap (Godsill & Rayner), at least
+        :data:`FILL_MIN_ORDER_48K` scaled to the rate and the detector's, at most a third of the
+        context."""
+        least = max(self._order(sample_rate), int(round(FILL_MIN_ORDER_48K * sample_rate / 48000.0)))
+        return int(min(max(least, 3 * gap), self._fill_context(sample_rate) // 3))
+
+    def _fill_context(self, sample_rate):
+        return int(round(FILL_CONTEXT_MS * 1e-3 * sample_rate))
+
+    def repair(self, row, start, stop, sample_rate):
+        """Interpolate ``row[start:stop]`` in place (:func:`lsar_interpolate`); False where the
+        row is too short around it."""
+        return lsar_interpolate(row, start, stop, self._fill_order(sample_rate, stop - start),
+                                self._fill_context(sample_rate))
 
     def _block(self, sample_rate):
         return max(4 * self._order(sample_rate), int(round(0.02 * sample_rate)))
@@ -327,26 +427,30 @@ class Declick(EnhanceProcessor):
         for x in (row, np.ascontiguousarray(row[::-1])):  # forward, then backward prediction
             score = np.empty(row.size, dtype=np.float32)
             sigmas = np.empty(-(-row.size // block))
-            if lpc_residual_flags(x, order, block, float(self.threshold), flags, score, sigmas) == 0:
+            lpc_residual_flags(x, order, block, float(self.threshold), flags, score, sigmas)
+            if not np.any(sigmas > 0):
                 return [], 0
             # a quiet block's residual is measured against the programme's typical one
             floor = self.floor * float(np.median(sigmas[sigmas > 0]))
             score *= np.repeat(sigmas / np.maximum(sigmas, floor), block)[:row.size].astype(np.float32)
             scores.append(score)
         # a click spreads over ``order`` samples after it in the forward residual, before it in the
-        # backward one: the lower of the two is high on the click alone
-        score = np.minimum(scores[0], scores[1][::-1])
-        return find_clicks(score, sample_rate, threshold=float(self.threshold), isolation=float(self.isolation),
-                           max_click_ms=float(self.max_click_ms), order=order)
+        # backward one: their geometric mean is high on the click, and keeps some of the spread
+        # (a smooth pop's residual is mostly spread) where the lower of the two would not
+        score = np.sqrt(scores[0].astype(np.float64) * scores[1][::-1])
+        # where it is, the lower of the two says: high on the click alone
+        near = np.minimum(scores[0], scores[1][::-1])
+        return find_clicks(score, sample_rate, located=near, threshold=float(self.threshold),
+                           burst_threshold=float(self.burst_threshold), isolation=float(self.isolation),
+                           burst_isolation=float(self.burst_isolation), max_click_ms=float(self.max_click_ms))
 
     def run_in_place(self, audio, sample_rate):
-        context = 4 * self._block(sample_rate)
         repaired = skipped = 0
         for c in range(audio.shape[0]):
             spans, left = self.clicks(audio[c], sample_rate)
             skipped += left
             for start, stop in spans:
-                if lsar_interpolate(audio[c], start, stop, self._fill_order(sample_rate, stop - start), context):
+                if self.repair(audio[c], start, stop, sample_rate):
                     repaired += 1
                 else:
                     skipped += 1

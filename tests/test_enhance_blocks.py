@@ -71,11 +71,11 @@ def _dehum_whole(stage, x, sample_rate):
 
 def _declick_whole(stage, x, sample_rate):
     out = x.copy()
-    context = 4 * stage._block(sample_rate)
     for c in range(x.shape[0]):
         spans, _ = stage.clicks(x[c], sample_rate)  # found on the input, repaired on the copy
         for start, stop in spans:
-            lsar_interpolate(out[c], start, stop, stage._fill_order(sample_rate, stop - start), context)
+            lsar_interpolate(out[c], start, stop, stage._fill_order(sample_rate, stop - start),
+                             stage._fill_context(sample_rate))
     return out
 
 
