@@ -379,20 +379,23 @@ def extent_of(ext, lo, hi, level, bridge, longest):
 @register("declick")
 @dataclasses.dataclass(frozen=True)
 class Declick(EnhanceProcessor):
-    """Click removal: impulsive samples are found in the linear-prediction residual
-    (:func:`roomtone.kernels.enhance.lpc_residual_flags`: over ``threshold`` times the block's
-    robust residual scale, the model fitted without the click), kept where they are short and
-    isolated (:func:`find_clicks`: at most ``max_click_ms``, and ``isolation`` times over the
-    residual within 20 ms, which voiced speech's glottal pulses are not), and each click is
-    repaired by least-squares AR interpolation (:func:`lsar_interpolate`). In place, each
-    channel's clicks are found in its input before its first repair, and the repairs go in order,
-    each reading the ones before it, as on a copy."""
+    """Click removal: clicks are found in the linear-prediction residual, forward and backward
+    (:func:`roomtone.kernels.enhance.lpc_residual_flags`: each block's robust residual scale, the
+    model fitted without the click; quiet blocks against ``floor`` times the programme's typical
+    scale), as a short excess of its energy over windows of one sample to 2 ms
+    (:func:`find_clicks`: over ``threshold`` times the scale in one sample down to
+    ``burst_threshold`` in RMS over 2 ms, ``isolation`` (one sample) to ``burst_isolation``
+    (2 ms) times over the same window within 20 ms, which voiced speech's glottal pulses are not,
+    and at most ``max_click_ms`` long), and each click is repaired by least-squares AR
+    interpolation (:meth:`repair`: order 3x the gap, fitted on :data:`FILL_CONTEXT_MS` either
+    side). In place, each channel's clicks are found in its input before its first repair, and the
+    repairs go in order, each reading the ones before it, as on a copy."""
 
     threshold: float = param(8.0, 4.0, 50.0, "x residual scale")
     burst_threshold: float = param(1.5, 0.5, 50.0, "x residual scale")
     max_click_ms: float = param(2.5, 0.1, 10.0, "ms")
-    isolation: float = param(5.0, 1.0, 20.0, "x residual within 20 ms")
-    burst_isolation: float = param(3.5, 1.0, 20.0, "x residual within 20 ms")
+    isolation: float = param(7.0, 1.0, 20.0, "x residual within 20 ms")
+    burst_isolation: float = param(4.5, 1.0, 20.0, "x residual within 20 ms")
     floor: float = param(2.0, 0.0, 10.0, "x median residual scale")
 
     def _order(self, sample_rate):

@@ -130,7 +130,7 @@ def test_clicks_in_speech_under_10_db_pink_noise_are_repaired(sample_rate, chann
 
     fixed, possible = repaired(out), repaired(oracle)
     assert possible >= 10  # the few others are under the noise in their span
-    assert fixed >= possible - 2, f"{fixed} of {len(clicks)} clicks repaired, {possible} at their true spans"
+    assert fixed >= possible - 3, f"{fixed} of {len(clicks)} clicks repaired, {possible} at their true spans"
     assert info["clicks_repaired"] <= channels * len(clicks) + 2
 
 
@@ -160,8 +160,7 @@ def test_issue_case_clicks_in_noisy_hummy_speech_through_the_podcast_chain():
     """Issue 24 section 5: full-band 48 kHz voiced speech (glottal pulses through formants) with
     pink noise at 10 dB SNR, a 60 Hz hum series and 20 clicks of 0.5 ms at 0.4 full scale, through
     ``enhance --preset podcast`` (the classic denoiser: quick). The clicks' peak-to-RMS above 3 kHz
-    ends within 2 dB of the same recording's without clicks through the same chain (before the
-    detector's rework it stayed some 5-9 dB over)."""
+    ends within 2 dB of the same recording's without clicks through the same chain."""
     from roomtone.enhance import enhance
 
     sample_rate, seconds = 48000, 4.0
