@@ -513,7 +513,10 @@ class Denoise(EnhanceProcessor):
             return info
         block = int(round(BLOCK_S * sample_rate)) if block_samples is None else max(1, int(block_samples))
         low_block = max(1, block * native // sample_rate)
-        low = _resampled(audio, sample_rate, native, block)
+        # the way up to the model's rate: the model's own resampler where it has one (dfn3: the reference
+        # runtime's, issue 24 §6), else soxr; the way back is always soxr
+        way_in = getattr(denoiser, "input_resample_pieces", None) if native > sample_rate else None
+        low = _resampled(audio, sample_rate, native, block, pieces=way_in)
         if native > sample_rate:
             _denoise_over(denoiser, low, limit, progress)
             _resample_over(low, native, sample_rate, audio, low_block, _assign)
@@ -581,13 +584,13 @@ def _takes_progress(call):
     return any(p.name == "progress" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def _resampled(audio, sample_rate, rate, block):
+def _resampled(audio, sample_rate, rate, block, pieces=None):
     """``audio`` resampled to ``rate`` in blocks of ``block`` input samples (the same samples as
     one :func:`roomtone.resample.resample` call). Shape: (channels, samples) -> (channels,
     resampled length) float32."""
     out = np.empty((audio.shape[0], resampled_length(audio.shape[1], sample_rate, rate)), np.float32)
     filled = 0
-    for start, piece in resample_pieces(audio, sample_rate, rate, block_samples=block):
+    for start, piece in (pieces or resample_pieces)(audio, sample_rate, rate, block_samples=block):
         out[:, start:start + piece.shape[1]] = piece
         filled = start + piece.shape[1]
     if filled != out.shape[1]:  # libsoxr's count is resampled_length's

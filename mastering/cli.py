@@ -331,7 +331,8 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     from roomtone.mastering.api import master_file, warm_up
 
     if not quiet and not cache_is_warm():  # said once: later runs load the cached kernels
-        click.echo("  ... compiling the audio kernels for this machine (first run only, about 10 s)", err=True)
+        click.echo("  ... compiling the audio kernels for this machine (first run only: about 5-10 s on 2 idle cores, "
+                   "longer on a busy machine)", err=True)
     warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
     targeting = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
                      reference=match)

