@@ -92,7 +92,7 @@ def load_music(packages=TRAIN_MUSIC, seconds=MUSIC_EXCERPT_S):
     return out
 
 
-def load_pools(root=DATA, music=True):
+def load_pools(root=DATA, music=False):
     """``{"train"|"val": {"speech": [(key, array)], "noise": [(key, array)]}, "rir": [array]}``,
     every array 16 kHz mono float32; with ``music``, ``train["music"]``: :func:`load_music`."""
     root = Path(root)

@@ -163,7 +163,7 @@ def main(argv=None):
                         os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
     os.makedirs(os.path.dirname(ckpt), exist_ok=True)
     arch = net.Architecture(hidden=args.hidden, embed=args.embed)
-    pools = data.load_pools(args.data)
+    pools = data.load_pools(args.data, music=True)
     man = data.manifest(pools)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
     val_noisy, val_clean = data.validation_set(pools, items=args.val_items, seed=args.val_seed, part=args.val_part)

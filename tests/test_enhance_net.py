@@ -139,6 +139,20 @@ def test_validation_mixtures_use_only_held_out_speakers_and_noises():
     train_noises = {k for k, _ in pools["train"]["noise"]}
     val_noises = {k for k, _ in pools["val"]["noise"]}
     assert val_noises and not train_noises & val_noises
+    # the held-out keys split in two halves: what picks weights ("select") and what the benchmark's
+    # evaluation sets read ("evaluate"), both non-empty, neither seen by the other
+    for kind, keys in (("speech", val_speakers), ("noise", val_noises)):
+        parts = {part: {k for k in keys if data.held_out_part(k, kind) == part} for part in ("select", "evaluate")}
+        assert parts["select"] and parts["evaluate"] and parts["select"].isdisjoint(parts["evaluate"])
+        assert parts["select"] | parts["evaluate"] == keys
+
+
+def test_training_music_leaves_the_evaluation_packages_out_and_opus_keeps_the_length():
+    assert set(data.TRAIN_MUSIC).isdisjoint({"hyperrogue-music", "nexuiz-music"})
+    x = (0.1 * np.random.default_rng(4).standard_normal(RATE)).astype(np.float32)
+    y = data.opus(x, 0.9)
+    assert y.shape == x.shape and y.dtype == np.float32 and np.all(np.isfinite(y))
+    assert 0.3 < float(np.std(y) / np.std(x)) < 3.0 and not np.array_equal(x, y)
 
 
 def golden_noisy_voice():
