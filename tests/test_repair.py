@@ -273,3 +273,62 @@ def test_levinson_matches_a_direct_solve():
     _levinson(r, 6, a)
     toeplitz = np.array([[r[abs(i - j)] for j in range(6)] for i in range(6)])
     np.testing.assert_allclose(a[1:], -np.linalg.solve(toeplitz, r[1:]), rtol=1e-8)
+
+
+def _issue_case(level, click_amp, seconds=4.0, sample_rate=48000):
+    """The issue's case (as above) with the voice peaking at ``level`` and clicks of ``click_amp``
+    full scale; ``(clean, with clicks, [(at, length)])``, clipped at +-1 where over."""
+    voice = _voiced(seconds, sample_rate, seed=24, level=level)
+    n = voice.size
+    rms = float(np.sqrt(np.mean(voice.astype(np.float64) ** 2)))
+    noise = pink_noise(seconds, sample_rate, rms=rms / np.sqrt(10.0), channels=1, seed=25)[0, :n]
+    t = np.arange(n) / sample_rate
+    hum = sum(np.sin(2 * np.pi * 60.0 * h * t + h) / h for h in range(1, 9))
+    clean = (voice + noise + 0.1 * rms * hum / np.sqrt(np.mean(hum ** 2))).astype(np.float32)[None]
+    x = clean.copy()
+    rng = np.random.default_rng(5)
+    length = int(round(0.5e-3 * sample_rate))
+    clicks = []
+    for at in (np.linspace(0.1, seconds - 0.1, 20) * sample_rate).astype(int) + rng.integers(-1000, 1000, 20):
+        x[0, at:at + length] += _burst(length, click_amp * rng.choice([-1.0, 1.0]), rng)
+        clicks.append((int(at), length))
+    return np.clip(clean, -1.0, 1.0), np.clip(x, -1.0, 1.0), clicks
+
+
+def test_click_detection_does_not_depend_on_the_level():
+    """Declick's detector (LPC residual over its block's robust scale, quiet blocks against the
+    programme's median scale, thresholds and isolation relative to the same) is scale-invariant: the
+    issue's case (voice peaking at 0.4, clicks at 0.32 FS, nothing clipped) scaled by 0.25, 1 and 2
+    gives the same spans."""
+    _, x, clicks = _issue_case(0.4, 0.32)
+    declick = Declick()
+    found = [declick.clicks(np.ascontiguousarray(x[0] * np.float32(g)), 48000) for g in (0.25, 1.0, 2.0)]
+    assert np.abs(x).max() * 2.0 < 1.0
+    assert found[0] == found[1] == found[2]
+    assert len(found[1][0]) >= 17
+
+
+_LOUD_FIXED = pytest.mark.xfail(strict=True, reason=(
+    "issue 24 section 5, open: a 0.4 FS click next to speech peaking at 0.9 is 5 dB smaller against the "
+    "voice's glottal pulses in the residual than at 0.5 and fails the isolation test (7x / 4.5x the loudest "
+    "within 20 ms); loosening it to 4 / 2.5 (floor 1) finds 17 of 20 but raises bench_repair's false repairs "
+    "on libri-tune from 6 to 29 (--files 5)"))
+
+
+@pytest.mark.parametrize("level, scaled", [(0.2, True), (0.5, True), (0.9, True), (0.2, False), (0.5, False),
+                                           pytest.param(0.9, False, marks=_LOUD_FIXED)])
+def test_issue_case_at_every_speech_level(level, scaled):
+    """The issue's case with the voice peaking at 0.2, 0.5 and 0.9, the clicks scaled with it (0.4 FS
+    at 0.5) or at a fixed 0.4 FS: at least 17 of 20 found, and the chain's output within 2 dB of the
+    clean reference's peak-to-RMS above 3 kHz around them."""
+    from roomtone.enhance import enhance
+
+    sample_rate = 48000
+    clean, x, clicks = _issue_case(level, 0.4 * level / 0.5 if scaled else 0.4)
+    out, report = enhance(x, sample_rate, preset="podcast", model="classic")
+    ref, _ = enhance(clean, sample_rate, preset="podcast", model="classic")
+    stage = next(s for s in report["stages"] if s["stage"] == "declick")
+    assert stage["clicks_repaired"] >= 17
+    want = _peak_to_rms_above_3k(ref, sample_rate, clicks).mean()
+    got = _peak_to_rms_above_3k(out, sample_rate, clicks).mean()
+    assert got < want + 2.0, f"peak-to-RMS above 3 kHz {got:.1f} dB, clean reference {want:.1f} dB"
