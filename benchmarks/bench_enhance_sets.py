@@ -13,10 +13,12 @@ set          what                                                               
 ============ ============================================================================ =========
 ``tune``     the "select" half of the held-out speakers and noises (``data.held_out_part``), choosing
              0-15 dB, seed 4242: what training validates on (``--val-part select``)       settings
-``libri``    held-out LibriSpeech speakers (``speech/``) x held-out noises of the first     evaluation
-             pool (``noise/``), 0-15 dB: the hidden set's kind
+``libri``    held-out LibriSpeech speakers (``speech/``) x held-out real noise recordings   evaluation
+             (the first pool's held-out scenes all fall in the "select" half, so these are
+             the second pool's: a coffee shop, a thunderstorm, a dough machine, rain and
+             traffic), 0-15 dB: the hidden set's kind
 ``rooms``    held-out speakers of the second pool (``more/speech``: VCTK, LibriTTS, ...) x   evaluation
-             held-out scenes of ``more/noise``, every item reverberated by a measured RIR
+             the same held-out scenes, every item reverberated by a measured RIR
              (the reference is the reverberant speech: denoising, not dereverberation)
 ``music``    held-out speakers x Debian game music of two packages the training never used  evaluation
              (``hyperrogue-music``, ``nexuiz-music``)
@@ -140,7 +142,7 @@ def build(name, items, seconds=4.0):
     noisy, clean = [], []
     if name in ("libri", "codec"):
         rng = np.random.default_rng(zlib.crc32(b"libri"))
-        noises = _held_noises(root / "noise")
+        noises = _held_noises(root / "noise") + _held_noises(root / "more" / "noise")
         for i in range(items):
             _, s = speakers["libri"][i % len(speakers["libri"])]
             _, v = noises[int(rng.integers(len(noises)))]
@@ -199,13 +201,15 @@ def per_item_metrics(outs, refs):
 
 
 def tool(name):
-    """A callable (samples,) -> (samples,) for ``name`` (``roomtone@N``: attenuation limit N dB)."""
+    """A callable (samples,) -> (samples,) for ``name`` (``roomtone@N``: attenuation limit N dB;
+    ``roomtone:W.npz``: other weights, with their config beside them)."""
     base, _, lim = name.partition("@")
-    if base == "roomtone" and lim:
+    base, _, path = base.partition(":")
+    if base == "roomtone" and (lim or path):
         from roomtone.enhance.net import RoomtoneDenoiser
 
-        model = RoomtoneDenoiser()
-        return lambda x: model(x[None, :], atten_lim_db=float(lim))[0]
+        model = RoomtoneDenoiser(path or None)
+        return lambda x: model(x[None, :], atten_lim_db=float(lim) if lim else None)[0]
     return FACTORIES[base]()
 
 
