@@ -533,6 +533,17 @@ def write_bytes_atomic(path, data):
     _commit(_write_temp(path, "wb", lambda handle: handle.write(data)), path)
 
 
+def cannot_create_reason(exc, directory):
+    """Why no file could be created in ``directory`` (an existing folder), in words: the system's
+    reason, except that a folder that exists yet answers "No such file or directory" (/proc, a virtual
+    file system) is said to take no new files."""
+    import errno
+
+    if getattr(exc, "errno", None) == errno.ENOENT and os.path.isdir(directory):
+        return "it takes no new files: a virtual file system"
+    return exc.strerror or str(exc)
+
+
 def _write_temp(path, mode, fill):
     """Write a temporary file beside ``path`` with ``fill(handle)``, flush and fsync it; returns its
     name. On any failure (including KeyboardInterrupt) it is removed; OS and libsndfile errors become
@@ -540,8 +551,8 @@ def _write_temp(path, mode, fill):
     try:
         fd, tmp = _temp_beside(path)
     except OSError as exc:  # e.g. /sys (EACCES even for root) or /proc (ENOENT): one line, exit status 4
-        raise OutputError(f"{path}: cannot create a file in {os.path.dirname(os.path.abspath(path))} "
-                          f"({exc.strerror or exc})") from None
+        folder = os.path.dirname(os.path.abspath(path))
+        raise OutputError(f"{path}: cannot create a file in {folder} ({cannot_create_reason(exc, folder)})") from None
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             fill(handle)

@@ -358,7 +358,9 @@ def check_folder_takes_files(directory, shown):
             pass
     except OSError as exc:
         where = "this folder" if _same(shown, directory) else directory
-        fail(f"{shown}: cannot create a file in {where} ({exc.strerror or exc})", 4)
+        from roomtone.audio import cannot_create_reason
+
+        fail(f"{shown}: cannot create a file in {where} ({cannot_create_reason(exc, directory)})", 4)
 
 
 def _same(path, directory):

@@ -60,6 +60,7 @@ def test_a_folder_that_takes_no_file_is_exit_4_naming_the_path(song, command, ou
     assert result.exit_code == 4, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: /proc") and "cannot create" in lines[0], lines
+    assert "takes no new files" in lines[0] and "No such file" not in lines[0]  # /proc exists: say what it is
     assert "internal error" not in result.stderr and "reading" not in result.stderr  # refused before any work
 
 
