@@ -208,7 +208,7 @@ def _plan(inputs, output_path, fmt_choice):
                    "chain from the input, in one forward pass; with --fit-target the fit refines its proposal) or a path "
                    "to a preset .toml file; names in any case. See --list-presets.")
 @click.option("--platform", default=None,
-              help="Delivery target (default spotify; with --reference, the reference's loudness unless --platform or "
+              help="Delivery target (default spotify; with a mastered --reference, the reference's loudness unless --platform or "
                    "--target-lufs is given): spotify -14 LUFS/-1 dBTP, apple -16/-1, youtube, tidal, amazon -14/-1, deezer -15/-1, "
                    "podcast -16/-1 (-19 LUFS for mono), ebu-r128 -23/-1, atsc-a85 -24/-2. Names in any case.")
 @click.option("--target-lufs", type=float, help="Integrated loudness target in LUFS (BS.1770-4); overrides the platform's.")
@@ -225,8 +225,11 @@ def _plan(inputs, output_path, fmt_choice):
 @json_option(", instead of the tables")
 @click.option("--reference", "references", multiple=True, metavar="REF[:WEIGHT]",
               help="Match a reference track: the preset's chain is fitted (JAX, optax) to its tonal balance "
-                   "(1/3-octave curve) and stereo width, then rendered by the usual chain; its integrated loudness "
-                   "becomes the target unless --platform or --target-lufs is given (the report says which). "
+                   "(1/3-octave curve, never moving a band against it) and stereo width (held for mono "
+                   "compatibility), then rendered by the usual chain. A mastered reference (peaks within 3 dB of "
+                   "full scale, at or above -23 LUFS) also sets the target loudness (LUFS), approached as far as the "
+                   "preset's limiting allows; an unmastered mix gives only its tone: spotify's -14 LUFS applies. "
+                   "--platform or --target-lufs overrides; the target line says which. "
                    "Repeat to blend several, weighted: --reference A.wav:0.7 --reference B.wav:0.3.")
 @click.option("--fit-target", is_flag=True,
               help="Fit the chain to the preset's own [target] table (tonal curve; balanced, warm, open have one).")
