@@ -565,12 +565,16 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
     if job.assistant is not None:
         report["assistant"] = job.assistant
     if job.fit is not None:
-        from roomtone.mastering.targets import tonal_curve, tonal_distance
+        from roomtone.mastering.targets import moves_against, tonal_curve, tonal_distance
 
         fit = dict(job.fit)
         output_curve = tonal_curve(result.audio, job.sample_rate, result.after.integrated_lufs)
-        fit["tonal_distance_db"] = {"input": round(tonal_distance(fit.pop("input_tonal_db"), job.match.tonal_db), 2),
+        input_curve = fit.pop("input_tonal_db")
+        fit["tonal_distance_db"] = {"input": round(tonal_distance(input_curve, job.match.tonal_db), 2),
                                     "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
+        # the fit's model never moves a band against the target; the rendered output (limiter, loudness
+        # normalisation) can still: said, not hidden
+        fit["against_target"] = moves_against(input_curve, job.match.tonal_db, output_curve)
         fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
         if fit.get("dynamics"):  # read in the output's own metering pass
             spread = result.after.short_term_spread_lu

@@ -80,6 +80,9 @@ def explain(report, reductions):
         if dist:
             text += f": tonal distance {dist['input']:.1f} dB before, {dist['output']:.1f} dB after"
         lines.append(text)
+        for band in fit.get("against_target") or []:
+            lines.append(f"{_hz(band['hz'])} (octave) moved {band['moved_db']:+.1f} dB where the target asks "
+                         f"{band['asked_db']:+.1f} dB")
         dyn = fit.get("dynamics")
         if dyn and dyn.get("input_spread_lu") is not None and "threshold_db" in dyn:
             text = (f"compressor thresholds {dyn['threshold_offset_db']:+.1f} dB"

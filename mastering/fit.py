@@ -233,14 +233,7 @@ def run_optimise(theta, data, sample_rate, stereo, has_width, steps):
     return call(theta, data)
 
 
-def smoothing_matrix(n=len(tg.THIRD_OCTAVE_HZ)):
-    """(n, n): each 1/3-octave band averaged with its two neighbours (one octave; the end bands with
-    the one they have)."""
-    m = np.zeros((n, n), np.float32)
-    for i in range(n):
-        lo, hi = max(0, i - 1), min(n, i + 2)
-        m[i, lo:hi] = 1.0 / (hi - lo)
-    return m
+smoothing_matrix = tg.smoothing_matrix
 
 
 def ask_signs(input_tonal, target_tonal):

@@ -90,6 +90,31 @@ def bells_for(target):
     return (MATCH_BELLS_HZ, MATCH_BELL_Q) if getattr(target, "fine", False) else (FIT_BELLS_HZ, FIT_BELL_Q)
 
 
+def smoothing_matrix(n=len(THIRD_OCTAVE_HZ)):
+    """(n, n): each 1/3-octave band averaged with its two neighbours (one octave; the end bands with
+    the one they have)."""
+    m = np.zeros((n, n), np.float32)
+    for i in range(n):
+        lo, hi = max(0, i - 1), min(n, i + 2)
+        m[i, lo:hi] = 1.0 / (hi - lo)
+    return m
+
+
+AGAINST_ASK_DB = 1.0  # a band the target asks to move, and a move against it, that a report names (dB)
+
+
+def moves_against(input_tonal, target_tonal, output_tonal, limit_db=AGAINST_ASK_DB):
+    """The bands a master moved against the direction its target asks, on octave-smoothed
+    loudness-normalised curves (27,): where the target lies more than ``limit_db`` from the input and
+    the output moved more than ``limit_db`` the other way. Returns ``[{"hz", "asked_db", "moved_db"}]``."""
+    m = smoothing_matrix().astype(np.float64)
+    ask = m @ (np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    moved = m @ (np.asarray(output_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    return [{"hz": round(float(f), 1), "asked_db": round(float(a), 2), "moved_db": round(float(d), 2)}
+            for f, a, d in zip(THIRD_OCTAVE_HZ, ask, moved)
+            if abs(a) > limit_db and d * np.sign(a) < -limit_db]
+
+
 # Mono compatibility of a width change (mid/side: L = M + S, R = M - S, the width scales S). With M and S
 # uncorrelated the channels' correlation is (P_M - P_S) / (P_M + P_S); scaling S by w gives
 # (P_M - w^2 P_S) / (P_M + w^2 P_S). A proposal or a fit may widen only while that stays at or above

@@ -247,3 +247,24 @@ def test_a_reference_louder_than_the_limiting_budget_is_approached_and_said():
     assert "LU under the reference's loudness" in report["target"]["note"]
     with pytest.raises(TargetUnreachableError):
         master(x, SR, reference=(reference, SR), target_lufs=ref_lufs)
+
+
+def test_a_band_moved_against_the_target_is_named_in_the_report():
+    """moves_against reads octave-smoothed curves: a band asked up but moved down is named (with the
+    ask and the move), small asks and moves with the ask are not; a fitted master's report carries the
+    list (empty on a reachable target)."""
+    n = len(tg.THIRD_OCTAVE_HZ)
+    flat = np.zeros(n)
+    target = flat.copy()
+    target[10:13] = 3.0  # ask about +3 dB around 400-630 Hz
+    output = flat.copy()
+    output[10:13] = -3.0  # moved the other way
+    bands = tg.moves_against(flat, target, output)
+    assert bands and all(b["asked_db"] >= 1.0 and b["moved_db"] <= -1.0 for b in bands)
+    assert {b["hz"] for b in bands} >= {round(tg.THIRD_OCTAVE_HZ[11], 1)}
+    assert tg.moves_against(flat, target, target * 0.5) == []  # short of the ask, same way: fine
+    assert tg.moves_against(flat, flat + 0.4, flat - 0.4) == []  # under a dB of ask: not named
+    x = music_like(6.0, seed=2)
+    reference = numba_render(Chain([Equalizer(high_shelf_db=4.0)]), music_like(6.0, seed=3))
+    out, report = master(x, SR, reference=(reference, SR), explain=True)
+    assert report["fit"]["against_target"] == []
