@@ -355,7 +355,10 @@ class Album:
                     + (f" (its own dynamics ask {-musical:.1f} LU; held at {MAX_OFFSET_LU:g})" if offset > musical else ""))
         if self.goal.note:
             note = f"{note}; {self.goal.note}"
-        goal = dataclasses.replace(self.goal, integrated_lufs=self.goal.integrated_lufs + offset, note=note)
+        # a place other than the target is a level the album asks, not the user: approached within the
+        # limiting budget where it cannot be kept (the track on the target keeps the album goal's rule)
+        goal = dataclasses.replace(self.goal, integrated_lufs=self.goal.integrated_lufs + offset, note=note,
+                                   flexible=self.goal.flexible or not anchor)
 
         def keep(blocks):
             self.output_blocks[index] = blocks

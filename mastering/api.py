@@ -28,8 +28,8 @@ import time
 import numpy as np
 
 import roomtone
-from roomtone.audio import (BIT_DEPTHS, too_short, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
-                            lossy_codec, output_format, read_audio_async, validate_audio)
+from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
+                            lossy_codec, output_format, read_audio_async, too_short, validate_audio)
 from roomtone.concurrency import side_executor
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
 from roomtone.loudness import ACCEPT_LU, in_place_pays, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
@@ -600,18 +600,18 @@ def _reach_placed(job, reach, aim):
     """``reach(aim)`` (the loudness stage to ``aim`` LUFS) for ``job``: ``(result, aim reached,
     limiting needed at the first aim or None)``.
 
-    An album track other than the loudest whose place needs more limiting than the preset allows
-    is delivered as close under its place as the budget lets, within :data:`FALLBACK_RESOLUTION_LU`:
+    A goal the user did not ask for (``goal.flexible``: an album track's place off the target, a
+    reference's loudness) that needs more limiting than the preset allows is delivered as close
+    under it as the budget lets, within :data:`FALLBACK_RESOLUTION_LU`:
     probes (``reach(aim, probe=True)``: no output told to the caller, nothing built in place; for a
     long track that is one whole output more in memory) step down by the excess limiting, then
     twice as far each time (at most :data:`FALLBACK_TRIES`), then bisect between the highest aim
     that failed and the lowest that passed; the aim found is then reached for real. Any other
-    failure, and any failure of a master that is not an album track's, is raised."""
+    failure, and any failure to reach a goal that was asked for, is raised."""
     try:
         return reach(aim), aim, None
     except TargetUnreachableError as exc:
-        placed = job.placement is not None and not job.placement.anchor
-        if not (placed or job.goal.flexible) or exc.limiting_lu is None:
+        if not job.goal.flexible or exc.limiting_lu is None:
             raise
         first = exc
 
@@ -633,7 +633,8 @@ def _reach_placed(job, reach, aim):
         failed, step = failed - step, 2.0 * step
     if passed is None:
         raise TargetUnreachableError(
-            f"{'its place in the album' if placed else 'the reference loudness'} ({aim:.1f} LUFS) needs "
+            f"{'its place in the album' if job.placement is not None and not job.placement.anchor else 'the reference loudness'}"
+            f" ({aim:.1f} LUFS) needs "
             f"{first.limiting_lu:.1f} LU of limiting (the preset allows "
             f"{first.max_limiting_lu:g} LU), and so does {failed:.1f} LUFS; use a preset with more compression",
             limiting_lu=first.limiting_lu, max_limiting_lu=first.max_limiting_lu)
