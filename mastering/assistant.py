@@ -193,7 +193,7 @@ def apply_prediction(chain, raw):
             items[i] = dataclasses.replace(p, low_shelf_db=round(float(gains[0]), 3),
                                            high_shelf_db=round(float(gains[1]), 3), bands=bands)
         elif p.kind == "width":
-            width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[N_GAINS]))
+            width = _width_of(raw[N_GAINS])
             items[i] = dataclasses.replace(p, width=round(float(min(max(width, 0.0), 2.0)), 4))
     return Chain(items)
 
@@ -345,27 +345,36 @@ def _bounded_width(raw, p_mid, p_side):
     from roomtone.mastering import targets as tg
 
     raw = np.array(raw, np.float64)
-    width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[N_GAINS]))
+    width = _width_of(raw[N_GAINS])
     applied, report = tg.bound_width(width, p_mid, p_side, fit.WIDTH_LIMIT)
     if applied < width:
-        applied = min(max(applied, 1e-3), fit.WIDTH_LIMIT - 1e-3)
-        raw[N_GAINS] = np.log(applied / (fit.WIDTH_LIMIT - applied))
+        raw[N_GAINS] = _width_coordinate(min(max(applied, 1e-3), fit.WIDTH_LIMIT - 1e-3))
     return raw.astype(np.float32), report
+
+
+def _width_of(v):
+    """The width for the fitter's unconstrained coordinate ``v``: ``WIDTH_LIMIT sigmoid(v)``."""
+    from roomtone.mastering import fit
+
+    return fit.WIDTH_LIMIT / (1.0 + np.exp(-v))
+
+
+def _width_coordinate(width):
+    """The inverse of :func:`_width_of`."""
+    from roomtone.mastering import fit
+
+    return np.log(width / (fit.WIDTH_LIMIT - width))
 
 
 def scale_proposal(raw, gain_scale, width_scale):
     """The network output ``raw`` (..., 12) with its EQ gains (dB) times ``gain_scale`` and its
     width's departure from 1 times ``width_scale`` (in the fitter's coordinates: ``u`` through
     ``12 tanh(u)``, ``v`` through ``2 sigmoid(v)``). Shape kept, float32."""
-    from roomtone.mastering import fit
-
     raw = np.array(raw, np.float64)
     if gain_scale != 1.0:
         raw[..., :N_GAINS] = np.arctanh(np.clip(gain_scale * np.tanh(raw[..., :N_GAINS]), -1 + 1e-7, 1 - 1e-7))
     if width_scale != 1.0:
-        width = fit.WIDTH_LIMIT / (1.0 + np.exp(-raw[..., N_GAINS]))
-        width = 1.0 + width_scale * (width - 1.0)
-        raw[..., N_GAINS] = np.log(width / (fit.WIDTH_LIMIT - width))
+        raw[..., N_GAINS] = _width_coordinate(1.0 + width_scale * (_width_of(raw[..., N_GAINS]) - 1.0))
     return raw.astype(np.float32)
 
 

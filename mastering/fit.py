@@ -56,8 +56,6 @@ from roomtone.concurrency import side_executor
 from roomtone.models import runtime
 from roomtone.processor import Chain
 
-# the bells the fit adds (numpy-only in targets: the job picks them before JAX is imported)
-FIT_BELLS_HZ, FIT_BELL_Q, MATCH_BELLS_HZ, MATCH_BELL_Q = tg.FIT_BELLS_HZ, tg.FIT_BELL_Q, tg.MATCH_BELLS_HZ, tg.MATCH_BELL_Q
 # Direction: on the octave-smoothed curves (each band with its two neighbours), wherever the target
 # asks a band up or down by more than DIRECTION_ASK_DB, the model's move of that band against it
 # beyond DIRECTION_TOL_DB costs DIRECTION_WEIGHT x its square: the fit may fall short, never go the
@@ -84,11 +82,9 @@ def excerpt_starts(n, sample_rate, count, length_s):
     return [int(round(s)) for s in np.linspace(0, n - length, count + 2)[1:-1]] if count > 1 else [(n - length) // 2], length
 
 
-bells_for = tg.bells_for
-
-
-def _with_fit_stages(chain, stereo, bells_hz=FIT_BELLS_HZ, bell_q=FIT_BELL_Q):
-    """The chain with an EQ carrying the fitting bells (and a width stage for stereo)."""
+def _with_fit_stages(chain, stereo, bells_hz=tg.FIT_BELLS_HZ, bell_q=tg.FIT_BELL_Q):
+    """The chain with an EQ carrying the fitting bells (:func:`roomtone.mastering.targets.bells_for`;
+    numpy-only there, so the job picks them before JAX is imported) and a width stage for stereo."""
     items = list(chain)
     kinds = [p.kind for p in items]
     if "eq" not in kinds:
@@ -233,13 +229,10 @@ def run_optimise(theta, data, sample_rate, stereo, has_width, steps):
     return call(theta, data)
 
 
-smoothing_matrix = tg.smoothing_matrix
-
-
 def ask_signs(input_tonal, target_tonal):
     """Per band, +1 / -1 where the octave-smoothed target lies more than :data:`DIRECTION_ASK_DB`
     above / below the octave-smoothed input (both loudness-normalised), else 0. Shape: (27,)."""
-    ask = smoothing_matrix() @ (np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    ask = tg.octave_smoothed(np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
     return (np.sign(ask) * (np.abs(ask) > DIRECTION_ASK_DB)).astype(np.float32)
 
 
@@ -252,7 +245,7 @@ def _round_inputs(eq, bins_z, bands, groups, k2, powers, width_now, tgt):
             "bands": f32(bands), "groups": f32(groups), "k2": k2, "p_total": powers[0], "p_mid": powers[1],
             "p_side": powers[2], "t_total": powers[3], "t_mid": powers[4], "t_side": powers[5],
             "width_now": f32(max(width_now, 1e-3)), "target_tonal": tgt["tonal"], "target_width": tgt["width"],
-            "input_tonal": tgt["input"], "ask_sign": tgt["ask_sign"], "smooth": f32(smoothing_matrix())}
+            "input_tonal": tgt["input"], "ask_sign": tgt["ask_sign"], "smooth": f32(tg.smoothing_matrix())}
     gains0 = np.array([eq.low_shelf_db, eq.high_shelf_db] + [g for _, g, _ in eq.bands]) / GAIN_LIMIT_DB
     theta = {"u": f32(np.arctanh(np.clip(gains0, -0.999, 0.999))),
              "v": f32(math.log(max(width_now, 1e-3) / max(WIDTH_LIMIT - width_now, 1e-3)))}
@@ -299,7 +292,7 @@ def _bins_z(freqs, sample_rate):
     return (jnp.asarray(np.exp(-1j * w).astype(np.complex64)), jnp.asarray(np.exp(-2j * w).astype(np.complex64)))
 
 
-def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(FIT_BELLS_HZ, FIT_BELL_Q)):
+def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(tg.FIT_BELLS_HZ, tg.FIT_BELL_Q)):
     """Trace and load (from JAX's compilation cache) the fit's optimiser for a fit of ``chain`` at
     ``sample_rate`` with ``channels``, on placeholder arrays of the real shapes, so that a fit
     that follows skips that cost (about 0.4 s of a 2-core CPU per process). :func:`roomtone.mastering.api.preload_fit`
@@ -397,7 +390,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     started = time.perf_counter()
     runtime.setup()
     stereo = signal.shape[0] >= 2
-    chain = _with_fit_stages(preset.chain, stereo, *bells_for(target))
+    chain = _with_fit_stages(preset.chain, stereo, *tg.bells_for(target))
     # The whole input's spectra (numpy's FFT releases the GIL) in a second thread beside the first
     # round's excerpt render, which does not need them.
     whole = measured

@@ -91,13 +91,18 @@ def bells_for(target):
 
 
 def smoothing_matrix(n=len(THIRD_OCTAVE_HZ)):
-    """(n, n): each 1/3-octave band averaged with its two neighbours (one octave; the end bands with
-    the one they have)."""
-    m = np.zeros((n, n), np.float32)
+    """(n, n) float64: each 1/3-octave band averaged with its two neighbours (one octave; the end
+    bands with the one they have)."""
+    m = np.zeros((n, n))
     for i in range(n):
         lo, hi = max(0, i - 1), min(n, i + 2)
         m[i, lo:hi] = 1.0 / (hi - lo)
     return m
+
+
+def octave_smoothed(curve_db):
+    """A 1/3-octave curve (27,) smoothed to octaves (:func:`smoothing_matrix`), float64."""
+    return smoothing_matrix() @ np.asarray(curve_db, np.float64)
 
 
 AGAINST_ASK_DB = 1.0  # a band the target asks to move, and a move against it, that a report names (dB)
@@ -107,9 +112,8 @@ def moves_against(input_tonal, target_tonal, output_tonal, limit_db=AGAINST_ASK_
     """The bands a master moved against the direction its target asks, on octave-smoothed
     loudness-normalised curves (27,): where the target lies more than ``limit_db`` from the input and
     the output moved more than ``limit_db`` the other way. Returns ``[{"hz", "asked_db", "moved_db"}]``."""
-    m = smoothing_matrix().astype(np.float64)
-    ask = m @ (np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
-    moved = m @ (np.asarray(output_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    ask = octave_smoothed(np.asarray(target_tonal, np.float64) - np.asarray(input_tonal, np.float64))
+    moved = octave_smoothed(np.asarray(output_tonal, np.float64) - np.asarray(input_tonal, np.float64))
     return [{"hz": round(float(f), 1), "asked_db": round(float(a), 2), "moved_db": round(float(d), 2)}
             for f, a, d in zip(THIRD_OCTAVE_HZ, ask, moved)
             if abs(a) > limit_db and d * np.sign(a) < -limit_db]
@@ -125,21 +129,15 @@ MIN_CORRELATION = 0.5
 NEAR_MONO_CORRELATION = 0.95  # side/mid at or under about -16 dB
 
 
-def channel_correlation(mid_power, side_power):
-    """Broadband inter-channel correlation of a stereo signal from its mid and side power
-    (:func:`spectra`'s ``mid``, ``side``, summed over bins), assuming M and S uncorrelated."""
-    pm, ps = float(np.sum(mid_power)), float(np.sum(side_power))
-    return 1.0 if pm + ps <= _EPS else (pm - ps) / (pm + ps)
-
-
 def width_bound(mid_power, side_power, limit=2.0):
     """The largest width a proposal or a fit may apply to a stereo input, and why:
     ``(max_width, input_correlation, reason)``. ``reason`` names the binding rule: ``near mono``
     (correlation at or above :data:`NEAR_MONO_CORRELATION`: no widening), ``mono compatibility``
     (the widened correlation would fall under :data:`MIN_CORRELATION`; already under it: no
-    widening), or ``limit`` (the stage's own range). Narrowing is always allowed."""
+    widening), or ``limit`` (the stage's own range). Narrowing is always allowed. ``mid_power``,
+    ``side_power``: :func:`spectra`'s, summed over bins here (the broadband correlation)."""
     pm, ps = float(np.sum(mid_power)), float(np.sum(side_power))
-    corr = channel_correlation(mid_power, side_power)
+    corr = 1.0 if pm + ps <= _EPS else (pm - ps) / (pm + ps)
     if corr >= NEAR_MONO_CORRELATION:
         return 1.0, corr, "near mono"
     c = MIN_CORRELATION
