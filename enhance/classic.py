@@ -123,9 +123,9 @@ def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHU
     read ``x`` only from where those writes stop. ``progress(done, total)``, optional, is called
     after each chunk (:func:`chunk_count` of them). Returns ``x``."""
     n = x.shape[0]
+    total = chunk_count(n, sample_rate, chunk_frames)  # progress's count
     if n == 0 or not np.any(x):
         if progress is not None:
-            total = chunk_count(n, sample_rate, chunk_frames)
             progress(total, total)
         return x
     n_fft = frame_length(sample_rate)
@@ -166,5 +166,5 @@ def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHU
             x[i0 - lead:i1 - lead] = span[i0 - start:i1 - start]
         carry = span[count * hop:].copy()
         if progress is not None:
-            progress(f0 // chunk_frames + 1, -(-n_frames // chunk_frames))
+            progress(f0 // chunk_frames + 1, total)
     return x

@@ -16,7 +16,7 @@ Augmentation of a training mixture (all at 16 kHz):
   taps, knocks, keyboard clicks, handling rubs, the impulsive noise of interviews that the real
   pools hold little of), alone or over another noise; mains hum (50/60 Hz and harmonics) added to
   any of these;
-- music (10 % of noises, where Debian's game music is installed: ``wesnoth-1.16-music`` GPL-2 and
+- music (5 % of noises, where Debian's game music is installed: ``wesnoth-1.16-music`` GPL-2 and
   ``singularity-music`` CC BY-SA 3.0 only; ``hyperrogue-music`` and ``nexuiz-music`` are kept for
   evaluation, ``benchmarks/bench_enhance_sets.py``): a radio or TV under the voice;
 - SNR uniform in -5..25 dB; 5 % of items noise-free (clean speech must pass unchanged) and 3 %
@@ -83,9 +83,9 @@ def load_music(packages=TRAIN_MUSIC, seconds=MUSIC_EXCERPT_S):
 
     folders = {k: v for k, v in music_folders().items() if k in packages}
     out = []
+    n = int(seconds * SAMPLE_RATE)
     for _, path in music_files(folders):
         x = _read(path)
-        n = int(seconds * SAMPLE_RATE)
         start = max(0, (x.size - n) // 2)
         if x.size >= SAMPLE_RATE and np.any(x):
             out.append((path.name, np.ascontiguousarray(x[start:start + n])))
@@ -312,8 +312,9 @@ def mixture(rng, pool, rirs, n, snr_db=None, augment=True):
     else:
         noise = noise * (_rms(speech) / (_rms(noise) + 1e-9) * 10.0 ** (-snr_db / 20.0))
         noisy = speech + noise
-    if augment and case >= 0.05 and rng.random() < CODEC_SHARE:
-        noisy = opus(noisy * (0.1 / (_rms(noisy) + 1e-9)), rng.uniform(0.3, 1.0)) * ((_rms(noisy) + 1e-9) / 0.1)
+    if augment and case >= 0.05 and rng.random() < CODEC_SHARE:  # coded at a fixed level, back to its own
+        rms = _rms(noisy) + 1e-9
+        noisy = opus(noisy * (0.1 / rms), rng.uniform(0.3, 1.0)) * (rms / 0.1)
     level = 10.0 ** (rng.uniform(-38.0, -12.0) / 20.0) / (_rms(noisy) + 1e-9) if augment else 0.05 / (_rms(noisy) + 1e-9)
     peak = np.abs(noisy).max() * level
     if peak > 0.99:

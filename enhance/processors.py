@@ -23,7 +23,7 @@ import numpy as np
 from roomtone import filters
 from roomtone.enhance.denoisers import get_denoiser
 from roomtone.kernels.biquad import sos_filter, sos_filter_backward, sos_filter_stream
-from roomtone.kernels.enhance import _levinson, apply_block_gains, deess, lpc_residual_flags
+from roomtone.kernels.enhance import levinson, apply_block_gains, deess, lpc_residual_flags
 from roomtone.meter import block_powers, integrated_from_blocks, to_lufs
 from roomtone.processor import Processor, param, register
 from roomtone.resample import resample_pieces, resampled_length
@@ -201,7 +201,7 @@ def _lpc(sides, order):
     if r[0] <= 0.0:
         return a
     r[0] *= 1.0 + 1e-9
-    _levinson(r, order, a)
+    levinson(r, order, a)
     return a
 
 

@@ -185,7 +185,7 @@ def overlap_add(frames, hop, out, first_sample):
 
 
 @njit(cache=True, nogil=True)
-def _levinson(r, order, a):
+def levinson(r, order, a):
     """Levinson-Durbin: prediction-error filter ``a`` (a[0] = 1) of ``order`` from autocorrelation
     ``r``; returns the final error power (0 when ``r[0]`` is 0)."""
     for i in range(order + 1):
@@ -231,7 +231,7 @@ def _block_predictor(x, w0, w1, order, outlier, seg, r, a):
         if r[0] <= 0.0:
             return False
         r[0] *= 1.0 + 1e-9
-        _levinson(r, order, a)
+        levinson(r, order, a)
         if rep == 1:
             break
         resid = np.empty(m - order)

@@ -8,7 +8,7 @@ import pytest
 
 from refsignals import pink_noise
 from roomtone.enhance.processors import Declick, find_hum
-from roomtone.kernels.enhance import _levinson, lpc_residual_flags
+from roomtone.kernels.enhance import levinson, lpc_residual_flags
 
 
 def _voiced(seconds, sample_rate, seed=0, f0=110.0, level=0.2, glide_hz=0.5):
@@ -198,7 +198,7 @@ def _oracle_scores(x, order, block, threshold):
                 break
             r[0] *= 1 + 1e-9
             a = np.zeros(order + 1)
-            _levinson(r, order, a)
+            levinson(r, order, a)
             if rep == 1:
                 break
             e = np.abs(np.convolve(x64[w0:w1], a)[order:m])
@@ -237,7 +237,7 @@ def test_levinson_matches_a_direct_solve():
     x = np.convolve(rng.standard_normal(4000), [1.0, -0.9, 0.4])
     r = np.array([np.dot(x[:x.size - k], x[k:]) for k in range(7)])
     a = np.empty(7)
-    _levinson(r, 6, a)
+    levinson(r, 6, a)
     toeplitz = np.array([[r[abs(i - j)] for j in range(6)] for i in range(6)])
     np.testing.assert_allclose(a[1:], -np.linalg.solve(toeplitz, r[1:]), rtol=1e-8)
 
