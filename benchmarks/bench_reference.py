@@ -122,22 +122,13 @@ def distances(out_curve, ref_curve):
     return tonal_distance(out_curve, ref_curve), float(np.sqrt(np.mean((d - d.mean()) ** 2)))
 
 
-def octave_smooth(c):
-    """Each 1/3-octave band averaged with its neighbours (one octave; the end bands with the one
-    neighbour they have)."""
-    c = np.asarray(c, dtype=np.float64)
-    total = np.convolve(c, np.ones(3), mode="same")
-    count = np.convolve(np.ones_like(c), np.ones(3), mode="same")
-    return total / count
-
-
 def wrong_way(in_curve, ref_curve, out_curve):
     """``(wrong, worst, worst_hz)``: the bands moved against the reference's ask by more than
     WRONG_DB where it asks more than ASK_DB, the least ``moved * sign(ask)`` over the asked bands
     (dB; None when the reference asks nothing), and that band's centre (Hz)."""
-    from roomtone.mastering.targets import THIRD_OCTAVE_HZ
+    from roomtone.mastering.targets import THIRD_OCTAVE_HZ, octave_smoothed
 
-    i, r, o = octave_smooth(in_curve), octave_smooth(ref_curve), octave_smooth(out_curve)
+    i, r, o = octave_smoothed(in_curve), octave_smoothed(ref_curve), octave_smoothed(out_curve)
     ask, moved = r - i, o - i
     asked = np.flatnonzero(np.abs(ask) > ASK_DB)
     if not asked.size:
