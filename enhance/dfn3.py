@@ -85,6 +85,7 @@ import numpy as np
 from flax import nnx
 
 from roomtone.errors import InvalidAudioError, ModelUnavailableError
+from roomtone.resample import resample_pieces, resampled_length
 
 NAME = "dfn3"
 SAMPLE_RATE = 48000
@@ -978,10 +979,6 @@ class ModelRateResampler:
         audio = np.asarray(audio, np.float32)
         return cls(rate_in, rate_out, audio.shape[0], **kwargs).push(audio, last=True)
 
-    def output_length(self, samples):
-        """``samples * up / down`` rounded, halves up (``roomtone.resample.resampled_length``)."""
-        return (2 * int(samples) * self.up + self.down) // (2 * self.down)
-
     def push(self, piece, last=False):
         """The output that ``piece`` (channels, m) completes; ``last``: it ends the signal (the end
         is reflected and everything left is given). Returns (channels, k) float32, k >= 0."""
@@ -1005,7 +1002,7 @@ class ModelRateResampler:
             reflect = (min(total, self.taps) + 1) // 2  # x[n - 1], x[n - 2], ..., then zeros
             tail = self._buf[:, self._buf.shape[1] - reflect:][:, ::-1]
             self._buf = np.concatenate([self._buf, tail, np.zeros((self.channels, self.taps), np.float32)], axis=1)
-            stop = self.output_length(total)
+            stop = resampled_length(total, self.down, self.up)  # soxr's count, as the way back expects
             self._finished = True
         else:
             # output j needs input samples i(j) - centre .. i(j) - centre + taps - 1, i(j) = j down // up
@@ -1047,8 +1044,6 @@ def model_rate_pieces(audio, sample_rate, target_rate, *, block_samples):
     """:func:`roomtone.resample.resample_pieces`'s contract (yields ``(start, piece)``, together the
     whole resampled signal), for the way into the model: up with :class:`ModelRateResampler`
     (the reference runtime's resampler), else (equal rates, or down) ``resample_pieces`` itself."""
-    from roomtone.resample import resample_pieces
-
     if int(target_rate) <= int(sample_rate):
         yield from resample_pieces(audio, sample_rate, target_rate, block_samples=block_samples)
         return
