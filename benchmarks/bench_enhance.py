@@ -175,21 +175,26 @@ def shift(y, lag):
     return y
 
 
-def metrics(outs, refs):
+def item_metrics(outs, refs):
+    """PESQ-WB, STOI and SI-SDR (dB) of each output against its reference. Shape: (items, 3)."""
     from pesq import pesq
     from pystoi import stoi
 
     from roomtone.enhance.data import si_sdr_db
 
-    p, s, d = [], [], []
+    rows = []
     for y, ref in zip(outs, refs):
         try:
-            p.append(pesq(RATE, ref.astype(np.float64), y.astype(np.float64), "wb"))
+            p = pesq(RATE, ref.astype(np.float64), y.astype(np.float64), "wb")
         except Exception:  # pesq raises on silent output ("No utterances detected")
-            p.append(1.0)
-        s.append(stoi(ref, y, RATE, extended=False))
-        d.append(float(si_sdr_db(y[None], ref[None])[0]))
-    return float(np.mean(p)), float(np.mean(s)), float(np.mean(d))
+            p = 1.0
+        rows.append((p, stoi(ref, y, RATE, extended=False), float(si_sdr_db(y[None], ref[None])[0])))
+    return np.asarray(rows)
+
+
+def metrics(outs, refs):
+    """The means of :func:`item_metrics`: ``(PESQ-WB, STOI, SI-SDR dB)``."""
+    return tuple(float(v) for v in item_metrics(outs, refs).mean(axis=0))
 
 
 def run_peer(tool, folder):

@@ -47,7 +47,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from bench_enhance import FACTORIES, RATE, best_lag, shift  # noqa: E402
+from bench_enhance import FACTORIES, RATE, best_lag, item_metrics, shift  # noqa: E402
 
 SETS = ("tune", "libri", "rooms", "music", "babble", "codec")
 
@@ -184,22 +184,6 @@ def build(name, items, seconds=4.0):
     return np.stack(noisy), np.stack(clean)
 
 
-def per_item_metrics(outs, refs):
-    from pesq import pesq
-    from pystoi import stoi
-
-    from roomtone.enhance.data import si_sdr_db
-
-    rows = []
-    for y, ref in zip(outs, refs):
-        try:
-            p = pesq(RATE, ref.astype(np.float64), y.astype(np.float64), "wb")
-        except Exception:  # silent output
-            p = 1.0
-        rows.append((p, stoi(ref, y, RATE, extended=False), float(si_sdr_db(y[None], ref[None])[0])))
-    return np.asarray(rows)
-
-
 def tool(name):
     """A callable (samples,) -> (samples,) for ``name`` (``roomtone@N``: attenuation limit N dB;
     ``roomtone:W.npz``: other weights, with their config beside them)."""
@@ -241,7 +225,7 @@ def main(argv=None):
             outs = [fn(x) for x in noisy]
             lag = best_lag(outs, list(clean))
             outs = [shift(np.asarray(y, np.float32)[:x.size], lag) for y, x in zip(outs, noisy)]
-            per_tool[name] = per_item_metrics(outs, clean)
+            per_tool[name] = item_metrics(outs, clean)
         for name, rows in per_tool.items():
             cells = []
             for k in range(3):
