@@ -37,6 +37,7 @@ best (as in bench_enhance.py). Tools: the noisy input, RNNoise (pyrnnoise), room
 """
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -52,12 +53,14 @@ from bench_enhance import FACTORIES, RATE, best_lag, item_metrics, shift  # noqa
 SETS = ("tune", "libri", "rooms", "music", "babble", "codec")
 
 
+@functools.lru_cache(maxsize=1)  # read once per run, whatever the sets
 def _pools():
     from roomtone.enhance import data
 
     return data.load_pools(music=False)
 
 
+@functools.lru_cache(maxsize=1)
 def _split_speakers(root):
     """Held-out speakers of each pool: ``{"libri": [(key, x)], "more": [(key, x)]}``."""
     from roomtone.enhance import data
@@ -123,12 +126,6 @@ def _mix(rng, speech, noise, n, snr_db):
     return (mix * level).astype(np.float32), (s * level).astype(np.float32)
 
 
-def _opus(x):
-    from roomtone.enhance.data import opus
-
-    return opus(x, 0.9)  # about 20 kb/s mono
-
-
 def build(name, items, seconds=4.0):
     """``(noisy, clean)`` (items, samples) of set ``name``."""
     from roomtone.enhance import data
@@ -147,7 +144,7 @@ def build(name, items, seconds=4.0):
             _, s = speakers["libri"][i % len(speakers["libri"])]
             _, v = noises[int(rng.integers(len(noises)))]
             x, c = _mix(rng, s, v, n, rng.uniform(0.0, 15.0))
-            noisy.append(_opus(x) if name == "codec" else x)
+            noisy.append(data.opus(x, 0.9) if name == "codec" else x)  # about 20 kb/s mono
             clean.append(c)
     elif name == "rooms":
         noises = _held_noises(root / "more" / "noise")
