@@ -36,6 +36,7 @@ Shape: mixtures (items, 2, samples) float32; targets (items, 4 stems, 2, samples
 (items,) float32, 1 for a full-label item.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -143,12 +144,28 @@ def _decode_music(files, seconds, seed, held_out):
     return out
 
 
-def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None):
+def load_staged(folders):
+    """Real multitrack songs staged as arrays (:mod:`roomtone.separate.multitrack`,
+    :mod:`roomtone.separate.modules`): ``{"train"|"val": [(id, {stem: int16 (2, n)}, meta)]}``
+    from every ``*.npz`` in each folder, split by the ``split`` their staging recorded."""
+    out = {"train": [], "val": []}
+    for folder in folders or []:
+        for path in sorted(Path(folder).glob("*.npz")):
+            with np.load(path, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                stems = {stem: f[stem] for stem in STEMS}
+            out[meta["split"]].append((path.stem, stems, meta))
+    return out
+
+
+def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None, stems=None):
     """Everything the mixtures draw from: ``{"train"|"val": {"songs": [(id, {stem: int16 (2, n)})],
-    "voices": [...], "music": [...]}, "rir": [...]}`` (songs from the POP909 render folder
-    folder ``pop909`` or each of a list of them, when given)."""
+    "voices": [...], "music": [...], "multitrack": [(id, {stem: int16 (2, n)}, meta)]}, "rir": [...]}``
+    (songs from the POP909 render folder ``pop909`` or each of a list of them, when given; real
+    multitrack songs from the staged folders ``stems``)."""
     voices = load_voices(speech, singing)
     tunes = load_music(cache=music_cache) if music else {"train": [], "val": []}
+    staged = load_staged(stems)
     out = {"rir": load_rirs(speech)}
     for split in ("train", "val"):
         songs = []
@@ -156,7 +173,7 @@ def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_
             from roomtone.separate import pop909 as renders
 
             songs += renders.load_stems(folder, split=split)
-        out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split]}
+        out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split], "multitrack": staged[split]}
     return out
 
 
@@ -171,6 +188,12 @@ def manifest(sources):
         out[f"{split}_voice_clips"] = len(s["voices"])
         out[f"{split}_voice_minutes"] = round(sum(x.size for _, x, _ in s["voices"]) / SAMPLE_RATE / 60, 2)
         out[f"{split}_music_files"] = len(s["music"])
+        out[f"{split}_multitrack_songs"] = [sid for sid, _, _ in s.get("multitrack", [])]
+        out[f"{split}_multitrack_minutes"] = round(sum(st["drums"].shape[1] for _, st, _ in s.get("multitrack", []))
+                                                   / SAMPLE_RATE / 60, 2)
+    out["multitrack_licences"] = sorted({f"{m['source']}: {m.get('package', m.get('repository', ''))} "
+                                         f"({m['licence']})" for split in ("train", "val")
+                                         for _, _, m in sources[split].get("multitrack", [])})
     out["train_song_ids"] = sorted({sid for sid, _ in sources["train"]["songs"]})
     out["val_song_ids"] = sorted({sid for sid, _ in sources["val"]["songs"]})
     out["val_music"] = [name for name, _ in sources["val"]["music"]]
@@ -207,9 +230,10 @@ def _eq(rng, x, max_db=6.0):
 
 
 def _band(x, lo_hz, hi_hz):
+    """``x`` (..., samples) with everything outside ``lo_hz..hi_hz`` removed (FFT brick wall)."""
     n = x.shape[-1]
     f = np.fft.rfftfreq(n, 1.0 / SAMPLE_RATE)
-    return np.fft.irfft(np.fft.rfft(x) * ((f >= lo_hz) & (f < hi_hz)), n=n).astype(np.float32)
+    return np.fft.irfft(np.fft.rfft(x, axis=-1) * ((f >= lo_hz) & (f < hi_hz)), n=n, axis=-1).astype(np.float32)
 
 
 def _air(rng, x):
@@ -298,11 +322,68 @@ SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem giv
 BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
+MULTITRACK_SHARE = 0.55  # share of items from the real multitrack songs, when there are any
+COHERENT = 0.5  # share of those whose stems come from one song at one time (its own arrangement)
+
+
+def _multitrack_targets(rng, pool, rirs, n, augment=True):
+    """The stems of a real multitrack item, (4, 2, n) float32: either one song's stems at one
+    time, each given a gain of +-4 dB around the song's own balance (:data:`COHERENT`), or each
+    stem from a random song and time at one level and a +-6 dB balance (remixed across songs, as
+    the POP909 items are). A song with no voice at that time gets a real voice 40 % of the time
+    when it is a tracker module (clean renders; the AAC songs never get one, so that the codec is
+    no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
+    low-passed alike at its band."""
+    songs = pool["multitrack"]
+    targets = np.zeros((len(STEMS), 2, n), np.float32)
+    coherent = rng.random() < COHERENT
+    band = []
+    if coherent:
+        _, stems, meta = songs[int(rng.integers(len(songs)))]
+        size = stems["drums"].shape[1]
+        start = int(rng.integers(0, max(1, size - n)))
+        picks = [(stems, meta, start)] * len(STEMS)
+    else:
+        picks = []
+        for _ in STEMS:
+            _, stems, meta = songs[int(rng.integers(len(songs)))]
+            picks.append((stems, meta, int(rng.integers(0, max(1, stems["drums"].shape[1] - n)))))
+    for j, (stem, (stems, meta, start)) in enumerate(zip(STEMS, picks)):
+        y = stems[stem][:, start:start + n].astype(np.float32) * SCALE
+        if y.shape[1] < n:
+            y = np.pad(y, ((0, 0), (0, n - y.shape[1])))
+        level = _rms(y)
+        if level < 1e-4 or (augment and rng.random() < 0.05):
+            continue
+        if meta.get("band_limited_hz"):
+            band.append(float(meta["band_limited_hz"]))
+        if augment:
+            if not coherent:
+                y = y * (0.05 / level) * 10.0 ** (rng.uniform(-6.0, 6.0) / 20.0)
+            else:
+                y = y * 10.0 ** (rng.uniform(-4.0, 4.0) / 20.0)
+            if stem in SATURATED and rng.random() < 0.5 * SATURATED[stem]:
+                y = _saturate(rng, y)
+            y = _eq(rng, y, 3.0)
+        targets[j] = y
+    clean = all(meta.get("source") == "modules" for _, meta, _ in picks)
+    if augment and clean and not np.any(targets[0]) and pool["voices"] and rng.random() < 0.4:
+        v = voice(rng, pool["voices"], rirs, n, augment)
+        level = _rms(targets[1:].sum(axis=0)) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
+        targets[0] = v * (level / (_rms(v) + 1e-9))
+    if band:
+        targets = _band(targets, 0.0, min(band))
+    return targets
+
+
 def item(rng, pool, rirs, n, augment=True):
     """One training or validation item: ``(mixture (2, n), targets (4, 2, n), full)``."""
     targets = np.zeros((len(STEMS), 2, n), np.float32)
     use_songs = pool["songs"] and (not pool["music"] or rng.random() < 0.65)
-    if use_songs:
+    if pool.get("multitrack") and rng.random() < MULTITRACK_SHARE:
+        full = 1.0
+        targets = _multitrack_targets(rng, pool, rirs, n, augment)
+    elif use_songs:
         full = 1.0
         for j, stem in enumerate(STEMS[1:], start=1):
             if augment and rng.random() < 0.1:
@@ -374,6 +455,51 @@ def validation_set(sources, items=24, seconds=6.0, seed=4321):
     made = [item(rng, sources["val"], sources["rir"], n, augment=False) for _ in range(items)]
     return (np.stack([m for m, _, _ in made]), np.stack([t for _, t, _ in made]),
             np.array([f for _, _, f in made], np.float32))
+
+
+def real_excerpts(songs, seconds=8.0, per_song=3):
+    """Fixed validation excerpts of real held-out multitrack ``songs`` ([(id, {stem: int16 (2, n)},
+    meta)]): per song the ``per_song`` stretches (at least one excerpt apart) where most stems play
+    (the sum over stems of each one's level, clipped to -60..-30 dB, the voice's counted thrice, is
+    highest), in the song's own
+    balance, no augmentation.
+    Returns ``[(song id, mixture (2, n), targets (4, 2, n))]``."""
+    n = int(seconds * SAMPLE_RATE)
+    hop = SAMPLE_RATE
+    out = []
+    for sid, stems, _ in songs:
+        x = np.stack([stems[s] for s in STEMS]).astype(np.float32) * SCALE  # (4, 2, samples)
+        frames = x.shape[-1] // hop
+        power = np.mean(x[..., :frames * hop].reshape(4, 2, frames, hop) ** 2, axis=(1, 3))  # (4, frames)
+        k = n // hop
+        window = np.stack([np.convolve(p, np.ones(k) / k, mode="valid") for p in power])
+        weight = np.array([3.0, 1.0, 1.0, 1.0])[:, None]  # a stretch with the voice first
+        score = (weight * np.clip(10.0 * np.log10(window + 1e-12), -60.0, -30.0)).sum(axis=0)
+        taken = []
+        for start in np.argsort(-score, kind="stable"):
+            if all(abs(int(start) - t) >= k for t in taken):
+                taken.append(int(start))
+            if len(taken) == per_song:
+                break
+        for t in sorted(taken):
+            targets = np.ascontiguousarray(x[..., t * hop:t * hop + n])
+            quiet = np.sqrt(np.mean(targets ** 2, axis=(1, 2))) < 1e-3  # under -60 dBFS: not playing
+            targets[quiet] = 0.0  # its SDR is NaN (absent), as museval leaves silent frames out
+            out.append((sid, targets.sum(axis=0), targets))
+    return out
+
+
+def excerpt_table(sdr, song_ids):
+    """Per-stem figures of a real-excerpt SDR table ``sdr`` (excerpts, stems): the mean over each
+    song's excerpts, then over songs (one song's many excerpts weigh as one song). NaN entries
+    (a silent stem) left out. Returns ``{song: [per stem]}`` and the list over songs, per stem."""
+    per_song = {}
+    for sid in dict.fromkeys(song_ids):
+        rows = sdr[[i for i, s in enumerate(song_ids) if s == sid]]
+        per_song[sid] = [float(np.nanmean(c)) if np.isfinite(c).any() else float("nan") for c in rows.T]
+    table = np.array(list(per_song.values()))
+    means = [float(np.nanmean(c)) if np.isfinite(c).any() else float("nan") for c in table.T]
+    return per_song, means
 
 
 def sdr_db(estimate, reference):

@@ -110,6 +110,31 @@ def evaluate(model, mix, targets, full, batch=4, fusion=None):
     return result
 
 
+def evaluate_real(model, excerpts, fusion=None):
+    """Plain SDR (dB) on real held-out excerpts (:func:`roomtone.separate.data.real_excerpts`): per
+    stem the mean over each song's excerpts then over songs, ``mean`` of the four, the trivial
+    split's, and ``songs`` (each song's per-stem figures)."""
+    import jax
+
+    result, per_song = {}, {}
+    if not excerpts:
+        return result
+    n = excerpts[0][1].shape[-1]
+    run = net.fused_separate_fn(model, n, fusion) if fusion else jax.jit(net.separate_fn(model, n))
+    mix = np.stack([m for _, m, _ in excerpts])
+    targets = np.stack([t for _, _, t in excerpts])
+    outs = np.concatenate([np.asarray(run(mix[i:i + 4])) for i in range(0, len(mix), 4)])
+    ids = [sid for sid, _, _ in excerpts]
+    per_song, ours = data.excerpt_table(data.sdr_db(outs, targets), ids)
+    _, trivial = data.excerpt_table(data.sdr_db(np.repeat(mix[:, None] / 4.0, 4, axis=1), targets), ids)
+    for stem, a, b in zip(net.STEMS, ours, trivial):
+        result[stem], result["trivial_" + stem] = round(a, 3), round(b, 3)
+    result["mean"] = round(float(np.nanmean(ours)), 3)
+    result["trivial_mean"] = round(float(np.nanmean(trivial)), 3)
+    result["songs"] = {sid: [round(v, 2) for v in vals] for sid, vals in per_song.items()}
+    return result
+
+
 def licences(sources, render_dirs):
     """The data licences for the weights' config: the game-music packages the mixtures drew from,
     the POP909 renders' soundfonts (each render folder's ``manifest.json``), the voices and RIRs."""
@@ -159,6 +184,9 @@ def main(argv=None):
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
     p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.pop909 --out); "
                                                     "repeatable")
+    p.add_argument("--stems", action="append",
+                   help="a folder of real multitrack songs staged as arrays (roomtone.separate.multitrack, "
+                        "roomtone.separate.modules); repeatable. Their held-out songs' excerpts select the weights")
     p.add_argument("--no-music", action="store_true", help="leave the game music out")
     p.add_argument("--music-cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone",
                                                          "separate_music.npz"),
@@ -201,10 +229,12 @@ def main(argv=None):
         if not fusion:
             p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.fusion --write)")
     arch = net.Architecture(embed=args.embed, hidden=args.hidden, layers=args.layers, head=args.head)
-    sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache)
+    sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache,
+                                stems=args.stems)
     man = data.manifest(sources)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
     val = data.validation_set(sources, items=args.val_items)
+    real = data.real_excerpts(sources["val"]["multitrack"])
 
     model = net.build_model(arch, nnx.Rngs(args.seed))
     start_step, best, history = 0, -1e9, []
@@ -239,6 +269,9 @@ def main(argv=None):
                                "augmentation": "see roomtone.separate.data", "history": "see checkpoints/*.json",
                                "command": "python -m roomtone.separate.train " + " ".join(argv)},
                   "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
+                              "chosen_on": ("real held-out multitrack excerpts: " + ", ".join(sorted(
+                                  {sid for sid, _, _ in real})) + f" ({len(real)} excerpts of 8 s), mean over songs")
+                              if real else "the synthetic validation set",
                               "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"
                                       + ("; of the masks fused with the DSP's" if fusion else "")},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
@@ -258,6 +291,8 @@ def main(argv=None):
     def validate():
         nonlocal best
         figures = evaluate(model, *val, fusion=fusion)
+        if real:  # real held-out songs choose the weights; the synthetic set is reported beside them
+            figures = {**evaluate_real(model, real, fusion=fusion), "synthetic": figures}
         history.append([step, round(float(np.mean(losses[-args.eval_every:])) if losses else 0.0, 5), figures])
         print(f"eval step {step}: " + json.dumps(figures), flush=True)
         if figures["mean"] > best:
