@@ -19,6 +19,7 @@ import numpy as np
 from roomtone.kernels.enhance import (N_PARAMS, P_ALPHA_D, P_ALPHA_DD, P_ALPHA_P, P_ALPHA_S, P_DELTA, P_GAIN_MIN,
                                       P_SIDE_GAP, P_SIDE_SPAN, P_TONAL_CAP, P_WINDOW, P_XI_MIN, ST_CLEAN, ST_MIN,
                                       ST_NOISE, ST_SMOOTH, ST_TMP, STATE_ROWS, lsa_gains, overlap_add)
+from roomtone.models.stft import frame_count, frames_host, hann
 
 FRAME_S = 0.032
 CHUNK_FRAMES = 1024
@@ -83,22 +84,11 @@ class ClassicDenoiser:
         return audio
 
 
-def _frames_power(stretch, count, n_fft, hop, window):
-    """Windowed spectra of the ``count`` frames of ``stretch`` (the padded signal from a frame's
-    start to the end of the ``count``-th frame): ``(spectrum, power)``."""
-    frames = np.lib.stride_tricks.sliding_window_view(stretch.astype(np.float64), n_fft)[::hop][:count] * window
-    spectrum = np.fft.rfft(frames, axis=1)
+def _frames_power(x, first, count, n_fft, hop, window):
+    """Windowed spectra (float64) of frames ``first .. first + count - 1`` of ``x``
+    (:func:`roomtone.models.stft.frames_host`): ``(spectrum, power)``."""
+    spectrum = np.fft.rfft(frames_host(x, n_fft, hop, first, count) * window, axis=1)
     return spectrum, spectrum.real ** 2 + spectrum.imag ** 2
-
-
-def _padded_stretch(x, lead, start, stop):
-    """Samples ``start:stop`` of ``x`` padded with ``lead`` zeros before it and zeros after it,
-    built on their own (no padded copy of the whole channel). Shape: (stop - start,) float32."""
-    out = np.zeros(stop - start, np.float32)
-    i0, i1 = max(start, lead), min(stop, lead + x.shape[0])
-    if i1 > i0:
-        out[i0 - start:i1 - start] = x[i0 - lead:i1 - lead]
-    return out
 
 
 def denoise_channel(x, sample_rate, atten_lim_db=None, chunk_frames=CHUNK_FRAMES):
@@ -112,7 +102,7 @@ def chunk_count(samples, sample_rate, chunk_frames=CHUNK_FRAMES):
     channel of ``samples`` samples (at least 1: a silent or empty channel is one step)."""
     n_fft = frame_length(sample_rate)
     hop = n_fft // 4
-    n_frames = -(-(samples + n_fft - hop) // hop)
+    n_frames = frame_count(samples, hop, n_fft)
     return max(1, -(-n_frames // int(chunk_frames)))
 
 
@@ -130,16 +120,16 @@ def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHU
         return x
     n_fft = frame_length(sample_rate)
     hop = n_fft // 4
-    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)  # periodic Hann
+    window = hann(n_fft, np.float64)
     lead = n_fft - hop  # the first fully overlapped sample of the padded signal
-    n_frames = -(-(n + lead) // hop)
+    n_frames = frame_count(n, hop, n_fft)
     params = _params(sample_rate, hop, n_fft, atten_lim_db)
     bins = n_fft // 2 + 1
     state = np.zeros((STATE_ROWS, bins))
     counter = np.zeros(1, dtype=np.int64)
     # warm-up: the tracker runs over the opening seconds, its noise estimate starts the real pass
     warm = min(n_frames, max(1, int(WARM_UP_S * sample_rate / hop)))
-    _, power = _frames_power(_padded_stretch(x, lead, 0, (warm - 1) * hop + n_fft), warm, n_fft, hop, window)
+    _, power = _frames_power(x, 0, warm, n_fft, hop, window)
     first = power[min(warm - 1, lead // hop)]
     for row in (ST_NOISE, ST_SMOOTH, ST_MIN, ST_TMP):
         state[row] = first
@@ -153,8 +143,7 @@ def denoise_channel_in_place(x, sample_rate, atten_lim_db=None, chunk_frames=CHU
     for f0 in range(0, n_frames, chunk_frames):
         count = min(chunk_frames, n_frames - f0)
         start = f0 * hop  # in the padded signal; the chunk's frames span start .. start + count hop + lead
-        spectrum, power = _frames_power(_padded_stretch(x, lead, start, start + (count - 1) * hop + n_fft), count,
-                                        n_fft, hop, window)
+        spectrum, power = _frames_power(x, f0, count, n_fft, hop, window)
         gains = lsa_gains(power, state, counter, params, np.empty(power.shape, dtype=np.float32))
         frames = np.fft.irfft(spectrum * gains, n=n_fft, axis=1) * (window * norm)
         span = np.zeros(count * hop + lead)

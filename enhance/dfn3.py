@@ -85,6 +85,7 @@ import numpy as np
 from flax import nnx
 
 from roomtone.errors import InvalidAudioError, ModelUnavailableError
+from roomtone.models.layers import gru_scan
 from roomtone.resample import resample_pieces, resampled_length
 
 NAME = "dfn3"
@@ -389,8 +390,8 @@ class GroupedLinear(nnx.Module):
 
 class GRU(nnx.Module):
     """One GRU layer as ONNX runs it with ``linear_before_reset=1`` (PyTorch's GRU): gates z, r, n;
-    ``n = tanh(W_n x + b_in + r (R_n h + b_hn))``, ``h' = (1 - z) n + z h``. Kernels (in, 3 H) and
-    (H, 3 H), gate order z, r, n.
+    ``n = tanh(W_n x + b_in + r (R_n h + b_hn))``, ``h' = (1 - z) n + z h``
+    (:func:`roomtone.models.layers.gru_scan`). Kernels (in, 3 H) and (H, 3 H), gate order z, r, n.
 
     Shape: x (B, T, in), h (B, H) -> y (B, T, H), h (B, H)."""
     def __init__(self, din, hidden):
@@ -402,22 +403,8 @@ class GRU(nnx.Module):
 
     def __call__(self, x, h=None):
         hp = jax.lax.Precision.HIGHEST
-        n = self.hidden
-        if h is None:
-            h = jnp.zeros((x.shape[0], n), x.dtype)
         xi = jnp.matmul(x, self.kernel_i[...], precision=hp) + self.bias_i[...]  # all steps at once
-        kernel_h, bias_h = self.kernel_h[...], self.bias_h[...]
-
-        def step(h, xt):
-            hh = jnp.matmul(h, kernel_h, precision=hp) + bias_h
-            z = jax.nn.sigmoid(xt[:, :n] + hh[:, :n])
-            r = jax.nn.sigmoid(xt[:, n:2 * n] + hh[:, n:2 * n])
-            c = jnp.tanh(xt[:, 2 * n:] + r * hh[:, 2 * n:])
-            h = (1.0 - z) * c + z * h
-            return h, h
-
-        h, ys = jax.lax.scan(step, h, jnp.swapaxes(xi, 0, 1))
-        return jnp.swapaxes(ys, 0, 1), h
+        return gru_scan(xi, self.kernel_h[...], self.bias_h[...], h0=h, gates="zrn", precision=hp)
 
 
 class SqueezedGRU(nnx.Module):

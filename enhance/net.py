@@ -155,22 +155,15 @@ def input_level(x, chunk_frames=4096):
     """:func:`features`' level of a whole channel, on the host (numpy, in chunks of frames, each
     chunk's stretch of the zero-padded signal built on its own: no whole-channel copy): the mean
     power per STFT bin over the frames holding any signal. Shape: x (samples,) -> float."""
-    from roomtone.models.stft import frame_count
+    from roomtone.models.stft import frame_count, frames_host
 
     x = np.asarray(x, np.float32)
     frames = frame_count(x.size, HOP, N_FFT)
-    lead = N_FFT - HOP  # the padded signal: lead zeros, x, zeros to (frames - 1) HOP + N_FFT
     w = window().astype(np.float64)
     total, count = 0.0, 0
     for first in range(0, frames, chunk_frames):
         last = min(frames, first + chunk_frames)
-        p0, p1 = first * HOP, (last - 1) * HOP + N_FFT
-        padded = np.zeros(p1 - p0, np.float32)
-        i0, i1 = max(p0, lead), min(p1, lead + x.size)
-        if i1 > i0:
-            padded[i0 - p0:i1 - p0] = x[i0 - lead:i1 - lead]
-        idx = np.arange(last - first)[:, None] * HOP + np.arange(N_FFT)[None, :]
-        spec = np.fft.rfft(padded[idx] * w, axis=-1)
+        spec = np.fft.rfft(frames_host(x, N_FFT, HOP, first, last - first) * w, axis=-1)
         frame_power = np.mean(spec.real ** 2 + spec.imag ** 2, axis=-1)
         active = frame_power > 1e-14
         total += float(frame_power[active].sum())

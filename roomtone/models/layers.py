@@ -1,8 +1,10 @@
 """Layers the model jobs share (Flax NNX, built lazily: importing this module needs no JAX).
 
-- :func:`gru_scan`: a GRU over time from precomputed input projections (``jax.lax.scan``), the
-  gate order ``r, z, n`` of Cho et al. 2014 with the reset gate applied to the recurrent
-  projection (the cuDNN/PyTorch variant): ``n = tanh(W_n x + r * (U_n h + b_n))``.
+- :func:`gru_scan`: a GRU over time from precomputed input projections (``jax.lax.scan``), Cho et
+  al. 2014 with the reset gate applied to the recurrent projection (the cuDNN/PyTorch variant,
+  ONNX's ``linear_before_reset=1``): ``n = tanh(W_n x + r * (U_n h + b_n))``,
+  ``h' = (1 - z) n + z h``; the gates' order in the weights is ``r, z, n`` (ours) or ``z, r, n``
+  (PyTorch's and ONNX's, :class:`roomtone.enhance.dfn3.GRU`). The one GRU of the suite.
 - :func:`bigru`: a bidirectional GRU layer (forward and backward over the frames, outputs
   concatenated), the unit of the enhance denoiser and the separator.
 """
@@ -10,25 +12,34 @@
 _CLASSES = {}
 
 
-def gru_scan(x_proj, w_h, b_h, reverse):
-    """GRU over time. x_proj: (batch, frames, 3H) input projections (r, z, n); w_h: (H, 3H); b_h:
-    (3H,). Returns (batch, frames, H)."""
+def gru_scan(x_proj, w_h, b_h, reverse=False, *, h0=None, gates="rzn", precision=None):
+    """GRU over time from the input projections ``x_proj`` (``W x + b_i`` for every frame, gates in
+    the order ``gates``: ``"rzn"`` or ``"zrn"``), recurrent weights ``w_h`` and bias ``b_h`` in the
+    same order, from the state ``h0`` (None: zeros), backwards over the frames with ``reverse``;
+    ``precision``: the recurrent product's (``jax.lax.Precision``; None: JAX's default).
+
+    Shape: x_proj (batch, frames, 3H), w_h (H, 3H), b_h (3H,), h0 (batch, H) -> (outputs (batch,
+    frames, H), last state (batch, H))."""
     import jax
     import jax.numpy as jnp
 
     hidden = w_h.shape[0]
+    if gates not in ("rzn", "zrn"):
+        raise ValueError(f"gate order {gates!r}: 'rzn' or 'zrn'")
+    r0, z0 = (0, hidden) if gates == "rzn" else (hidden, 0)
 
     def step(h, xp):
-        hp = h @ w_h + b_h
-        r = jax.nn.sigmoid(xp[:, :hidden] + hp[:, :hidden])
-        z = jax.nn.sigmoid(xp[:, hidden:2 * hidden] + hp[:, hidden:2 * hidden])
+        hp = jnp.matmul(h, w_h, precision=precision) + b_h
+        r = jax.nn.sigmoid(xp[:, r0:r0 + hidden] + hp[:, r0:r0 + hidden])
+        z = jax.nn.sigmoid(xp[:, z0:z0 + hidden] + hp[:, z0:z0 + hidden])
         n = jnp.tanh(xp[:, 2 * hidden:] + r * hp[:, 2 * hidden:])
         h = (1.0 - z) * n + z * h
         return h, h
 
-    h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
-    _, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
-    return jnp.swapaxes(hs, 0, 1)
+    if h0 is None:
+        h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
+    h, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1), h
 
 
 def bigru():
@@ -51,8 +62,8 @@ def bigru():
             self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
 
         def __call__(self, x):
-            f = gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
-            b = gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
+            f, _ = gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
+            b, _ = gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
             return jnp.concatenate([f, b], axis=-1)
 
     _CLASSES["BiGRU"] = BiGRU

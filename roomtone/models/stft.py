@@ -1,4 +1,8 @@
-"""STFT and ISTFT in JAX: a framed ``jnp.fft.rfft`` and its overlap-add inverse.
+"""STFT and ISTFT: a framed ``rfft`` and its overlap-add inverse, in JAX (:func:`stft`,
+:func:`istft`) and in numpy (:func:`stft_host`, :func:`istft_host`, :func:`frames_host`) for the
+callers that need no JAX (the ``dsp`` separator, the ``classic`` denoiser, the level of the
+``roomtone`` denoiser's features). The one framing of the suite; JAX is imported inside the JAX
+functions only, so importing this module (and using its numpy half) never imports JAX.
 
 Framing: frame ``t`` holds samples ``[t * hop - (n_fft - hop), t * hop + hop)`` of the signal (zero
 outside it), so frame ``t`` ends with the hop the signal reaches at ``t * hop``, and a signal of
@@ -9,6 +13,10 @@ the host (:func:`window_envelope`; TOOLCHAIN.md: built inside ``jit`` from const
 minutes constant-folding it) and passed in. Where every sample is covered by frames whose envelope
 is non-zero (any window that overlaps-adds to a positive sum, e.g. periodic Hann at hop <= n_fft/2),
 ``istft(stft(x)) == x`` to float32 precision.
+
+The numpy half builds frames from the stretch of the zero-padded signal they cover only
+(:func:`padded_stretch`: no padded copy of a whole channel), so a long channel can be framed chunk
+by chunk (:func:`frames_host` with ``first``, ``count``) with the same frames as all at once.
 
 Shape: audio (..., samples) float32; spectra (..., frames, n_fft // 2 + 1) complex64.
 """
@@ -22,10 +30,10 @@ def frame_count(samples, hop, n_fft):
     return -(-int(samples) // int(hop)) + int(n_fft) // int(hop) - 1
 
 
-def hann(n_fft):
+def hann(n_fft, dtype=np.float32):
     """Periodic Hann window (its squares overlap-add to a constant at hop n_fft/4; itself at n_fft/2).
-    Shape: (n_fft,) float32."""
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(np.float32)
+    Shape: (n_fft,) ``dtype`` (float32 unless asked)."""
+    return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)).astype(dtype)
 
 
 def sqrt_hann(n_fft):
@@ -44,6 +52,53 @@ def window_envelope(analysis, synthesis, hop, frames):
     for t in range(frames):
         total[t * hop:t * hop + n_fft] += product
     return total[lead:].astype(np.float32)
+
+
+def padded_stretch(x, lead, start, stop):
+    """Samples ``start:stop`` of ``x`` padded with ``lead`` zeros before it and zeros after it, built
+    on their own (no padded copy of the whole signal). Shape: (..., samples) -> (..., stop - start)
+    float32."""
+    out = np.zeros(np.shape(x)[:-1] + (stop - start,), np.float32)
+    i0, i1 = max(start, lead), min(stop, lead + np.shape(x)[-1])
+    if i1 > i0:
+        out[..., i0 - start:i1 - start] = x[..., i0 - lead:i1 - lead]
+    return out
+
+
+def frames_host(x, n_fft, hop, first=0, count=None):
+    """Frames ``first .. first + count - 1`` of ``x`` (see the module's framing; ``count`` None: to
+    the last), unwindowed, in numpy, from the stretch of the padded signal they cover only.
+    Shape: (..., samples) -> (..., count, n_fft) float32."""
+    if count is None:
+        count = frame_count(np.shape(x)[-1], hop, n_fft) - first
+    start = first * hop
+    stretch = padded_stretch(x, n_fft - hop, start, start + (count - 1) * hop + n_fft)
+    return np.lib.stride_tricks.sliding_window_view(stretch, n_fft, axis=-1)[..., ::hop, :][..., :count, :]
+
+
+def stft_host(x, window, hop):
+    """:func:`stft` in numpy. Shape: (..., samples) -> (..., frames, n_fft // 2 + 1) complex64."""
+    x = np.asarray(x, np.float32)
+    return np.fft.rfft(frames_host(x, len(window), hop) * window, axis=-1).astype(np.complex64)
+
+
+def istft_host(spec, window, hop, length):
+    """:func:`istft` in numpy, the envelope computed here (:func:`window_envelope` of ``window``
+    as analysis and synthesis window). Shape: (..., frames, bins) -> (..., length) float32."""
+    spec = np.asarray(spec)
+    n_fft = len(window)
+    frames = spec.shape[-2]
+    chunks = np.fft.irfft(spec, n=n_fft, axis=-1).astype(np.float32) * window
+    lead = n_fft - hop
+    out = np.zeros(spec.shape[:-2] + (frames * hop + lead,), np.float32)
+    for j in range(n_fft // hop):  # overlap-add, one hop-block offset at a time
+        block = chunks[..., j * hop:(j + 1) * hop]  # (..., frames, hop)
+        flat = block.reshape(block.shape[:-2] + (frames * hop,))
+        out[..., j * hop:j * hop + frames * hop] += flat
+    out = out[..., lead:lead + frames * hop]
+    env = window_envelope(window, window, hop, frames)
+    out = np.where(env > 1e-6, out / np.maximum(env, 1e-6), 0.0).astype(np.float32)
+    return out[..., :length]
 
 
 def _pad(x, hop, n_fft, frames):
