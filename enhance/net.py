@@ -43,40 +43,10 @@ class Architecture:
 
 
 def build_model(arch, rngs):
-    """The Flax NNX module for ``arch``."""
-    from flax import nnx
-    import jax.numpy as jnp
+    """The Flax NNX module for ``arch`` (:class:`roomtone.enhance.net_model.DenoiserNet`)."""
+    from roomtone.enhance.net_model import DenoiserNet
 
-    from roomtone.models.layers import bigru
-
-    BiGRU = bigru()
-
-    class Net(nnx.Module):
-        def __init__(self, arch, rngs):
-            self.encoder = nnx.Linear(BINS + 2 * LOW_BINS, arch.embed, rngs=rngs)
-            self.grus = nnx.List([BiGRU(arch.embed if i == 0 else 2 * arch.hidden, arch.hidden, rngs)
-                                  for i in range(arch.layers)])
-            self.gain_head = nnx.Linear(2 * arch.hidden + arch.embed, BINS - LOW_BINS, rngs=rngs)
-            self.mask_head = nnx.Linear(2 * arch.hidden + arch.embed, 2 * LOW_BINS, rngs=rngs)
-
-        def __call__(self, features):
-            """features (batch, frames, BINS + 2 LOW_BINS) -> (gain (batch, frames, BINS - LOW_BINS),
-            mask_re, mask_im (batch, frames, LOW_BINS))."""
-            import jax
-
-            e = jax.nn.gelu(self.encoder(features))
-            h = e
-            for gru in self.grus:
-                h = gru(h)
-            h = jnp.concatenate([h, e], axis=-1)
-            gain = jax.nn.sigmoid(self.gain_head(h))
-            m = self.mask_head(h)
-            re, im = m[..., :LOW_BINS], m[..., LOW_BINS:]
-            mag = jnp.sqrt(re * re + im * im + 1e-8)
-            scale = 1.2 * jnp.tanh(mag) / mag  # bounded magnitude, direction kept
-            return gain, re * scale, im * scale
-
-    return Net(arch, rngs)
+    return DenoiserNet(arch, rngs)
 
 
 def features(spec, level=None):

@@ -60,22 +60,10 @@ def n_features():
 
 
 def build_model(arch, rngs):
-    from flax import nnx
-    import jax
+    """The Flax NNX module for ``arch`` (:class:`roomtone.mastering.assistant_model.AssistantNet`)."""
+    from roomtone.mastering.assistant_model import AssistantNet
 
-    class Net(nnx.Module):
-        def __init__(self, arch, rngs):
-            sizes = [n_features()] + [arch.hidden] * arch.layers
-            self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(sizes[:-1], sizes[1:])])
-            self.out = nnx.Linear(sizes[-1], N_OUT, kernel_init=nnx.initializers.normal(1e-2), rngs=rngs)
-
-        def __call__(self, x):
-            """x (batch, features) standardised -> (batch, 12): u (11) and v (1) as in the fitter."""
-            for layer in self.layers:
-                x = jax.nn.gelu(layer(x))
-            return self.out(x)
-
-    return Net(arch, rngs)
+    return AssistantNet(arch, rngs)
 
 
 # ---------------------------------------------------------------- features (numpy)

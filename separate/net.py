@@ -12,7 +12,7 @@ Signal path (offline, whole segments, non-causal):
    on the recording level). Mid and side rather than left and right: a centred voice is what the
    side lacks.
 4. A linear encoder with layer normalisation and tanh, bidirectional GRU layers
-   (:func:`roomtone.models.layers.bigru`), the encoder output concatenated back (a skip), then
+   (:class:`roomtone.models.layers.BiGRU`), the encoder output concatenated back (a skip), then
    per stem a two-layer head giving mask logits for both channels and every unit; a band's mask
    holds for each of its bins.
 5. Masks: a softmax over the stems of each bin and channel (Wiener-like ratio masks that sum to 1,
@@ -70,43 +70,11 @@ def band_layout():
 
 
 def build_model(arch, rngs):
-    """The Flax NNX module for ``arch``: features (batch, frames, 2 UNITS) -> mask logits
-    (batch, stems, channels 2, frames, UNITS)."""
-    from flax import nnx
-    import jax
-    import jax.numpy as jnp
+    """The Flax NNX module for ``arch`` (:class:`roomtone.separate.net_model.SeparatorNet`):
+    features (batch, frames, 2 UNITS) -> mask logits (batch, stems, channels 2, frames, UNITS)."""
+    from roomtone.separate.net_model import SeparatorNet
 
-    from roomtone.models.layers import bigru
-
-    BiGRU = bigru()
-
-    class Head(nnx.Module):
-        def __init__(self, features, width, rngs):
-            self.hidden = nnx.Linear(features, width, rngs=rngs)
-            self.out = nnx.Linear(width, 2 * UNITS, rngs=rngs)
-
-        def __call__(self, h):
-            return self.out(jax.nn.gelu(self.hidden(h)))
-
-    class Net(nnx.Module):
-        def __init__(self, arch, rngs):
-            self.encoder = nnx.Linear(2 * UNITS, arch.embed, rngs=rngs)
-            self.norm = nnx.LayerNorm(arch.embed, rngs=rngs)
-            self.grus = nnx.List([BiGRU(arch.embed if i == 0 else 2 * arch.hidden, arch.hidden, rngs)
-                                  for i in range(arch.layers)])
-            self.heads = nnx.List([Head(2 * arch.hidden + arch.embed, arch.head, rngs) for _ in STEMS])
-
-        def __call__(self, features):
-            e = jnp.tanh(self.norm(self.encoder(features)))
-            h = e
-            for gru in self.grus:
-                h = gru(h)
-            h = jnp.concatenate([h, e], axis=-1)
-            logits = jnp.stack([head(h) for head in self.heads], axis=1)  # (batch, stems, frames, 2 UNITS)
-            b, s, t, _ = logits.shape
-            return jnp.transpose(logits.reshape(b, s, t, 2, UNITS), (0, 1, 3, 2, 4))
-
-    return Net(arch, rngs)
+    return SeparatorNet(arch, rngs)
 
 
 def window():

@@ -1,15 +1,19 @@
-"""Layers the model jobs share (Flax NNX, built lazily: importing this module needs no JAX).
+"""Layers the model jobs share, in Flax NNX. Importing this module imports JAX and Flax: only the
+model modules import it (``*_model.py``, :mod:`roomtone.enhance.dfn3`), and they only from where a
+model is built.
 
 - :func:`gru_scan`: a GRU over time from precomputed input projections (``jax.lax.scan``), Cho et
   al. 2014 with the reset gate applied to the recurrent projection (the cuDNN/PyTorch variant,
   ONNX's ``linear_before_reset=1``): ``n = tanh(W_n x + r * (U_n h + b_n))``,
   ``h' = (1 - z) n + z h``; the gates' order in the weights is ``r, z, n`` (ours) or ``z, r, n``
   (PyTorch's and ONNX's, :class:`roomtone.enhance.dfn3.GRU`). The one GRU of the suite.
-- :func:`bigru`: a bidirectional GRU layer (forward and backward over the frames, outputs
+- :class:`BiGRU`: a bidirectional GRU layer (forward and backward over the frames, outputs
   concatenated), the unit of the enhance denoiser and the separator.
 """
 
-_CLASSES = {}
+import jax
+import jax.numpy as jnp
+from flax import nnx
 
 
 def gru_scan(x_proj, w_h, b_h, reverse=False, *, h0=None, gates="rzn", precision=None):
@@ -20,9 +24,6 @@ def gru_scan(x_proj, w_h, b_h, reverse=False, *, h0=None, gates="rzn", precision
 
     Shape: x_proj (batch, frames, 3H), w_h (H, 3H), b_h (3H,), h0 (batch, H) -> (outputs (batch,
     frames, H), last state (batch, H))."""
-    import jax
-    import jax.numpy as jnp
-
     hidden = w_h.shape[0]
     if gates not in ("rzn", "zrn"):
         raise ValueError(f"gate order {gates!r}: 'rzn' or 'zrn'")
@@ -42,29 +43,22 @@ def gru_scan(x_proj, w_h, b_h, reverse=False, *, h0=None, gates="rzn", precision
     return jnp.swapaxes(hs, 0, 1), h
 
 
-def bigru():
-    """The ``BiGRU(features, hidden, rngs)`` NNX module class: (batch, frames, features) ->
-    (batch, frames, 2 hidden). Parameters: ``fwd_in``/``bwd_in`` (Linear to 3H), ``fwd_h``/``bwd_h``
-    (H, 3H) orthogonal-initialised recurrent weights, ``fwd_b``/``bwd_b`` (3H,)."""
-    if "BiGRU" in _CLASSES:
-        return _CLASSES["BiGRU"]
-    from flax import nnx
-    import jax.numpy as jnp
+class BiGRU(nnx.Module):
+    """A bidirectional GRU layer. Parameters: ``fwd_in``/``bwd_in`` (Linear to 3H), ``fwd_h``/``bwd_h``
+    (H, 3H) orthogonal-initialised recurrent weights, ``fwd_b``/``bwd_b`` (3H,), gates ``r, z, n``.
 
-    class BiGRU(nnx.Module):
-        def __init__(self, features, hidden, rngs):
-            self.fwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
-            self.bwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
-            init = nnx.initializers.orthogonal()
-            self.fwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
-            self.bwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
-            self.fwd_b = nnx.Param(jnp.zeros(3 * hidden))
-            self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
+    Shape: (batch, frames, features) -> (batch, frames, 2 hidden)."""
 
-        def __call__(self, x):
-            f, _ = gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
-            b, _ = gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
-            return jnp.concatenate([f, b], axis=-1)
+    def __init__(self, features, hidden, rngs):
+        self.fwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+        self.bwd_in = nnx.Linear(features, 3 * hidden, rngs=rngs)
+        init = nnx.initializers.orthogonal()
+        self.fwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+        self.bwd_h = nnx.Param(jnp.concatenate([init(rngs.params(), (hidden, hidden)) for _ in range(3)], 1))
+        self.fwd_b = nnx.Param(jnp.zeros(3 * hidden))
+        self.bwd_b = nnx.Param(jnp.zeros(3 * hidden))
 
-    _CLASSES["BiGRU"] = BiGRU
-    return BiGRU
+    def __call__(self, x):
+        f, _ = gru_scan(self.fwd_in(x), self.fwd_h[...], self.fwd_b[...], False)
+        b, _ = gru_scan(self.bwd_in(x), self.bwd_h[...], self.bwd_b[...], True)
+        return jnp.concatenate([f, b], axis=-1)
