@@ -27,14 +27,12 @@ Measured on each output (the same meters as the fitter's report and bench_refere
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from bench_master import markdown  # noqa: E402
 
 MUSIC = HERE.parents[0].parent / "shared" / "data" / "music"

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_master's markdown
 
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech" / "fullband" / "deepfilternet_noisy_snr0_48k.flac"
 

@@ -43,8 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from bench_master import Run, markdown, run_measured  # noqa: E402
 
 RATE = 16000

@@ -29,8 +29,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(HERE.parent / "tests"))
 from bench_master import Run, find_command, run_measured  # noqa: E402
 
 SPEECH_DIR = HERE.parents[1] / "shared" / "data" / "speech"
@@ -66,11 +64,11 @@ def programme():
         noise = _read(SPEECH_DIR / NOISE_FILE)
         noise *= 0.006 / np.sqrt(np.mean(noise.astype(np.float64) ** 2))
         return speech, noise, f"{', '.join(SPEECH_FILES)} over {NOISE_FILE} ({SPEECH_DIR})"
-    from refsignals import band_noise, speech_like
+    from roomtone.testing import band_noise, speech_like
 
     speech = speech_like(20.0, SAMPLE_RATE, seed=3, level=0.25)[0][0]
     noise = band_noise(37.0, SAMPLE_RATE, 80, 20000, rms=0.006, seed=4)[0]
-    return speech, noise, "tests/refsignals.py speech_like over band noise (speech data not found)"
+    return speech, noise, "roomtone.testing speech_like over band noise (speech data not found)"
 
 
 def write_interview(path, minutes, channels):

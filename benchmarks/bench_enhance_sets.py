@@ -46,8 +46,6 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from bench_enhance import FACTORIES, RATE, best_lag, item_metrics, shift  # noqa: E402
 
 SETS = ("tune", "libri", "rooms", "music", "babble", "codec")

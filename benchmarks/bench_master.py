@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve()
-REPO = HERE.parents[1]
 MUSIC_DIR = HERE.parents[2] / "shared" / "data" / "music"
 AUDIO_SUFFIXES = (".ogg", ".flac")
 LONG_CLIP = "long_3min"
@@ -387,20 +386,11 @@ def measure_file(path, target_lufs):
     }
 
 
-_METER = None
-
-
 def import_roomtone_meter():
-    """``roomtone.meter`` from the installed package, else from this checkout."""
-    global _METER
-    if _METER is None:
-        try:
-            import roomtone.meter as meter
-        except ImportError:
-            sys.path.insert(0, str(REPO))
-            import roomtone.meter as meter
-        _METER = meter
-    return _METER
+    """``roomtone.meter``, imported on first use (the peers' rows need none of roomtone)."""
+    import roomtone.meter as meter
+
+    return meter
 
 
 # ---------------------------------------------------------------------------------------------

@@ -55,7 +55,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import reference_pairs  # noqa: E402
 
 TOOLS = ("roomtone", "matchering")

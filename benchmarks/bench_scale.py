@@ -20,8 +20,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from bench_master import LONG_CLIP, MUSIC_DIR, Run, find_master_command, run_measured  # noqa: E402
 
 

@@ -45,7 +45,6 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 from bench_master import Run, markdown, run_measured  # noqa: E402
 
 SHARED = HERE.parent.parent / "shared" / "data"

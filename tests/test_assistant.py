@@ -4,15 +4,14 @@ with it. Short signals."""
 
 import json
 
+import jax
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")
+from refsignals import music_like, pink_noise
 
-from refsignals import music_like, pink_noise  # noqa: E402
-
-from roomtone.mastering import assistant, train_assistant  # noqa: E402
-from roomtone.mastering.processors import Equalizer, StereoWidth  # noqa: E402
+from roomtone.mastering import assistant, train_assistant
+from roomtone.mastering.processors import Equalizer, StereoWidth
 
 SR = 44100
 

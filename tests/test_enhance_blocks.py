@@ -295,7 +295,6 @@ def test_the_shipped_model_in_blocks_and_segments_gives_the_whole_signal_output(
     """The roomtone model in one-second segments, in place over its copy at 16 kHz, with the
     stage's blocks of 0.29 s: the whole-signal output (the model run on the whole input at once,
     segmented alike)."""
-    pytest.importorskip("jax")
     stage = Denoise(model="test-roomtone-1s", atten_lim_db=30.0)
     x = _interview(3.2, sample_rate, channels, seed=5)
     want = _denoise_whole(stage, x, sample_rate)
@@ -356,7 +355,6 @@ def test_classic_denoiser_in_place_is_its_old_whole_channel_path(sample_rate, ch
 def test_roomtone_denoiser_in_place_is_its_old_whole_call(channels, seconds):
     """One-second segments (and a short input in one segment): the old call's output, which
     copied the scaled input and overlap-added into a whole output."""
-    pytest.importorskip("jax")
     den = get_denoiser("test-roomtone-1s")
     x = _interview(seconds, 16000, channels, seed=6)
     over = x.copy()
@@ -468,7 +466,6 @@ def test_denoise_stage_progress_skips_a_denoiser_without_the_keyword():
 
 
 def test_roomtone_denoiser_reports_progress_per_segment():
-    pytest.importorskip("jax")
     seen = []
     over = _interview(3.3, 16000, 2, seed=14)
     get_denoiser("test-roomtone-1s").denoise_in_place(over, 30.0, progress=lambda d, t: seen.append((d, t)))

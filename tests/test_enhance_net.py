@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-pytest.importorskip("jax")  # a declared dependency
-
-from roomtone.enhance import data, net  # noqa: E402
+from roomtone.enhance import data, net
 
 RATE = net.SAMPLE_RATE
 
@@ -185,7 +183,8 @@ def shipped():
 
 
 def test_shipped_weights_give_the_committed_golden_figures(shipped):
-    """Regenerate with tests/golden/make_enhance_golden.py after training new weights."""
+    """Regenerate with ``PYTHONPATH=tests python tests/golden/make_enhance_golden.py`` after training
+    new weights."""
     import hashlib
     import json
     from pathlib import Path

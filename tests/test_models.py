@@ -5,14 +5,13 @@ import json
 import os
 import zipfile
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-jax = pytest.importorskip("jax")  # a declared dependency: present wherever the suite runs
-import jax.numpy as jnp  # noqa: E402
-
-from roomtone.models import apply as chunked  # noqa: E402
-from roomtone.models import runtime, stft, weights  # noqa: E402
+from roomtone.models import apply as chunked
+from roomtone.models import runtime, stft, weights
 
 
 @pytest.mark.parametrize("n_fft, hop", [(512, 128), (960, 480), (64, 16)])

@@ -1,14 +1,10 @@
 """The separation benchmark's oracle ceiling (benchmarks/bench_separate.py): the ideal ratio masks
 made from the true stems must give those stems back where they do not overlap, and sum to the mix."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import bench_separate  # noqa: E402
+import bench_separate  # benchmarks/ is on the tests' path (pyproject.toml, [tool.pytest.ini_options])
 
 RATE = 44100
 

@@ -7,10 +7,7 @@ import pytest
 
 import sepsignals
 
-pytest.importorskip("jax")
-pytest.importorskip("flax")
-
-from roomtone.separate import fusion, net  # noqa: E402
+from roomtone.separate import fusion, net
 
 RATE = net.SAMPLE_RATE
 

@@ -7,10 +7,7 @@ import pytest
 
 import sepsignals
 
-pytest.importorskip("jax")
-pytest.importorskip("flax")
-
-from roomtone.separate import data, net  # noqa: E402
+from roomtone.separate import data, net
 
 RATE = net.SAMPLE_RATE
 
@@ -242,7 +239,8 @@ def shipped():
 
 
 def test_shipped_weights_give_the_committed_golden_figures(shipped):
-    """Regenerate with tests/golden/make_separate_golden.py after training new weights."""
+    """Regenerate with ``PYTHONPATH=tests python tests/golden/make_separate_golden.py`` after
+    training new weights."""
     import hashlib
     import json
     from pathlib import Path

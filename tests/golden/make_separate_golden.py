@@ -3,15 +3,16 @@
 synthetic mix of ``tests/test_separate_net.py`` (``golden_mix``). Run after training new weights;
 it records the versions it ran with.
 
-    python tests/golden/make_separate_golden.py
+    PYTHONPATH=tests python tests/golden/make_separate_golden.py
+
+(``PYTHONPATH=tests``: it reads the golden input and figures from ``tests/test_separate_net.py``, which
+imports the tests' signal helpers.)
 """
 
 import json
-import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 
 def main():
