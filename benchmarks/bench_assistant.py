@@ -56,7 +56,7 @@ def clips():
 
 
 def degradation(rng):
-    from roomtone.mastering.processors import Equalizer, StereoWidth
+    from roomtone.plugins import Equalizer, StereoWidth
 
     eq = Equalizer(low_shelf_hz=float(rng.uniform(80, 300)), low_shelf_db=float(rng.uniform(-6, 6)),
                    high_shelf_hz=float(rng.uniform(3000, 12000)), high_shelf_db=float(rng.uniform(-6, 6)),
@@ -79,7 +79,7 @@ def main(argv=None):
 
     from roomtone.mastering import assistant, master
     from roomtone.mastering import targets as tg
-    from roomtone.mastering.processors import Equalizer
+    from roomtone.plugins import Equalizer
     from roomtone.meter import integrated_loudness, true_peak
 
     rng = np.random.default_rng(2026)
@@ -145,7 +145,7 @@ def _processor_curve_db(eq, a, rate):
     """The numba EQ's power response in dB averaged over each band's bins."""
     import jax.numpy as jnp
 
-    from roomtone.mastering import jax_chain
+    from roomtone.plugins import twin as jax_chain
     from roomtone.processor import Chain
 
     h2 = np.abs(np.asarray(jax_chain.eq_response(jax_chain.params_from_chain(Chain([eq]))["0:eq"], rate,

@@ -88,12 +88,14 @@ def _load_base(commit):
         if old not in source:
             raise SystemExit(f"--base {commit}: enhance/processors.py has no {old!r}")
         source = source.replace(old, new)
+    # the core's shared stages moved into roomtone.plugins after that file was written
+    source = source.replace("from roomtone.stages import time_coef", "from roomtone.plugins.units import time_coef")
     module = load("_base_processors", source)
     return module.Declick, module.find_hum
 
 
 def _implementations(base):
-    from roomtone.enhance.processors import Declick, find_hum
+    from roomtone.plugins import Declick, find_hum
 
     old_declick, old_find_hum = _load_base(base)
     return {"before": (old_declick(), old_find_hum), "after": (Declick(), find_hum)}
@@ -301,7 +303,7 @@ def print_click_table(name, files, results):
 
 
 def hum_table(files, impls):
-    from roomtone.enhance.processors import HighPass
+    from roomtone.plugins import HighPass
     from roomtone.resample import resample
 
     rates = (16000, 44100, 48000)

@@ -9,7 +9,7 @@ sample-aligned with the input.
 
 Memory: the chain works over one signal of its own (:func:`enhance` copies the caller's array once;
 :func:`enhance_file` works over what it read), each stage writing its output over it
-(:meth:`~roomtone.enhance.processors.EnhanceProcessor.run_in_place`) with a scratch that does not
+(:meth:`~roomtone.processor.Processor.run_in_place`) with a scratch that does not
 grow with the length, and the loudness stage delivers a long one over it too
 (:func:`roomtone.loudness.in_place_pays`).
 """
@@ -25,13 +25,13 @@ from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, output_
                             too_short, validate_audio)
 from roomtone.enhance.denoisers import get_denoiser
 from roomtone.enhance.presets import load_preset
-from roomtone.enhance.processors import Denoise, EnhanceProcessor
+from roomtone.enhance.processors import Denoise
 from roomtone.errors import InvalidAudioError, OutputError, PresetError, TargetUnreachableError
 from roomtone.loudness import in_place_pays, reach_loudness
 from roomtone.meter import ABSOLUTE_GATE_LUFS, MOMENTARY_S, integrated_loudness, measure
 from roomtone.platforms import resolve_target
 from roomtone.processor import Chain
-from roomtone.stages import TruePeakLimiter
+from roomtone.plugins import TruePeakLimiter
 
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
 
@@ -81,13 +81,10 @@ def _run_stage(processor, signal, sample_rate, say=None):
     if processor.bypassed:
         return {"bypassed": True}
     if isinstance(processor, Denoise) and say is not None:
-        out, info = signal, processor.run_in_place(
-            signal, sample_rate, progress=lambda d, t: say(f"{processor.kind} {d} of {t}"))
-    elif isinstance(processor, EnhanceProcessor):
-        out, info = signal, processor.run_in_place(signal, sample_rate)
-    else:  # a processor of another job in the chain: one whole call
-        out, info = processor.process(signal, sample_rate), {}
-    _align_over(signal, out, processor.latency_samples(sample_rate))
+        info = processor.run_in_place(signal, sample_rate, progress=lambda d, t: say(f"{processor.kind} {d} of {t}"))
+    else:  # any processor: in place where it works so, else its whole output copied over
+        info = processor.run_in_place(signal, sample_rate)
+    _align_over(signal, signal, processor.latency_samples(sample_rate))
     return info
 
 

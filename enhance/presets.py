@@ -11,7 +11,8 @@ Any unknown key or out-of-range value raises :class:`PresetError` naming the fil
 
 import dataclasses
 
-import roomtone.enhance.processors  # noqa: F401 - importing registers the enhance processor kinds
+import roomtone.enhance.processors  # noqa: F401 - importing registers the denoise stage
+import roomtone.plugins  # noqa: F401 - importing registers every processor kind
 from roomtone.platforms import get_platform
 from roomtone.preset_data import (LIMITER_NUMBERS, check_header, find_preset_file, parse_chain, parse_number_table,
                                   read_toml)

@@ -38,7 +38,7 @@ from roomtone.meter import (ABSOLUTE_GATE_LUFS, MOMENTARY_S, SHORT_TERM_S, block
                             loudness_stats, measure, to_lufs, true_peak)
 from roomtone.platforms import resolve_target
 from roomtone.resample import check_output_sample_rate, resample
-from roomtone.stages import Gain, TruePeakLimiter
+from roomtone.plugins import Gain, TruePeakLimiter
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor

@@ -140,7 +140,7 @@ def loss_data(a, stereo):
     spectra and targets are added by the caller); built once per grid and layout."""
     import jax.numpy as jnp
 
-    from roomtone.mastering import jax_chain
+    from roomtone.plugins import twin as jax_chain
     from roomtone.processor import Chain
 
     _, chain = fit_template(stereo)

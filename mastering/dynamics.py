@@ -60,7 +60,7 @@ import numpy as np
 from roomtone import filters
 from roomtone.concurrency import map_two
 from roomtone.kernels.biquad import sos_filter
-from roomtone.mastering.processors import static_curve_db
+from roomtone.plugins import static_curve_db
 from roomtone.meter import gated_spread, to_lufs
 
 PROBES = 8
@@ -118,7 +118,7 @@ def probe_windows(n, sample_rate, count=PROBES, probe_s=PROBE_S, lead_s=LEAD_S, 
 
 def measure_probes(multiband, eq, signal, sample_rate, windows):
     """The :class:`Probe` of each window of ``signal`` (channels, samples) at the working level:
-    through ``eq`` (an :class:`~roomtone.mastering.processors.Equalizer`, or None) and the
+    through ``eq`` (an :class:`~roomtone.plugins.eq.Equalizer`, or None) and the
     compressor's band split. The windows are shared between the calling thread and one worker
     (the kernels release the GIL)."""
     block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
@@ -255,7 +255,7 @@ def _choose(offsets, predicted, target, tolerance=None):
 
 def rendered_spread(chain, signal, sample_rate, windows, level_lufs, target_lufs, limiter):
     """The probes' pooled spread through ``chain`` (the numba chain), the loudness stage's static
-    gain and ``limiter`` (a :class:`~roomtone.stages.TruePeakLimiter`); None without a reading.
+    gain and ``limiter`` (a :class:`~roomtone.plugins.limiter.TruePeakLimiter`); None without a reading.
     ``level_lufs``: the whole signal's integrated loudness (the probes' level change through the
     chain is added to it to estimate the loudness stage's gain)."""
     from roomtone.mastering.fit import _render_numba  # the caller's own excerpt render

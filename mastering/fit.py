@@ -49,9 +49,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from roomtone.mastering import dynamics, jax_chain
+from roomtone.mastering import dynamics
+from roomtone.plugins import twin as jax_chain
 from roomtone.mastering import targets as tg
-from roomtone.mastering.processors import Equalizer, StereoWidth
+from roomtone.plugins import Equalizer, StereoWidth
 from roomtone.concurrency import side_executor
 from roomtone.models import runtime
 from roomtone.processor import Chain
@@ -352,7 +353,7 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
     deliver = None
     if delivery is not None:
         from roomtone.meter import integrated_loudness
-        from roomtone.stages import TruePeakLimiter
+        from roomtone.plugins import TruePeakLimiter
 
         limiter = TruePeakLimiter(ceiling_dbtp=delivery[1], lookahead_ms=preset.lookahead_ms,
                                   release_ms=preset.release_ms)

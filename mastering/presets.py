@@ -12,7 +12,7 @@ Chain -> TOML -> Chain round-trips (:meth:`Preset.to_toml`, :func:`parse_preset`
 import dataclasses
 from pathlib import Path
 
-import roomtone.mastering.processors  # noqa: F401 - importing registers the mastering processor kinds
+import roomtone.plugins  # noqa: F401 - importing registers every processor kind
 from roomtone.errors import PresetError
 from roomtone.preset_data import (LIMITER_NUMBERS, check_header, find_preset_file, parse_chain, parse_number_table,
                                   read_toml, to_toml)

@@ -18,7 +18,7 @@ from roomtone.audio import quantization_error_bound, quantize_to_grid
 from roomtone.errors import TargetUnreachableError
 from roomtone.kernels.truepeak import interpolator_gain_bound
 from roomtone.meter import LoudnessStats, integrated_loudness, measure, peak_interpolator, true_peak
-from roomtone.stages import TruePeakLimiter
+from roomtone.plugins import TruePeakLimiter
 
 TOLERANCE_LU = 0.01  # the search aims well inside the 0.1 LU promise of DESIGN.md
 ACCEPT_LU = 0.05  # a final reading further than this from the target is a failure
@@ -114,7 +114,7 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
         target_lufs: integrated loudness to land on (BS.1770-4), within 0.01 LU where it can.
         ceiling_dbtp: true-peak ceiling the output's meter reading stays at or under.
         level_lufs: the integrated loudness of ``audio`` if the caller has it (else it is metered).
-        limiter: a :class:`~roomtone.stages.TruePeakLimiter` for its timing (its own ceiling is
+        limiter: a :class:`~roomtone.plugins.limiter.TruePeakLimiter` for its timing (its own ceiling is
             not used: ``ceiling_dbtp`` is); default 3 ms look-ahead, 80 ms release.
         detector: the limiter's detector of ``audio`` (:meth:`TruePeakLimiter.lazy_detector`) if
             the caller prepared it (e.g. in a thread beside other work).

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from roomtone.errors import PresetError
 from roomtone.processor import Chain
-from roomtone.stages import TruePeakLimiter
+from roomtone.plugins import TruePeakLimiter
 
 # The limiter stage's numbers in a preset (mastering ``[limiter]``, enhance ``[loudness]``):
 # key -> (low, high, unit); the timing ranges are the limiter processor's own.

@@ -4,7 +4,9 @@ itself callable. Parameters carry their range and unit as field metadata, so con
 loading and ``repr`` all speak the same language.
 
 A processor reports its delay, :meth:`Processor.latency_samples` (a chain, the sum), so a job can
-compensate a model's look-ahead. A processor backed by model weights keeps only their name or path
+compensate a model's look-ahead, and what it did through one hook, :meth:`Processor.run` (audio
+and a JSON-ready ``info``), which in-place processors implement as :meth:`Processor.run_in_place`.
+The processors themselves are the library :mod:`roomtone.plugins`. A processor backed by model weights keeps only their name or path
 as a field; the loaded model lives in :func:`cached_resource`, outside the dataclass, so the
 processor stays hashable, comparable and serialisable as preset data.
 
@@ -86,6 +88,18 @@ def check_number(where, value, low, high, unit):
         raise PresetError(f"{where}={value:g} {unit} is outside {low:g}..{high:g} {unit}")
 
 
+def clamp(value, field_range, digits=4):
+    """``value`` (a number or 0-d array) clamped into ``field_range`` ``(low, high)`` and rounded to
+    ``digits`` decimals: a fitted parameter made valid preset data."""
+    low, high = field_range
+    return round(min(max(float(value), low), high), digits)
+
+
+def field_range(cls, name):
+    """The ``(low, high)`` range of ``cls``'s parameter ``name`` (see :func:`param`)."""
+    return cls.__dataclass_fields__[name].metadata["range"]
+
+
 @dataclasses.dataclass(frozen=True)
 class Processor:
     """Base of all processors. Subclasses implement :meth:`process` on validated float32 audio."""
@@ -121,8 +135,28 @@ class Processor:
         out = self.process(audio, int(sample_rate))
         return np.ascontiguousarray(out, dtype=np.float32)
 
-    def process(self, audio, sample_rate):  # pragma: no cover - interface
-        raise NotImplementedError
+    def process(self, audio, sample_rate):
+        """The output for validated float32 ``audio`` (a new array). A processor implements this
+        or :meth:`run_in_place` (this default runs that on a copy)."""
+        return self.run(audio, sample_rate)[0]
+
+    def run(self, audio, sample_rate):
+        """``(audio_out, info)``: the output (a new array; ``audio`` is left alone) and what the
+        processor did, a JSON-ready dict for a job's report (the hum found, the clicks repaired,
+        the deepest reduction; empty for a processor with nothing to say). The protocol's one
+        reporting hook: a job reports every stage through it."""
+        out = np.array(audio, dtype=np.float32, order="C", copy=True)
+        return out, self.run_in_place(out, sample_rate)
+
+    def run_in_place(self, audio, sample_rate):
+        """Write the output over ``audio`` (validated, C-contiguous, writeable float32
+        (channels, samples)) and return ``info`` (see :meth:`run`). Processors that can work
+        through a signal with a scratch that does not grow with its length implement this; for
+        the others the output of :meth:`process` is copied over."""
+        if type(self).process is Processor.process:
+            raise NotImplementedError(f"{type(self).__name__} implements neither process nor run_in_place")
+        audio[...] = self.process(audio, sample_rate)
+        return {}
 
     def to_dict(self):
         """Preset data: ``{"kind": ..., <parameter>: <value>}`` (tuples become lists)."""
@@ -202,3 +236,29 @@ class Chain(MutableSequence):
     @classmethod
     def from_dicts(cls, items):
         return cls(processor_from_dict(item) for item in items)
+
+    @classmethod
+    def from_toml(cls, path):
+        """The chain of a TOML file's ``[[chain]]`` tables (each ``kind = "..."`` and that
+        processor's parameters, as in the presets), any job's processors alike; a bad file or item
+        is a :class:`PresetError` naming the file and the item::
+
+            # chain.toml
+            [[chain]]
+            kind = "highpass"
+            cutoff_hz = 80.0
+
+            [[chain]]
+            kind = "compressor"
+            threshold_db = -24.0
+            ratio = 3.0
+
+            Chain.from_toml("chain.toml")(audio, sample_rate)
+        """
+        import roomtone.plugins  # noqa: F401 - registers every processor kind
+        from roomtone.preset_data import parse_chain, read_toml
+
+        data = read_toml(path)
+        if "chain" not in data:
+            raise PresetError(f"{path}: no [[chain]] tables")
+        return parse_chain(str(path), data["chain"])

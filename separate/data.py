@@ -273,9 +273,9 @@ def _saturate(rng, x):
 
 def _bus_gain(rng, mix):
     """A mix-bus limiter's gain curve for ``mix`` (2, n) driven 2-10 dB into a -1 dBTP ceiling
-    (:class:`roomtone.stages.TruePeakLimiter`, release 20-300 ms): one gain per sample, applied to
+    (:class:`roomtone.plugins.limiter.TruePeakLimiter`, release 20-300 ms): one gain per sample, applied to
     every stem alike, so the stems still sum to the (now limited) mixture. Shape (n,)."""
-    from roomtone.stages import TruePeakLimiter
+    from roomtone.plugins import TruePeakLimiter
 
     limiter = TruePeakLimiter(ceiling_dbtp=-1.0, release_ms=float(rng.uniform(20.0, 300.0)))
     pre = 10.0 ** (rng.uniform(2.0, 10.0) / 20.0) * 10.0 ** (-1.0 / 20.0) / (float(np.abs(mix).max()) + 1e-9)

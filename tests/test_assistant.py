@@ -11,7 +11,7 @@ import pytest
 from refsignals import music_like, pink_noise
 
 from roomtone.mastering import assistant, train_assistant
-from roomtone.mastering.processors import Equalizer, StereoWidth
+from roomtone.plugins import Equalizer, StereoWidth
 
 SR = 44100
 
@@ -27,7 +27,7 @@ def test_a_time_domain_eq_moves_the_features_as_the_spectral_model_says():
     y = eq.process(x, SR)
     fx = a.features(*a.spectra(x))
     fy = a.features(*a.spectra(y))
-    from roomtone.mastering import jax_chain
+    from roomtone.plugins import twin as jax_chain
     from roomtone.processor import Chain
 
     h2 = np.abs(np.asarray(jax_chain.eq_response(jax_chain.params_from_chain(Chain([eq]))["0:eq"], SR,

@@ -163,7 +163,7 @@ def test_master_matches_a_flatter_reference_and_reports_the_output_spread():
     limiter counted) is within 1 LU of the output, and the report says input, target, predicted
     and output."""
     from roomtone.mastering.api import master
-    from roomtone.mastering.processors import MultibandCompressor
+    from roomtone.plugins import MultibandCompressor
 
     sr = 44100
     x = moving_mix(sr, seed=9)

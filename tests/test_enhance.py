@@ -14,7 +14,8 @@ from roomtone.enhance.classic import ClassicDenoiser
 from roomtone.enhance.denoisers import (available_denoisers, default_denoiser, get_denoiser, register_denoiser,
                                         registered_denoisers)
 from roomtone.enhance.presets import load_preset, parse_preset
-from roomtone.enhance.processors import Declick, DeEsser, Dehum, Denoise, Leveler
+from roomtone.enhance.processors import Denoise
+from roomtone.plugins import Declick, DeEsser, Dehum, Leveler
 from roomtone.errors import PresetError
 from roomtone.testing import libebur128
 

@@ -6,7 +6,7 @@ import numpy as np
 
 from roomtone.mastering.api import master
 from roomtone.mastering.presets import Preset, load_preset
-from roomtone.mastering.processors import Equalizer, MultibandCompressor, Saturation, StereoWidth
+from roomtone.plugins import Equalizer, MultibandCompressor, Saturation, StereoWidth
 from roomtone.processor import Chain
 
 

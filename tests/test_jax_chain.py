@@ -12,11 +12,12 @@ import pytest
 
 jax = pytest.importorskip("jax")
 
-from roomtone.mastering import jax_chain  # noqa: E402
+from roomtone.plugins import twin as jax_chain  # noqa: E402
 from roomtone.mastering import targets as tg  # noqa: E402
 from roomtone.mastering.api import _run, master  # noqa: E402
 from roomtone.mastering.presets import load_preset  # noqa: E402
-from roomtone.mastering.processors import Equalizer, MultibandCompressor, Saturation, StereoWidth  # noqa: E402
+from roomtone.plugins import (Compressor, Equalizer, Gain, MultibandCompressor, Pan, Saturation,  # noqa: E402
+                              StereoWidth)
 from roomtone.processor import Chain  # noqa: E402
 
 SR = 44100
@@ -50,7 +51,12 @@ HOT = Chain([Equalizer(low_shelf_hz=150.0, low_shelf_db=4.0, high_shelf_hz=6000.
              StereoWidth(width=1.4, bass_mono_hz=120.0), Saturation(drive_db=9.0, mix=0.7)])
 
 
-@pytest.mark.parametrize("chain", [load_preset("warm").chain, HOT], ids=["warm", "hot"])
+TRACK = Chain([Gain(gain_db=-4.0), Equalizer(bands=((2500.0, -4.0, 1.0),)),
+               Compressor(threshold_db=-26.0, ratio=3.0, attack_ms=8.0, release_ms=90.0, knee_db=6.0, makeup_db=2.0),
+               Pan(position=0.35)])
+
+
+@pytest.mark.parametrize("chain", [load_preset("warm").chain, HOT, TRACK], ids=["warm", "hot", "track"])
 def test_jax_chain_matches_numba(chain):
     x = music_like(1.5)
     want = numba_render(chain, x)
@@ -268,3 +274,12 @@ def test_a_band_moved_against_the_target_is_named_in_the_report():
     reference = numba_render(Chain([Equalizer(high_shelf_db=4.0)]), music_like(6.0, seed=3))
     out, report = master(x, SR, reference=(reference, SR), explain=True)
     assert report["fit"]["against_target"] == []
+
+
+def test_every_twin_round_trips_its_parameters_and_unfittable_kinds_are_refused():
+    from roomtone.plugins import HighPass
+
+    chain = Chain(list(HOT) + list(TRACK))
+    assert jax_chain.chain_from_params(jax_chain.params_from_chain(chain)) == chain
+    with pytest.raises(ValueError, match="no 'highpass' stage"):
+        jax_chain.params_from_chain(Chain([HighPass()]))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from roomtone.mastering import master
-from roomtone.stages import TruePeakLimiter
+from roomtone.plugins import TruePeakLimiter
 from refsignals import music_like, pink_noise, silence, sine
 from roomtone import meter
 from roomtone.errors import InvalidAudioError, PresetError, TargetUnreachableError

@@ -147,7 +147,7 @@ import json, os, sys
 import numpy as np
 before_env = dict(os.environ)
 before_none = {name for name, module in sys.modules.items() if module is None}
-import roomtone, roomtone.meter, roomtone.loudness, roomtone.stages, roomtone.platforms, roomtone.audio
+import roomtone, roomtone.meter, roomtone.loudness, roomtone.plugins, roomtone.platforms, roomtone.audio
 from roomtone.mastering import master
 x = (np.random.default_rng(0).standard_normal((2, 48000)) * 0.05).astype(np.float32)
 out, report = master(x, 48000)

@@ -8,8 +8,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from roomtone.mastering.processors import Equalizer, MultibandCompressor, Saturation, StereoWidth, split_bands
-from roomtone.stages import Gain, TruePeakLimiter
+from roomtone.plugins import Equalizer, Gain, MultibandCompressor, Saturation, StereoWidth, TruePeakLimiter, split_bands
 from refsignals import CHANNELS, SAMPLE_RATES, impulse, music_like, pink_noise, silence, sine, sweep
 from roomtone import filters, meter
 from roomtone.errors import InvalidAudioError, PresetError
@@ -390,8 +389,8 @@ def test_multiband_in_two_threads_matches_one_pass(sample_rate):
     """A long signal is compressed as two overlapping halves in two threads; the second half's lead
     (20 release time constants) makes the seam invisible: equal to one pass to float32 resolution."""
     from roomtone.kernels.multiband import multiband_compress
-    from roomtone.mastering.processors import _crossover_sos
-    from roomtone.stages import time_coef as _time_coef
+    from roomtone.plugins.dynamics import _crossover_sos
+    from roomtone.plugins import time_coef as _time_coef
 
     comp = MultibandCompressor(release_ms=60.0, attack_ms=5.0)
     settle = comp.settle_samples(sample_rate)
@@ -433,7 +432,7 @@ def test_lazy_detector_bounds_are_never_below_the_exact_detector():
     """The per-block bounds must hold for any signal, including full-scale alternating samples
     (the worst case for intersample peaks) and isolated impulses."""
     from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peaks
-    from roomtone.stages import _detector_interpolator
+    from roomtone.plugins.limiter import _detector_interpolator
 
     rng = np.random.default_rng(8)
     n = 4000
@@ -451,10 +450,113 @@ def test_lazy_detector_bounds_are_never_below_the_exact_detector():
 def test_long_equalizer_splits_its_channels_over_threads_bit_for_bit(channels):
     # Past SPLIT_SAMPLES the EQ runs its channels in two threads: the same samples as one cascade.
     from roomtone.kernels.biquad import sos_filter
-    from roomtone.mastering import processors
+    from roomtone.plugins import eq as processors
 
     eq = Equalizer(low_shelf_db=-3.0, high_shelf_db=2.0, bands=((200.0, 4.0, 1.4), (3200.0, -5.0, 0.8)))
     x = music_like(processors.SPLIT_SAMPLES / 44100 + 1.0, 44100, channels=channels, seed=2)
     assert x.shape[1] >= processors.SPLIT_SAMPLES
     serial = sos_filter(x, eq.sos(44100), np.empty(x.shape, dtype=np.float32))
     np.testing.assert_array_equal(eq.process(x, 44100), serial)
+
+
+def test_a_chain_file_builds_any_jobs_processors_and_runs(tmp_path):
+    from roomtone.processor import Chain
+
+    path = tmp_path / "chain.toml"
+    path.write_text('[[chain]]\nkind = "highpass"\ncutoff_hz = 80.0\n\n[[chain]]\nkind = "compressor"\n'
+                    'threshold_db = -24.0\nratio = 3.0\n\n[[chain]]\nkind = "pan"\nposition = 0.5\n')
+    chain = Chain.from_toml(path)
+    assert [p.kind for p in chain] == ["highpass", "compressor", "pan"]
+    x = pink_noise(0.5, 48000, channels=2)
+    out = chain(x, 48000)
+    assert out.shape == x.shape and np.all(np.isfinite(out))
+    assert np.sqrt(np.mean(out[1] ** 2)) > np.sqrt(np.mean(out[0] ** 2))  # panned right
+    path.write_text('[[chain]]\nkind = "compressor"\nratio = 50.0\n')
+    with pytest.raises(PresetError, match=r"chain\[0\] \(compressor\).*ratio=50"):
+        Chain.from_toml(path)
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_pan_is_constant_power_and_unity_at_the_centre(sample_rate):
+    from roomtone.plugins import Pan
+
+    x = sine(1000.0, 0.2, sample_rate, channels=2)  # a mono source on both channels
+    np.testing.assert_allclose(Pan(position=0.0)(x, sample_rate), x, atol=1e-7)
+    for position in (-1.0, -0.3, 0.4, 1.0):
+        out = Pan(position=position)(x, sample_rate).astype(np.float64)
+        np.testing.assert_allclose(np.sum(out ** 2), np.sum(x.astype(np.float64) ** 2), rtol=1e-5)
+    assert np.abs(Pan(position=-1.0)(x, sample_rate)[1]).max() == 0.0
+
+
+def _compressor_oracle(x, sample_rate, threshold_db, ratio, knee_db, attack_ms, release_ms, makeup_db):
+    """Plain numpy single-band compressor: peak per control period, soft knee, branching
+    one-pole in dB, gain interpolated linearly within each period."""
+    import math
+
+    block = max(1, round(sample_rate / 3000.0))
+    n = x.shape[1]
+    a = math.exp(-block / (attack_ms * 1e-3 * sample_rate))
+    r = math.exp(-block / (release_ms * 1e-3 * sample_rate))
+    slope = 1.0 - 1.0 / ratio
+    out = np.empty_like(x, dtype=np.float64)
+    state, g_prev = 0.0, 10 ** (makeup_db / 20)
+    for start in range(0, n, block):
+        seg = x[:, start:start + block].astype(np.float64)
+        level = 20 * np.log10(max(np.abs(seg).max(), 1e-20))
+        over = level - threshold_db
+        if over <= -knee_db / 2:
+            target = 0.0
+        elif over <= knee_db / 2:
+            target = -slope * (over + knee_db / 2) ** 2 / (2 * knee_db)
+        else:
+            target = -slope * over
+        if target < state:
+            state = target + (state - target) * a
+        else:
+            state = target + (state - target) * r
+            if state > -1e-9:
+                state = 0.0
+        g_new = 10 ** (makeup_db / 20) * 10 ** (state / 20)
+        m = seg.shape[1]
+        frac = (np.arange(m) + 1.0) / m
+        out[:, start:start + m] = seg * (g_prev + (g_new - g_prev) * frac)
+        g_prev = g_new
+    return out
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_compressor_matches_its_numpy_oracle(sample_rate):
+    from roomtone.plugins import Compressor
+
+    x = (music_like(0.4, sample_rate, channels=2, seed=5) * 2.0).astype(np.float32)
+    c = Compressor(threshold_db=-20.0, ratio=4.0, knee_db=6.0, attack_ms=5.0, release_ms=80.0, makeup_db=2.0)
+    expected = _compressor_oracle(x, sample_rate, -20.0, 4.0, 6.0, 5.0, 80.0, 2.0)
+    np.testing.assert_allclose(c(x, sample_rate), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("sample_rate", SAMPLE_RATES)
+def test_gate_closes_on_quiet_passages_and_opens_on_loud_ones(sample_rate):
+    from roomtone.plugins import Gate
+
+    loud = sine(440.0, 0.3, sample_rate) * 0.5
+    quiet = sine(440.0, 0.5, sample_rate) * 0.003  # -50 dBFS
+    x = np.concatenate([loud, quiet, loud], axis=1).astype(np.float32)
+    out = Gate(threshold_db=-40.0, ratio=20.0, range_db=30.0, attack_ms=1.0, release_ms=50.0)(x, sample_rate)
+    n1, n2 = loud.shape[1], loud.shape[1] + quiet.shape[1]
+    tail = slice(n2 - quiet.shape[1] // 4, n2)
+    assert 20 * np.log10(np.abs(out[:, tail]).max() / np.abs(x[:, tail]).max()) == pytest.approx(-30.0, abs=0.5)
+    steady = slice(n2 + int(0.05 * sample_rate), None)
+    np.testing.assert_allclose(out[:, steady], x[:, steady], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(out[:, :n1 // 2], x[:, :n1 // 2])
+
+
+def test_dither_rounds_to_the_word_and_keeps_digital_silence():
+    from roomtone.plugins import Dither
+
+    x = (music_like(0.2, 48000, channels=2, seed=1) * 0.5).astype(np.float32)
+    x[:, :100] = 0.0
+    out = Dither(bits=16)(x, 48000)
+    codes = out * 32768.0
+    np.testing.assert_array_equal(codes, np.round(codes))
+    assert np.abs(out - x).max() <= 1.5 / 32768.0 + 1e-9
+    assert np.all(out[:, :100] == 0.0)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from refsignals import pink_noise
-from roomtone.enhance.processors import Declick, find_hum
+from roomtone.plugins import Declick, find_hum
 from roomtone.kernels.enhance import levinson, lpc_residual_flags
 
 

@@ -1,50 +1,20 @@
-"""Stages every job shares: a static gain and the look-ahead true-peak limiter.
+"""The look-ahead true-peak limiter every job ends with (BS.1770-4 Annex 2 true peak, 4x
+oversampled detector), and its lazily computed detector.
 
-The loudness search that puts a signal on a target under a ceiling is :mod:`roomtone.loudness`;
-dither is :func:`roomtone.audio.quantize_to_grid`; the delivery targets are :mod:`roomtone.platforms`.
-The master job and the enhance job both end in these stages, so they live in the core.
+The loudness search that puts a signal on a target under a ceiling is :mod:`roomtone.loudness`.
 
 Shape: audio (channels, samples) float32 in and out, same shape.
 """
 
 import dataclasses
-import math
 
 import numpy as np
 
 from roomtone import filters
 from roomtone.kernels.dynamics import limiter_gain_held, limiter_gain_peak, sliding_max_forward
 from roomtone.kernels.truepeak import block_peak_bounds, oversampled_peak_runs, oversampled_peaks
+from roomtone.plugins.units import db_to_gain, time_coef
 from roomtone.processor import Processor, param, register
-
-
-def db_to_gain(db):
-    """Linear amplitude factor of ``db`` decibels (20 log10)."""
-    return 10.0 ** (db / 20.0)
-
-
-def time_coef(ms, sample_rate):
-    """One-pole coefficient reaching 1 - 1/e of a step after ``ms`` milliseconds."""
-    return math.exp(-1.0 / (max(ms, 1e-3) * 1e-3 * sample_rate))
-
-
-@register("gain")
-@dataclasses.dataclass(frozen=True)
-class Gain(Processor):
-    """Static gain."""
-
-    gain_db: float = param(0.0, -60.0, 60.0, "dB")
-
-    @property
-    def bypassed(self):
-        return self.gain_db == 0.0
-
-    @classmethod
-    def example(cls):
-        return cls(gain_db=-3.0)
-
-    def process(self, audio, sample_rate):
-        return audio * np.float32(db_to_gain(self.gain_db))
 
 
 def _detector_interpolator(sample_rate):

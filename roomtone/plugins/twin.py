@@ -1,5 +1,8 @@
-"""The mastering chain in JAX, differentiable in every parameter: the numba chain of
-:mod:`roomtone.mastering.processors` mirrored parameter for parameter, with the same names and units.
+"""The processor chain in JAX, differentiable in every parameter: the numba processors of
+:mod:`roomtone.plugins` mirrored parameter for parameter, with the same names and units. Each
+processor's twin lives beside it (``twin_params``, ``from_twin``, ``render_twin``); this module is
+their shared toolbox (the biquad designs and responses, the compressor's gain computer, the 2x
+curve) and the loop that runs a chain of them.
 
 Imported only where a chain is fitted (``--reference``, a preset's ``[target]``); a plain master
 never imports JAX.
@@ -47,8 +50,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from roomtone import filters
-from roomtone.mastering.processors import Equalizer, MultibandCompressor, Saturation, StereoWidth
-from roomtone.processor import Chain
+import roomtone.plugins  # noqa: F401 - registers every processor kind
+from roomtone.plugins.dynamics import MultibandCompressor
+from roomtone.processor import PROCESSORS, Chain
 
 CONTROL_PERIOD_S = MultibandCompressor.CONTROL_PERIOD_S
 LN10_20 = math.log(10.0) / 20.0
@@ -56,75 +60,37 @@ LN10_20 = math.log(10.0) / 20.0
 
 # ---------------------------------------------------------------- parameters <-> numba chain
 
-def _f32(value):
-    return jnp.asarray(np.asarray(value, dtype=np.float32))
+def fittable(kind):
+    """True when processors of ``kind`` have a JAX twin (``render_twin``)."""
+    return hasattr(PROCESSORS.get(kind), "render_twin")
 
 
 def params_from_chain(chain):
-    """The JAX parameter dict of a numba :class:`Chain` (``eq``, ``multiband``, ``width``,
-    ``saturation``; other kinds are refused)."""
+    """The JAX parameter dict of a numba :class:`Chain`: each processor's ``twin_params()`` under
+    ``"<index>:<kind>"``. A processor without a JAX twin is refused (ValueError)."""
     params = {}
     for index, processor in enumerate(chain):
-        key = f"{index}:{processor.kind}"
-        if processor.kind == "eq":
-            bands = np.asarray(processor.bands, dtype=np.float32).reshape(-1, 3)
-            params[key] = {"low_shelf_hz": _f32(processor.low_shelf_hz), "low_shelf_db": _f32(processor.low_shelf_db),
-                           "high_shelf_hz": _f32(processor.high_shelf_hz),
-                           "high_shelf_db": _f32(processor.high_shelf_db), "bands": jnp.asarray(bands)}
-        elif processor.kind == "multiband":
-            params[key] = {name: _f32(getattr(processor, name)) for name in
-                           ("crossovers_hz", "threshold_db", "ratio", "makeup_db", "attack_ms", "release_ms", "knee_db")}
-        elif processor.kind == "width":
-            params[key] = {"width": _f32(processor.width), "bass_mono_hz": _f32(processor.bass_mono_hz)}
-        elif processor.kind == "saturation":
-            params[key] = {"drive_db": _f32(processor.drive_db), "mix": _f32(processor.mix)}
-        else:
-            raise ValueError(f"the JAX chain has no {processor.kind!r} stage (it mirrors eq, multiband, width, saturation)")
+        if not fittable(processor.kind):
+            twins = ", ".join(sorted(k for k in PROCESSORS if fittable(k)))
+            raise ValueError(f"the JAX chain has no {processor.kind!r} stage (it mirrors {twins})")
+        params[f"{index}:{processor.kind}"] = {name: jnp.asarray(np.asarray(value, dtype=np.float32))
+                                               for name, value in processor.twin_params().items()}
     return params
 
 
-def _clamp(value, field_range, digits=4):
-    low, high = field_range
-    return round(min(max(float(value), low), high), digits)
-
-
 def chain_from_params(params):
-    """The numba :class:`Chain` for a JAX parameter dict (values clamped into each parameter's
-    range and rounded to 4 decimals, so the preset file written from it validates)."""
+    """The numba :class:`Chain` for a JAX parameter dict (each processor's ``from_twin``: values
+    clamped into each parameter's range and rounded, so the preset file written from it validates)."""
     processors = []
     for key in sorted(params, key=lambda k: int(k.split(":")[0])):
-        kind = key.split(":")[1]
         p = {name: np.asarray(value, dtype=np.float64) for name, value in params[key].items()}
-        if kind == "eq":
-            r = {f.name: f.metadata.get("range") for f in Equalizer.__dataclass_fields__.values()}
-            bands = tuple((_clamp(f, (20.0, 20000.0), 1), _clamp(g, (-12.0, 12.0), 3), _clamp(q, (0.1, 10.0), 3))
-                          for f, g, q in p["bands"].reshape(-1, 3))
-            processors.append(Equalizer(low_shelf_hz=_clamp(p["low_shelf_hz"], r["low_shelf_hz"], 1),
-                                        low_shelf_db=_clamp(p["low_shelf_db"], r["low_shelf_db"], 3),
-                                        high_shelf_hz=_clamp(p["high_shelf_hz"], r["high_shelf_hz"], 1),
-                                        high_shelf_db=_clamp(p["high_shelf_db"], r["high_shelf_db"], 3), bands=bands))
-        elif kind == "multiband":
-            r = {f.name: f.metadata.get("range") for f in MultibandCompressor.__dataclass_fields__.values()}
-            processors.append(MultibandCompressor(
-                crossovers_hz=tuple(_clamp(f, (20.0, 20000.0), 1) for f in p["crossovers_hz"]),
-                threshold_db=tuple(_clamp(v, (-60.0, 0.0), 3) for v in p["threshold_db"]),
-                ratio=tuple(_clamp(v, (1.0, 20.0), 3) for v in p["ratio"]),
-                makeup_db=tuple(_clamp(v, (-12.0, 12.0), 3) for v in p["makeup_db"]),
-                attack_ms=_clamp(p["attack_ms"], r["attack_ms"], 3), release_ms=_clamp(p["release_ms"], r["release_ms"], 2),
-                knee_db=_clamp(p["knee_db"], r["knee_db"], 3)))
-        elif kind == "width":
-            r = {f.name: f.metadata.get("range") for f in StereoWidth.__dataclass_fields__.values()}
-            processors.append(StereoWidth(width=_clamp(p["width"], r["width"]),
-                                          bass_mono_hz=_clamp(p["bass_mono_hz"], r["bass_mono_hz"], 2)))
-        elif kind == "saturation":
-            r = {f.name: f.metadata.get("range") for f in Saturation.__dataclass_fields__.values()}
-            processors.append(Saturation(drive_db=_clamp(p["drive_db"], r["drive_db"], 3), mix=_clamp(p["mix"], r["mix"])))
+        processors.append(PROCESSORS[key.split(":")[1]].from_twin(p))
     return Chain(processors)
 
 
 # ---------------------------------------------------------------- biquad designs (jnp, as roomtone.filters)
 
-def _safe(freq_hz, sample_rate):
+def safe_hz(freq_hz, sample_rate):
     return jnp.minimum(freq_hz, 0.45 * sample_rate)
 
 
@@ -187,8 +153,8 @@ def _unit_circle(n_fft, sample_rate):
 def eq_response(p, sample_rate, z1, z2):
     """The EQ's complex response on the bins ``z1, z2``. A 0 dB section is exactly flat, as the
     numba EQ skips it; a bell at or above 0.45 x the sample rate is skipped as there."""
-    h = response(shelf(_safe(p["low_shelf_hz"], sample_rate), p["low_shelf_db"], sample_rate, "low"), z1, z2)
-    h = h * response(shelf(_safe(p["high_shelf_hz"], sample_rate), p["high_shelf_db"], sample_rate, "high"), z1, z2)
+    h = response(shelf(safe_hz(p["low_shelf_hz"], sample_rate), p["low_shelf_db"], sample_rate, "low"), z1, z2)
+    h = h * response(shelf(safe_hz(p["high_shelf_hz"], sample_rate), p["high_shelf_db"], sample_rate, "high"), z1, z2)
     bands = p["bands"]
     if bands.shape[0]:  # every bell at once: (B, 1) against the bins
         freq, gain, q = bands[:, 0:1], bands[:, 1:2], bands[:, 2:3]
@@ -204,7 +170,7 @@ def band_responses(crossovers_hz, sample_rate, z1, z2):
     n_x = crossovers_hz.shape[0]
     lows, alls = [], []
     for k in range(n_x):
-        f = _safe(crossovers_hz[k], sample_rate)
+        f = safe_hz(crossovers_hz[k], sample_rate)
         lp = response(butterworth2(f, sample_rate, "low"), z1, z2)
         lows.append(lp * lp)
         alls.append(response(allpass_lr4(f, sample_rate), z1, z2))
@@ -267,7 +233,7 @@ def smooth_gain_db(target_db, attack, release):
 
 
 def _time_coef_pow(ms, sample_rate, power):
-    """``time_coef(ms, sample_rate) ** power`` (:func:`roomtone.stages.time_coef`)."""
+    """``time_coef(ms, sample_rate) ** power`` (:func:`roomtone.plugins.units.time_coef`)."""
     return jnp.exp(-power / (jnp.maximum(ms, 1e-3) * 1e-3 * sample_rate))
 
 
@@ -307,8 +273,27 @@ def compress(bands, p, sample_rate, frac):
     return jnp.einsum("bcn,bn->cn", bands, gain), smoothed
 
 
+class Context:
+    """What every stage's JAX render shares for one excerpt: the sample rate, the length ``n``, the
+    FFT length ``n_fft`` (even, ``n`` plus the filters' padding), the unit-circle bins ``z1``,
+    ``z2`` of that FFT, the multiband interpolation fractions ``frac`` (n,) and the list
+    ``reductions`` where compressor stages leave their smoothed gain (dB per control period)."""
+
+    def __init__(self, sample_rate, n, n_fft, frac):
+        self.sample_rate, self.n, self.n_fft, self.frac = sample_rate, n, n_fft, frac
+        self.z1, self.z2 = _unit_circle(n_fft, sample_rate)
+        self.reductions = []
+
+
+def filtered(signal, response_bins, ctx):
+    """``signal`` (..., n) through a filter given by its complex response on ``ctx``'s bins."""
+    spec = jnp.fft.rfft(signal, ctx.n_fft, axis=-1) * response_bins
+    return jnp.fft.irfft(spec, ctx.n_fft, axis=-1)[..., :ctx.n]
+
+
 def render(params, audio, sample_rate, frac, pad, with_reduction=False):
-    """Run the chain of ``params`` over ``audio`` (zero state at its start, as the numba chain).
+    """Run the chain of ``params`` over ``audio`` (zero state at its start, as the numba chain):
+    each stage through its processor's ``render_twin`` (:mod:`roomtone.plugins`).
 
     ``sample_rate`` and ``pad`` (samples of zeros appended for the filters' tails) are static;
     ``frac`` is :func:`interpolation_fraction` for ``audio``'s length. Returns the output (C, n)
@@ -316,35 +301,11 @@ def render(params, audio, sample_rate, frac, pad, with_reduction=False):
     period, (B, periods)).
     """
     n = audio.shape[1]
-    n_fft = n + pad + (n + pad) % 2  # even, for the 2x stage
-    z1, z2 = _unit_circle(n_fft, sample_rate)
+    ctx = Context(sample_rate, n, n + pad + (n + pad) % 2, frac)  # an even FFT, for the 2x stage
     signal = audio
-    reductions = []
     for key in sorted(params, key=lambda k: int(k.split(":")[0])):
-        kind = key.split(":")[1]
-        p = params[key]
-        if kind == "eq":
-            spec = jnp.fft.rfft(signal, n_fft, axis=-1) * eq_response(p, sample_rate, z1, z2)
-            signal = jnp.fft.irfft(spec, n_fft, axis=-1)[:, :n]
-        elif kind == "multiband":
-            spec = jnp.fft.rfft(signal, n_fft, axis=-1)
-            resp = band_responses(p["crossovers_hz"], sample_rate, z1, z2)
-            bands = jnp.fft.irfft(spec[None] * resp[:, None, :], n_fft, axis=-1)[..., :n]
-            signal, smoothed = compress(bands, p, sample_rate, frac)
-            reductions.append(smoothed)
-        elif kind == "width":
-            if signal.shape[0] < 2:
-                continue
-            mid = 0.5 * (signal[0] + signal[1])
-            side = 0.5 * (signal[0] - signal[1]) * p["width"]
-            f = p["bass_mono_hz"]
-            hp = response(butterworth2(jnp.maximum(_safe(f, sample_rate), 1e-3), sample_rate, "high"), z1, z2)
-            side_spec = jnp.fft.rfft(side, n_fft) * jnp.where(f > 0.0, hp, 1.0)
-            side = jnp.fft.irfft(side_spec, n_fft)[:n]
-            signal = jnp.concatenate([jnp.stack([mid + side, mid - side]), signal[2:]], axis=0)
-        elif kind == "saturation":
-            signal = saturate(signal, p, n_fft)
-    return (signal, reductions) if with_reduction else signal
+        signal = PROCESSORS[key.split(":")[1]].render_twin(params[key], signal, ctx)
+    return (signal, ctx.reductions) if with_reduction else signal
 
 
 def saturate(signal, p, n_fft):
