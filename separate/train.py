@@ -187,6 +187,8 @@ def main(argv=None):
     p.add_argument("--stems", action="append",
                    help="a folder of real multitrack songs staged as arrays (roomtone.separate.multitrack, "
                         "roomtone.separate.modules); repeatable. Their held-out songs' excerpts select the weights")
+    p.add_argument("--val-real-songs", type=int, default=8,
+                   help="held-out real songs per source whose excerpts select the weights (3 excerpts of 8 s each)")
     p.add_argument("--no-music", action="store_true", help="leave the game music out")
     p.add_argument("--music-cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone",
                                                          "separate_music.npz"),
@@ -234,7 +236,10 @@ def main(argv=None):
     man = data.manifest(sources)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
     val = data.validation_set(sources, items=args.val_items)
-    real = data.real_excerpts(sources["val"]["multitrack"])
+    by_source = {}
+    for song in sources["val"]["multitrack"]:  # at most --val-real-songs held-out songs of each source
+        by_source.setdefault(song[2]["source"], []).append(song)
+    real = data.real_excerpts([s for songs in by_source.values() for s in songs[:args.val_real_songs]])
 
     model = net.build_model(arch, nnx.Rngs(args.seed))
     start_step, best, history = 0, -1e9, []
