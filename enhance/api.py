@@ -45,7 +45,7 @@ def _versions():
             "libsndfile": soundfile.__libsndfile_version__}
 
 
-def _with_overrides(preset, model, atten_lim_db):
+def with_overrides(preset, model, atten_lim_db):
     """The preset with ``model`` / ``atten_lim_db`` put into its denoise stage (checked here)."""
     if model is None and atten_lim_db is None:
         return preset
@@ -129,7 +129,7 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     say = progress or (lambda message: None)
     audio = validate_audio(given, sample_rate)
     sample_rate = int(sample_rate)
-    preset = _with_overrides(load_preset(preset), model, atten_lim_db)
+    preset = with_overrides(load_preset(preset), model, atten_lim_db)
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
     bits = None if str(bit_depth) == "32f" else int(bit_depth)

@@ -48,11 +48,11 @@ class _EnhanceCommand(click.Command):
 
 def _check_options(preset, model, atten_lim_db):
     """Refuse an unknown preset or model and an out-of-range attenuation before any work."""
-    from roomtone.enhance.api import _with_overrides
+    from roomtone.enhance.api import with_overrides
     from roomtone.enhance.presets import load_preset
 
     try:
-        _with_overrides(load_preset(preset), model, atten_lim_db)
+        with_overrides(load_preset(preset), model, atten_lim_db)
     except PresetError as exc:
         fail(str(exc), 2)
 

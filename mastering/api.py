@@ -46,14 +46,6 @@ ANALYSIS_HOP_S = 0.5  # short-term loudness readings of ``report["analysis"]`` (
 _BLOCK_HOP_S = 0.1  # the hop of :func:`roomtone.meter.block_powers`
 
 
-def _run(processor, signal, sample_rate):
-    """``processor(signal, sample_rate)`` without re-validating: the job validated its input once,
-    and every processor keeps finite audio finite. Returns C-contiguous float32."""
-    if processor.bypassed:
-        return signal
-    return np.ascontiguousarray(processor.process(signal, sample_rate), dtype=np.float32)
-
-
 def _versions():
     import numba
     import soundfile
@@ -392,7 +384,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
         if consume_input and audio.flags.writeable:
             signal = np.multiply(audio, np.float32(10.0 ** (trim_db / 20.0)), out=audio)
         else:
-            signal = _run(Gain(gain_db=trim_db), audio, sample_rate)
+            signal = Gain(gain_db=trim_db).render(audio, sample_rate)
         del audio
         lap("input_trim")
         fit = None
@@ -447,7 +439,7 @@ def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp,
             say(processor.kind)
             if explain and processor.kind == "multiband":
                 reductions[index] = meter_pool.submit(processor.gain_reduction_db, signal, sample_rate)
-            signal = _run(processor, signal, sample_rate)
+            signal = processor.render(signal, sample_rate)
             level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
             lap(processor.kind)
         resampled_level = None
@@ -702,7 +694,7 @@ def warm_up(preset="balanced", bit_depth="24"):
     global _WARMED_UP
     if _WARMED_UP:
         return
-    from roomtone.audio import _frames, quantize_to_grid
+    from roomtone.audio import pcm_frames, quantize_to_grid
     from roomtone.kernels import compile_kernels
 
     compile_kernels()
@@ -715,7 +707,7 @@ def warm_up(preset="balanced", bit_depth="24"):
         out = noise
     if str(bit_depth) == "32f":
         quantize_to_grid(out, 24)  # so that the cache holds every kernel whatever the depth
-    _frames(out, "24", False, 0)  # the writer's quantizer (a master_file write of 16/24-bit output)
+    pcm_frames(out, "24", False, 0)  # the writer's quantizer (a master_file write of 16/24-bit output)
     _WARMED_UP = True
 
 

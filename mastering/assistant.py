@@ -9,7 +9,7 @@ saturation keep the preset's settings (not predicted yet).
 
 Input features (:func:`features`), from the input at the working level: the 27-band 1/3-octave
 curve (IEC 61260 centres 40 Hz .. 16 kHz) of the Welch spectrum less its K-weighted loudness proxy
-(the fitter's ``_normalised``: BS.1770-4 K-weighting at the band centres), the side/mid ratio in dB
+(the fitter's ``normalised``: BS.1770-4 K-weighting at the band centres), the side/mid ratio in dB
 of four band groups (zeros for mono) and a mono flag: 32 numbers, standardised by the training
 set's mean and spread (stored in the weights' config).
 
@@ -26,7 +26,7 @@ full proposal is over-confident on other music; the width is not shrunk.
 Trained self-supervised (:mod:`roomtone.mastering.train_assistant`): real music excerpts are
 "de-mastered" by random EQ tilts, bumps and shelves and random width changes (exact in the
 spectral domain: a linear time-invariant filter multiplies the power spectrum by ``|G(f)|^2``),
-and the loss is the fitter's loss (:func:`roomtone.mastering.fit._loss`: the JAX chain's own EQ
+and the loss is the fitter's loss (:func:`roomtone.mastering.fit.loss`: the JAX chain's own EQ
 response on the analysis bins, width on the side) between the predicted chain applied to the
 degraded excerpt and the original's features: the network learns the chain that restores it.
 """
@@ -84,7 +84,7 @@ class Analysis:
         self.freqs = freqs[self.keep]
         self.bands = tg.band_matrix(self.freqs).astype(np.float32)
         self.groups = tg.group_matrix().astype(np.float32)
-        self.k2 = fit._k_weighting_power(sample_rate)
+        self.k2 = fit.k_weighting_power(sample_rate)
         w = 2.0 * np.pi * self.freqs / sample_rate
         self.z1 = np.exp(-1j * w).astype(np.complex64)
         self.z2 = np.exp(-2j * w).astype(np.complex64)
@@ -131,7 +131,7 @@ def fit_template(stereo):
     from roomtone.mastering.presets import load_preset
 
     preset = load_preset(BASE_PRESET)
-    return preset, fit._with_fit_stages(preset.chain, stereo)
+    return preset, fit.with_fit_stages(preset.chain, stereo)
 
 
 @functools.lru_cache(maxsize=8)
@@ -161,7 +161,7 @@ def batched_loss(raw, shared, items, sample_rate, stereo):
 
     def one(r, item):
         theta = {"u": r[:N_GAINS], "v": r[N_GAINS]}
-        return fit._loss(theta, {**shared, **item}, sample_rate, stereo, stereo)
+        return fit.loss(theta, {**shared, **item}, sample_rate, stereo, stereo)
 
     return jax.numpy.mean(jax.vmap(one)(raw, items))
 
@@ -295,7 +295,7 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
         from roomtone.mastering.api import AUTO_PRESET, base_preset
 
         preset = base_preset(AUTO_PRESET)
-    chain = apply_prediction(fit._with_fit_stages(preset.chain, stereo), raw)
+    chain = apply_prediction(fit.with_fit_stages(preset.chain, stereo), raw)
     predicted = dataclasses.replace(preset, chain=chain)
     tonal_after = _model_tonal(a, raw, spectra, stereo) if with_tonal else None
     report = {"model": os.path.basename(path or weights_path()), "base_preset": BASE_PRESET,
@@ -384,7 +384,7 @@ def _model_tonal(a, raw, spectra, stereo):
     raw = np.asarray(raw, np.float32)
     theta = {"u": jnp.asarray(raw[:N_GAINS]), "v": jnp.asarray(raw[N_GAINS])}
     total = np.asarray(_model_total()(theta, data, sample_rate=a.sample_rate, stereo=stereo), np.float64)
-    return fit._normalised(10.0 * np.log10(total + 1e-20), np.asarray(shared["k2"], np.float64))
+    return fit.normalised(10.0 * np.log10(total + 1e-20), np.asarray(shared["k2"], np.float64))
 
 
 @functools.lru_cache(maxsize=1)

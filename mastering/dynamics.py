@@ -62,6 +62,7 @@ from roomtone.concurrency import map_two
 from roomtone.kernels.biquad import sos_filter
 from roomtone.plugins import static_curve_db
 from roomtone.meter import gated_spread, to_lufs
+from roomtone.processor import Chain
 
 PROBES = 8
 PROBE_S = 4.0
@@ -258,14 +259,13 @@ def rendered_spread(chain, signal, sample_rate, windows, level_lufs, target_lufs
     gain and ``limiter`` (a :class:`~roomtone.plugins.limiter.TruePeakLimiter`); None without a reading.
     ``level_lufs``: the whole signal's integrated loudness (the probes' level change through the
     chain is added to it to estimate the loudness stage's gain)."""
-    from roomtone.mastering.fit import _render_numba  # the caller's own excerpt render
     from roomtone.meter import integrated_loudness, short_term_loudness
 
     pieces = [np.ascontiguousarray(signal[:, first:stop], dtype=np.float32) for first, _, stop in windows]
     skips = [start - first for first, start, _ in windows]
     ins = [x[:, skip:] for x, skip in zip(pieces, skips)]
     # each probe through the chain, then through the limiter: both shared between two threads
-    outs = list(zip(map_two(lambda x: _render_numba(chain, [x], sample_rate)[0], pieces), skips))
+    outs = list(zip(map_two(lambda x: Chain(chain).render(x, sample_rate), pieces), skips))
     change = (integrated_loudness(np.concatenate([y[:, skip:] for y, skip in outs], axis=1), sample_rate)
               - integrated_loudness(np.concatenate(ins, axis=1), sample_rate))
     if not np.isfinite(change):

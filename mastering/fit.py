@@ -83,7 +83,7 @@ def excerpt_starts(n, sample_rate, count, length_s):
     return [int(round(s)) for s in np.linspace(0, n - length, count + 2)[1:-1]] if count > 1 else [(n - length) // 2], length
 
 
-def _with_fit_stages(chain, stereo, bells_hz=tg.FIT_BELLS_HZ, bell_q=tg.FIT_BELL_Q):
+def with_fit_stages(chain, stereo, bells_hz=tg.FIT_BELLS_HZ, bell_q=tg.FIT_BELL_Q):
     """The chain with an EQ carrying the fitting bells (:func:`roomtone.mastering.targets.bells_for`;
     numpy-only there, so the job picks them before JAX is imported) and a width stage for stereo."""
     items = list(chain)
@@ -101,25 +101,13 @@ def _with_fit_stages(chain, stereo, bells_hz=tg.FIT_BELLS_HZ, bell_q=tg.FIT_BELL
     return Chain(items)
 
 
-def _render_numba(chain, excerpts, sample_rate):
-    from roomtone.mastering.api import _run
-
-    outs = []
-    for x in excerpts:
-        y = x
-        for p in chain:
-            y = _run(p, y, sample_rate)
-        outs.append(y)
-    return outs
-
-
 def _render_round(chain, eq_index, pieces, sample_rate):
     """The excerpts through the chain's EQ, and those through the rest of the chain: ``(eq_in, outs)``."""
     eq = chain[eq_index]
     eq_in = [np.ascontiguousarray(eq.process(x, sample_rate) if not eq.bypassed else x, dtype=np.float32)
              for x in pieces]
     rest = Chain([p for i, p in enumerate(chain) if i != eq_index])
-    return eq_in, _render_numba(rest, eq_in, sample_rate)
+    return eq_in, [rest.render(x, sample_rate) for x in eq_in]
 
 
 def _band_powers(excerpts, sample_rate, bands, keep):
@@ -158,17 +146,17 @@ def model_powers(theta, data, sample_rate, stereo):
     return gains, 2.0 * (mid + side), flat, mid, side
 
 
-def _loss(theta, data, sample_rate, stereo, has_width):
+def loss(theta, data, sample_rate, stereo, has_width):
     """The fit's loss (module docstring) for the unconstrained ``theta`` = ``{"u": gains, "v":
     width}``; ``data`` holds the spectra, band matrices, the measured ``T_b`` and the target."""
     gains, total, flat, mid, side = model_powers(theta, data, sample_rate, stereo)
-    d = _normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["target_tonal"]
+    d = normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["target_tonal"]
     # The EQ keeps the loudness into the compressor (its thresholds are set at the working level):
     # the K-weighted level change counts against the fit.
     level_change = 10.0 * jnp.log10(jnp.sum(data["k2"] * total) / jnp.sum(data["k2"] * flat))
     value = jnp.mean(d ** 2) + GAIN_PENALTY * jnp.mean(gains ** 2) + LEVEL_WEIGHT * level_change ** 2
     if "ask_sign" in data:  # never against the direction the target asks (octave-smoothed; 0 where it asks little)
-        moved = data["smooth"] @ (_normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["input_tonal"])
+        moved = data["smooth"] @ (normalised(10.0 * jnp.log10(total + 1e-20), data["k2"]) - data["input_tonal"])
         value = value + DIRECTION_WEIGHT * jnp.mean(jax.nn.relu(-data["ask_sign"] * moved - DIRECTION_TOL_DB) ** 2)
     if stereo and has_width:
         ratio = 10.0 * jnp.log10((data["groups"] @ side + 1e-20) / (data["groups"] @ mid + 1e-20))
@@ -176,7 +164,7 @@ def _loss(theta, data, sample_rate, stereo, has_width):
     return value
 
 
-def _normalised(curve_db, k2):
+def normalised(curve_db, k2):
     """A 1/3-octave curve less its loudness proxy: the K-weighted sum of its band powers
     (``k2``: BS.1770-4 K-weighting power at the band centres), as the target curve is less its
     integrated loudness, so the fit aims at the loudness-normalised distance itself."""
@@ -184,7 +172,7 @@ def _normalised(curve_db, k2):
     return curve_db - 10.0 * xp.log10(xp.sum(k2 * 10.0 ** (curve_db / 10.0)))
 
 
-def _k_weighting_power(sample_rate):
+def k_weighting_power(sample_rate):
     from roomtone import filters
 
     sos = filters.k_weighting_sos(sample_rate)
@@ -201,14 +189,14 @@ _OPT = optax.adam(0.08)
 
 def _tonal_rms(tonal, target, k2):
     """The loudness-normalised distance (dB RMS) of ``tonal`` to ``target`` (numpy)."""
-    d = _normalised(tonal, k2) - target
+    d = normalised(tonal, k2) - target
     return float(np.sqrt(np.mean(d ** 2)))
 
 
 @functools.partial(jax.jit, static_argnames=("sample_rate", "stereo", "has_width", "steps"))
 def _optimise(theta, data, sample_rate, stereo, has_width, steps):
     """``steps`` Adam steps in one compiled ``lax.scan``: ``(theta, losses)``."""
-    grad = jax.value_and_grad(_loss)
+    grad = jax.value_and_grad(loss)
 
     def step(carry, _):
         th, st = carry
@@ -301,7 +289,7 @@ def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(tg.FIT_BE
     started = time.perf_counter()
     runtime.setup()
     stereo = channels >= 2
-    chain = _with_fit_stages(chain, stereo, *bells)
+    chain = with_fit_stages(chain, stereo, *bells)
     freqs, keep = _analysis_bins(sample_rate)
     bands = tg.band_matrix(freqs[keep])
     centres, _, point_bands = model_points(freqs[keep], bands)
@@ -314,7 +302,7 @@ def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(tg.FIT_BE
     zeros = jnp.asarray(np.zeros(len(tg.THIRD_OCTAVE_HZ), np.float32))
     tgt = {"tonal": zeros, "width": jnp.asarray(np.zeros(len(tg.WIDTH_GROUPS_HZ), np.float32)), "input": zeros,
            "ask_sign": zeros}
-    k2 = jnp.asarray(_k_weighting_power(sample_rate).astype(np.float32))
+    k2 = jnp.asarray(k_weighting_power(sample_rate).astype(np.float32))
     eq = chain[[p.kind for p in chain].index("eq")]
     theta, data = _round_inputs(eq, _bins_z(centres, sample_rate), point_bands, tg.group_matrix(), k2, powers, 1.0, tgt)
     theta, values = run_optimise(theta, data, sample_rate, stereo, has_width, steps)
@@ -391,7 +379,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     started = time.perf_counter()
     runtime.setup()
     stereo = signal.shape[0] >= 2
-    chain = _with_fit_stages(preset.chain, stereo, *tg.bells_for(target))
+    chain = with_fit_stages(preset.chain, stereo, *tg.bells_for(target))
     # The whole input's spectra (numpy's FFT releases the GIL) in a second thread beside the first
     # round's excerpt render, which does not need them.
     whole = measured
@@ -411,15 +399,15 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     freqs, keep = _analysis_bins(sample_rate)
     bands = tg.band_matrix(freqs[keep])
     groups = tg.group_matrix()
-    k2_np = _k_weighting_power(sample_rate)
-    target_np = _normalised(np.asarray(target.tonal_db, dtype=np.float32), k2_np)
+    k2_np = k_weighting_power(sample_rate)
+    target_np = normalised(np.asarray(target.tonal_db, dtype=np.float32), k2_np)
     _, total, mid, side = whole.result() if isinstance(whole, Future) else whole
     centres, gather, point_bands = model_points(freqs[keep], bands, total[keep])
     bins_z = _bins_z(centres, sample_rate)
     has_width = stereo and target.width_db is not None
     f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
     in_tonal = 10.0 * np.log10(bands @ total[keep] + 1e-20)
-    input_np = _normalised(in_tonal, k2_np)
+    input_np = normalised(in_tonal, k2_np)
     tgt = {"tonal": f32(target_np), "width": f32(target.width_db if has_width else np.zeros(len(tg.WIDTH_GROUPS_HZ))),
            "input": f32(input_np), "ask_sign": f32(ask_signs(input_np, target_np))}
     k2 = f32(k2_np)

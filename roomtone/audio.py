@@ -414,9 +414,10 @@ def check_output_path(output_path, input_path=None, *, overwrite_input=False):
 WRITE_CHUNK = 1 << 16  # frames converted and written at a time when no dither sequence runs through
 
 
-def _frames(audio, bit_depth, dither, dither_seed):
+def pcm_frames(audio, bit_depth, dither, dither_seed):
     """Validated float32 ``(channels, samples)`` as the C-contiguous frames libsndfile writes for
-    ``bit_depth``."""
+    ``bit_depth`` (``"16"``, ``"24"``: int32 codes at the top bits, TPDF-dithered when ``dither``
+    with ``dither_seed``; ``"32f"``: float32). Shape: (samples, channels)."""
     if bit_depth == "32f":
         return np.ascontiguousarray(audio.T)
     bits = int(bit_depth)
@@ -438,10 +439,10 @@ def _write_frames(handle, audio, sample_rate, bit_depth, dither, dither_seed, fm
         return
     with sf.SoundFile(handle, "w", int(sample_rate), audio.shape[0], subtype, format=fmt) as out:
         if dither and bit_depth != "32f":
-            out.write(_frames(audio, bit_depth, True, dither_seed))
+            out.write(pcm_frames(audio, bit_depth, True, dither_seed))
             return
         for start in range(0, audio.shape[1], WRITE_CHUNK):
-            out.write(_frames(audio[:, start:start + WRITE_CHUNK], bit_depth, False, 0))
+            out.write(pcm_frames(audio[:, start:start + WRITE_CHUNK], bit_depth, False, 0))
 
 
 def _check_encodable(path, audio, sample_rate):

@@ -135,6 +135,18 @@ class Processor:
         out = self.process(audio, int(sample_rate))
         return np.ascontiguousarray(out, dtype=np.float32)
 
+    def render(self, audio, sample_rate):
+        """:meth:`process` on audio the caller has validated already (a job validates its input
+        once, and every processor keeps finite audio finite): no second check, no copy for a
+        bypassed processor (``audio`` itself comes back). Returns C-contiguous float32::
+
+            signal = validate_audio(audio, sample_rate)
+            out = Gain(gain_db=-6.0).render(signal, sample_rate)
+        """
+        if self.bypassed:
+            return audio
+        return np.ascontiguousarray(self.process(audio, sample_rate), dtype=np.float32)
+
     def process(self, audio, sample_rate):
         """The output for validated float32 ``audio`` (a new array). A processor implements this
         or :meth:`run_in_place` (this default runs that on a copy)."""
@@ -228,6 +240,14 @@ class Chain(MutableSequence):
         audio = validate_audio(audio, sample_rate)
         for processor in self._items:
             audio = processor(audio, sample_rate)
+        return audio
+
+    def render(self, audio, sample_rate):
+        """Every processor's :meth:`Processor.render` in order: the chain on audio the caller has
+        validated already (no check per stage). Returns C-contiguous float32 (``audio`` itself when
+        every processor is bypassed)."""
+        for processor in self._items:
+            audio = processor.render(audio, sample_rate)
         return audio
 
     def to_dicts(self):

@@ -15,7 +15,6 @@ import pytest
 from refsignals import music_like
 from roomtone.mastering import dynamics as dyn
 from roomtone.mastering import targets as tg
-from roomtone.mastering.api import _run
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import integrated_loudness, k_weighted_power
 
@@ -39,7 +38,7 @@ def stages(preset="balanced"):
 
 
 def render_spread(eq, multiband, x, sample_rate):
-    y = _run(multiband, _run(eq, x, sample_rate), sample_rate)
+    y = multiband.render(eq.render(x, sample_rate), sample_rate)
     return tg.short_term_spread(y, sample_rate)
 
 
@@ -76,7 +75,7 @@ def test_prediction_follows_the_numba_render(offset_db):
     eq, multiband = stages()
     probes = dyn.measure_probes(multiband, eq, x, sr, dyn.probe_windows(x.shape[1], sr))
     base = dyn.probe_spread(multiband, probes, sr)
-    spread_in = tg.short_term_spread(_run(eq, x, sr), sr)
+    spread_in = tg.short_term_spread(eq.render(x, sr), sr)
     moved = dataclasses.replace(multiband, threshold_db=tuple(t + offset_db for t in multiband.threshold_db))
     predicted = dyn._predict(spread_in, dyn.probe_spread(moved, probes, sr, 0.0), base)
     actual = render_spread(eq, moved, x, sr)
@@ -89,7 +88,7 @@ def test_fit_reaches_a_flatter_target_and_leaves_the_rest_of_the_compressor():
     sr = 48000
     x = moving_mix(sr, seed=7)
     eq, multiband = stages()
-    spread_in = tg.short_term_spread(_run(eq, x, sr), sr)
+    spread_in = tg.short_term_spread(eq.render(x, sr), sr)
     preset_spread = render_spread(eq, multiband, x, sr)
     target = preset_spread - 2.5
     fitted, report = dyn.fit_multiband(multiband, eq, x, sr, target, spread_in)
@@ -106,7 +105,7 @@ def test_targets_out_of_reach_go_as_far_as_the_path_and_say_so():
     sr = 44100
     x = moving_mix(sr)
     eq, multiband = stages()
-    spread_in = tg.short_term_spread(_run(eq, x, sr), sr)
+    spread_in = tg.short_term_spread(eq.render(x, sr), sr)
     looser, report = dyn.fit_multiband(multiband, eq, x, sr, spread_in + 6.0, spread_in)
     assert not report["reachable"] and "cannot add" in report["note"]
     assert report["threshold_offset_db"] == dyn.OFFSET_LIMIT_DB and looser.ratio == multiband.ratio
@@ -121,7 +120,7 @@ def test_a_target_within_the_tolerance_leaves_the_preset_alone():
     sr = 44100
     x = moving_mix(sr)
     eq, multiband = stages()
-    spread_in = tg.short_term_spread(_run(eq, x, sr), sr)
+    spread_in = tg.short_term_spread(eq.render(x, sr), sr)
     _, report = dyn.fit_multiband(multiband, eq, x, sr, 50.0, spread_in)
     near = report["preset_spread_lu"] + 0.8 * dyn.TOLERANCE_LU
     fitted, report = dyn.fit_multiband(multiband, eq, x, sr, near, spread_in)
@@ -168,7 +167,7 @@ def test_master_matches_a_flatter_reference_and_reports_the_output_spread():
     sr = 44100
     x = moving_mix(sr, seed=9)
     squash = MultibandCompressor(threshold_db=(-34.0, -36.0, -38.0), ratio=(4.0, 4.0, 4.0))
-    reference = _run(squash, moving_mix(sr, seed=10), sr)
+    reference = squash.render(moving_mix(sr, seed=10), sr)
     ref_spread = tg.short_term_spread(reference, sr)
     level = tg.integrated_loudness(reference, sr)  # an unmastered reference's loudness is only followed when asked
     out, report = master(x, sr, preset="balanced", reference=(reference, sr), target_lufs=level, explain=True)

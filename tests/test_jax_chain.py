@@ -14,7 +14,7 @@ jax = pytest.importorskip("jax")
 
 from roomtone.plugins import twin as jax_chain  # noqa: E402
 from roomtone.mastering import targets as tg  # noqa: E402
-from roomtone.mastering.api import _run, master  # noqa: E402
+from roomtone.mastering.api import master  # noqa: E402
 from roomtone.mastering.presets import load_preset  # noqa: E402
 from roomtone.plugins import (Compressor, Equalizer, Gain, MultibandCompressor, Pan, Saturation,  # noqa: E402
                               StereoWidth)
@@ -40,7 +40,7 @@ def music_like(seconds, seed=0):
 
 def numba_render(chain, x):
     for p in chain:
-        x = _run(p, x, SR)
+        x = p.render(x, SR)
     return x
 
 
@@ -176,7 +176,7 @@ def test_model_points_follow_the_per_bin_model_within_0_02_db():
     bands = tg.band_matrix(freqs[keep])
     centres, gather, point_bands = fit.model_points(freqs[keep], bands, total[keep])
     assert centres.size < 0.1 * keep.sum()
-    chain = fit._with_fit_stages(load_preset("balanced").chain, True)
+    chain = fit.with_fit_stages(load_preset("balanced").chain, True)
     template = {"eq": jax_chain.params_from_chain(Chain([chain[0]]))["0:eq"]}
     rng = np.random.default_rng(0)
     worst = 0.0
