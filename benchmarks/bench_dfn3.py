@@ -123,9 +123,9 @@ SPEECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "speech"
 
 
 def set_16k(items, seed=1234):
-    """bench_enhance's set: ``roomtone.enhance.data.validation_set`` (held-out LibriSpeech speakers in
+    """bench_enhance's set: ``roomtone.enhance.training.data.validation_set`` (held-out LibriSpeech speakers in
     held-out real noise recordings, 0-15 dB SNR, 4 s, 16 kHz). Returns (noisy, clean, 16000)."""
-    from roomtone.enhance import data
+    from roomtone.enhance.training import data
 
     noisy, clean = data.validation_set(data.load_pools(music=False), items=items, seed=seed)
     return noisy, clean, 16000

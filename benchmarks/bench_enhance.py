@@ -2,8 +2,8 @@
 """Denoisers side by side on the roomtone validation set: PESQ wide-band, STOI, SI-SDR and the
 real-time factor, plus how much each changes clean speech.
 
-The set (``roomtone.enhance.data.validation_set``): 48 four-second mixtures, 16 kHz, of speakers and
-real noise recordings held out of training (by name; see ``roomtone/enhance/data.py``) at a
+The set (``roomtone.enhance.training.data.validation_set``): 48 four-second mixtures, 16 kHz, of speakers and
+real noise recordings held out of training (by name; see ``enhance/training/data.py``) at a
 uniform 0-15 dB SNR, read from ``../shared/data/speech``. Clean-speech check: 24 held-out clean
 utterances, no noise: SI-SDR of the output against its own input (25 dB or more means "nearly
 unchanged").
@@ -28,7 +28,7 @@ roomtone's own denoisers the whole ``enhance FILES... -o DIR --preset denoise --
     python benchmarks/bench_enhance.py --seed 77       # fresh mixtures of the same held-out speakers/noises
 
 The shipped weights' last fine-tune picked them on its own draw of the held-out speakers and noises
-(``roomtone.enhance.train --val-seed 4242``, 96 mixtures); the default set (seed 1234) and any other
+(``roomtone.enhance.training.train --val-seed 4242``, 96 mixtures); the default set (seed 1234) and any other
 ``--seed`` are draws of the same held-out speakers and noises that selection did not see (earlier
 fine-tunes selected on seed 1234: see the weights' config).
 """
@@ -178,7 +178,7 @@ def item_metrics(outs, refs):
     from pesq import pesq
     from pystoi import stoi
 
-    from roomtone.enhance.data import si_sdr_db
+    from roomtone.enhance.training.data import si_sdr_db
 
     rows = []
     for y, ref in zip(outs, refs):
@@ -220,8 +220,8 @@ def main(argv=None):
         return
     import soundfile as sf
 
-    from roomtone.enhance import data
-    from roomtone.enhance.data import si_sdr_db
+    from roomtone.enhance.training import data
+    from roomtone.enhance.training.data import si_sdr_db
 
     pools = data.load_pools(music=False)
     noisy, clean = data.validation_set(pools, items=args.items, seed=args.seed)

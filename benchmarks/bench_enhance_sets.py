@@ -53,7 +53,7 @@ SETS = ("tune", "libri", "rooms", "music", "babble", "codec")
 
 @functools.lru_cache(maxsize=1)  # read once per run, whatever the sets
 def _pools():
-    from roomtone.enhance import data
+    from roomtone.enhance.training import data
 
     return data.load_pools(music=False)
 
@@ -61,7 +61,7 @@ def _pools():
 @functools.lru_cache(maxsize=1)
 def _split_speakers(root):
     """Held-out speakers of each pool: ``{"libri": [(key, x)], "more": [(key, x)]}``."""
-    from roomtone.enhance import data
+    from roomtone.enhance.training import data
 
     out = {"libri": [], "more": []}
     for name, folder in (("libri", root / "speech"), ("more", root / "more" / "speech")):
@@ -76,7 +76,7 @@ def _split_speakers(root):
 
 
 def _held_noises(folder):
-    from roomtone.enhance import data
+    from roomtone.enhance.training import data
 
     out = []
     for path in sorted(folder.glob("*.flac")):
@@ -93,8 +93,8 @@ EVAL_MUSIC = ("hyperrogue-music", "nexuiz-music")  # never in the denoiser's tra
 
 def _game_music(count, seconds):
     """``count`` excerpts of Debian game music the denoiser never trained on (16 kHz mono), deterministic."""
-    from roomtone.datasets import music_files, music_folders
-    from roomtone.enhance import data
+    from roomtone.models.training.datasets import music_files, music_folders
+    from roomtone.enhance.training import data
 
     files = [p for _, p in music_files({k: v for k, v in music_folders().items() if k in EVAL_MUSIC})]
     if not files:
@@ -111,7 +111,7 @@ def _game_music(count, seconds):
 
 
 def _mix(rng, speech, noise, n, snr_db):
-    from roomtone.enhance.data import _crop, _rms
+    from roomtone.enhance.training.data import _crop, _rms
 
     s = _crop(rng, speech, n)
     v = _crop(rng, noise, n)
@@ -126,7 +126,7 @@ def _mix(rng, speech, noise, n, snr_db):
 
 def build(name, items, seconds=4.0):
     """``(noisy, clean)`` (items, samples) of set ``name``."""
-    from roomtone.enhance import data
+    from roomtone.enhance.training import data
 
     root = data.DATA
     n = int(seconds * RATE)

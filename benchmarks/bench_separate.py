@@ -16,8 +16,8 @@ Two oracle rows bound what a mask can do: the ideal ratio masks ``|S_j|^p / sum_
 to the mixture. They use the answer, so they are ceilings, not tools.
 
 ``--validation DIR`` (repeatable: the POP909 render folders the training used) adds a table on the
-training script's held-out synthetic validation set (:func:`roomtone.separate.data.validation_set`:
-held-out songs, speakers and game music, 24 items of 6 s), plain SDR (:func:`roomtone.separate.data.sdr_db`,
+training script's held-out synthetic validation set (:func:`roomtone.separate.training.data.validation_set`:
+held-out songs, speakers and game music, 24 items of 6 s), plain SDR (:func:`roomtone.separate.training.data.sdr_db`,
 averaged as training reports it), Spleeter included: the peers compared on our own domain too.
 
 Cost: each of our separators through the ``separate`` command on ``../shared/data/music/long_3min.flac``
@@ -143,7 +143,8 @@ def quality(weights, ours=None):
 def validation(folders, weights, ours=None):
     """Plain SDR on the held-out synthetic validation set: four-stem rows (per stem as training
     averages it, and the mean) and two-stem rows (vocals, accompaniment)."""
-    from roomtone.separate import data, separate
+    from roomtone.separate import separate
+    from roomtone.separate.training import data
 
     sources = data.load_sources([str(Path(f).expanduser()) for f in folders])
     mix, targets, full = data.validation_set(sources)

@@ -4,8 +4,8 @@ Sets (each a list of :class:`Pair`):
 
 - ``music``: the clips of ``../shared/data/music/`` in name order, each towards the next one (the
   last towards the first). The reference fit was tuned on these: the DEVELOPMENT set.
-- ``games``: Debian's game music (:func:`roomtone.datasets.music_folders`: Wesnoth, Singularity,
-  HyperRogue, Nexuiz; licences in :data:`roomtone.datasets.LICENCES`), one pair per ordered pair of
+- ``games``: Debian's game music (:func:`roomtone.models.training.datasets.music_folders`: Wesnoth, Singularity,
+  HyperRogue, Nexuiz; licences in :data:`roomtone.models.training.datasets.LICENCES`), one pair per ordered pair of
   packages (different composers and genres), the tracks picked by a fixed hash of their names among
   those of at least :data:`MIN_TRACK_S`, each a 30 s excerpt from the middle of the file.
 - ``unmastered``: references that are real unmastered mixes: the stem sums of songs 2-5 (Lithium,
@@ -99,7 +99,7 @@ def _game_tracks():
     """``{package: [path]}`` of the game tracks of at least MIN_TRACK_S, ordered by a fixed hash of
     their names (so the pick does not follow alphabetical order or taste)."""
     import soundfile as sf
-    from roomtone.datasets import music_files, music_folders
+    from roomtone.models.training.datasets import music_files, music_folders
 
     tracks = {}
     for package, path in music_files(music_folders()):

@@ -19,11 +19,11 @@ licences, the figures reached, and the calibration).
 
 Calibration: the EQ gains the network proposes are multiplied by the config's
 ``calibration.tonal_strength`` (0.25 for the shipped weights), the strength that serves best a
-music collection the network never trained on (:func:`roomtone.mastering.train_assistant.calibrate`;
+music collection the network never trained on (:func:`roomtone.mastering.training.train_assistant.calibrate`;
 the Nexuiz soundtrack). The spectrum alone hardly tells a fault from the music, so the network's
 full proposal is over-confident on other music; the width is not shrunk.
 
-Trained self-supervised (:mod:`roomtone.mastering.train_assistant`): real music excerpts are
+Trained self-supervised (:mod:`roomtone.mastering.training.train_assistant`): real music excerpts are
 "de-mastered" by random EQ tilts, bumps and shelves and random width changes (exact in the
 spectral domain: a linear time-invariant filter multiplies the power spectrum by ``|G(f)|^2``),
 and the loss is the fitter's loss (:func:`roomtone.mastering.fit.loss`: the JAX chain's own EQ

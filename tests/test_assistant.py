@@ -10,7 +10,8 @@ import pytest
 
 from refsignals import music_like, pink_noise
 
-from roomtone.mastering import assistant, train_assistant
+from roomtone.mastering import assistant
+from roomtone.mastering.training import train_assistant
 from roomtone.plugins import Equalizer, StereoWidth
 
 SR = 44100
@@ -165,7 +166,7 @@ def test_calibration_shrinks_a_proposal_that_does_harm_and_leaves_a_null_one_alo
     -10 dB low shelf for everything (harm on zero-mean random faults) is calibrated to strength 0,
     with full strength over 1 dB worse; one proposing nothing scores the untouched input's distance
     at every strength."""
-    from roomtone.mastering import train_assistant as ta
+    from roomtone.mastering.training import train_assistant as ta
 
     a = assistant.analysis(SR)
     spectra = [a.spectra(_music_spectrum_noise(4.0, seed=s)) for s in range(3)]

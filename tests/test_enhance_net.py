@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from roomtone.enhance import data, net
+from roomtone.enhance import net
+from roomtone.enhance.training import data
 
 RATE = net.SAMPLE_RATE
 
@@ -34,7 +35,7 @@ def test_one_training_step_lowers_nothing_to_nan_and_moves_every_layer():
     import optax
     from flax import nnx
 
-    from roomtone.enhance import train
+    from roomtone.enhance.training import train
     from roomtone.models import weights
 
     pool, rirs = _fake_pools()
@@ -57,7 +58,7 @@ def test_envelope_correlation_loss_is_zero_for_the_target_and_rises_with_noise()
     import jax.numpy as jnp
 
     from refsignals import speech_like
-    from roomtone.enhance import train
+    from roomtone.enhance.training import train
     from roomtone.models import stft
 
     w = net.window()

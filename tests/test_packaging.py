@@ -6,6 +6,8 @@
   kernels and the core import no job.
 - ``master`` and ``meter`` never import jax, flax or optax, nor matplotlib (only ``--plot`` does), checked in
   a fresh process.
+- The training tooling (every ``training/`` subpackage) is not in the wheel, and nothing the wheel
+  carries imports it.
 """
 
 import ast
@@ -62,6 +64,40 @@ def test_wheel_has_one_top_level_package(roomtone_wheel):
                  "roomtone/separate/__init__.py", "roomtone/enhance/weights/roomtone.npz",
                  "roomtone/mastering/weights/assistant.npz", "roomtone/mastering/weights/assistant.json"):
         assert path in names
+
+
+def _training_folders():
+    """Every ``training/`` subpackage of the repository's installed folders."""
+    return sorted(path.parent.relative_to(ROOT) for folder in PACKAGES
+                  for path in (ROOT / folder).rglob("training/__init__.py"))
+
+
+def test_the_wheel_carries_no_training_tooling(roomtone_wheel):
+    """Each ``training/`` folder (the jobs' and the models') stays in the repository: none of its
+    files, nor any other file under a ``training/`` folder, is in the wheel; the runtime beside it is."""
+    with zipfile.ZipFile(roomtone_wheel) as archive:
+        names = set(archive.namelist())
+    folders = _training_folders()
+    assert {Path(f).as_posix() for f in folders} >= {"roomtone/models/training", "mastering/training",
+                                                     "enhance/training", "separate/training"}
+    assert not [name for name in names if "/training/" in name]
+    for path in ("roomtone/separate/fusion.py", "roomtone/separate/net.py", "roomtone/enhance/net.py",
+                 "roomtone/mastering/assistant.py", "roomtone/models/weights.py"):
+        assert path in names
+
+
+def test_nothing_in_the_wheel_imports_training_tooling(roomtone_wheel, tmp_path):
+    """No module the wheel carries imports a ``training`` module (at the top or inside a function),
+    so an installed roomtone never needs the tooling it leaves out."""
+    bad = []
+    with zipfile.ZipFile(roomtone_wheel) as archive:
+        for name in archive.namelist():
+            if name.endswith(".py"):
+                path = tmp_path / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(archive.read(name))
+                bad += [f"{name} imports {m}" for m in _imported_modules(path) if "training" in m.split(".")]
+    assert not bad, "\n".join(bad)
 
 
 def test_installs_beside_a_distribution_owning_kernels_and_presets(roomtone_wheel, tmp_path):

@@ -8,6 +8,7 @@ import pytest
 import sepsignals
 
 from roomtone.separate import fusion, net
+from roomtone.separate.training import fusion as search
 
 RATE = net.SAMPLE_RATE
 
@@ -64,9 +65,9 @@ def test_the_search_moves_towards_the_expert_that_is_right():
             return [err] * 4 + [err]
         return evaluate
 
-    a_power, b_power, best, trail = fusion.tune(a, d, near(d))
+    a_power, b_power, best, trail = search.tune(a, d, near(d))
     assert min(b_power) >= 1.0 and best[-1] > trail[0]["val_sdr_db"][-1]
-    a_power, b_power, best, _ = fusion.tune(a, d, near(a))
+    a_power, b_power, best, _ = search.tune(a, d, near(a))
     assert max(b_power) <= 0.1 and a_power >= 1.0
 
 
@@ -107,7 +108,7 @@ def test_the_fused_loss_is_finite_and_differs_from_the_network_alone():
     from flax import nnx
 
     from roomtone.models.stft import stft
-    from roomtone.separate import train
+    from roomtone.separate.training import train
 
     model = net.build_model(net.Architecture(embed=16, hidden=8, layers=1, head=8), nnx.Rngs(0))
     stems = np.stack([sepsignals.voice(0.5, RATE), sepsignals.kick(0.5, RATE), sepsignals.bass(0.5, RATE),
@@ -137,7 +138,7 @@ def test_the_jax_fusion_of_the_loss_is_the_numpy_fusion_of_the_separator():
 
 
 def test_fused_training_refuses_weights_without_powers_before_loading_any_data(tmp_path, capsys):
-    from roomtone.separate import train
+    from roomtone.separate.training import train
 
     init = tiny_weights(tmp_path)
     with pytest.raises(SystemExit) as stop:

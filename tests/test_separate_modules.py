@@ -1,4 +1,4 @@
-"""The tracker-module staging (roomtone.separate.modules): the grouping of a part by its name and
+"""The tracker-module staging (roomtone.separate.training.modules): the grouping of a part by its name and
 by its audio, the split rule and the npz writer/reader. Synthetic signals only: no renderer, no
 Debian package needed."""
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from roomtone.separate import modules
+from roomtone.separate.training import modules
 
 RATE = modules.SAMPLE_RATE
 

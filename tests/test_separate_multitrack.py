@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 
-from roomtone.separate import data
-from roomtone.separate.multitrack import RESERVED, group_of, stage_song
+from roomtone.separate.training import data
+from roomtone.separate.training.multitrack import RESERVED, group_of, stage_song
 from roomtone.separate.net import SAMPLE_RATE, STEMS
 
 import pytest

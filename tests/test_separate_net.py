@@ -7,7 +7,8 @@ import pytest
 
 import sepsignals
 
-from roomtone.separate import data, net
+from roomtone.separate import net
+from roomtone.separate.training import data
 
 RATE = net.SAMPLE_RATE
 
@@ -60,7 +61,7 @@ def test_features_do_not_depend_on_the_level_and_silence_gives_finite_output():
 
 
 def synthetic_sources(seconds=4.0):
-    """Sources in the shape :func:`roomtone.separate.data.load_sources` returns, from sepsignals."""
+    """Sources in the shape :func:`roomtone.separate.training.data.load_sources` returns, from sepsignals."""
     n = int(seconds * RATE)
 
     def song(seed):
@@ -152,7 +153,7 @@ def test_one_training_step_is_finite_and_moves_every_layer():
     from flax import nnx
 
     from roomtone.models import weights
-    from roomtone.separate import train
+    from roomtone.separate.training import train
 
     sources = synthetic_sources()
     mix, targets, full = data.batch(np.random.default_rng(0), sources["train"], sources["rir"], 4, RATE // 2)
@@ -171,7 +172,7 @@ def test_partial_label_loss_ignores_how_the_accompaniment_is_split():
     bass and other must not change its loss."""
     import jax.numpy as jnp
 
-    from roomtone.separate import train
+    from roomtone.separate.training import train
 
     sources = synthetic_sources()
     mix, targets, _ = data.batch(np.random.default_rng(4), sources["train"], sources["rir"], 2, RATE // 4)
@@ -295,7 +296,7 @@ def test_a_fine_tuned_config_keeps_its_lineage_and_refuses_a_leak():
     """:func:`train.with_lineage`: the song ids, speakers and music of both runs are kept, the runs
     listed in order, licences merged; a validation song of one run that the other trained on is
     refused."""
-    from roomtone.separate import train
+    from roomtone.separate.training import train
 
     before = {"data": {"train_song_ids": ["001", "002"], "val_song_ids": ["010"], "val_speakers": ["a"],
                        "licences": {"game_music": {"wesnoth-1.16-music": "GPL-2"}}, "renders": "old"},

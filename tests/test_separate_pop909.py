@@ -13,7 +13,7 @@ import sys
 import numpy as np
 import pytest
 
-from roomtone.separate import pop909 as p
+from roomtone.separate.training import pop909 as p
 
 mido = pytest.importorskip("mido", reason="mido (the test or train extra) writes the test songs")
 
@@ -393,7 +393,7 @@ def test_load_stems_keeps_the_split_and_the_scale(tmp_path):
 
 
 def test_importing_the_module_does_not_import_mido():
-    code = "import sys, roomtone.separate, roomtone.separate.pop909; print('mido' in sys.modules)"
+    code = "import sys, roomtone.separate, roomtone.separate.training.pop909; print('mido' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,8 +1,8 @@
 """Train the ``roomtone`` denoiser (:mod:`roomtone.enhance.net`) on mixtures made on the fly
-(:mod:`roomtone.enhance.data`), resumable from its checkpoint.
+(:mod:`roomtone.enhance.training.data`), resumable from its checkpoint.
 
-    python -m roomtone.enhance.train --out enhance/weights/roomtone.npz --minutes 60
-    python -m roomtone.enhance.train --out ... --resume          # go on from the checkpoint
+    python -m roomtone.enhance.training.train --out enhance/weights/roomtone.npz --minutes 60
+    python -m roomtone.enhance.training.train --out ... --resume          # go on from the checkpoint
 
 Loss (per item, on the 16 kHz STFT of the output and the target): mean squared error of the
 power-law compressed magnitudes (``|.|^0.3``), plus that of the compressed complex spectra, plus
@@ -22,7 +22,8 @@ import time
 
 import numpy as np
 
-from roomtone.enhance import data, net
+from roomtone.enhance import net
+from roomtone.enhance.training import data
 
 
 STOI_BANDS_HZ = tuple(150.0 * 2.0 ** (k / 3.0) for k in range(15))  # STOI's 15 1/3-octave bands, 150 Hz..3.8 kHz
@@ -202,7 +203,7 @@ def main(argv=None):
                       "loss": f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)"
                               + (f" + {args.stoi_weight:g} x (1 - band-envelope correlation)" if args.stoi_weight else ""),
                       "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
-                      "augmentation": "see roomtone.enhance.data", "distilled": False},
+                      "augmentation": "see roomtone.enhance.training.data", "distilled": False},
                   "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
                               "val_items": args.val_items, "val_seed": args.val_seed, "val_part": args.val_part,
                               "val_snr_db": [0, 15], "selected_by": args.select, "command": " ".join(sys.argv),

@@ -1,9 +1,9 @@
 """Separation training data from the POP909 MIDI songs, rendered one stem at a time:
 ``melody``, ``other``, ``bass`` and ``drums`` of one excerpt, sample aligned, each from its own
 MIDI file through fluidsynth, so every target of a mixture is known exactly (the mixture is their
-sum). :mod:`roomtone.separate.data` draws its POP909 items from :func:`load_stems`.
+sum). :mod:`roomtone.separate.training.data` draws its POP909 items from :func:`load_stems`.
 
-    python -m roomtone.separate.pop909 --out ~/pop909 --songs 300 --seconds 30 --seed 0
+    python -m roomtone.separate.training.pop909 --out ~/pop909 --songs 300 --seconds 30 --seed 0
 
 A POP909 file (type 1, 480 ticks per beat) holds a tempo track and three piano tracks: MELODY (the
 vocal line), BRIDGE (secondary melodies) and PIANO (the accompaniment). From one song:
@@ -61,7 +61,7 @@ import numpy as np
 
 from roomtone.errors import RoomtoneError
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "sep" / "pop909"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "sep" / "pop909"
 STEMS = ("melody", "other", "bass", "drums")
 SCALE = 1.0 / 32768.0  # a stem's int16 step as a float sample
 VALIDATION_EVERY = 10

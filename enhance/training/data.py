@@ -34,10 +34,10 @@ from pathlib import Path
 
 import numpy as np
 
-from roomtone.datasets import held_out_speaker, speaker_key  # noqa: F401  (shared with separate)
+from roomtone.models.training.datasets import held_out_speaker, speaker_key  # noqa: F401  (shared with separate)
 
 SAMPLE_RATE = 16000
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "speech"
+DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "speech"
 
 
 def noise_key(name):
@@ -79,7 +79,7 @@ MUSIC_EXCERPT_S = 20.0
 def load_music(packages=TRAIN_MUSIC, seconds=MUSIC_EXCERPT_S):
     """``[(file name, array)]``: the centred ``seconds`` of every music file of ``packages`` that is
     installed (16 kHz mono float32); empty when none is."""
-    from roomtone.datasets import music_files, music_folders
+    from roomtone.models.training.datasets import music_files, music_folders
 
     folders = {k: v for k, v in music_folders().items() if k in packages}
     out = []
@@ -135,7 +135,7 @@ def manifest(pools):
     out["rirs"] = len(pools["rir"])
     music = pools["train"].get("music") or []
     if music:
-        from roomtone.datasets import LICENCES
+        from roomtone.models.training.datasets import LICENCES
 
         out["train_music_files"] = len(music)
         out["train_music_packages"] = {k: LICENCES[k] for k in TRAIN_MUSIC}

@@ -2,7 +2,7 @@
 made on the fly at 44.1 kHz stereo from three licence-clean sources (the manifest in the weights'
 config records them):
 
-- **POP909 renders** (:mod:`roomtone.separate.pop909`; MIDI MIT, General MIDI soundfonts): per song
+- **POP909 renders** (:mod:`roomtone.separate.training.pop909`; MIDI MIT, General MIDI soundfonts): per song
   ``drums``, ``bass``, ``other`` and ``melody`` (the vocal line on a voice-like patch), sample
   aligned. Full labels: every stem's target is known.
 - **Real voices**: the speech pools of ``../shared/data/speech`` (``speech/``, ``more/speech/``) and
@@ -12,10 +12,10 @@ config records them):
   "no air = not a voice", such a clip gets synthetic air: high-passed noise (7 kHz up) following
   the clip's own 3-8 kHz envelope, 18-30 dB under it.
 - **Real instrumental music**: Debian's game-music packages (the assistant's
-  :func:`roomtone.datasets.music_folders`: those of the assistant's packages and the Nexuiz soundtrack),
+  :func:`roomtone.models.training.datasets.music_folders`: those of the assistant's packages and the Nexuiz soundtrack),
   as an accompaniment under a real voice.
   Partial labels: only ``vocals`` and the accompaniment (``drums + bass + other``) are known; the
-  loss (:mod:`roomtone.separate.train`) compares the sum of the three masks with the accompaniment.
+  loss (:mod:`roomtone.separate.training.train`) compares the sum of the three masks with the accompaniment.
 
 A POP909 item mixes stems of *different* songs (random remixing across songs, as Open-Unmix
 trains), each brought to one RMS level (the soundfonts differ by 20 dB) then given a random gain
@@ -29,8 +29,8 @@ Channels are swapped at random; 8 % of items are mono.
 The mixture is the sum of the stems, so the targets sum to it exactly.
 
 Held out for validation: POP909 songs by the renderer's split (id % 10 == 0), speakers by
-:func:`roomtone.datasets.held_out_speaker`, music files by
-:func:`roomtone.datasets.held_out`. No training item uses any of them.
+:func:`roomtone.models.training.datasets.held_out_speaker`, music files by
+:func:`roomtone.models.training.datasets.held_out`. No training item uses any of them.
 
 Shape: mixtures (items, 2, samples) float32; targets (items, 4 stems, 2, samples); ``full``
 (items,) float32, 1 for a full-label item.
@@ -44,7 +44,7 @@ import numpy as np
 
 from roomtone.separate.net import SAMPLE_RATE, STEMS
 
-SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 SPEECH = SHARED / "speech"
 SINGING = SHARED / "sep" / "singing"
 MUSIC_EXCERPT_S = 90.0
@@ -72,7 +72,7 @@ def _int16(x):
 def load_voices(speech=SPEECH, singing=SINGING):
     """``{"train"|"val": [(key, mono float32 at 44.1 kHz, native rate)]}``, speakers held out as the
     denoiser holds them out."""
-    from roomtone.datasets import held_out_speaker, speaker_key
+    from roomtone.models.training.datasets import held_out_speaker, speaker_key
 
     out = {"train": [], "val": []}
     folders = [Path(speech) / "speech", Path(speech) / "more" / "speech", Path(singing)]
@@ -103,7 +103,7 @@ def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
     game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
     kept there and read back when the file list and excerpt length are the same (decoding the OGG
     files takes minutes)."""
-    from roomtone.datasets import held_out, music_files, music_folders
+    from roomtone.models.training.datasets import held_out, music_files, music_folders
 
     files = music_files(music_folders() if folders is None else folders)
     names = [f"{package}/{path.name}" for package, path in files]
@@ -145,8 +145,8 @@ def _decode_music(files, seconds, seed, held_out):
 
 
 def load_staged(folders):
-    """Real multitrack songs staged as arrays (:mod:`roomtone.separate.multitrack`,
-    :mod:`roomtone.separate.modules`): ``{"train"|"val": [(id, {stem: int16 (2, n)}, meta)]}``
+    """Real multitrack songs staged as arrays (:mod:`roomtone.separate.training.multitrack`,
+    :mod:`roomtone.separate.training.modules`): ``{"train"|"val": [(id, {stem: int16 (2, n)}, meta)]}``
     from every ``*.npz`` in each folder, split by the ``split`` their staging recorded."""
     out = {"train": [], "val": []}
     for folder in folders or []:
@@ -170,7 +170,7 @@ def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_
     for split in ("train", "val"):
         songs = []
         for folder in ([pop909] if isinstance(pop909, (str, os.PathLike)) else pop909 or []):
-            from roomtone.separate import pop909 as renders
+            from roomtone.separate.training import pop909 as renders
 
             songs += renders.load_stems(folder, split=split)
         out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split], "multitrack": staged[split]}

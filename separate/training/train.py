@@ -1,9 +1,9 @@
 """Train the ``roomtone`` separator (:mod:`roomtone.separate.net`) on mixtures made on the fly
-(:mod:`roomtone.separate.data`), resumable from its checkpoint.
+(:mod:`roomtone.separate.training.data`), resumable from its checkpoint.
 
-    python -m roomtone.separate.pop909 --out ~/pop909 --songs 300          # render the stems once
-    python -m roomtone.separate.train --pop909 ~/pop909 --out separate/weights/roomtone.npz --minutes 60
-    python -m roomtone.separate.train --pop909 ~/pop909 --out ... --resume   # go on from the checkpoint
+    python -m roomtone.separate.training.pop909 --out ~/pop909 --songs 300          # render the stems once
+    python -m roomtone.separate.training.train --pop909 ~/pop909 --out separate/weights/roomtone.npz --minutes 60
+    python -m roomtone.separate.training.train --pop909 ~/pop909 --out ... --resume   # go on from the checkpoint
 
 Loss (per item, on the STFT): the mean absolute difference of the square-root compressed
 magnitudes of each stem's estimate (mask x mixture) and its target, over the stems, both channels
@@ -26,7 +26,8 @@ import time
 
 import numpy as np
 
-from roomtone.separate import data, net
+from roomtone.separate import net
+from roomtone.separate.training import data
 
 COMPRESS = 0.5
 
@@ -91,7 +92,7 @@ def with_dsp_masks(made):
 
 
 def evaluate(model, mix, targets, full, batch=4, fusion=None):
-    """Validation SDR (dB, :func:`roomtone.separate.data.sdr_db`): per stem, the mean over the
+    """Validation SDR (dB, :func:`roomtone.separate.training.data.sdr_db`): per stem, the mean over the
     full-label items holding it (vocals: over every item with a voice), and ``mean`` of the four.
     Also the mixture's own SDR as each stem (the trivial baseline's figure, for comparison). With
     ``fusion`` (a config's ``fusion`` entry), of the masks fused with the DSP's."""
@@ -111,7 +112,7 @@ def evaluate(model, mix, targets, full, batch=4, fusion=None):
 
 
 def evaluate_real(model, excerpts, fusion=None):
-    """Plain SDR (dB) on real held-out excerpts (:func:`roomtone.separate.data.real_excerpts`): per
+    """Plain SDR (dB) on real held-out excerpts (:func:`roomtone.separate.training.data.real_excerpts`): per
     stem the mean over each song's excerpts then over songs, ``mean`` of the four, the trivial
     split's, and ``songs`` (each song's per-stem figures)."""
     import jax
@@ -138,7 +139,7 @@ def evaluate_real(model, excerpts, fusion=None):
 def licences(sources, render_dirs):
     """The data licences for the weights' config: the game-music packages the mixtures drew from,
     the POP909 renders' soundfonts (each render folder's ``manifest.json``), the voices and RIRs."""
-    from roomtone.datasets import LICENCES
+    from roomtone.models.training.datasets import LICENCES
 
     packages = sorted({name.split("/", 1)[0] for split in ("train", "val") for name, _ in sources[split]["music"]})
     soundfonts = {}
@@ -182,11 +183,11 @@ def with_lineage(config, init_config, command, steps, note=""):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
-    p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.pop909 --out); "
+    p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.training.pop909 --out); "
                                                     "repeatable")
     p.add_argument("--stems", action="append",
-                   help="a folder of real multitrack songs staged as arrays (roomtone.separate.multitrack, "
-                        "roomtone.separate.modules); repeatable. Their held-out songs' excerpts select the weights")
+                   help="a folder of real multitrack songs staged as arrays (roomtone.separate.training.multitrack, "
+                        "roomtone.separate.training.modules); repeatable. Their held-out songs' excerpts select the weights")
     p.add_argument("--val-real-songs", type=int, default=8,
                    help="held-out real songs per source whose excerpts select the weights (3 excerpts of 8 s each)")
     p.add_argument("--no-music", action="store_true", help="leave the game music out")
@@ -229,7 +230,7 @@ def main(argv=None):
         elif args.init:
             fusion = weights.load_config(args.init).get("fusion")
         if not fusion:
-            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.fusion --write)")
+            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.training.fusion --write)")
     arch = net.Architecture(embed=args.embed, hidden=args.hidden, layers=args.layers, head=args.head)
     sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache,
                                 stems=args.stems)
@@ -271,13 +272,13 @@ def main(argv=None):
                   "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
                                "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
                                        "vocals + accompaniment only for game-music items",
-                               "augmentation": "see roomtone.separate.data", "history": "see checkpoints/*.json",
-                               "command": "python -m roomtone.separate.train " + " ".join(argv)},
+                               "augmentation": "see roomtone.separate.training.data", "history": "see checkpoints/*.json",
+                               "command": "python -m roomtone.separate.training.train " + " ".join(argv)},
                   "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
                               "chosen_on": ("real held-out multitrack excerpts: " + ", ".join(sorted(
                                   {sid for sid, _, _ in real})) + f" ({len(real)} excerpts of 8 s), mean over songs")
                               if real else "the synthetic validation set",
-                              "note": "plain SDR over each whole item (roomtone.separate.data.sdr_db)"
+                              "note": "plain SDR over each whole item (roomtone.separate.training.data.sdr_db)"
                                       + ("; of the masks fused with the DSP's" if fusion else "")},
                   "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
         if fusion:

@@ -1,7 +1,7 @@
 """Stage real multitrack songs for the ``roomtone`` separator's training: the CC0 stems of
 ``ichbinsoftware/everythingisremixed`` (EIR), grouped into the four stems and kept as int16 arrays.
 
-    python -m roomtone.separate.multitrack --repo /path/to/everythingisremixed.git --out ~/.cache/roomtone/stems/eir
+    python -m roomtone.separate.training.multitrack --repo /path/to/everythingisremixed.git --out ~/.cache/roomtone/stems/eir
 
 Source: the snapshot's ``src/<n>.<Name>/<n>.<Name>_Stem_<NAME>.m4a`` files (AAC, 48 kHz), CC0 1.0.
 Songs 1-5 only: **songs 6 (Caesium) and 7 (Francium) are reserved for evaluation** and are refused
@@ -11,7 +11,7 @@ staged from them and marked ``band_limited_hz``, and so is a song that lacks mor
 full-quality stems or the only stem of a group (all its stems from the mobile copies, never a mix
 of both); in the others a missing stem is left out (the song is a slightly sparser arrangement of
 itself). The mixture is always the sum of what is staged, and training low-passes every stem of an
-item that draws on a band-limited song (:mod:`roomtone.separate.data`), so no stem's bandwidth or
+item that draws on a band-limited song (:mod:`roomtone.separate.training.data`), so no stem's bandwidth or
 codec is a cue to its kind.
 
 Grouping (:func:`group_of`, by the stem's name): ``VOX``/``BGVOX`` -> vocals; kick, snare, hats,

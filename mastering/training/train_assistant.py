@@ -1,9 +1,9 @@
 """Train the mastering assistant (:mod:`roomtone.mastering.assistant`) self-supervised on real
 music, resumable from its checkpoint.
 
-    python -m roomtone.mastering.train_assistant --out mastering/weights/assistant.npz
-    python -m roomtone.mastering.train_assistant --out ... --resume
-    python -m roomtone.mastering.train_assistant --out mastering/weights/assistant.npz --calibrate-only
+    python -m roomtone.mastering.training.train_assistant --out mastering/weights/assistant.npz
+    python -m roomtone.mastering.training.train_assistant --out ... --resume
+    python -m roomtone.mastering.training.train_assistant --out mastering/weights/assistant.npz --calibrate-only
 
 Data: the OGG/FLAC files of Debian's free game-music packages found on this machine (``--music``
 folders; default: ``wesnoth-1.16-music`` GPL-2, ``singularity-music`` CC BY-SA 3.0,
@@ -41,7 +41,7 @@ import time
 
 import numpy as np
 
-from roomtone.datasets import LICENCES, PACKAGES, held_out, music_files, music_folders  # noqa: F401
+from roomtone.models.training.datasets import LICENCES, PACKAGES, held_out, music_files, music_folders  # noqa: F401
 from roomtone.mastering import assistant
 
 RATE = 44100
@@ -300,7 +300,7 @@ def main(argv=None):
                 "tonal_before_db": before, "excerpts": int(len(calibration_index)), "files": names,
                 "packages": {k: {"folder": folders.get(k), "licence": LICENCES.get(k)}
                              for k in calibration_packages},
-                "method": "roomtone.mastering.train_assistant.calibrate (degradations seed 11, stereo and mono)"}
+                "method": "roomtone.mastering.training.train_assistant.calibrate (degradations seed 11, stereo and mono)"}
 
     if args.calibrate_only:
         import jax.numpy as jnp
@@ -354,7 +354,7 @@ def main(argv=None):
                              "optimizer": f"adamw (weight decay {args.weight_decay:g}), cosine, clip 1",
                              "input_noise": args.input_noise, "selection": "best held-out stereo tonal distance",
                              "loss": "roomtone.mastering.fit._loss (tonal MSE + level change + width + gain penalty)",
-                             "degradations": "see roomtone.mastering.train_assistant.degrade", "mono_batches": 0.2},
+                             "degradations": "see roomtone.mastering.training.train_assistant.degrade", "mono_batches": 0.2},
                 "metrics": figures, "parameters": int(sum(v.size for v in weights.model_arrays(model).values()))}
 
     started = time.time()

@@ -1,7 +1,7 @@
 """Multitrack separation training data from the tracker modules (.mod/.xm/.it/.s3m) that Debian's
 game packages ship, rendered one instrument at a time so the parts sum exactly to the song.
 
-    python -m roomtone.separate.modules --out ~/.cache/roomtone/stems/modules
+    python -m roomtone.separate.training.modules --out ~/.cache/roomtone/stems/modules
 
 Sources: the packages of :data:`PACKAGES` (Debian bookworm, all in ``main``), each with the licence
 read from its ``/usr/share/doc/<package>/copyright`` (GPL-2/2+/3+, LGPL-2/2.1, BSD-2/3-Clause,
