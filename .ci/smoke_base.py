@@ -68,6 +68,7 @@ def main():
         ("enhance classic", ["enhance", voice, "-o", f"{out}/e_classic", "--model", "classic"]),
         ("separate four stems", ["separate", a, "-o", f"{out}/stems4"]),
         ("separate two stems", ["separate", a, "-o", f"{out}/stems2", "--two-stems", "vocals"]),
+        ("mix a folder of stems and master it", ["mix", f"{out}/stems4/a", "-o", f"{out}/mix.wav", "--master"]),
     ]
     # Not in the base install: the dfn3 denoiser's weights come with the dfn3 extra. A clear one-line refusal.
     refusals = [("enhance --model dfn3 (no extra: refused)",

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-JOBS = ("mastering", "enhance", "separate")
+JOBS = ("mastering", "enhance", "separate", "mix")
 # folder in the repository -> its import name
 PACKAGES = {"roomtone": "roomtone", "kernels": "roomtone.kernels", "presets": "roomtone.presets",
             **{job: f"roomtone.{job}" for job in JOBS}}

@@ -1,0 +1,253 @@
+#!/usr/bin/env python
+"""The mix job side by side with its baselines: balance restoration on real multitracks, and scale.
+
+Balance restoration (issue 26): a real multitrack whose original mix is the sum of its tracks; each
+track's gain changed at random (+-10 dB, seeded); the tracks mixed; each track's gain in the output
+estimated by least squares (the output's mid against the original tracks' mids); the error is the
+loudness-weighted RMS deviation of the recovered balance from the original one, in dB (the common
+offset removed; weights: each track's loudness power in the original mix). Rows:
+
+- ``plain sum``: the changed tracks summed as they are,
+- ``equal LUFS``: every track at one BS.1770-4 loudness,
+- ``stage 1 (f0 band)``: every track at one refined loudness (the paper's stage 1 without offsets),
+- ``stage 1 (centroid band)``: its centroid variant,
+- ``roomtone``: ``roomtone.mix.mix`` with rules whose class offsets were fitted on the *other*
+  songs (leave one song out), each loudness measure and share exponent of the grid; the shipped
+  rules are fitted on all of them (``--fit-rules`` writes them).
+
+Songs: the development songs 1-5 of the CC0 multitrack repository ``ichbinsoftware/everythingisremixed``
+(decoded once into ``~/.cache/roomtone/mix``): a 45 s excerpt where most tracks play. Songs 6 and 7
+are reserved for evaluation and are never read here.
+
+Scale: ``--scale`` times the whole ``mix`` process on 128 synthetic mono tracks of 60 s and of
+3 minutes (wall seconds, peak RSS).
+
+    python benchmarks/bench_mix.py
+    python benchmarks/bench_mix.py --fit-rules presets/mix/rules.toml
+    python benchmarks/bench_mix.py --scale
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+CACHE = Path(os.path.expanduser("~")) / ".cache" / "roomtone" / "mix"
+REPO = "/work/.mirror/ichbinsoftware+everythingisremixed/repo"
+SONGS = ("1.Hydrogen", "2.Lithium", "3.Sodium", "4.Potassium", "5.Rubidium")
+EXCERPT_S = 45.0
+RATE = 44100
+
+
+def song_tracks(song):
+    """``{stem name: (2, n) float32}`` of ``song``'s excerpt (decoded once, cached as .npz)."""
+    from roomtone.separate.training.multitrack import RESERVED, decode, song_stems
+
+    if song.split(".")[0] in RESERVED:
+        raise ValueError(f"{song} is reserved for evaluation")
+    path = CACHE / f"{song}.npz"
+    if not path.exists():
+        stems = {name: decode(REPO, blob) for name, blob, _ in song_stems(REPO, song)}
+        n = max(x.shape[1] for x in stems.values())
+        full = {k: np.pad(v, ((0, 0), (0, n - v.shape[1]))) for k, v in stems.items()}
+        hop = RATE
+        active = np.stack([np.sqrt(np.mean(v[:, :n // hop * hop].reshape(2, -1, hop) ** 2, axis=(0, 2))) > 1e-3
+                           for v in full.values()])
+        k = int(EXCERPT_S)
+        score = np.convolve(active.sum(axis=0), np.ones(k), mode="valid")
+        start = int(np.argmax(score)) * hop
+        CACHE.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{k: v[:, start:start + int(EXCERPT_S * RATE)] for k, v in full.items()})
+    with np.load(path) as f:
+        return {k: f[k] for k in f.files}
+
+
+def balance_error(out, tracks, weights):
+    """The loudness-weighted RMS deviation (dB) of the least-squares balance of ``tracks`` in
+    ``out`` from equal (the original mix), the common offset removed."""
+    names = list(tracks)
+    x = np.stack([tracks[k].mean(axis=0) for k in names], axis=1).astype(np.float64)
+    y = out.mean(axis=0).astype(np.float64)[:x.shape[0]]
+    h, *_ = np.linalg.lstsq(x, y, rcond=None)
+    r = 20 * np.log10(np.maximum(np.abs(h), 1e-6))
+    w = np.array([weights[k] for k in names])
+    w = w / w.sum()
+    mean = np.sum(w * r)
+    return float(np.sqrt(np.sum(w * (r - mean) ** 2)))
+
+
+def track_weights(tracks):
+    from roomtone.meter import integrated_loudness
+
+    out = {}
+    for k, v in tracks.items():
+        lufs = integrated_loudness(np.ascontiguousarray(v), RATE)
+        out[k] = 10 ** (lufs / 10) if np.isfinite(lufs) else 0.0
+    return out
+
+
+def fit_offsets(analysed, measure, share):
+    """Class offsets (LU against the mix): the median over the given songs' tracks of each class's
+    loudness (``measure``) plus its share, less its mix's loudness."""
+    per_class = {}
+    for song in analysed.values():
+        counts = {}
+        for t in song["tracks"].values():
+            counts[t["class"]] = counts.get(t["class"], 0) + 1
+        for t in song["tracks"].values():
+            value = getattr(t["analysis"], {"refined": "refined_lufs", "centroid": "centroid_lufs",
+                                             "plain": "loudness_lufs"}[measure])
+            per_class.setdefault(t["class"], []).append(value + share * 10 * np.log10(counts[t["class"]])
+                                                        - song["mix_lufs"])
+    return {c: float(np.median(v)) for c, v in per_class.items()}
+
+
+def analyse_song(song, tracks):
+    from roomtone.meter import integrated_loudness
+    from roomtone.mix.analysis import analyse
+    from roomtone.mix.groups import classify, load_groups
+
+    table = load_groups()
+    out = {"tracks": {}, "mix_lufs": float(integrated_loudness(sum(tracks.values()), RATE))}
+    for name, audio in tracks.items():
+        a = analyse(audio, RATE)
+        if a is None:
+            continue
+        cls, group, how = classify(name, a, table)
+        out["tracks"][name] = {"analysis": a, "class": cls, "group": group, "how": how}
+    return out
+
+
+def rules_with(offsets, measure, share):
+    from roomtone.mix.api import load_rules
+
+    base = load_rules()
+    classes = {c: {**r, "offset_lu": offsets.get(c, r["offset_lu"])} for c, r in base.classes.items()}
+    return load_rules(classes=classes, measure=measure, share_exponent=share)
+
+
+def baseline_gains(analysed, perturbed_db, attribute):
+    """Gains (dB) that put every changed track at one loudness (``attribute`` of its analysis)."""
+    return {k: -(getattr(t["analysis"], attribute) + perturbed_db[k]) for k, t in analysed["tracks"].items()}
+
+
+def run_balance(args):
+    from roomtone.mix import mix
+
+    rng = np.random.default_rng(args.seed)
+    songs = {}
+    for song in SONGS:
+        tracks = {k: v for k, v in song_tracks(song).items() if np.abs(v).max() > 1e-4}
+        songs[song] = {"tracks": tracks, "analysed": analyse_song(song, tracks), "weights": track_weights(tracks)}
+        print(f"{song}: {len(tracks)} tracks, classes "
+              + ", ".join(f"{k}={t['class']}({t['how'][0]})" for k, t in songs[song]["analysed"]["tracks"].items()),
+              file=sys.stderr, flush=True)
+    rows = {}
+    grid = [(m, s) for m in ("refined", "centroid", "plain") for s in (0.0, 0.5, 1.0)]
+    for song, data in songs.items():
+        tracks, analysed, weights = data["tracks"], data["analysed"], data["weights"]
+        perturbed_db = {k: float(rng.uniform(-10, 10)) for k in tracks}
+        changed = {k: v * np.float32(10 ** (perturbed_db[k] / 20)) for k, v in tracks.items()}
+        live = [k for k in tracks if k in analysed["tracks"]]
+        results = {}
+
+        def direct(gains_db):
+            out = sum(changed[k] * np.float32(10 ** (gains_db.get(k, 0.0) / 20)) for k in live)
+            return balance_error(out, {k: tracks[k] for k in live}, weights)
+
+        results["plain sum"] = direct({})
+        results["equal LUFS"] = direct(baseline_gains(analysed, perturbed_db, "loudness_lufs"))
+        results["stage 1 (f0 band)"] = direct(baseline_gains(analysed, perturbed_db, "refined_lufs"))
+        results["stage 1 (centroid band)"] = direct(baseline_gains(analysed, perturbed_db, "centroid_lufs"))
+        others = {s: songs[s]["analysed"] for s in songs if s != song}
+        for measure, share in grid:
+            # the others' analyses hold their original (unchanged) loudness: the offsets are theirs
+            offsets = fit_offsets(others, measure, share)
+            out, _ = mix({k: changed[k] for k in live}, RATE, rules=rules_with(offsets, measure, share))
+            results[f"roomtone ({measure}, share {share:g})"] = balance_error(out, {k: tracks[k] for k in live}, weights)
+        rows[song] = results
+        print(f"{song}: " + json.dumps({k: round(v, 2) for k, v in results.items()}), file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows):
+    methods = list(next(iter(rows.values())))
+    lines = ["| method | " + " | ".join(s.split(".", 1)[1] for s in rows) + " | mean | spread (sd) |",
+             "|---|" + "---|" * (len(rows) + 2)]
+    for m in methods:
+        vals = [rows[s][m] for s in rows]
+        lines.append(f"| {m} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {np.mean(vals):.2f} | {np.std(vals):.2f} |")
+    return "\n".join(lines)
+
+
+def fit_rules(path, measure, share):
+    """Write the class offsets fitted on every development song into the rules file ``path``."""
+    import re
+
+    analysed = {song: analyse_song(song, {k: v for k, v in song_tracks(song).items() if np.abs(v).max() > 1e-4})
+                for song in SONGS}
+    offsets = fit_offsets(analysed, measure, share)
+    text = Path(path).read_text()
+    for cls, value in offsets.items():
+        text = re.sub(rf"(\[class\.{cls}\]\noffset_lu = )[-0-9.]+", rf"\g<1>{value:.1f}", text)
+    text = re.sub(r"share_exponent = [-0-9.]+", f"share_exponent = {share:g}", text)
+    Path(path).write_text(text)
+    print(json.dumps({"measure": measure, "share": share, "offsets": {k: round(v, 1) for k, v in offsets.items()}}))
+
+
+def run_scale(minutes_list=(1.0, 3.0), count=128):
+    import resource
+    import subprocess
+    import tempfile
+
+    import soundfile as sf
+
+    lines = ["| tracks | length | wall s | peak RSS MiB |", "|---|---|---|---|"]
+    for minutes in minutes_list:
+        with tempfile.TemporaryDirectory() as tmp:
+            rng = np.random.default_rng(0)
+            n = int(minutes * 60 * RATE)
+            names = ["kick", "snare", "hats", "bass", "vox", "bgv", "gtr", "keys", "pad", "synth", "fx", "perc"]
+            for i in range(count):
+                t = np.arange(n) / RATE
+                tone = 0.1 * np.sin(2 * np.pi * (55 + 20 * i) * t) * (1 + 0.5 * np.sin(2 * np.pi * 0.5 * t))
+                x = (tone + 0.01 * rng.standard_normal(n)).astype(np.float32)
+                sf.write(f"{tmp}/{i:03d}_{names[i % len(names)]}.flac", x, RATE)
+            start = time.time()
+            proc = subprocess.Popen([sys.executable, "-m", "roomtone.mix.cli", tmp, "-o", f"{tmp}/out.wav", "-q"])
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.time() - start
+            if status:
+                raise SystemExit(f"mix failed on the {minutes} min session")
+            lines.append(f"| {count} mono | {minutes:g} min | {wall:.1f} | {usage.ru_maxrss / 1024:.0f} |")
+            print(lines[-1], file=sys.stderr, flush=True)
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write the figures here")
+    p.add_argument("--fit-rules", help="fit the class offsets on every development song into this rules file")
+    p.add_argument("--measure", default="refined", choices=("refined", "centroid", "plain"))
+    p.add_argument("--share", type=float, default=0.5)
+    p.add_argument("--scale", action="store_true", help="time 128-track sessions instead")
+    args = p.parse_args()
+    if args.fit_rules:
+        return fit_rules(args.fit_rules, args.measure, args.share)
+    if args.scale:
+        print(run_scale())
+        return None
+    rows = run_balance(args)
+    print(table(rows))
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=1))
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
