@@ -57,7 +57,7 @@ def _versions():
 
 def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=None, ceiling_dbtp=None,
            bit_depth="32f", output_sample_rate=None, reference=None, fit_target=False, explain=False, analysis=False,
-           placement=None, progress=None, on_candidate=None):
+           placement=None, progress=None):
     """Master ``audio`` to a platform's loudness and true-peak ceiling.
 
     Args:
@@ -68,9 +68,10 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
             None: ``spotify``, or with ``reference`` the reference's loudness.
         target_lufs, ceiling_dbtp: override the platform's integrated loudness target (LUFS) and
             true-peak ceiling (dBTP).
-        reference: match a reference track: a path, ``"PATH:WEIGHT"``, an ``(audio, sample_rate)``
-            pair, a list of those or of ``(path, weight)`` pairs (their features blended by weight),
-            or a :class:`~roomtone.mastering.targets.MatchTarget`. The preset's chain is fitted to
+        reference: match a reference track: a path or an ``(audio, sample_rate)`` pair; or a list
+            of those, any of them as a ``(source, weight)`` pair (their features blended by weight:
+            ``[("a.flac", 0.7), ("b.flac", 0.3)]``); or a
+            :class:`~roomtone.mastering.targets.MatchTarget`. The preset's chain is fitted to
             the reference's tonal balance and width (:mod:`roomtone.mastering.fit`, JAX) and
             rendered by the numba chain; the reference's integrated loudness becomes the target
             unless ``platform`` or ``target_lufs`` is given.
@@ -95,8 +96,6 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
             output is resampled (soxr VHQ), and the loudness stage runs at the new rate, so the
             output is metered, limited and on target at the rate it is delivered at.
         progress: optional ``callable(str)`` told of each stage.
-        on_candidate: optional ``callable(audio_out)`` told of the output once it is built, before
-            its final metering; :func:`master_file` starts writing it then.
 
     Returns:
         ``(audio_out, report)``: float32 (channels, samples') at the delivery rate, and a JSON-ready
@@ -115,35 +114,40 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
                    reference=reference, fit_target=fit_target, explain=explain, analysis=analysis,
                    placement=placement, progress=progress)
-    return _deliver(job, on_candidate=on_candidate, in_place=job.owns_signal and in_place_pays(job.signal))
+    return _deliver(job, in_place=job.owns_signal and in_place_pays(job.signal))
 
 
 @dataclasses.dataclass
 class _Job:
-    """A master whose chain has run (and whose output is at the delivery rate): :func:`_deliver`
-    runs the loudness stage on it, again if a lossy encoder needs the limiter to aim lower.
+    """One master, filled in by the stages of :func:`_prepare` (each stage reads what the ones
+    before it set) and then handed to :func:`_deliver`, which runs the loudness stage on it, again
+    if a lossy encoder needs the limiter to aim lower.
 
-    ``signal``: the chain's output, float32 (channels, samples) at ``sample_rate`` (delivery, Hz);
-    ``level_lufs``: its integrated loudness. ``stages``: the report's per-stage gains so far.
-    ``owns_signal``: no caller holds ``signal`` (it is not the caller's array), so the loudness
-    stage may write the output over it (the job is then spent).
+    Once prepared: ``signal``, the chain's output, float32 (channels, samples) at ``sample_rate``
+    (delivery, Hz; ``input_rate``: the input's); ``level_lufs``: its integrated loudness.
+    ``stages``: the report's per-stage gains so far. ``owns_signal``: no caller holds ``signal``
+    (it is not the caller's array), so the loudness stage may write the output over it (the job is
+    then spent).
     """
 
-    signal: np.ndarray
-    sample_rate: int
-    level_lufs: float
-    limiter: TruePeakLimiter
-    detector: object
-    preset: object
-    goal: object
-    bit_depth: str
-    bits: int | None
-    stages: list
-    before: object
-    resampled_to: int | None
-    timings: dict
     started: float
-    owns_signal: bool
+    say: object  # progress(str)
+    timings: dict = dataclasses.field(default_factory=dict)
+    clock: float = 0.0
+    signal: np.ndarray | None = None
+    input_rate: int = 0
+    sample_rate: int = 0
+    level_lufs: float | None = None
+    limiter: TruePeakLimiter | None = None
+    detector: object = None
+    preset: object = None
+    goal: object = None
+    bit_depth: str = "32f"
+    bits: int | None = None
+    stages: list | None = None
+    before: object = None
+    resampled_to: int | None = None
+    owns_signal: bool = False
     fit: dict | None = None
     match: object = None
     reductions: dict | None = None
@@ -151,6 +155,21 @@ class _Job:
     analysis: dict | None = None  # the input's half of report["analysis"]
     aim_lufs: float | None = None  # where an album track's delivery aims, once lowered from its place
     assistant: dict | None = None  # what --preset auto proposed
+    # the stages' working state
+    auto: bool = False
+    input_lufs: float | None = None
+    trim_db: float = 0.0
+    input_spectra: object = None  # Future of the trimmed input's spectra (mastering.targets.spectra)
+    input_blocks: object = None  # Future of its block powers (report["analysis"])
+    level_futures: list = dataclasses.field(default_factory=list)  # each chain stage's loudness (None: bypassed)
+    resampled_level: object = None
+
+    def lap(self, name):
+        """Record the time since the last lap as ``timings[name]`` (None: only restart the clock)."""
+        now = time.perf_counter()
+        if name is not None:
+            self.timings[name] = round(now - self.clock, 3)
+        self.clock = now
 
 
 AUTO_PRESET = "auto"
@@ -297,193 +316,234 @@ def resolve_goal(platform, channels, target_lufs=None, ceiling_dbtp=None, match=
     return goal
 
 
-def _check_options(audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-                   reference=None, fit_target=False, placement=None):
-    """Everything that can be refused before any work: ``(audio, sample_rate, preset, goal, bits,
-    delivery rate, match target)``. With an album ``placement`` the preset and goal are its own."""
+def _check_options(job, audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth,
+                   output_sample_rate, reference=None, fit_target=False, placement=None):
+    """Stage 1, everything that can be refused before any work: sets ``job``'s input rate, preset,
+    goal, bit depth, delivery rate and match target (with an album ``placement``, the preset and
+    goal are its own). Returns the validated input."""
+    job.auto = placement is None and is_auto(preset)
     audio = validate_audio(audio, sample_rate)
-    sample_rate = int(sample_rate)
+    job.input_rate = int(sample_rate)
     if output_sample_rate is not None:
         output_sample_rate = check_output_sample_rate(output_sample_rate)
     if placement is not None:
         if reference is not None or fit_target:
             raise PresetError("an album track's chain is the album's (fitted once for the album); give the "
                               "reference or fit_target to the album, not to the track")
-        preset, goal, match = placement.preset, placement.goal, None
+        job.preset, job.goal, job.match = placement.preset, placement.goal, None
     else:
-        match = match_target(preset, reference, fit_target)
-        preset = base_preset(preset)
-        goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp, match)
-
+        job.match = match_target(preset, reference, fit_target)
+        job.preset = base_preset(preset)
+        job.goal = resolve_goal(platform, audio.shape[0], target_lufs, ceiling_dbtp, job.match)
     if str(bit_depth) not in BIT_DEPTHS:
         raise OutputError(f"bit_depth={bit_depth!r} must be one of {', '.join(BIT_DEPTHS)}")
-    bits = None if str(bit_depth) == "32f" else int(bit_depth)
-    if audio.shape[1] < MOMENTARY_S * sample_rate:
-        raise too_short(audio.shape[1], sample_rate, MOMENTARY_S, "integrated loudness (one gating block)")
-    return audio, sample_rate, preset, goal, bits, output_sample_rate or sample_rate, match
+    job.bit_depth = str(bit_depth)
+    job.bits = None if job.bit_depth == "32f" else int(bit_depth)
+    if audio.shape[1] < MOMENTARY_S * job.input_rate:
+        raise too_short(audio.shape[1], job.input_rate, MOMENTARY_S, "integrated loudness (one gating block)")
+    job.sample_rate = output_sample_rate or job.input_rate
+    job.placement = placement
+    return audio
 
 
-def _prepare(audio, sample_rate, *, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-             progress, consume_input=False, reference=None, fit_target=False, explain=False, analysis=False,
-             placement=None):
+def _warm_fit(job, channels):
+    """The fit's optimiser traced in the background while the input is metered."""
+    if job.match is None:
+        return
+    has_width = job.match is not ASSISTANT_TARGET and job.match.width_db is not None
+    from roomtone.mastering.targets import bells_for
+
+    preload_fit(job.auto, warm=(job.preset.chain, job.input_rate, channels, has_width,
+                                FIT_STEPS_AUTO if job.auto else FIT_STEPS, bells_for(job.match)))
+
+
+def _meter_and_trim(job, audio, consume_input, pool):
+    """Stage 2: the input's readings (true peak in ``pool`` beside the loudness pass), refused when
+    silent or too quiet for the target; then the input trim, in place over an input given away."""
+    job.say("metering input")
+    rate = job.input_rate
+    input_peak = pool.submit(true_peak, audio, rate)  # beside the loudness pass
+    input_loudness = loudness_stats(audio, rate)
+    job.input_lufs = input_lufs = input_loudness["integrated_lufs"]
+    if not np.isfinite(input_lufs):
+        raise InvalidAudioError(
+            f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, "
+            f"no file written"
+        )
+    if job.goal.integrated_lufs - input_lufs > MAX_TOTAL_GAIN_DB:
+        raise TargetUnreachableError(
+            f"input reads {input_lufs:.1f} LUFS; reaching {job.goal.integrated_lufs:g} LUFS needs more than "
+            f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
+        )
+    # An album track gets the album's one trim (the loudest track to the working level), so the
+    # shared chain meets every track at its place in the album (roomtone.mastering.album).
+    job.trim_db = (float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0)) if job.placement is None
+                   else float(job.placement.trim_db))
+    # The input's readings are complete here (its sample peak included), so nothing below
+    # needs the input itself: given away, it is trimmed in place.
+    job.before = measure(audio, rate, input_loudness, input_peak.result())
+    if consume_input and audio.flags.writeable:
+        job.signal = np.multiply(audio, np.float32(10.0 ** (job.trim_db / 20.0)), out=audio)
+    else:
+        job.signal = Gain(gain_db=job.trim_db).render(audio, rate)
+    job.lap("input_trim")
+
+
+def _start_input_analysis(job, pool, analysis):
+    """Stage 3: one Welch pass of the trimmed input, in a thread of its own (the meter's is still
+    reading the input's true peak), for the report's input curve, the assistant and the fit; the
+    input's short-term loudness in ``pool`` for ``report["analysis"]``."""
+    shared_fit = job.placement is not None and job.placement.fit is not None
+    if job.match is not None or shared_fit or analysis or job.auto:
+        from roomtone.mastering import targets
+
+        spectra_pool = side_executor("spectra")
+        job.input_spectra = spectra_pool.submit(targets.spectra, job.signal, job.input_rate)
+        spectra_pool.shutdown(wait=False)
+    if analysis:
+        job.input_blocks = pool.submit(block_powers, job.signal, job.input_rate)
+
+
+def _input_curve(job):
+    """The trimmed input's 1/3-octave curve. Read where it is needed: a task waiting on the spectra
+    would hold the meter's thread."""
+    from roomtone.mastering import targets
+
+    return targets.tonal_curve(None, job.input_rate, job.input_lufs + job.trim_db, measured=job.input_spectra.result())
+
+
+def _propose(job):
+    """Stage 4 (``preset="auto"``): the assistant proposes the chain (and, for
+    :data:`ASSISTANT_TARGET`, the curve the fit aims at)."""
+    if not job.auto:
+        return
+    job.say("proposing the chain")
+    await_preload()
+    from roomtone.mastering import assistant  # JAX: only here
+
+    job.preset, job.assistant, predicted = assistant.propose(job.signal, job.input_rate, job.preset,
+                                                             measured=job.input_spectra.result(),
+                                                             with_tonal=job.match is ASSISTANT_TARGET)
+    if job.match is ASSISTANT_TARGET:
+        from roomtone.mastering.targets import MatchTarget
+
+        job.match = MatchTarget(tonal_db=predicted, sources=("assistant",))
+    job.lap("assistant")
+
+
+def _fit(job):
+    """Stage 5: the chain fitted to the match target (JAX), or an album track's shared fit."""
+    if job.match is not None:
+        job.say("fitting the chain")
+        await_preload()
+        from roomtone.mastering.fit import fit_chain  # JAX: only here
+
+        delivery = (job.goal.integrated_lufs, job.goal.ceiling_dbtp, job.input_lufs + job.trim_db)
+        job.preset, job.fit = fit_chain(job.signal, job.input_rate, job.preset, job.match, delivery=delivery,
+                                        measured=job.input_spectra, **({"rounds": 1, "steps": FIT_STEPS_AUTO}
+                                                                       if job.assistant else {"steps": FIT_STEPS}))
+        job.lap("fit")
+    elif job.placement is not None and job.placement.fit is not None:  # the album's chain, reported per track
+        job.fit, job.match = dict(job.placement.fit), job.placement.match
+    if job.fit is not None:
+        job.fit["input_tonal_db"] = _input_curve(job)
+
+
+def _run_chain(job, pool, explain):
+    """Stage 6: the preset's chain, each stage's loudness metered in ``pool`` beside the next; with
+    ``explain``, the multiband compressor's reduction too."""
+    job.reductions = {} if explain else None
+    for index, processor in enumerate(job.preset.chain):
+        if processor.bypassed:  # unchanged signal: nothing to run or meter
+            job.level_futures.append(None)
+            continue
+        job.say(processor.kind)
+        if explain and processor.kind == "multiband":
+            job.reductions[index] = pool.submit(processor.gain_reduction_db, job.signal, job.input_rate)
+        job.signal = processor.render(job.signal, job.input_rate)
+        job.level_futures.append(pool.submit(integrated_loudness, job.signal, job.input_rate))
+        job.lap(processor.kind)
+
+
+def _resample(job, pool):
+    """Stage 7: the chain's output to the delivery rate (metered in ``pool``)."""
+    if job.sample_rate == job.input_rate:
+        return
+    job.say(f"resampling {job.input_rate} -> {job.sample_rate} Hz")
+    job.signal = resample(job.signal, job.input_rate, job.sample_rate)
+    job.resampled_level = pool.submit(integrated_loudness, job.signal, job.sample_rate)
+    job.resampled_to = job.sample_rate
+    job.lap("resample")
+
+
+def _set_up_limiter(job):
+    """Stage 8: the limiter and its detector at the delivery rate. While the last stage is metered
+    beside it, the exact detector is computed where the expected gain will need it, from the last
+    level already metered (the search itself computes whatever the true level turns out to need)."""
+    job.say("loudness and true-peak limiting")
+    job.limiter = TruePeakLimiter(ceiling_dbtp=job.goal.ceiling_dbtp, lookahead_ms=job.preset.lookahead_ms,
+                                  release_ms=job.preset.release_ms)
+    job.detector = job.limiter.lazy_detector(job.signal, job.sample_rate)
+    level = job.input_lufs + job.trim_db  # a static gain shifts integrated loudness exactly
+    for future in job.level_futures:
+        if future is not None and future.done():
+            level = future.result()
+    job.limiter.prepare(job.detector, 10.0 ** ((job.goal.integrated_lufs - level) / 20.0))
+    job.lap("limiter_detector")
+
+
+def _collect_readings(job, analysis):
+    """Stage 9: the per-stage gains of the report from the meter's readings, the multiband
+    reductions, and the input's half of ``report["analysis"]``."""
+    job.stages = [{"stage": "input_trim", "gain_db": round(job.trim_db, 3)}]
+    level = job.input_lufs + job.trim_db
+    for processor, future in zip(job.preset.chain, job.level_futures):
+        new_level = level if future is None else future.result()
+        job.stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
+        level = new_level
+    if job.resampled_level is not None:  # the filter cuts above the lower Nyquist: a hair of loudness
+        new_level = job.resampled_level.result()
+        job.stages.append({"stage": "resample", "gain_db": round(new_level - level, 3)})
+        level = new_level
+    job.level_lufs = level
+    if job.reductions:
+        job.reductions = {index: future.result() for index, future in job.reductions.items()}
+    if analysis:
+        job.analysis = {"input_tonal_db": _input_curve(job),
+                        "input_short_term_lufs": _short_term_readings(job.input_blocks.result()[1]) - job.trim_db}
+    job.lap("metering_wait")
+    job.level_futures = job.resampled_level = job.input_blocks = None
+
+
+def _prepare(audio, sample_rate, *, progress=None, consume_input=False, explain=False, analysis=False, **options):
     """Check the options, meter the input, run the input trim and the preset's chain, resample to
-    the delivery rate, and set up the limiter's detector there. Returns a :class:`_Job`.
+    the delivery rate, and set up the limiter's detector there: the stages above over one
+    :class:`_Job`, which this returns. ``options``: :func:`_check_options`'s.
 
     ``consume_input``: the caller gives the audio away (the file job, which decoded it), as a
     one-item list ``audio`` that this empties: the input trim then scales it in place, one
     whole-file copy fewer. :func:`master` never does this."""
-    started = time.perf_counter()
+    job = _Job(started=time.perf_counter(), say=progress or (lambda message: None))
     if consume_input:  # a one-item list, emptied here: no caller's frame or argument tuple keeps the array
         audio = audio.pop()
     callers = None if consume_input else audio  # to tell whether the signal is still the caller's array
-    say = progress or (lambda message: None)
-    auto = placement is None and is_auto(preset)
-    audio, sample_rate, preset, goal, bits, rate_out, match = _check_options(
-        audio, sample_rate, preset, platform, target_lufs, ceiling_dbtp, bit_depth, output_sample_rate,
-        reference, fit_target, placement)
-    target, ceiling = goal.integrated_lufs, goal.ceiling_dbtp
-    if match is not None:  # the fit's optimiser traced in the background while the input is metered
-        has_width = match is not ASSISTANT_TARGET and match.width_db is not None
-        from roomtone.mastering.targets import bells_for
-
-        preload_fit(auto, warm=(preset.chain, sample_rate, int(audio.shape[0]), has_width, FIT_STEPS_AUTO if auto
-                                else FIT_STEPS, bells_for(match)))
-    timings = {}
-    clock = time.perf_counter()
-
-    def lap(name):
-        nonlocal clock
-        now = time.perf_counter()
-        timings[name] = round(now - clock, 3)
-        clock = now
-
-    say("metering input")
+    audio = _check_options(job, audio, sample_rate, **options)
+    _warm_fit(job, int(audio.shape[0]))
+    job.lap(None)
     # Metering (the input's true peak, each stage's loudness) runs in a second thread beside the
     # chain: the kernels release the GIL, so on two cores it costs little wall time.
-    with side_executor("meter") as meter_pool:
-        input_peak = meter_pool.submit(true_peak, audio, sample_rate)  # beside the loudness pass
-        input_loudness = loudness_stats(audio, sample_rate)
-        input_lufs = input_loudness["integrated_lufs"]
-        if not np.isfinite(input_lufs):
-            raise InvalidAudioError(
-                f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): nothing to master, "
-                f"no file written"
-            )
-        if target - input_lufs > MAX_TOTAL_GAIN_DB:
-            raise TargetUnreachableError(
-                f"input reads {input_lufs:.1f} LUFS; reaching {target:g} LUFS needs more than "
-                f"{MAX_TOTAL_GAIN_DB:g} dB of gain, which would mostly raise the noise floor"
-            )
-        # An album track gets the album's one trim (the loudest track to the working level), so the
-        # shared chain meets every track at its place in the album (roomtone.mastering.album).
-        trim_db = (float(np.clip(WORKING_LEVEL_LUFS - input_lufs, -60.0, 60.0)) if placement is None
-                   else float(placement.trim_db))
-        # The input's readings are complete here (its sample peak included), so nothing below
-        # needs the input itself: given away, it is trimmed in place.
-        before = measure(audio, sample_rate, input_loudness, input_peak.result())
-        if consume_input and audio.flags.writeable:
-            signal = np.multiply(audio, np.float32(10.0 ** (trim_db / 20.0)), out=audio)
-        else:
-            signal = Gain(gain_db=trim_db).render(audio, sample_rate)
+    with side_executor("meter") as pool:
+        _meter_and_trim(job, audio, consume_input, pool)
         del audio
-        lap("input_trim")
-        fit = None
-        shared_fit = placement is not None and placement.fit is not None
-        input_blocks = input_spectra = None
-        if match is not None or shared_fit or analysis or auto:
-            from roomtone.mastering import targets
-
-            # One Welch pass of the input serves the report's input curve, the assistant and the fit,
-            # in a thread of its own (the meter's is still reading the input's true peak).
-            spectra_pool = side_executor("spectra")
-            input_spectra = spectra_pool.submit(targets.spectra, signal, sample_rate)
-            spectra_pool.shutdown(wait=False)
-
-            def input_curve():  # read where it is needed: a task waiting on the spectra would hold the meter's thread
-                return targets.tonal_curve(None, sample_rate, input_lufs + trim_db, measured=input_spectra.result())
-        if analysis:
-            input_blocks = meter_pool.submit(block_powers, signal, sample_rate)
-        proposal = None
-        if auto:
-            say("proposing the chain")
-            await_preload()
-            from roomtone.mastering import assistant  # JAX: only here
-
-            preset, proposal, predicted = assistant.propose(signal, sample_rate, preset,
-                                                            measured=input_spectra.result(),
-                                                            with_tonal=match is ASSISTANT_TARGET)
-            if match is ASSISTANT_TARGET:
-                from roomtone.mastering.targets import MatchTarget
-
-                match = MatchTarget(tonal_db=predicted, sources=("assistant",))
-            lap("assistant")
-        if match is not None:
-            say("fitting the chain")
-            await_preload()
-            from roomtone.mastering.fit import fit_chain  # JAX: only here
-
-            preset, fit = fit_chain(signal, sample_rate, preset, match, delivery=(target, ceiling, input_lufs + trim_db),
-                                    measured=input_spectra,
-                                    **({"rounds": 1, "steps": FIT_STEPS_AUTO} if proposal else {"steps": FIT_STEPS}))
-            lap("fit")
-        elif shared_fit:  # the album's chain, fitted once to the album: reported per track as well
-            fit, match = dict(placement.fit), placement.match
-        if fit is not None:
-            fit["input_tonal_db"] = input_curve()
-        reductions = {} if explain else None
-        level_futures = []
-        for index, processor in enumerate(preset.chain):
-            if processor.bypassed:  # unchanged signal: nothing to run or meter
-                level_futures.append(None)
-                continue
-            say(processor.kind)
-            if explain and processor.kind == "multiband":
-                reductions[index] = meter_pool.submit(processor.gain_reduction_db, signal, sample_rate)
-            signal = processor.render(signal, sample_rate)
-            level_futures.append(meter_pool.submit(integrated_loudness, signal, sample_rate))
-            lap(processor.kind)
-        resampled_level = None
-        if rate_out != sample_rate:
-            say(f"resampling {sample_rate} -> {rate_out} Hz")
-            signal = resample(signal, sample_rate, rate_out)
-            resampled_level = meter_pool.submit(integrated_loudness, signal, rate_out)
-            lap("resample")
-        say("loudness and true-peak limiting")
-        limiter = TruePeakLimiter(ceiling_dbtp=ceiling, lookahead_ms=preset.lookahead_ms,
-                                  release_ms=preset.release_ms)
-        detector = limiter.lazy_detector(signal, rate_out)
-        # While the last stage is metered beside it, compute the exact detector where the expected
-        # gain will need it, from the last level already metered (the search itself computes
-        # whatever the true level turns out to need).
-        level = input_lufs + trim_db  # a static gain shifts integrated loudness exactly
-        for future in level_futures:
-            if future is not None and future.done():
-                level = future.result()
-        limiter.prepare(detector, 10.0 ** ((target - level) / 20.0))
-        lap("limiter_detector")
-        stages = [{"stage": "input_trim", "gain_db": round(trim_db, 3)}]
-        level = input_lufs + trim_db
-        for processor, future in zip(preset.chain, level_futures):
-            new_level = level if future is None else future.result()
-            stages.append({"stage": processor.kind, "gain_db": round(new_level - level, 3)})
-            level = new_level
-        if resampled_level is not None:  # the filter cuts above the lower Nyquist: a hair of loudness
-            new_level = resampled_level.result()
-            stages.append({"stage": "resample", "gain_db": round(new_level - level, 3)})
-            level = new_level
-        if reductions:
-            reductions = {index: future.result() for index, future in reductions.items()}
-        if analysis:
-            analysis = {"input_tonal_db": input_curve(),
-                        "input_short_term_lufs": _short_term_readings(input_blocks.result()[1]) - trim_db}
-        lap("metering_wait")
-    owns_signal = callers is None or not np.may_share_memory(signal, callers)
-    del callers
-    return _Job(signal=signal, sample_rate=rate_out, level_lufs=level, limiter=limiter, detector=detector,
-                preset=preset, goal=goal, bit_depth=str(bit_depth), bits=bits, stages=stages, before=before,
-                resampled_to=rate_out if rate_out != sample_rate else None, timings=timings, started=started,
-                owns_signal=owns_signal, fit=fit, match=match, reductions=reductions, placement=placement,
-                analysis=analysis or None, assistant=proposal)
+        _start_input_analysis(job, pool, analysis)
+        _propose(job)
+        _fit(job)
+        _run_chain(job, pool, explain)
+        _resample(job, pool)
+        _set_up_limiter(job)
+        _collect_readings(job, analysis)
+    job.owns_signal = callers is None or not np.may_share_memory(job.signal, callers)
+    return job
 
 
 def _short_term_readings(short_term_power):
@@ -557,21 +617,7 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
     if job.assistant is not None:
         report["assistant"] = job.assistant
     if job.fit is not None:
-        from roomtone.mastering.targets import moves_against, tonal_curve, tonal_distance
-
-        fit = dict(job.fit)
-        output_curve = tonal_curve(result.audio, job.sample_rate, result.after.integrated_lufs)
-        input_curve = fit.pop("input_tonal_db")
-        fit["tonal_distance_db"] = {"input": round(tonal_distance(input_curve, job.match.tonal_db), 2),
-                                    "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
-        # the fit's model never moves a band against the target; the rendered output (limiter, loudness
-        # normalisation) can still: said, not hidden
-        fit["against_target"] = moves_against(input_curve, job.match.tonal_db, output_curve)
-        fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
-        if fit.get("dynamics"):  # read in the output's own metering pass
-            spread = result.after.short_term_spread_lu
-            fit["dynamics"] = dict(fit["dynamics"], output_spread_lu=round(spread, 2) if np.isfinite(spread) else None)
-        report["fit"] = fit
+        report["fit"] = _fit_report(job, result)
     if job.placement is not None or job.analysis is not None:
         _album_and_analysis(job, result, report, aim, needed_lu)
     if job.reductions is not None:
@@ -581,6 +627,26 @@ def _deliver(job, *, aim_below_db=0.0, target_shift_lu=0.0, on_candidate=None, i
         report["explain"] = explain(report, job.reductions)
     report["seconds"] = round(time.perf_counter() - job.started, 3)
     return result.audio, report
+
+
+def _fit_report(job, result):
+    """``report["fit"]``: the fit's record with the input's and the output's distance to the target
+    (dB), the bands the output moved against it, the output's curve and spread."""
+    from roomtone.mastering.targets import moves_against, tonal_curve, tonal_distance
+
+    fit = dict(job.fit)
+    output_curve = tonal_curve(result.audio, job.sample_rate, result.after.integrated_lufs)
+    input_curve = fit.pop("input_tonal_db")
+    fit["tonal_distance_db"] = {"input": round(tonal_distance(input_curve, job.match.tonal_db), 2),
+                                "output": round(tonal_distance(output_curve, job.match.tonal_db), 2)}
+    # the fit's model never moves a band against the target; the rendered output (limiter, loudness
+    # normalisation) can still: said, not hidden
+    fit["against_target"] = moves_against(input_curve, job.match.tonal_db, output_curve)
+    fit["output_tonal_db"] = [round(float(v), 2) for v in output_curve]
+    if fit.get("dynamics"):  # read in the output's own metering pass
+        spread = result.after.short_term_spread_lu
+        fit["dynamics"] = dict(fit["dynamics"], output_spread_lu=round(spread, 2) if np.isfinite(spread) else None)
+    return fit
 
 
 FALLBACK_TRIES = 4  # lower aims an album track that cannot keep its place tries, each twice as far down

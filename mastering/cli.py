@@ -7,6 +7,7 @@ summary table (many files; the album table with ``--album``).
 """
 
 import json
+import math
 import os
 
 import click
@@ -34,6 +35,23 @@ def _list_presets():
     click.echo(f"  {'name':<12}{'LUFS':>7}{'dBTP':>7}  description")
     for platform in load_platforms().values():
         click.echo(f"  {platform.name:<12}{platform.target_lufs:>7.1f}{platform.ceiling_dbtp:>7.1f}  {platform.description}")
+
+
+def parse_reference(text):
+    """``--reference REF[:WEIGHT]``: ``"REF.wav"`` or ``"REF.wav:0.7"`` -> ``(path, weight)``, as
+    :func:`roomtone.mastering.master` takes it. A suffix after the last colon that is not a number
+    is part of the path; a weight that is not positive is refused naming the option."""
+    path, weight = text, 1.0
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            weight = float(tail)
+            path = head
+        except ValueError:
+            pass
+    if not math.isfinite(weight) or weight <= 0.0:
+        raise PresetError(f"--reference {text}: weight {weight:g} must be a positive number (REF.wav:0.7)")
+    return path, weight
 
 
 AUTO = "auto"  # --preset auto: the assistant (roomtone.mastering.api.is_auto)
@@ -326,7 +344,7 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if references or fit_target:  # read and measure the reference(s) before any input is decoded
         from roomtone.mastering.api import match_target
 
-        match = match_target(preset, list(references) or None, fit_target)
+        match = match_target(preset, [parse_reference(text) for text in references] or None, fit_target)
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load

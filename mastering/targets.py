@@ -270,27 +270,11 @@ class MatchTarget:
                 "peak_dbfs": None if self.peak_dbfs is None else round(self.peak_dbfs, 2)}
 
 
-def parse_reference(text):
-    """``"REF.wav"`` or ``"REF.wav:0.7"`` -> ``(path, weight)``. A suffix after the last colon that
-    is not a number is part of the path."""
-    path, weight = text, 1.0
-    head, sep, tail = text.rpartition(":")
-    if sep and head:
-        try:
-            weight = float(tail)
-            path = head
-        except ValueError:
-            pass
-    if not np.isfinite(weight) or weight <= 0.0:
-        raise InvalidAudioError(f"reference {text!r}: weight {weight:g} must be a positive number (REF.wav:0.7)")
-    return path, weight
-
-
 def _reference_items(reference):
     """Normalise the ``reference=`` argument to ``[(source, weight)]``; a source is a path or an
-    ``(audio, sample_rate)`` pair."""
+    ``(audio, sample_rate)`` pair. (The CLI's ``PATH:WEIGHT`` is parsed by the CLI.)"""
     if isinstance(reference, (str, os.PathLike)):
-        return [parse_reference(os.fspath(reference))] if isinstance(reference, str) else [(reference, 1.0)]
+        return [(os.fspath(reference), 1.0)]
     if isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[0], np.ndarray):
         return [(reference, 1.0)]
     items = []
@@ -305,7 +289,7 @@ def _reference_items(reference):
         elif isinstance(item, tuple) and len(item) == 2:
             items.append((item, 1.0))
         else:
-            raise InvalidAudioError(f"reference {item!r}: give a path, 'PATH:WEIGHT', (audio, sample_rate) or (path, weight)")
+            raise InvalidAudioError(f"reference {item!r}: give a path, (audio, sample_rate) or (source, weight)")
     if not items:
         raise InvalidAudioError("reference: an empty list; give at least one reference track")
     return items
