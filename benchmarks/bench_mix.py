@@ -14,6 +14,9 @@ offset removed; weights: each track's loudness power in the original mix). Rows:
 - ``roomtone``: ``roomtone.mix.mix`` with rules whose class offsets were fitted on the *other*
   songs (leave one song out), each loudness measure and share exponent of the grid; the shipped
   rules are fitted on all of them (``--fit-rules`` writes them).
+- ``roomtone + reference``: stage 2 fitted to a reference: another 30 s section of the same song's
+  original mix (same production, other notes), plus the loudness-normalised 1/3-octave distances
+  (dB) of the plain sum, stage 1 and stage 2 to that reference and to the original excerpt.
 
 Songs: the development songs 1-5 of the CC0 multitrack repository ``ichbinsoftware/everythingisremixed``
 (decoded once into ``~/.cache/roomtone/mix``): a 45 s excerpt where most tracks play. Songs 6 and 7
@@ -40,6 +43,7 @@ CACHE = Path(os.path.expanduser("~")) / ".cache" / "roomtone" / "mix"
 REPO = "/work/.mirror/ichbinsoftware+everythingisremixed/repo"
 SONGS = ("1.Hydrogen", "2.Lithium", "3.Sodium", "4.Potassium", "5.Rubidium")
 EXCERPT_S = 45.0
+REFERENCE_S = 30.0
 RATE = 44100
 
 
@@ -62,8 +66,23 @@ def song_tracks(song):
         start = int(np.argmax(score)) * hop
         CACHE.mkdir(parents=True, exist_ok=True)
         np.savez(path, **{k: v[:, start:start + int(EXCERPT_S * RATE)] for k, v in full.items()})
+        # the reference: the densest other stretch of the original mix, not overlapping the excerpt
+        total = sum(full.values())
+        ref_len = int(REFERENCE_S) * hop
+        score = np.convolve(active.sum(axis=0), np.ones(int(REFERENCE_S)), mode="valid").astype(float)
+        first, last = start // hop, start // hop + k
+        for i in range(score.size):
+            if i + int(REFERENCE_S) > first and i < last:
+                score[i] = -1
+        ref_start = int(np.argmax(score)) * hop
+        np.save(CACHE / f"{song}.reference.npy", total[:, ref_start:ref_start + ref_len])
     with np.load(path) as f:
         return {k: f[k] for k in f.files}
+
+
+def song_reference(song):
+    """Another section of ``song``'s original mix (the sum of its tracks): (2, n) float32."""
+    return np.load(CACHE / f"{song}.reference.npy")
 
 
 def balance_error(out, tracks, weights):
@@ -78,6 +97,14 @@ def balance_error(out, tracks, weights):
     w = w / w.sum()
     mean = np.sum(w * r)
     return float(np.sqrt(np.sum(w * (r - mean) ** 2)))
+
+
+def third_octave_distance(a, b):
+    """RMS dB distance of the loudness-normalised 1/3-octave mid/side features
+    (:func:`roomtone.mix.fit.features_db`)."""
+    from roomtone.mix.fit import band_powers, features_db
+
+    return float(np.sqrt(np.mean((features_db(band_powers(a, RATE)) - features_db(band_powers(b, RATE))) ** 2)))
 
 
 def track_weights(tracks):
@@ -169,6 +196,19 @@ def run_balance(args):
             offsets = fit_offsets(others, measure, share)
             out, _ = mix({k: changed[k] for k in live}, RATE, rules=rules_with(offsets, measure, share))
             results[f"roomtone ({measure}, share {share:g})"] = balance_error(out, {k: tracks[k] for k in live}, weights)
+        reference = song_reference(song) if (CACHE / f"{song}.reference.npy").exists() else None
+        if reference is not None and not args.no_reference:
+            offsets = fit_offsets(others, "refined", 0.5)
+            rules = rules_with(offsets, "refined", 0.5)
+            plain = sum(changed[k] if changed[k].shape[0] == 2 else np.repeat(changed[k], 2, axis=0) for k in live)
+            out_ref, _ = mix({k: changed[k] for k in live}, RATE, rules=rules, reference=reference)
+            out_noref, _ = mix({k: changed[k] for k in live}, RATE, rules=rules)
+            results["roomtone + reference (refined, share 0.5)"] = balance_error(out_ref, {k: tracks[k] for k in live},
+                                                                                 weights)
+            original = sum(tracks[k] if tracks[k].shape[0] == 2 else np.repeat(tracks[k], 2, axis=0) for k in live)
+            for label, out in (("plain sum", plain), ("roomtone", out_noref), ("roomtone + reference", out_ref)):
+                results[f"1/3-oct dist to reference: {label}"] = third_octave_distance(out, reference)
+                results[f"1/3-oct dist to original: {label}"] = third_octave_distance(out, original)
         rows[song] = results
         print(f"{song}: " + json.dumps({k: round(v, 2) for k, v in results.items()}), file=sys.stderr, flush=True)
     return rows
@@ -236,6 +276,7 @@ def main():
     p.add_argument("--measure", default="refined", choices=("refined", "centroid", "plain"))
     p.add_argument("--share", type=float, default=0.5)
     p.add_argument("--scale", action="store_true", help="time 128-track sessions instead")
+    p.add_argument("--no-reference", action="store_true", help="skip the stage-2 rows (no JAX)")
     args = p.parse_args()
     if args.fit_rules:
         return fit_rules(args.fit_rules, args.measure, args.share)

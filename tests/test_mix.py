@@ -188,3 +188,31 @@ def test_the_cli_mixes_a_folder_writes_stems_and_a_report_and_refuses_bad_input(
     assert not (tmp_path / "m2.wav").exists()
     none = CliRunner().invoke(main, [str(tmp_path / "nothing"), "-o", str(tmp_path / "m3.wav")])
     assert none.exit_code == 2 and "no such file or folder" in none.output
+
+
+def test_the_reference_fit_reduces_its_loss_and_moves_the_balance_towards_the_reference():
+    from roomtone.mix.fit import MAX_TRACK_DB, band_powers, features_db
+
+    rate = 44100
+    t = np.arange(3 * rate) / rate
+    rng = np.random.default_rng(4)
+    tracks = {"kick": (0.6 * np.sin(2 * np.pi * 55 * t) * np.exp(-(t % 0.5) * 25)).astype(np.float32)[None],
+              "bass": _harmonic(55.0, 3.0, rate, 0.3), "lead vox": _harmonic(220.0, 3.0, rate, 0.1),
+              "pad": (0.03 * rng.standard_normal((2, t.size))).astype(np.float32)}
+    true_db = {"kick": 0.0, "bass": -6.0, "lead vox": 4.0, "pad": -3.0}
+    reference = sum(np.repeat(x, 2, axis=0) * np.float32(10 ** (true_db[k] / 20)) if x.shape[0] == 1 else
+                    x * np.float32(10 ** (true_db[k] / 20)) for k, x in tracks.items())
+    plain, plain_report = mix(tracks, rate)
+    fitted, report = mix(tracks, rate, reference=reference)
+    assert report["fit"]["loss_after"] < 0.5 * report["fit"]["loss_before"]
+    assert all(abs(v) <= MAX_TRACK_DB + 1e-6 for v in report["fit"]["track_offsets_db"].values())
+
+    def balance_error(rep):
+        g = {x["name"]: x["gain_db"] for x in rep["tracks"]}
+        d = np.array([g[k] - g["kick"] - (true_db[k] - true_db["kick"]) for k in tracks])
+        return float(np.sqrt(np.mean(d ** 2)))
+
+    assert balance_error(report) < 0.6 * balance_error(plain_report)
+    distance = lambda out: np.sqrt(np.mean((features_db(band_powers(out, rate)) -
+                                            features_db(band_powers(reference, rate))) ** 2))
+    assert distance(fitted) < 0.6 * distance(plain)
