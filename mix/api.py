@@ -70,10 +70,28 @@ def load_rules(path=RULES_FILE, **overrides):
 # ------------------------------------------------------------------------------------ sources
 
 class Source:
-    """A track to mix: its name and how to get its samples, ``load() -> (audio, sample_rate)``."""
+    """A track to mix: its name, how to get its samples, ``load() -> (audio, sample_rate)``, and
+    ``rate()``, its sample rate (from the file's header where it has one: nothing decoded)."""
 
-    def __init__(self, name, load):
-        self.name, self.load = name, load
+    def __init__(self, name, load, rate=None):
+        self.name, self.load, self._rate = name, load, rate
+
+    def rate(self):
+        return self._rate() if self._rate else self.load()[1]
+
+
+def _header_rate(path):
+    def read():
+        import soundfile as sf
+
+        try:
+            return int(sf.info(str(path)).samplerate)
+        except Exception:  # noqa: BLE001 - a format libsndfile cannot read (AAC): decode it
+            from roomtone.audio import read_audio
+
+            return read_audio(path)[1]
+
+    return read
 
 
 def sources_of(tracks, sample_rate=None):
@@ -88,7 +106,7 @@ def sources_of(tracks, sample_rate=None):
 
     from roomtone.audio import read_audio
 
-    return [Source(Path(p).name, (lambda p=p: read_audio(p)[:2])) for p in tracks]
+    return [Source(Path(p).name, (lambda p=p: read_audio(p)[:2]), _header_rate(p)) for p in tracks]
 
 
 def _at(source, rate):
@@ -103,7 +121,7 @@ def _at(source, rate):
 
 def session_rate(sources):
     """The most common sample rate of the tracks (reading their headers where they are files)."""
-    rates = Counter(s.load()[1] for s in sources)
+    rates = Counter(s.rate() for s in sources)
     return max(rates, key=lambda r: (rates[r], r))
 
 
