@@ -6,10 +6,9 @@ progress on stderr, and prints one line per file (or its JSON report).
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, check_destinations, count_line, fail, fmt, folder_plan,
+from roomtone.cli_common import (KEPT_FORMATS, bad_options, check_destinations, count_line, fail, fmt, folder_plan,
                                  friendly_errors, json_option, quiet_option, report_dir_option, run_batch,
                                  run_command)
-from roomtone.errors import PresetError
 
 FORMATS = KEPT_FORMATS
 
@@ -51,10 +50,8 @@ def _check_options(preset, model, atten_lim_db):
     from roomtone.enhance.api import with_overrides
     from roomtone.enhance.presets import load_preset
 
-    try:
+    with bad_options():
         with_overrides(load_preset(preset), model, atten_lim_db)
-    except PresetError as exc:
-        fail(str(exc), 2)
 
 
 def _summary_line(report):

@@ -13,10 +13,10 @@ import os
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, Progress, check_destinations, check_interrupted, count_line,
-                                 exit_code_for, fail, fmt, folder_plan, friendly_errors, json_option, naming,
+from roomtone.cli_common import (KEPT_FORMATS, Progress, bad_options, check_destinations, count_line, fail, fmt,
+                                 folder_plan, friendly_errors, json_option,
                                  quiet_option, report_dir_option, run_batch, run_command, write_reports)
-from roomtone.errors import OutputError, PresetError, RoomtoneError
+from roomtone.errors import PresetError
 
 # --format choices; the default keeps the input's format when it is WAV or FLAC
 FORMATS = KEPT_FORMATS + ("mp3", "ogg", "opus")
@@ -63,7 +63,7 @@ def _check_names(preset, platform, target_lufs, ceiling_dbtp):
     from roomtone.mastering.presets import load_preset, preset_paths
     from roomtone.platforms import check_target, get_platform
 
-    try:
+    with bad_options():
         if str(preset).strip().lower() != AUTO:
             try:
                 load_preset(preset)
@@ -76,31 +76,32 @@ def _check_names(preset, platform, target_lufs, ceiling_dbtp):
             get_platform(platform)
         if target_lufs is not None or ceiling_dbtp is not None:
             check_target(-14.0 if target_lufs is None else target_lufs, -1.0 if ceiling_dbtp is None else ceiling_dbtp)
-    except PresetError as exc:
-        fail(str(exc), 2)
 
 
-def _print_table(report):
+def _table_lines(report):
+    """The before/after table of one master, as lines."""
+    lines = []
     rows = (("integrated_lufs", "I (LUFS)"), ("lra_lu", "LRA (LU)"), ("true_peak_dbtp", "TP (dBTP)"),
             ("plr_lu", "PLR (LU)"))
     before, after = report["before"], report["after"]
-    click.echo(f"{'':<12}{'before':>9}{'after':>9}   target")
+    lines.append(f"{'':<12}{'before':>9}{'after':>9}   target")
     targets = {"integrated_lufs": f"{report['target']['integrated_lufs']:.1f}",
                "true_peak_dbtp": f"<= {report['target']['true_peak_dbtp']:.1f}"}
     for key, label in rows:
-        click.echo(f"{label:<12}{fmt(before[key]):>9}{fmt(after[key]):>9}   {targets.get(key, '')}")
+        lines.append(f"{label:<12}{fmt(before[key]):>9}{fmt(after[key]):>9}   {targets.get(key, '')}")
     gains = ", ".join(f"{s['stage']} {s['gain_db']:+.1f}" for s in report["stages"] if s["stage"] != "limiter")
-    click.echo(f"stage gains (dB/LU): {gains}")
+    lines.append(f"stage gains (dB/LU): {gains}")
     limiter = next((s for s in report["stages"] if s["stage"] == "limiter"), None)
     if limiter is not None:
         if limiter["limited_percent"]:
-            click.echo(f"limiter: peaks down up to {limiter['gain_reduction_max_db']:.1f} dB "
+            lines.append(f"limiter: peaks down up to {limiter['gain_reduction_max_db']:.1f} dB "
                        f"({limiter['gain_reduction_mean_db']:.1f} dB mean on the {limiter['limited_percent']:.1f} % of "
                        f"samples it touched), {-limiter['gain_db']:.2f} LU of loudness")
         else:
-            click.echo("limiter: touched nothing")
+            lines.append("limiter: touched nothing")
     if report["target"].get("note"):
-        click.echo(f"target: {report['target']['note']}")
+        lines.append(f"target: {report['target']['note']}")
+    return lines
 
 
 def _print_summary(results):
@@ -317,10 +318,8 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if output_sample_rate is not None:
         from roomtone.resample import check_output_sample_rate
 
-        try:
+        with bad_options():  # a rate we do not deliver is a bad option
             check_output_sample_rate(output_sample_rate)
-        except OutputError as exc:  # a rate we do not deliver is a bad option
-            fail(str(exc), 2)
     if report_path and len(plan) > 1:
         fail("--report takes one file; with many inputs use --report-dir", 2)
     from roomtone.runtime import keep_freed_memory_for
@@ -344,7 +343,9 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if references or fit_target:  # read and measure the reference(s) before any input is decoded
         from roomtone.mastering.api import match_target
 
-        match = match_target(preset, [parse_reference(text) for text in references] or None, fit_target)
+        with bad_options():
+            references = [parse_reference(text) for text in references]
+        match = match_target(preset, references or None, fit_target)
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
@@ -363,45 +364,38 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
         status = _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, report_path, report_dir,
                                explain)
         raise SystemExit(status)
-    options = dict(targeting, **rendering)
-    if len(plan) == 1:
-        try:
-            with Progress(quiet) as progress:
-                report = master_file(plan[0][0], plan[0][1], progress=progress, reading=reading,
-                                     plot_path=plots.get(plan[0][1]), **options)
-        except RoomtoneError as exc:
-            check_interrupted()  # Ctrl-C is "interrupted" (130), whatever it surfaced as
-            fail(naming(plan[0][0], str(exc), plan[0][1]), exit_code_for(exc))
-        write_reports(report, report_path, report_dir)
-        if as_json:
-            click.echo(json.dumps(report))
-        elif not quiet:
-            click.echo(f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
-                       f"{report['platform'] or 'reference loudness'})")
-            _print_table(report)
-            if report.get("plot"):
-                click.echo(f"plot: {report['plot']}")
-            if report.get("explain"):
-                click.echo("decisions:")
-                for line in report["explain"]:
-                    click.echo(f"  - {line}")
-        return
-    results, status = _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots)
-    if not as_json and not quiet:
+    results, status = _master_many(plan, reading, dict(targeting, **rendering), quiet, as_json, report_dir,
+                                   master_file, plots, line=_one_file_lines if len(plan) == 1 else None)
+    if len(plan) == 1 and results[0][1] is not None:
+        write_reports(results[0][1], report_path)
+    elif len(plan) > 1 and not as_json and not quiet:
         _print_summary(results)
     raise SystemExit(status)
 
 
-def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots):
-    """Master every ``(input, output)`` of ``plan`` in turn, the next file decoding while one is
-    mastered; a failing file is reported and the rest go on. Returns ``(results, exit status)``."""
+def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots, line=None):
+    """Master every ``(input, output)`` of ``plan`` in turn on the batch runner, the next file
+    decoding while one is mastered; a failing file is reported and the rest go on; each report
+    printed as ``line(report)`` (unless quiet or JSON). Returns ``(results, exit status)``."""
     from roomtone.audio import read_audio_async
 
     def master(source, target, reading, progress):
         return master_file(source, target, progress=progress, reading=reading, plot_path=plots.get(target), **options)
 
     return run_batch(plan, master, quiet=quiet, as_json=as_json, report_dir=report_dir, read_ahead=read_audio_async,
-                     reading=reading)
+                     reading=reading, line=line)
+
+
+def _one_file_lines(report):
+    """One file's lines: what went where, the before/after table, the plot and the decisions."""
+    lines = [f"{report['input']} -> {report['output']}  ({report['preset']['name']}, "
+             f"{report['platform'] or 'reference loudness'})", *_table_lines(report)]
+    if report.get("plot"):
+        lines.append(f"plot: {report['plot']}")
+    if report.get("explain"):
+        lines.append("decisions:")
+        lines.extend(f"  - {line}" for line in report["explain"])
+    return "\n".join(lines)
 
 
 def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, report_path, report_dir, explain):

@@ -1,6 +1,34 @@
-"""What every command-line entry point shares: one-line errors, exit codes, progress on stderr, and
-for the file jobs (``master``, ``enhance``) the plan of outputs in a folder, the checks of every
-destination before any work, the batch loop and its reports."""
+"""What every command-line entry point shares: one-line errors, exit codes, progress on stderr, the
+checks of options and of every destination before any work, the plan of outputs in a folder, and
+the one batch loop every command runs its files through.
+
+A command is thin: it parses, checks (:func:`bad_options`, :func:`check_format_option`,
+:func:`check_destinations`), then hands :func:`run_batch` its plan and one function per file that
+calls the library, and prints what comes back. A new command (e.g. ``mix``) does the same::
+
+    @click.command()
+    @click.argument("inputs", nargs=-1)
+    @click.option("-o", "--output", "output_dir")
+    @report_dir_option
+    @json_option()
+    @quiet_option
+    @friendly_errors
+    def main(inputs, output_dir, report_dir, as_json, quiet):
+        plan = folder_plan(list(inputs), output_dir, None, verb="mix")
+        with bad_options():  # a library error here is a bad option: exit status 2
+            check_my_options(...)
+        check_destinations(plan, "24", report_dir=report_dir)
+
+        def one(source, target, reading, progress):  # -> the file's JSON-ready report
+            return my_job_file(source, target, progress=progress)
+
+        results, status = run_batch(plan, one, quiet=quiet, as_json=as_json, report_dir=report_dir,
+                                    line=lambda report: f"{report['input']} -> {report['output']}")
+        raise SystemExit(status)
+
+Errors name the option they are about where they are raised (the library's name the keyword
+argument, the command's checks the option), never by rewriting another error's text.
+"""
 
 import atexit
 import contextlib
@@ -423,8 +451,33 @@ def write_reports(report, report_path=None, report_dir=None):
         write_text_atomic(os.path.join(report_dir, stem + ".json"), text)
 
 
+@contextlib.contextmanager
+def bad_options():
+    """Inside, any :class:`RoomtoneError` (a check of the command's options before any work) ends
+    the command with ``error: <message>`` and exit status 2, whatever its type: an option the
+    library refuses is a bad option, not a failed write."""
+    try:
+        yield
+    except RoomtoneError as exc:
+        fail(str(exc), 2)
+
+
+def check_format_option(fmt_choice, bit_depth):
+    """Refuse (exit status 2) a ``--bit-depth`` that ``--format`` does not have, in the options'
+    words (``--format flac takes --bit-depth 16 or 24, not 32f``)."""
+    from roomtone.audio import OUTPUT_FORMATS
+
+    depths = OUTPUT_FORMATS["." + fmt_choice][1]
+    if depths is not None and str(bit_depth) not in depths:
+        fail(f"--format {fmt_choice} takes --bit-depth {' or '.join(depths)}, not {bit_depth}", 2)
+
+
+def _error_record(source, target, message):
+    return {"input": source, "output": target, "error": message}
+
+
 def run_batch(plan, process, *, quiet, as_json, report_dir=None, line=None, read_ahead=None, reading=None,
-              fatal=()):
+              fatal=(), error_record=_error_record):
     """Run ``process(input, output, reading, progress)`` for every ``(input, output)`` of ``plan`` in
     turn; a file that fails is reported and the rest go on. Returns ``(results, exit status)``:
     ``results`` is ``[(input, report or None, error message or None)]`` (the message as raised), the status that of the
@@ -435,7 +488,9 @@ def run_batch(plan, process, *, quiet, as_json, report_dir=None, line=None, read
     (:func:`write_reports`), then printed to stdout as one JSON line (``as_json``) or, unless
     ``quiet``, as ``line(report)``. A failure is ``error: <file>: <message>`` on stderr
     (:func:`naming`) and, with ``as_json``, a JSON line ``{"input", "output", "error"}``; an error
-    of a ``fatal`` type (one that would fail every file alike) ends the batch at once. With
+    of a ``fatal`` type (one that would fail every file alike) ends the batch at once.
+    ``error_record(input, output, message)``: that JSON line's object (``meter``'s is
+    ``{"path", "error"}``); ``output`` may be None for a command that writes nothing. With
     ``read_ahead(path)`` (e.g. ``read_audio_async``) the next input decodes while one is processed,
     and ``reading`` is that of the first; otherwise ``process`` gets ``reading=None``. Ctrl-C is
     checked before each file and after each failure (:func:`check_interrupted`).
@@ -464,7 +519,7 @@ def run_batch(plan, process, *, quiet, as_json, report_dir=None, line=None, read
             results.append((source, None, str(exc)))  # a summary row names the file itself
             click.echo(f"error: {message}", err=True)
             if as_json:
-                click.echo(json.dumps({"input": source, "output": target, "error": message}))
+                click.echo(json.dumps(error_record(source, target, message)))
         reading = ahead
     return results, status
 

@@ -1,12 +1,9 @@
 """``meter FILE... [--json]``: loudness and peak readings per file (BS.1770-4, EBU Tech 3341/3342)."""
 
-import json
-
 import click
 
 import roomtone
-from roomtone.cli_common import exit_code_for, fmt, friendly_errors, quiet_option, run_command
-from roomtone.errors import RoomtoneError
+from roomtone.cli_common import fmt, friendly_errors, quiet_option, run_batch, run_command
 
 _COLUMNS = (
     ("integrated_lufs", "I (LUFS)"), ("lra_lu", "LRA (LU)"), ("max_momentary_lufs", "max M (LUFS)"),
@@ -45,26 +42,22 @@ def main(files, as_json, quiet):
     from roomtone.runtime import keep_freed_memory_for
 
     keep_freed_memory_for(files)
-    status = 0
-    for path in files:
-        try:
-            audio, sample_rate, _ = read_audio(path)
-            stats = measure(audio, sample_rate).as_dict()
-        except RoomtoneError as exc:
-            click.echo(f"error: {exc}", err=True)
-            status = exit_code_for(exc)
-            if as_json:  # a script reading one object per file gets one for this file too
-                click.echo(json.dumps({"path": path, "error": str(exc)}))
-            continue
-        if as_json:
-            click.echo(json.dumps({"path": path, **stats}))
-            continue
-        if quiet:  # the exit status says whether every file read
-            continue
-        click.echo(f"{path}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)")
-        for key, label in _COLUMNS:
-            click.echo(f"  {label:<14}{fmt(stats[key], missing='n/a' if key in ('plr_lu', 'lra_lu') else '-inf'):>8}")
+
+    def meter(path, _, reading, progress):
+        audio, sample_rate, _ = read_audio(path)
+        return {"path": path, **measure(audio, sample_rate).as_dict()}
+
+    _, status = run_batch([(path, None) for path in files], meter, quiet=quiet, as_json=as_json, line=_table,
+                          error_record=lambda path, _, message: {"path": path, "error": message})
     raise SystemExit(status)
+
+
+def _table(stats):
+    """One file's readings, a line per quantity."""
+    lines = [f"{stats['path']}  ({stats['channels']} ch, {stats['sample_rate']} Hz, {stats['duration_s']:.2f} s)"]
+    for key, label in _COLUMNS:
+        lines.append(f"  {label:<14}{fmt(stats[key], missing='n/a' if key in ('plr_lu', 'lra_lu') else '-inf'):>8}")
+    return "\n".join(lines)
 
 
 def run():

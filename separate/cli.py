@@ -9,9 +9,10 @@ import os
 import click
 
 import roomtone
-from roomtone.cli_common import (KEPT_FORMATS, count_line, fail, friendly_errors, json_option, make_output_folder,
-                                 quiet_option, report_dir_option, run_batch, run_command, unique_plan)
-from roomtone.errors import OutputError, PresetError, RoomtoneError
+from roomtone.cli_common import (KEPT_FORMATS, bad_options, check_format_option, count_line, fail, friendly_errors,
+                                 json_option, make_output_folder, quiet_option, report_dir_option, run_batch,
+                                 run_command, unique_plan)
+from roomtone.errors import PresetError
 
 STEMS = "vocals,drums,bass,other"
 
@@ -97,19 +98,11 @@ def main(inputs, output_dir, stems, two_stems, model, weights, fmt_choice, bit_d
     fmt_choice = fmt_choice.lower()
     if clip is None and bit_depth != "32f":
         clip = "rescale"  # integer stems never clip silently: one common gain, reported
-    from roomtone.audio import output_format
-    from roomtone.separate.api import apply_clip_policy, resolve
+    from roomtone.separate.api import resolve
 
-    try:
+    with bad_options():  # --clip and --bit-depth are click choices, and --clip defaults above
         resolve(stems, two_stems, model, weights)
-        apply_clip_policy({}, bit_depth, clip)
-        output_format(f"stem.{fmt_choice}", bit_depth)
-    except OutputError as exc:
-        if str(exc).startswith("stem."):  # a depth the format does not have: say it in the options' words
-            fail(f"--format {fmt_choice} takes --bit-depth 16 or 24, not {bit_depth}", 2)
-        fail(str(exc).replace("clip='rescale'", "--clip rescale").replace("clip='clamp'", "--clip clamp"), 2)
-    except RoomtoneError as exc:
-        fail(str(exc), 2)
+    check_format_option(fmt_choice, bit_depth)
     plan = _plan(list(inputs), output_dir)
     make_output_folder(output_dir)
     if report_dir:
