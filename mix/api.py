@@ -109,7 +109,8 @@ def sources_of(tracks, sample_rate=None):
     return [Source(Path(p).name, (lambda p=p: read_audio(p)[:2]), _header_rate(p)) for p in tracks]
 
 
-def _at(source, rate):
+def read_at(source, rate):
+    """``source``'s samples at ``rate`` (soxr), at most the first two channels. Shape: (channels, n)."""
     from roomtone.resample import resample
 
     audio, native = source.load()
@@ -135,7 +136,7 @@ def plan_tracks(sources, rate, rules, table, progress=None):
     for index, source in enumerate(sources):
         if progress:
             progress(f"analysing {index + 1} of {len(sources)}: {source.name}")
-        audio = _at(source, rate)
+        audio = read_at(source, rate)
         longest = max(longest, audio.shape[1])
         analysis = analyse(audio, rate)
         if analysis is None:
@@ -178,7 +179,7 @@ def render(plans, rate, longest, stems=False, progress=None):
     for index, plan in enumerate(plans):
         if progress:
             progress(f"mixing {index + 1} of {len(plans)}: {plan['name']}")
-        audio = _at(plan["source"], rate)
+        audio = read_at(plan["source"], rate)
         if audio.shape[0] == 1:
             audio = np.repeat(audio, 2, axis=0)
         y = plan.get("chain", track_chain(plan))(audio, rate)

@@ -75,14 +75,14 @@ def fit_console(plans, rate, longest, reference, rules, progress=None):
     import jax.numpy as jnp
     import optax
 
-    from roomtone.mix.api import _at, track_chain
+    from roomtone.mix.api import read_at, track_chain
     from roomtone.plugins import twin
 
     if progress:
         progress("measuring the tracks for the reference fit")
     per_track = []
     for plan in plans:
-        audio = _at(plan["source"], rate)
+        audio = read_at(plan["source"], rate)
         if audio.shape[0] == 1:
             audio = np.repeat(audio, 2, axis=0)
         per_track.append(band_powers(track_chain(plan)(audio, rate), rate))
