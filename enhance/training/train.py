@@ -8,22 +8,22 @@ Loss (per item, on the 16 kHz STFT of the output and the target): mean squared e
 power-law compressed magnitudes (``|.|^0.3``), plus that of the compressed complex spectra, plus
 0.02 x the negative SI-SDR (dB) of the resynthesised signal (the GTCRN-style combination; see
 TOOLCHAIN.md's anchors). AdamW, learning rate 1e-3 with warm-up and cosine decay, gradient
-clipping at 1. The checkpoint (``checkpoints/NAME.ckpt.npz`` beside OUT, no pickle) holds the parameters, the step, the
-best validation SI-SDR so far; Adam's moments are not kept (a resumed run warms up again for 200
-steps). The shipped weights (``OUT``) are the parameters at the best validation SI-SDR, with their
-config beside them (:func:`roomtone.models.weights.save_weights`).
+clipping at 1. The loop (:mod:`roomtone.models.training.loop`) keeps the checkpoint
+(``checkpoints/NAME.ckpt.npz`` beside OUT, no pickle: the parameters, the step, the best
+validation figure so far and the history; Adam's moments are not kept, so a resumed run warms up
+again for 200 steps) and the shipped weights (``OUT``): the parameters at the best validation
+SI-SDR (or STOI, ``--select stoi``), with their config beside them (:meth:`DenoiserJob.weights_config`).
 """
 
 import argparse
 import json
-import os
 import sys
-import time
 
 import numpy as np
 
 from roomtone.enhance import net
 from roomtone.enhance.training import data
+from roomtone.models.training.loop import Evaluation
 
 
 STOI_BANDS_HZ = tuple(150.0 * 2.0 ** (k / 3.0) for k in range(15))  # STOI's 15 1/3-octave bands, 150 Hz..3.8 kHz
@@ -122,7 +122,58 @@ def evaluate(model, noisy, clean, batch=16, stoi=False):
     return float(np.mean(data.si_sdr_db(outs, clean))), float(np.mean(data.si_sdr_db(noisy, clean))), score
 
 
-def main(argv=None):
+class DenoiserJob:
+    """The denoiser's part of the loop (:mod:`roomtone.models.training.loop`): noisy/clean pairs
+    drawn on the data thread, the step, the validation (SI-SDR, and STOI with ``--select stoi``)
+    and the configs of its files."""
+
+    def __init__(self, args, arch, pools, manifest, val, *, seed):
+        self.args, self.arch, self.pools, self.manifest, self.val = args, arch, pools, manifest, val
+        self.items = int(args.seconds * data.SAMPLE_RATE)
+        self.rng = np.random.default_rng(seed)  # the data thread's alone
+        self.use_stoi = args.select == "stoi"
+        self.compiled = make_step(args.sdr_weight, args.stoi_weight)
+
+    def batch(self):
+        return data.batch(self.rng, self.pools["train"], self.pools["rir"], self.args.batch, self.items)
+
+    def step(self, model, optimizer, batch):
+        return self.compiled(model, optimizer, *batch)
+
+    def evaluate(self, model):
+        val, noisy_sdr, val_stoi = evaluate(model, *self.val, stoi=self.use_stoi)
+        record = [round(val, 3)] + ([round(val_stoi, 4)] if self.use_stoi else [])
+        text = f"val SI-SDR {val:.2f} dB (noisy {noisy_sdr:.2f})" + (f", STOI {val_stoi:.4f}" if self.use_stoi else "")
+        return Evaluation(val_stoi if self.use_stoi else val, record, text, (val, noisy_sdr, val_stoi))
+
+    def arrays(self, model):
+        from roomtone.models import weights
+
+        return weights.model_arrays(model)
+
+    def checkpoint_config(self, model, step, evaluation, history):
+        return {"architecture": self.arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "select": self.args.select}
+
+    def weights_config(self, model, step, evaluation, history):
+        from roomtone.models import weights
+
+        args = self.args
+        val, noisy_sdr, val_stoi = evaluation.figures
+        loss = f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)"
+        if args.stoi_weight:
+            loss += f" + {args.stoi_weight:g} x (1 - band-envelope correlation)"
+        return {"architecture": self.arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "data": dict(self.manifest),
+                "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
+                             "loss": loss, "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
+                             "augmentation": "see roomtone.enhance.training.data", "distilled": False},
+                "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
+                            "val_items": args.val_items, "val_seed": args.val_seed, "val_part": args.val_part,
+                            "val_snr_db": [0, 15], "selected_by": args.select, "command": " ".join(sys.argv),
+                            **({"val_stoi": round(val_stoi, 4)} if val_stoi is not None else {})},
+                "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+
+
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
     p.add_argument("--data", default=str(data.DATA), help="the speech pool folder (../shared/data/speech)")
@@ -150,105 +201,43 @@ def main(argv=None):
                         "'select' keeps the other half for benchmarks/bench_enhance_sets.py")
     p.add_argument("--select", choices=("si_sdr", "stoi"), default="si_sdr",
                    help="the validation figure that picks the shipped weights (stoi needs pystoi)")
-    args = p.parse_args(argv)
-    use_stoi = args.select == "stoi"
-    if use_stoi:
+    return p
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    if args.select == "stoi":
         import pystoi  # noqa: F401  (refuse before any work when absent)
 
-    import optax
     from flax import nnx
 
-    from roomtone.models import weights
+    from roomtone.models.training import loop
 
-    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
-                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
-    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
     arch = net.Architecture(hidden=args.hidden, embed=args.embed)
     pools = data.load_pools(args.data, music=True)
     man = data.manifest(pools)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
-    val_noisy, val_clean = data.validation_set(pools, items=args.val_items, seed=args.val_seed, part=args.val_part)
+    val = data.validation_set(pools, items=args.val_items, seed=args.val_seed, part=args.val_part)
 
-    model = net.build_model(arch, nnx.Rngs(args.seed))
-    start_step, best, history = 0, -1e9, []
-    if args.resume and os.path.exists(ckpt):
-        saved = weights.load_arrays(ckpt)
-        meta = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read())
-        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), saved, path=ckpt)
-        start_step, history = meta["step"], meta["history"]
-        if meta.get("select", "si_sdr") == args.select:
+    model, start_step, history, meta = loop.start(lambda: net.build_model(arch, nnx.Rngs(args.seed)),
+                                                  out=args.out, resume=args.resume, init=args.init)
+    best = None
+    if meta:
+        if meta.get("select", "si_sdr") == args.select:  # a figure of another kind does not compare
             best = meta["best"] if "best" in meta else meta["best_val_si_sdr_db"]
-        print(f"resumed at step {start_step}, best {args.select} {best:.4g}", flush=True)
-    if args.init and not (args.resume and os.path.exists(ckpt)):
-        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
-        history = [["init", args.init]]
+        print(f"resumed at step {start_step}, best {args.select} {best if best is not None else -1e9:.4g}", flush=True)
+    elif args.init:
         print(f"starting from {args.init}", flush=True)
-    warm = args.warmup if args.warmup is not None else (200 if start_step else 500)
     total = max(args.steps, start_step + 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
-    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-    step_fn = make_step(args.sdr_weight, args.stoi_weight)
-    rng = np.random.default_rng(args.seed + start_step)
-    train_pool = pools["train"]
-    n = int(args.seconds * data.SAMPLE_RATE)
-    started = time.time()
-    step = start_step
-    losses = []
-
-    def save_best(val, step, val_stoi=None):
-        config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
-                  "data": {k: v for k, v in man.items()}, "training": {
-                      "steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
-                      "loss": f"compressed magnitude MSE + compressed complex MSE + {args.sdr_weight:g} x (-SI-SDR dB)"
-                              + (f" + {args.stoi_weight:g} x (1 - band-envelope correlation)" if args.stoi_weight else ""),
-                      "history": "see checkpoints/*.json (step, train loss, val SI-SDR)",
-                      "augmentation": "see roomtone.enhance.training.data", "distilled": False},
-                  "metrics": {"val_si_sdr_db": round(val, 3), "val_noisy_si_sdr_db": round(noisy_sdr, 3),
-                              "val_items": args.val_items, "val_seed": args.val_seed, "val_part": args.val_part,
-                              "val_snr_db": [0, 15], "selected_by": args.select, "command": " ".join(sys.argv),
-                              **({"val_stoi": round(val_stoi, 4)} if val_stoi is not None else {})},
-                  "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
-        weights.save_weights(args.out, weights.model_arrays(model), config)
-
-    def checkpoint():
-        weights.save_weights(ckpt, weights.model_arrays(model), {
-            "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step,
-            "best": best, "select": args.select, "history": history})
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")  # next batch beside the step
-    upcoming = maker.submit(data.batch, rng, train_pool, pools["rir"], args.batch, n)
-    while step < total and time.time() - started < args.minutes * 60:
-        noisy, clean = upcoming.result()
-        upcoming = maker.submit(data.batch, rng, train_pool, pools["rir"], args.batch, n)
-        losses.append(float(step_fn(model, optimizer, noisy, clean)))
-        step += 1
-        if step % 50 == 0:
-            rate = (step - start_step) / (time.time() - started)
-            print(f"step {step} loss {np.mean(losses[-50:]):.4f} ({rate:.2f} steps/s)", flush=True)
-        if step % args.eval_every == 0:
-            val, noisy_sdr, val_stoi = evaluate(model, val_noisy, val_clean, stoi=use_stoi)
-            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 5), round(val, 3)]
-                           + ([round(val_stoi, 4)] if use_stoi else []))
-            print(f"eval step {step}: val SI-SDR {val:.2f} dB (noisy {noisy_sdr:.2f})"
-                  + (f", STOI {val_stoi:.4f}" if use_stoi else ""), flush=True)
-            score = val_stoi if use_stoi else val
-            if score > best:
-                best = score
-                save_best(val, step, val_stoi)
-            checkpoint()
-    val, noisy_sdr, val_stoi = evaluate(model, val_noisy, val_clean, stoi=use_stoi)
-    history.append([step, round(float(np.mean(losses[-50:])) if losses else 0.0, 5), round(val, 3)]
-                   + ([round(val_stoi, 4)] if use_stoi else []))
-    score = val_stoi if use_stoi else val
-    if score > best:
-        best = score
-        save_best(val, step, val_stoi)
-    checkpoint()
-    print(f"done at step {step}: val SI-SDR {val:.2f} dB" + (f", STOI {val_stoi:.4f}" if use_stoi else "")
-          + f", best {args.select} {best:.4g}", flush=True)
+    warm = args.warmup if args.warmup is not None else (200 if start_step else 500)
+    optimizer = loop.adamw(model, lr=args.lr, warmup=warm, decay_steps=total - start_step, end_lr=args.lr * 0.05,
+                           weight_decay=1e-4)
+    job = DenoiserJob(args, arch, pools, man, val, seed=args.seed + start_step)
+    settings = loop.Loop(out=args.out, steps=total, minutes=args.minutes, eval_every=args.eval_every, log_every=50)
+    result = loop.train(settings, job, model, optimizer, start_step=start_step, best=best, history=history)
+    last = result.history[-1]  # the loop's evaluation at the last step
+    print(f"done at step {result.step}: val SI-SDR {last[2]:.2f} dB" + (f", STOI {last[3]:.4f}" if job.use_stoi else "")
+          + f", best {args.select} {result.best:.4g}", flush=True)
 
 
 if __name__ == "__main__":

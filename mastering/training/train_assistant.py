@@ -19,7 +19,9 @@ and a width change (x0.4 .. x1.6 on the side), both scaled by a strength uniform
 and untouched mixes as common as bad ones), a tenth near mono and, for a fifth of the batches, a
 mono downmix; all exact in the power spectrum. The network sees the degraded features and is
 trained on the fitter's loss (:func:`roomtone.mastering.fit._loss`, the JAX chain's EQ response on
-the bins) towards the original's features. Adam 2e-3, cosine decay, gradient clipping at 1.
+the bins) towards the original's features. Adam 2e-3, cosine decay, gradient clipping at 1, in
+the shared loop (:mod:`roomtone.models.training.loop`: checkpoint beside ``--out``, the shipped
+weights at the best held-out stereo tonal distance).
 
 Validation (fixed degradations of the held-out excerpts): the loudness-normalised 1/3-octave
 distance (dB RMS, 27 bands) to the original, before and after the predicted chain (under the
@@ -37,15 +39,17 @@ applies it.
 import argparse
 import json
 import os
-import time
 
 import numpy as np
 
-from roomtone.models.training.datasets import LICENCES, PACKAGES, held_out, music_files, music_folders  # noqa: F401
 from roomtone.mastering import assistant
+from roomtone.models.training.datasets import LICENCES, held_out, music_files, music_folders
+from roomtone.models.training.loop import Evaluation
 
 RATE = 44100
 EXCERPT_S = 20.0
+
+
 def build_cache(files, excerpts, cache, key=""):
     """Spectra of every excerpt: arrays ``p_total``, ``p_mid``, ``p_side`` (items, bins), ``val``
     (items,) bool, ``file_index`` (items,) index into ``names``. Written to ``cache`` (npz)."""
@@ -238,7 +242,112 @@ def make_step(a, shared_stereo, shared_mono):
     return step
 
 
-def main(argv=None):
+def load_music(args):
+    """The excerpts' spectra (:func:`build_cache`), from ``--cache`` when it holds this file list and
+    excerpt count. Returns ``(data, folders)``."""
+    folders = music_folders()
+    files = music_files(folders)
+    key = f"{args.excerpts}:" + "|".join(f"{package}/{path.name}" for package, path in files)
+    if os.path.exists(args.cache):
+        with np.load(args.cache, allow_pickle=False) as saved:
+            data = dict(saved)
+        if str(data.pop("key", "")) == key:
+            return data, folders
+    if not files:  # none cached for this list, and none to build from
+        raise SystemExit("no music found: install wesnoth-1.16-music, singularity-music, hyperrogue-music")
+    os.makedirs(os.path.dirname(args.cache), exist_ok=True)
+    return build_cache(files, args.excerpts, args.cache, key), folders
+
+
+def calibration(forward, data, index, a, scale, packages, folders):
+    """The config's ``calibration`` entry: :func:`calibrate` on the excerpts ``index`` of the
+    calibration ``packages``, with the files and licences it used."""
+    if not len(index):
+        raise SystemExit(f"no music of {', '.join(packages)} on this machine to calibrate on")
+    best, figures, before = calibrate(forward, data, index, a, scale)
+    print(f"calibration: strength {best} ({figures[best]} dB; full strength {figures[1.0]} dB, input {before} dB)",
+          flush=True)
+    names = sorted({str(data["names"][data["file_index"][i]]) for i in index})
+    return {"tonal_strength": best, "tonal_after_db": {f"{k:.2f}": v for k, v in figures.items()},
+            "tonal_before_db": before, "excerpts": int(len(index)), "files": names,
+            "packages": {k: {"folder": folders.get(k), "licence": LICENCES.get(k)} for k in packages},
+            "method": "roomtone.mastering.training.train_assistant.calibrate (degradations seed 11, stereo and mono)"}
+
+
+def calibrate_weights(path, data, index, a, packages, folders):
+    """Write the ``calibration`` of the weights at ``path`` (their own feature scale) into their config."""
+    import jax.numpy as jnp
+
+    from roomtone.models import weights
+
+    model, config = assistant.load_model(path)
+    scale = {k: np.asarray(v, np.float32) for k, v in config["features"].items()}
+    config["calibration"] = calibration(lambda z: model(jnp.asarray(z)), data, index, a, scale, packages, folders)
+    weights.save_weights(path, weights.model_arrays(model), config)
+
+
+class AssistantJob:
+    """The assistant's part of the loop (:mod:`roomtone.models.training.loop`): de-mastered
+    batches (a fifth mono) with input noise drawn on the data thread, the step, the held-out
+    figures (the stereo tonal distance after the chain selects, lower is better) and the config its
+    files share."""
+
+    def __init__(self, args, arch, data, folders, train_index, val_index, calibration_packages, scale, rng):
+        self.args, self.arch, self.data, self.folders = args, arch, data, folders
+        self.train_index, self.val_index, self.calibration_packages = train_index, val_index, calibration_packages
+        self.scale, self.rng = scale, rng  # rng: the data thread's alone from here on
+        self.a = assistant.analysis(RATE)
+        self.compiled = make_step(self.a, assistant.loss_data(self.a, True), assistant.loss_data(self.a, False))
+
+    def batch(self):
+        rng = self.rng
+        stereo = rng.random() >= 0.2
+        x, items, _, _ = make_batch(rng, self.data, rng.choice(self.train_index, self.args.batch), self.a, stereo)
+        z = (x - self.scale["mean"]) / self.scale["std"]
+        z = z + self.args.input_noise * rng.standard_normal(z.shape).astype(np.float32)
+        return z, items, stereo
+
+    def step(self, model, optimizer, batch):
+        import jax.numpy as jnp
+
+        z, items, stereo = batch
+        return self.compiled(model, optimizer, jnp.asarray(z), {k: jnp.asarray(v) for k, v in items.items()},
+                             stereo=stereo)
+
+    def evaluate(self, model):
+        figures = evaluate(model, self.data, self.val_index, self.a, self.scale)
+        return Evaluation(figures["stereo_tonal_after_db"], [figures], json.dumps(figures), figures)
+
+    def arrays(self, model):
+        from roomtone.models import weights
+
+        return weights.model_arrays(model)
+
+    def weights_config(self, model, step, evaluation, history):
+        from roomtone.models import weights
+
+        args, data, val_index = self.args, self.data, self.val_index
+        return {"architecture": self.arch.as_dict(), "sample_rate": RATE, "step": step, "history": history,
+                "features": {k: [float(v) for v in self.scale[k]] for k in ("mean", "std")},
+                "data": {"packages": {k: {"folder": v, "licence": LICENCES[k]}
+                                      for k, v in self.folders.items() if k not in self.calibration_packages},
+                         "files": int(len(data["names"])), "train_excerpts": int(len(self.train_index)),
+                         "val_excerpts": int(len(val_index)), "excerpt_s": EXCERPT_S,
+                         "held_out": "file name CRC-32 = 0 mod 5",
+                         "val_files": sorted({str(data["names"][i]) for i in data["file_index"][val_index]})},
+                "training": {"steps": step, "batch": args.batch, "lr": args.lr,
+                             "optimizer": f"adamw (weight decay {args.weight_decay:g}), cosine, clip 1",
+                             "input_noise": args.input_noise, "selection": "best held-out stereo tonal distance",
+                             "loss": "roomtone.mastering.fit.loss (tonal MSE + level change + width + gain penalty)",
+                             "degradations": "see roomtone.mastering.training.train_assistant.degrade",
+                             "mono_batches": 0.2},
+                "metrics": evaluation.figures,
+                "parameters": int(sum(v.size for v in weights.model_arrays(model).values()))}
+
+    checkpoint_config = weights_config  # the checkpoint carries the same config (its feature scale resumes)
+
+
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights to write (.npz, with .json beside it)")
     p.add_argument("--cache", default=os.path.join(os.path.expanduser("~"), ".cache", "roomtone", "assistant_spectra.npz"))
@@ -258,61 +367,32 @@ def main(argv=None):
                    help="calibrate the existing --out weights (trained without the calibration packages) and "
                         "rewrite their config; no training")
     p.add_argument("--resume", action="store_true")
-    args = p.parse_args(argv)
-    calibration_packages = args.calibrate_on or ["nexuiz-music"]
+    return p
 
-    import jax.numpy as jnp
-    import optax
+
+def main(argv=None):
+    args = parser().parse_args(argv)
+    packages = args.calibrate_on or ["nexuiz-music"]
+
     from flax import nnx
 
     from roomtone.models import weights
+    from roomtone.models.training import loop
 
-    folders = music_folders()
-    files = music_files(folders)
-    key = f"{args.excerpts}:" + "|".join(f"{package}/{path.name}" for package, path in files)
-    data = None
-    if os.path.exists(args.cache):
-        data = dict(np.load(args.cache, allow_pickle=False))
-        if str(data.pop("key", "")) != key:  # another file list or excerpt count: built again
-            data = None
-    if data is None:
-        if not files:
-            raise SystemExit("no music found: install wesnoth-1.16-music, singularity-music, hyperrogue-music")
-        os.makedirs(os.path.dirname(args.cache), exist_ok=True)
-        data = build_cache(files, args.excerpts, args.cache, key)
+    data, folders = load_music(args)
     a = assistant.analysis(RATE)
-    packages = np.asarray([package_of(data, i) for i in range(len(data["val"]))])
-    calibrating = np.isin(packages, calibration_packages)
+    calibrating = np.isin([package_of(data, i) for i in range(len(data["val"]))], packages)
     val_index = np.flatnonzero(data["val"] & ~calibrating)
     train_index = np.flatnonzero(~data["val"] & ~calibrating)
     calibration_index = np.flatnonzero(calibrating)
     print(f"{len(train_index)} training excerpts, {len(val_index)} held out, {len(calibration_index)} for calibration, "
           f"from {len(data['names'])} files", flush=True)
-
-    def calibration(forward, scale):
-        if not len(calibration_index):
-            raise SystemExit(f"no music of {', '.join(calibration_packages)} on this machine to calibrate on")
-        best, figures, before = calibrate(forward, data, calibration_index, a, scale)
-        print(f"calibration: strength {best} ({figures[best]} dB; full strength {figures[1.0]} dB, input {before} dB)",
-              flush=True)
-        names = sorted({str(data["names"][data["file_index"][i]]) for i in calibration_index})
-        return {"tonal_strength": best, "tonal_after_db": {f"{k:.2f}": v for k, v in figures.items()},
-                "tonal_before_db": before, "excerpts": int(len(calibration_index)), "files": names,
-                "packages": {k: {"folder": folders.get(k), "licence": LICENCES.get(k)}
-                             for k in calibration_packages},
-                "method": "roomtone.mastering.training.train_assistant.calibrate (degradations seed 11, stereo and mono)"}
-
     if args.calibrate_only:
-        import jax.numpy as jnp
-
-        model, config = assistant.load_model(args.out)
-        scale = {k: np.asarray(v, np.float32) for k, v in config["features"].items()}
-        trained = set(config["data"]["packages"])
-        if trained & set(calibration_packages):
-            raise SystemExit(f"{args.out} was trained on {sorted(trained & set(calibration_packages))}: "
+        trained = set(weights.load_config(args.out)["data"]["packages"])
+        if trained & set(packages):
+            raise SystemExit(f"{args.out} was trained on {sorted(trained & set(packages))}: "
                              "calibrate on music it never saw")
-        config["calibration"] = calibration(lambda z: model(jnp.asarray(z)), scale)
-        weights.save_weights(args.out, weights.model_arrays(model), config)
+        calibrate_weights(args.out, data, calibration_index, a, packages, folders)
         return
 
     rng = np.random.default_rng(args.seed)
@@ -321,70 +401,21 @@ def main(argv=None):
     allx = np.concatenate([x, xm])
     scale = {"mean": allx.mean(0).astype(np.float32), "std": np.maximum(allx.std(0), 0.1).astype(np.float32)}
     scale["std"][-1] = 1.0
-
     arch = assistant.Architecture(hidden=args.hidden)
-    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
-                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
-    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
-    model = assistant.build_model(arch, nnx.Rngs(args.seed))
-    start, history = 0, []
-    if args.resume and os.path.exists(ckpt):
-        meta = weights.load_config(ckpt)
-        model = weights.build(lambda: assistant.build_model(arch, nnx.Rngs(0)), weights.load_arrays(ckpt), path=ckpt)
-        start, history = meta["step"], meta["history"]
+    model, start, history, meta = loop.start(lambda: assistant.build_model(arch, nnx.Rngs(args.seed)),
+                                             out=args.out, resume=args.resume)
+    if meta:
         scale = {k: np.asarray(v, np.float32) for k, v in meta["features"].items()}
         print(f"resumed at step {start}", flush=True)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, min(200, args.steps // 10 + 1), max(args.steps - start, 1),
-                                                  args.lr * 0.02)
-    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
-                                                 optax.adamw(schedule, weight_decay=args.weight_decay)), wrt=nnx.Param)
-    step_fn = make_step(a, assistant.loss_data(a, True), assistant.loss_data(a, False))
-    feature_cfg = {"mean": [float(v) for v in scale["mean"]], "std": [float(v) for v in scale["std"]]}
-
-    def config(step, figures):
-        return {"architecture": arch.as_dict(), "sample_rate": RATE, "features": feature_cfg, "step": step,
-                "history": history,
-                "data": {"packages": {k: {"folder": v, "licence": LICENCES[k]}
-                                      for k, v in folders.items() if k not in calibration_packages},
-                         "files": int(len(data["names"])), "train_excerpts": int(len(train_index)),
-                         "val_excerpts": int(len(val_index)), "excerpt_s": EXCERPT_S,
-                         "held_out": "file name CRC-32 = 0 mod 5",
-                         "val_files": sorted({str(data["names"][i]) for i in data["file_index"][val_index]})},
-                "training": {"steps": step, "batch": args.batch, "lr": args.lr,
-                             "optimizer": f"adamw (weight decay {args.weight_decay:g}), cosine, clip 1",
-                             "input_noise": args.input_noise, "selection": "best held-out stereo tonal distance",
-                             "loss": "roomtone.mastering.fit._loss (tonal MSE + level change + width + gain penalty)",
-                             "degradations": "see roomtone.mastering.training.train_assistant.degrade", "mono_batches": 0.2},
-                "metrics": figures, "parameters": int(sum(v.size for v in weights.model_arrays(model).values()))}
-
-    started = time.time()
-    losses = []
-    step = start
-    best = min([h[2]["stereo_tonal_after_db"] for h in history if isinstance(h[2], dict)], default=float("inf"))
-    while step < args.steps:
-        stereo = rng.random() >= 0.2
-        x, items, _, _ = make_batch(rng, data, rng.choice(train_index, args.batch), a, stereo)
-        z = (x - scale["mean"]) / scale["std"]
-        z = z + args.input_noise * rng.standard_normal(z.shape).astype(np.float32)
-        losses.append(float(step_fn(model, optimizer, jnp.asarray(z), {k: jnp.asarray(v) for k, v in items.items()},
-                                    stereo=stereo)))
-        step += 1
-        if step % 100 == 0:
-            print(f"step {step} loss {np.mean(losses[-100:]):.3f} ({(step - start) / (time.time() - started):.1f} steps/s)",
-                  flush=True)
-        if step % args.eval_every == 0 or step == args.steps:
-            figures = evaluate(model, data, val_index, a, scale)
-            history.append([step, round(float(np.mean(losses[-args.eval_every:])), 4), figures])
-            print(f"eval step {step}: {json.dumps(figures)}", flush=True)
-            weights.save_weights(ckpt, weights.model_arrays(model), config(step, figures))
-            if figures["stereo_tonal_after_db"] < best:  # the shipped weights: the best held-out figure so far
-                best = figures["stereo_tonal_after_db"]
-                weights.save_weights(args.out, weights.model_arrays(model), config(step, figures))
-    print(f"done at step {step}: best held-out stereo tonal distance {best:.3f} dB", flush=True)
+    optimizer = loop.adamw(model, lr=args.lr, warmup=min(200, args.steps // 10 + 1), decay_steps=args.steps - start,
+                           end_lr=args.lr * 0.02, weight_decay=args.weight_decay)
+    job = AssistantJob(args, arch, data, folders, train_index, val_index, packages, scale, rng)
+    best = min([h[2]["stereo_tonal_after_db"] for h in history if isinstance(h[2], dict)], default=None)
+    settings = loop.Loop(out=args.out, steps=args.steps, eval_every=args.eval_every, log_every=100, maximise=False)
+    result = loop.train(settings, job, model, optimizer, start_step=start, best=best, history=history)
+    print(f"done at step {result.step}: best held-out stereo tonal distance {result.best:.3f} dB", flush=True)
     if len(calibration_index):  # the shipped weights' EQ strength, from music they never saw
-        model, config_out = assistant.load_model(args.out)
-        config_out["calibration"] = calibration(lambda z: model(jnp.asarray(z)), scale)
-        weights.save_weights(args.out, weights.model_arrays(model), config_out)
+        calibrate_weights(args.out, data, calibration_index, a, packages, folders)
 
 
 if __name__ == "__main__":

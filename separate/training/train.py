@@ -10,10 +10,12 @@ magnitudes of each stem's estimate (mask x mixture) and its target, over the ste
 and every bin, divided by the mixture's compressed level (so loud and quiet items weigh alike).
 A game-music item (partial labels: vocals and accompaniment only) compares the vocals mask's
 estimate with the vocals and the other three masks' (one minus the vocals mask) with the
-accompaniment. AdamW with warm-up and cosine decay, gradient clipping at 1. The checkpoint
-(``checkpoints/NAME.ckpt.npz`` beside OUT, no pickle) holds the parameters, the step, the best
-validation figure and the history; Adam's moments are not kept (a resumed run warms up again).
-The shipped weights are the parameters at the best validation mean SDR, with their config; both
+accompaniment. AdamW with warm-up and cosine decay, gradient clipping at 1. The loop
+(:mod:`roomtone.models.training.loop`) keeps the checkpoint (``checkpoints/NAME.ckpt.npz`` beside
+OUT, no pickle: the parameters, the step, the best validation figure and the history; Adam's
+moments are not kept, so a resumed run warms up again) and the shipped weights: the parameters at
+the best validation mean SDR (of real held-out excerpts when ``--stems`` gives them), with their
+config (:meth:`SeparatorJob.weights_config`, with the lineage of ``--init``'s weights); both
 files store the parameters in float16 (:func:`roomtone.models.weights.half_precision`: 2.9 MB
 instead of 5.8), loaded back as float32.
 """
@@ -22,10 +24,10 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
+from roomtone.models.training.loop import Evaluation, with_lineage  # noqa: F401  (with_lineage: this job's)
 from roomtone.separate import net
 from roomtone.separate.training import data
 
@@ -146,7 +148,9 @@ def licences(sources, render_dirs):
     for folder in render_dirs or []:
         path = os.path.join(folder, "manifest.json")
         if os.path.isfile(path):
-            for name, info in json.loads(open(path).read()).get("licences", {}).get("soundfonts", {}).items():
+            with open(path, encoding="utf-8") as f:
+                manifest = json.load(f)
+            for name, info in manifest.get("licences", {}).get("soundfonts", {}).items():
                 soundfonts[name] = f"{info.get('licence')} ({info.get('package')})"
     return {"game_music": {p: LICENCES.get(p, "unknown") for p in packages},
             "pop909": "POP909 MIDI, MIT (../shared/data/sep/pop909)", "soundfonts": soundfonts,
@@ -157,37 +161,85 @@ def licences(sources, render_dirs):
             "never": "MUSDB18 (../shared/data/sep/eval: evaluation only)"}
 
 
-def with_lineage(config, init_config, command, steps, note=""):
-    """``config`` of weights fine-tuned from ``init_config``'s: the data sets' song ids, speakers
-    and music files are the union of both runs' (a held-out item stays held out in each), the
-    licences merged, and this run appended to the earlier runs. Raises ValueError when a run's
-    validation song was another's training song."""
-    out = json.loads(json.dumps(config))
-    before, now = init_config.get("data", {}), out["data"]
-    for key in ("train_song_ids", "val_song_ids", "val_speakers", "val_music"):
-        now[key] = sorted(set(now.get(key, [])) | set(before.get(key, [])))
-    if set(now["train_song_ids"]) & set(now["val_song_ids"]):
-        raise ValueError("a validation song of one run was a training song of another")
-    merged = json.loads(json.dumps(before.get("licences", {})))
-    for key, value in now.get("licences", {}).items():
-        merged[key] = {**merged.get(key, {}), **value} if isinstance(value, dict) else value
-    now["licences"] = merged
-    if "renders" in before:
-        now["earlier_renders"] = before["renders"]
-    runs = list(init_config.get("training", {}).get("runs", []))
-    runs.append({"command": command, "steps": steps, "note": note})
-    out["training"]["runs"] = runs
-    return out
+def real_songs(songs, per_source):
+    """At most ``per_source`` of the held-out real multitrack ``songs`` of each source, in order."""
+    by_source = {}
+    for song in songs:
+        by_source.setdefault(song[2]["source"], []).append(song)
+    return [s for group in by_source.values() for s in group[:per_source]]
 
 
-def main(argv=None):
+class SeparatorJob:
+    """The separator's part of the loop (:mod:`roomtone.models.training.loop`): mixtures drawn on
+    the data thread, the (fused) step, the validation (real held-out excerpts choose the weights
+    when there are any; the synthetic set is reported beside them) and the configs of its files."""
+
+    def __init__(self, args, argv, arch, sources, manifest, val, real, *, seed, fusion=None, init_config=None):
+        self.args, self.argv, self.arch = args, argv, arch
+        self.sources, self.manifest, self.val, self.real = sources, manifest, val, real
+        self.fusion, self.init_config = fusion, init_config
+        self.items = int(args.seconds * net.SAMPLE_RATE)
+        self.rng = np.random.default_rng(seed)  # the data thread's alone
+        self.compiled = make_step(fusion_of(fusion) if fusion else None)
+
+    def batch(self):
+        made = data.batch(self.rng, self.sources["train"], self.sources["rir"], self.args.batch, self.items)
+        return with_dsp_masks(made) if self.fusion else made
+
+    def step(self, model, optimizer, batch):
+        return self.compiled(model, optimizer, *batch)
+
+    def evaluate(self, model):
+        figures = evaluate(model, *self.val, fusion=self.fusion)
+        if self.real:
+            figures = {**evaluate_real(model, self.real, fusion=self.fusion), "synthetic": figures}
+        return Evaluation(figures["mean"], [figures], json.dumps(figures), figures)
+
+    def arrays(self, model):
+        from roomtone.models import weights
+
+        return weights.half_precision(weights.model_arrays(model))
+
+    def checkpoint_config(self, model, step, evaluation, history):
+        return {"architecture": self.arch.as_dict(), "sample_rate": net.SAMPLE_RATE,
+                **({"fusion": self.fusion} if self.fusion else {})}
+
+    def weights_config(self, model, step, evaluation, history):
+        from roomtone.models import weights
+
+        args, real, fusion = self.args, self.real, self.fusion
+        command = "python -m roomtone.separate.training.train " + " ".join(self.argv)
+        chosen_on = ("real held-out multitrack excerpts: " + ", ".join(sorted({sid for sid, _, _ in real}))
+                     + f" ({len(real)} excerpts of 8 s), mean over songs") if real else "the synthetic validation set"
+        config = {"architecture": self.arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "data": self.manifest,
+                  "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
+                               "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
+                                       "vocals + accompaniment only for game-music items",
+                               "augmentation": "see roomtone.separate.training.data",
+                               "history": "see checkpoints/*.json", "command": command},
+                  "metrics": {"val_sdr_db": evaluation.figures, "val_items": args.val_items, "val_seconds": 6.0,
+                              "chosen_on": chosen_on,
+                              "note": "plain SDR over each whole item (roomtone.separate.training.data.sdr_db)"
+                                      + ("; of the masks fused with the DSP's" if fusion else "")},
+                  "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
+        if fusion:
+            config["fusion"] = fusion
+            config["training"]["loss"] += "; of the masks fused with the DSP's (roomtone.separate.fusion)"
+        if self.init_config is not None:
+            config = with_lineage(config, self.init_config, command, step, f"fine-tuned from "
+                                  f"{os.path.basename(args.init)}; best validation mean SDR at this step")
+        return config
+
+
+def parser():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="weights path (.npz); the checkpoint goes beside it")
-    p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.training.pop909 --out); "
-                                                    "repeatable")
+    p.add_argument("--pop909", action="append", help="a POP909 render folder (roomtone.separate.training.pop909 "
+                                                    "--out); repeatable")
     p.add_argument("--stems", action="append",
                    help="a folder of real multitrack songs staged as arrays (roomtone.separate.training.multitrack, "
-                        "roomtone.separate.training.modules); repeatable. Their held-out songs' excerpts select the weights")
+                        "roomtone.separate.training.modules); repeatable. Their held-out songs' excerpts select the "
+                        "weights")
     p.add_argument("--val-real-songs", type=int, default=8,
                    help="held-out real songs per source whose excerpts select the weights (3 excerpts of 8 s each)")
     p.add_argument("--no-music", action="store_true", help="leave the game music out")
@@ -212,123 +264,54 @@ def main(argv=None):
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--head", type=int, default=128)
+    return p
+
+
+def main(argv=None):
+    p = parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = p.parse_args(argv)
 
-    import optax
     from flax import nnx
 
     from roomtone.models import weights
+    from roomtone.models.training import loop
 
-    ckpt = os.path.join(os.path.dirname(os.path.abspath(args.out)), "checkpoints",
-                        os.path.basename(os.path.splitext(args.out)[0]) + ".ckpt.npz")
-    os.makedirs(os.path.dirname(ckpt), exist_ok=True)
+    ckpt = loop.checkpoint_path(args.out)
     fusion = None  # checked before the sources load (minutes)
     if args.fused:
         if args.resume and os.path.exists(ckpt):
-            fusion = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read()).get("fusion")
+            fusion = weights.load_config(ckpt).get("fusion")
         elif args.init:
             fusion = weights.load_config(args.init).get("fusion")
         if not fusion:
-            p.error("--fused needs --init weights whose config has a fusion entry (roomtone.separate.training.fusion --write)")
+            p.error("--fused needs --init weights whose config has a fusion entry "
+                    "(roomtone.separate.training.fusion --write)")
     arch = net.Architecture(embed=args.embed, hidden=args.hidden, layers=args.layers, head=args.head)
     sources = data.load_sources(args.pop909, music=not args.no_music, music_cache=args.music_cache,
                                 stems=args.stems)
     man = data.manifest(sources)
     print(json.dumps({k: v for k, v in man.items() if not isinstance(v, list)}), flush=True)
     val = data.validation_set(sources, items=args.val_items)
-    by_source = {}
-    for song in sources["val"]["multitrack"]:  # at most --val-real-songs held-out songs of each source
-        by_source.setdefault(song[2]["source"], []).append(song)
-    real = data.real_excerpts([s for songs in by_source.values() for s in songs[:args.val_real_songs]])
+    real = data.real_excerpts(real_songs(sources["val"]["multitrack"], args.val_real_songs))
 
-    model = net.build_model(arch, nnx.Rngs(args.seed))
-    start_step, best, history = 0, -1e9, []
-    if args.resume and os.path.exists(ckpt):
-        meta = json.loads(open(os.path.splitext(ckpt)[0] + ".json").read())
-        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(ckpt), path=ckpt)
-        start_step, best, history = meta["step"], meta["best"], meta["history"]
+    model, start_step, history, meta = loop.start(lambda: net.build_model(arch, nnx.Rngs(args.seed)),
+                                                  out=args.out, resume=args.resume, init=args.init)
+    best = meta["best"] if meta else None
+    if meta:
         print(f"resumed at step {start_step}, best mean SDR {best:.2f} dB", flush=True)
-    elif args.init:
-        model = weights.build(lambda: net.build_model(arch, nnx.Rngs(0)), weights.load_arrays(args.init), path=args.init)
-        history = [["init", args.init]]
-    init_config = weights.load_config(args.init) if args.init else None
     man["licences"] = licences(sources, args.pop909)
     man["renders"] = [os.path.abspath(d) for d in args.pop909 or []]
-    warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
+    job = SeparatorJob(args, argv, arch, sources, man, val, real, seed=args.seed + start_step, fusion=fusion,
+                       init_config=weights.load_config(args.init) if args.init else None)
     total = max(args.steps, start_step + 1)
-    schedule = optax.warmup_cosine_decay_schedule(0.0, args.lr, warm, total - start_step, args.lr * 0.05)
-    optimizer = nnx.Optimizer(model, optax.chain(optax.clip_by_global_norm(1.0),
-                                                 optax.adamw(schedule, weight_decay=1e-4)), wrt=nnx.Param)
-    step_fn = make_step(fusion_of(fusion) if fusion else None)
-    rng = np.random.default_rng(args.seed + start_step)
-    n = int(args.seconds * net.SAMPLE_RATE)
-    started = time.time()
-    step = start_step
-    losses = []
-
-    def save_best(figures):
-        config = {"architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "data": man,
-                  "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
-                               "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
-                                       "vocals + accompaniment only for game-music items",
-                               "augmentation": "see roomtone.separate.training.data", "history": "see checkpoints/*.json",
-                               "command": "python -m roomtone.separate.training.train " + " ".join(argv)},
-                  "metrics": {"val_sdr_db": figures, "val_items": args.val_items, "val_seconds": 6.0,
-                              "chosen_on": ("real held-out multitrack excerpts: " + ", ".join(sorted(
-                                  {sid for sid, _, _ in real})) + f" ({len(real)} excerpts of 8 s), mean over songs")
-                              if real else "the synthetic validation set",
-                              "note": "plain SDR over each whole item (roomtone.separate.training.data.sdr_db)"
-                                      + ("; of the masks fused with the DSP's" if fusion else "")},
-                  "parameters": int(sum(np.asarray(v).size for v in weights.model_arrays(model).values()))}
-        if fusion:
-            config["fusion"] = fusion
-            config["training"]["loss"] += "; of the masks fused with the DSP's (roomtone.separate.fusion)"
-        if init_config is not None:
-            config = with_lineage(config, init_config, config["training"]["command"], step,
-                                  f"fine-tuned from {os.path.basename(args.init)}; best validation mean SDR at this step")
-        weights.save_weights(args.out, weights.half_precision(weights.model_arrays(model)), config)
-
-    def checkpoint():
-        weights.save_weights(ckpt, weights.half_precision(weights.model_arrays(model)), {
-            "architecture": arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "step": step, "best": best,
-            "history": history, **({"fusion": fusion} if fusion else {})})
-
-    def validate():
-        nonlocal best
-        figures = evaluate(model, *val, fusion=fusion)
-        if real:  # real held-out songs choose the weights; the synthetic set is reported beside them
-            figures = {**evaluate_real(model, real, fusion=fusion), "synthetic": figures}
-        history.append([step, round(float(np.mean(losses[-args.eval_every:])) if losses else 0.0, 5), figures])
-        print(f"eval step {step}: " + json.dumps(figures), flush=True)
-        if figures["mean"] > best:
-            best = figures["mean"]
-            save_best(figures)
-        checkpoint()
-
-    from concurrent.futures import ThreadPoolExecutor
-
-    if args.init and not start_step:  # the starting weights' figure on this run's validation set
-        validate()
-    def make_batch():
-        made = data.batch(rng, sources["train"], sources["rir"], args.batch, n)
-        return with_dsp_masks(made) if fusion else made
-
-    maker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mixtures")
-    upcoming = maker.submit(make_batch)
-    while step < total and time.time() - started < args.minutes * 60:
-        made = upcoming.result()
-        upcoming = maker.submit(make_batch)
-        losses.append(float(step_fn(model, optimizer, *made)))
-        step += 1
-        if step % 25 == 0:
-            rate = (step - start_step) / (time.time() - started)
-            print(f"step {step} loss {np.mean(losses[-25:]):.4f} ({rate:.2f} steps/s)", flush=True)
-        if step % args.eval_every == 0:
-            validate()
-    if not history or history[-1][0] != step:
-        validate()
-    print(f"done at step {step}, best mean SDR {best:.2f} dB", flush=True)
+    warm = args.warmup if args.warmup is not None else (100 if start_step else 300)
+    optimizer = loop.adamw(model, lr=args.lr, warmup=warm, decay_steps=total - start_step, end_lr=args.lr * 0.05,
+                           weight_decay=1e-4)
+    settings = loop.Loop(out=args.out, steps=total, minutes=args.minutes, eval_every=args.eval_every, log_every=25,
+                         evaluate_first=bool(args.init) and not start_step)
+    result = loop.train(settings, job, model, optimizer, start_step=start_step, best=best, history=history)
+    print(f"done at step {result.step}, best mean SDR {result.best:.2f} dB", flush=True)
 
 
 if __name__ == "__main__":
