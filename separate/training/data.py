@@ -37,6 +37,7 @@ Shape: mixtures (items, 2, samples) float32; targets (items, 4 stems, 2, samples
 """
 
 import json
+from collections import Counter
 import os
 from pathlib import Path
 
@@ -144,17 +145,33 @@ def _decode_music(files, seconds, seed, held_out):
     return out
 
 
-def load_staged(folders):
+def load_staged(folders, max_seconds=None):
     """Real multitrack songs staged as arrays (:mod:`roomtone.separate.training.multitrack`,
     :mod:`roomtone.separate.training.modules`): ``{"train"|"val": [(id, {stem: int16 (2, n)}, meta)]}``
-    from every ``*.npz`` in each folder, split by the ``split`` their staging recorded."""
+    from every ``*.npz`` in each folder, split by the ``split`` their staging recorded. A training
+    song of a source with more than :data:`MANY_SONGS` training songs keeps only its middle
+    ``max_seconds`` (default :data:`MAX_SONG_S`): the 145 tracker modules whole hold some 15 GB of
+    int16 stems, and a source of many songs needs variety more than length; validation songs stay
+    whole (their excerpts are chosen from all of them)."""
+    max_seconds = MAX_SONG_S if max_seconds is None else max_seconds
+    paths = [path for folder in folders or [] for path in sorted(Path(folder).glob("*.npz"))]
+    metas = []
+    for path in paths:
+        with np.load(path, allow_pickle=False) as f:
+            metas.append(json.loads(str(f["meta"])))
+    many = Counter(m["source"] for m in metas if m["split"] == "train")
     out = {"train": [], "val": []}
-    for folder in folders or []:
-        for path in sorted(Path(folder).glob("*.npz")):
-            with np.load(path, allow_pickle=False) as f:
-                meta = json.loads(str(f["meta"]))
-                stems = {stem: f[stem] for stem in STEMS}
-            out[meta["split"]].append((path.stem, stems, meta))
+    for path, meta in zip(paths, metas):
+        crop = meta["split"] == "train" and many[meta["source"]] > MANY_SONGS and max_seconds
+        with np.load(path, allow_pickle=False) as f:
+            stems = {}
+            for stem in STEMS:
+                x = f[stem]
+                n = int(max_seconds * SAMPLE_RATE) if crop else x.shape[1]
+                start = max(0, (x.shape[1] - n) // 2)
+                stems[stem] = np.ascontiguousarray(x[:, start:start + n])
+                del x
+        out[meta["split"]].append((path.stem, stems, meta))
     return out
 
 
@@ -322,6 +339,8 @@ SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem giv
 BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
+MAX_SONG_S = 30.0
+MANY_SONGS = 20
 MULTITRACK_SHARE = 0.55  # share of items from the real multitrack songs, when there are any
 COHERENT = 0.5  # share of those whose stems come from one song at one time (its own arrangement)
 
@@ -330,23 +349,32 @@ def _multitrack_targets(rng, pool, rirs, n, augment=True):
     """The stems of a real multitrack item, (4, 2, n) float32: either one song's stems at one
     time, each given a gain of +-4 dB around the song's own balance (:data:`COHERENT`), or each
     stem from a random song and time at one level and a +-6 dB balance (remixed across songs, as
-    the POP909 items are). A song with no voice at that time gets a real voice 40 % of the time
+    the POP909 items are); each song drawn by source first (every source alike), then within it. A
+    song with no voice at that time gets a real voice 40 % of the time
     when it is a tracker module (clean renders; the AAC songs never get one, so that the codec is
     no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
     low-passed alike at its band."""
-    songs = pool["multitrack"]
+    by_source = {}
+    for song in pool["multitrack"]:
+        by_source.setdefault(song[2]["source"], []).append(song)
+    sources = sorted(by_source)
+
+    def draw():  # a source first, then one of its songs: 4 real songs weigh as much as 145 modules
+        songs = by_source[sources[int(rng.integers(len(sources)))]]
+        return songs[int(rng.integers(len(songs)))]
+
     targets = np.zeros((len(STEMS), 2, n), np.float32)
     coherent = rng.random() < COHERENT
     band = []
     if coherent:
-        _, stems, meta = songs[int(rng.integers(len(songs)))]
+        _, stems, meta = draw()
         size = stems["drums"].shape[1]
         start = int(rng.integers(0, max(1, size - n)))
         picks = [(stems, meta, start)] * len(STEMS)
     else:
         picks = []
         for _ in STEMS:
-            _, stems, meta = songs[int(rng.integers(len(songs)))]
+            _, stems, meta = draw()
             picks.append((stems, meta, int(rng.integers(0, max(1, stems["drums"].shape[1] - n)))))
     for j, (stem, (stems, meta, start)) in enumerate(zip(STEMS, picks)):
         y = stems[stem][:, start:start + n].astype(np.float32) * SCALE
