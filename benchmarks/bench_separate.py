@@ -180,6 +180,51 @@ def validation(folders, weights, ours=None):
     return four, two, len(mix)
 
 
+def real_excerpts(folders, per_source=8):
+    """``[(set, excerpt name, references (4, 2, n))]``: the MUSDB excerpt, then the held-out songs'
+    excerpts of the staged real multitracks in ``folders`` (``roomtone.separate.training``: the EIR
+    song held out of training, held-out tracker modules), 8 s each, 3 per song (as training
+    selects on them; at most ``per_source`` songs per source)."""
+    from roomtone.audio import read_audio
+    from roomtone.separate.training import data
+
+    out = [("musdb", EVAL.name, np.stack([read_audio(EVAL / f"{stem}.flac")[0] for stem in STEMS]))]
+    staged = data.load_staged(folders)["val"]
+    by_source = {}
+    for song in staged:
+        by_source.setdefault(song[2]["source"], []).append(song)
+    for source, songs in by_source.items():
+        for index, (sid, _, targets) in enumerate(data.real_excerpts(songs[:per_source])):
+            out.append((source, f"{sid}#{index % 3}", targets))
+    return out
+
+
+def real_table(folders, ours):
+    """museval SDR per stem on each real excerpt (silent stems: NaN) for the trivial split, dsp,
+    roomtone (and the network alone) and the p=1 oracle; then per set the mean over its excerpts."""
+    from roomtone.separate import separate
+
+    rate = 44100
+    rows = []
+    for set_name, name, refs in real_excerpts(folders):
+        mix = refs.sum(axis=0)
+        silent = np.sqrt(np.mean(refs ** 2, axis=(1, 2))) < 1e-4
+        def score(est):
+            values = bss_sdr(refs, est, rate)
+            return [float("nan") if silent[j] else v for j, v in enumerate(values)]
+        results = {"trivial": score(np.stack([mix / 4] * 4))}
+        stems, _ = separate(mix, rate, model="dsp")
+        results["dsp"] = score(np.stack([stems[s] for s in STEMS]))
+        for model in ("roomtone-net", "roomtone") if ours else ():
+            stems, _ = separate(mix, rate, model=model, weights=ours)
+            results[model] = score(np.stack([stems[s] for s in STEMS]))
+        results["oracle p=1"] = score(oracle(refs, 1))
+        rows.append((set_name, name, results))
+        print(f"{set_name} {name}: " + json.dumps({k: [round(v, 2) for v in r] for k, r in results.items()}),
+              file=sys.stderr, flush=True)
+    return rows
+
+
 def separate_command():
     beside = Path(sys.executable).parent / "separate"
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "roomtone.separate.cli"]
@@ -220,6 +265,9 @@ def main():
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--validation", action="append", metavar="DIR",
                         help="a POP909 render folder (repeatable): add the held-out synthetic validation table")
+    parser.add_argument("--real", action="append", metavar="DIR",
+                        help="a folder of staged real multitracks (roomtone.separate.training.multitrack / modules; "
+                             "repeatable): add the per-excerpt table on their held-out songs and the MUSDB excerpt")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
     weights = spleeter_weights(args.spleeter_weights)
@@ -247,6 +295,26 @@ def main():
         print(markdown(["tool", "vocals", "accompaniment"], [(n, f"{v[0]:.2f}", f"{v[1]:.2f}") for n, v in two]))
         out["validation"] = {"items": items, "four_stems": [{"tool": n, **dict(zip(STEMS, p))} for n, p in four],
                              "two_stems": [{"tool": n, "vocals": v[0], "accompaniment": v[1]} for n, v in two]}
+    if args.real:
+        rows = real_table(args.real, ours)
+        tools = list(rows[0][2])
+        print("\nReal excerpts (museval SDR dB, median of 1 s frames; NaN: the stem is silent there)\n")
+        print(markdown(["set", "excerpt", "tool", *STEMS, "mean"],
+                       [(st, name, tool, *(f"{v:.2f}" for v in r[tool]), f"{np.nanmean(r[tool]):.2f}")
+                        for st, name, r in rows for tool in tools]))
+        sets = list(dict.fromkeys(st for st, _, _ in rows))
+        summary = []
+        for st in sets + ["all"]:
+            chosen = [r for s_, _, r in rows if st in (s_, "all")]
+            for tool in tools:
+                per_stem = [float(np.nanmean([r[tool][j] for r in chosen])) if any(np.isfinite(r[tool][j]) for r in chosen)
+                            else float("nan") for j in range(4)]
+                means = [np.nanmean(r[tool]) for r in chosen]
+                summary.append((st, len(chosen), tool, *(f"{v:.2f}" for v in per_stem), f"{np.nanmean(means):.2f}",
+                                f"{np.nanstd(means):.2f}"))
+        print("\nPer set: mean over its excerpts per stem, the mean of the excerpts' means and their spread (sd)\n")
+        print(markdown(["set", "excerpts", "tool", *STEMS, "mean", "sd"], summary))
+        out["real"] = [{"set": st, "excerpt": name, **{t: r[t] for t in tools}} for st, name, r in rows]
     if not args.skip_speed:
         models = ["dsp", "dsp-wiener"] + (["roomtone"] if ours else []) + (["spleeter-2stems", "roomtone+spleeter"] if weights else [])
         results = speed(models, weights, args.repeat, ours)
