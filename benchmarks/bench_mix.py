@@ -240,7 +240,6 @@ def fit_rules(path, measure, share):
 
 
 def run_scale(minutes_list=(1.0, 3.0), count=128):
-    import resource
     import subprocess
     import tempfile
 

@@ -1,14 +1,16 @@
 """Stage 2 of the mix job: a differentiable console fitted to a reference mix (mixing-style
 transfer), starting from stage 1's settings.
 
-The console: per track a gain offset (dB, at most :data:`MAX_TRACK_DB` either way from stage 1,
-so no track is pushed out of the mix), per group an EQ (the plugins' :class:`~roomtone.plugins.Equalizer`:
+The console: per group a gain offset (dB, at most :data:`MAX_GROUP_DB` either way from stage 1,
+so no track is pushed out of the mix; stage 1's balance within each group is kept), per group an EQ (the plugins' :class:`~roomtone.plugins.Equalizer`:
 a low shelf at 150 Hz, a bell at 1 kHz and a high shelf at 5 kHz, each within
 :data:`MAX_EQ_DB`). Its JAX twin is the EQ's own (:func:`roomtone.plugins.twin.eq_response`).
 
 The features, loudness-normalised: the mix's mid and side power in 1/3-octave bands (IEC 61260
 centres 31.5 Hz-16 kHz), in dB, each less the mean over the mid bands (the spectral shape and the
-side's level against the mid: width). The model: tracks are nearly uncorrelated, so the mix's
+side's level against the mid: width), floored :data:`FLOOR_DB` under that mean; the side's
+distances weigh :data:`SIDE_WEIGHT`. A reference is another recording (or another section): only
+the groups' levels and tone are fitted to it, never single tracks, whose notes differ there. The model: tracks are nearly uncorrelated, so the mix's
 band powers are the sum of each processed track's (gain^2 |H_group(f)|^2 times the track's band
 powers after stage 1, measured once per track): the fit works on (tracks, 2, bands) numbers, not
 on audio, and so does not grow with the session's length. The loss: the mean squared dB distance
@@ -21,11 +23,13 @@ Shape: the reference (channels, samples) at the session rate.
 
 import numpy as np
 
-MAX_TRACK_DB = 10.0
+MAX_GROUP_DB = 6.0
 MAX_EQ_DB = 6.0
 STEPS = 400
 LEARNING_RATE = 0.05
-PULL = 0.02
+PULL = 0.05
+FLOOR_DB = 50.0
+SIDE_WEIGHT = 0.5
 EQ_SHAPE = ((150.0, "low"), (1000.0, "bell"), (5000.0, "high"))
 CENTRES_HZ = 1000.0 * 2.0 ** (np.arange(-15, 13) / 3.0)  # 31.5 Hz .. 16 kHz
 
@@ -54,10 +58,13 @@ def band_powers(audio, rate, frame=8192):
     return out
 
 
-def features_db(powers):
-    """Loudness-normalised features of band powers (2, bands): dB, less the mid bands' mean."""
-    db = 10.0 * np.log10(np.maximum(powers, 1e-20))
-    return db - db[0].mean()
+def features_db(powers, xp=np):
+    """Loudness-normalised features of band powers (2, bands): dB, less the mid bands' mean,
+    floored :data:`FLOOR_DB` under it (a band with next to nothing in it, an all but mono side,
+    counts as that floor, not as its noise)."""
+    db = 10.0 * xp.log10(xp.maximum(powers, 1e-20))
+    db = db - xp.mean(db[0])
+    return xp.maximum(db, -FLOOR_DB)
 
 
 def _eq_processor(gains_db):
@@ -104,16 +111,18 @@ def fit_console(plans, rate, longest, reference, rules, progress=None):
 
         return jax.vmap(one)(g)
 
+    weights = jnp.asarray(np.array([[1.0], [SIDE_WEIGHT]]))
+
     def loss(params):
-        offsets = MAX_TRACK_DB * jnp.tanh(params["u"])
+        offsets = member @ (MAX_GROUP_DB * jnp.tanh(params["u"]))  # (T,) dB
         h = member @ group_response(params["v"])  # (T, B)
         total = jnp.sum((10.0 ** (offsets / 10.0))[:, None, None] * h[:, None, :] * tracks, axis=0)
-        db = 10.0 * jnp.log10(jnp.maximum(total, 1e-20))
-        feats = db - jnp.mean(db[0])
-        pull = PULL * (jnp.mean((offsets / 6.0) ** 2) + jnp.mean((MAX_EQ_DB * jnp.tanh(params["v"]) / 6.0) ** 2))
-        return jnp.mean((feats - target) ** 2) + pull
+        feats = features_db(total, xp=jnp)
+        pull = PULL * (jnp.mean((MAX_GROUP_DB * jnp.tanh(params["u"]) / 6.0) ** 2)
+                       + jnp.mean((MAX_EQ_DB * jnp.tanh(params["v"]) / 6.0) ** 2))
+        return jnp.sum(weights * (feats - target) ** 2) / (jnp.sum(weights) * target.shape[1]) + pull
 
-    params = {"u": jnp.zeros(len(plans)), "v": jnp.zeros((len(groups), 3))}
+    params = {"u": jnp.zeros(len(groups)), "v": jnp.zeros((len(groups), 3))}
     opt = optax.adam(LEARNING_RATE)
     state = opt.init(params)
 
@@ -129,7 +138,8 @@ def fit_console(plans, rate, longest, reference, rules, progress=None):
     for _ in range(STEPS):
         params, state, _ = step(params, state)
     end = float(loss(params))
-    offsets = np.asarray(MAX_TRACK_DB * np.tanh(np.asarray(params["u"])))
+    group_db = np.asarray(MAX_GROUP_DB * np.tanh(np.asarray(params["u"])))
+    offsets = np.asarray(member) @ group_db
     eqs = np.asarray(MAX_EQ_DB * np.tanh(np.asarray(params["v"])))
     from roomtone.processor import Chain
 
@@ -141,5 +151,6 @@ def fit_console(plans, rate, longest, reference, rules, progress=None):
         plan["compressor"] = None
     return {"loss_before": round(start, 3), "loss_after": round(end, 3), "steps": STEPS,
             "group_eq_db": {g: [round(float(x), 2) for x in eqs[i]] for i, g in enumerate(groups)},
+            "group_gain_db": {g: round(float(group_db[i]), 2) for i, g in enumerate(groups)},
             "track_offsets_db": {p["name"]: round(float(o), 2) for p, o in zip(plans, offsets)},
             "features": "1/3-octave mid and side power (dB) less the mid mean"}

@@ -191,7 +191,7 @@ def test_the_cli_mixes_a_folder_writes_stems_and_a_report_and_refuses_bad_input(
 
 
 def test_the_reference_fit_reduces_its_loss_and_moves_the_balance_towards_the_reference():
-    from roomtone.mix.fit import MAX_TRACK_DB, band_powers, features_db
+    from roomtone.mix.fit import MAX_GROUP_DB, band_powers, features_db
 
     rate = 44100
     t = np.arange(3 * rate) / rate
@@ -205,7 +205,7 @@ def test_the_reference_fit_reduces_its_loss_and_moves_the_balance_towards_the_re
     plain, plain_report = mix(tracks, rate)
     fitted, report = mix(tracks, rate, reference=reference)
     assert report["fit"]["loss_after"] < 0.5 * report["fit"]["loss_before"]
-    assert all(abs(v) <= MAX_TRACK_DB + 1e-6 for v in report["fit"]["track_offsets_db"].values())
+    assert all(abs(v) <= MAX_GROUP_DB + 1e-6 for v in report["fit"]["track_offsets_db"].values())
 
     def balance_error(rep):
         g = {x["name"]: x["gain_db"] for x in rep["tracks"]}
