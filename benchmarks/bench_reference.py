@@ -324,10 +324,14 @@ def main():
             for p in pairs:
                 print(f"  {p.name}")
         return 0
-    from roomtone.mastering.api import warm_up
+    from roomtone import startup
+    from roomtone.mastering.api import master
 
-    warm_up()
+    startup.use_compilation_cache()  # as the master command runs: JAX's compilation cache, the kernels loaded
+    startup.warm_up_master(master)
     import matchering  # noqa: F401  (imported before the first timed call)
+
+    import roomtone.mastering.fit  # noqa: F401  (JAX: imported before the first timed call, as matchering)
 
     state = code_state()
     print(f"commit {state['commit']}; mastering/ modified in the working tree: "

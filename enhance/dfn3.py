@@ -840,7 +840,6 @@ class Dfn3Denoiser:
     def __init__(self, model, config):
         from roomtone.models import runtime
 
-        runtime.setup()
         self.config = config
         self._device = runtime.device()
         self._graphdef, params = nnx.split(model)

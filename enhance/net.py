@@ -175,18 +175,15 @@ class RoomtoneDenoiser:
     """The ``roomtone`` denoiser for the enhance job: ``denoiser(audio, atten_lim_db=None)`` on
     float32 (channels, samples) at 16 kHz, the same shape out (zero latency). Long inputs run in
     :data:`SEGMENT_S` segments cross-faded over :data:`OVERLAP_S`, the last one aligned to the end;
-    a shorter input in one segment of whole seconds (compiled once per length, cached on disk by
-    :func:`roomtone.models.runtime.setup`)."""
+    a shorter input in one segment of whole seconds (compiled once per length; on disk too where
+    JAX has a persistent compilation cache, as the ``enhance`` command sets one:
+    :func:`roomtone.startup.use_compilation_cache`)."""
 
     name = "roomtone"
     sample_rate = SAMPLE_RATE
     latency_samples = 0
 
     def __init__(self, path=None):
-
-        from roomtone.models import runtime
-
-        runtime.setup()
         self.model, self.config = load_model(path)
         self.segment = int(SEGMENT_S * SAMPLE_RATE)
         self.overlap = int(OVERLAP_S * SAMPLE_RATE)

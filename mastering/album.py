@@ -64,6 +64,7 @@ from roomtone.mastering.presets import load_preset
 from roomtone.meter import (ABSOLUTE_GATE_LUFS, LRA_RELATIVE_GATE_LU, MOMENTARY_S, block_powers,
                             integrated_from_blocks, to_lufs)
 from roomtone.platforms import Target
+from roomtone.startup import await_imports
 
 EXCERPT_S = 20.0  # each track's excerpt in the fit's analysis signal
 PLACEMENT = "loud passages"  # how the tracks are placed (see the module docstring)
@@ -203,7 +204,6 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
     if not sources:
         raise InvalidAudioError("an album needs at least one track")
     auto = api.is_auto(preset)
-    api.preload_for(preset, reference, fit_target)  # JAX's import beside reading the tracks
     if auto:  # the assistant proposes one chain from the album's analysis signal (as a fit sees it)
         match = api.match_target(preset, reference, fit_target)
         preset = api.base_preset(preset)
@@ -256,7 +256,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
         excerpts.clear()
         if auto:
             say("proposing the album's chain")
-            api.await_preload()
+            await_imports()
             from roomtone.mastering import assistant  # JAX: only here
 
             preset, proposal, predicted = assistant.propose(signal, rate, preset,
@@ -268,7 +268,7 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
                 match = MatchTarget(tonal_db=predicted, sources=("assistant",))
         if match is not None:
             say("fitting the album's chain")
-            api.await_preload()
+            await_imports()
             from roomtone.mastering.fit import fit_chain  # JAX: only here
 
             preset, fit = fit_chain(signal, rate, preset, match, segments=segments,

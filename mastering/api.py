@@ -31,13 +31,14 @@ import roomtone
 from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_channels, check_output_path, delivery_sample_rate,
                             lossy_codec, output_format, read_audio_async, too_short, validate_audio)
 from roomtone.concurrency import side_executor
-from roomtone.errors import InvalidAudioError, OutputError, PresetError, RoomtoneError, TargetUnreachableError
+from roomtone.errors import InvalidAudioError, OutputError, PresetError, TargetUnreachableError
 from roomtone.loudness import ACCEPT_LU, in_place_pays, reach_loudness  # ACCEPT_LU: a decoded lossy file is held to it too
 from roomtone.mastering.presets import load_preset
 from roomtone.meter import (ABSOLUTE_GATE_LUFS, MOMENTARY_S, SHORT_TERM_S, block_powers, integrated_loudness,
                             loudness_stats, measure, to_lufs, true_peak)
 from roomtone.platforms import resolve_target
 from roomtone.resample import check_output_sample_rate, resample
+from roomtone.startup import await_imports
 from roomtone.plugins import Gain, TruePeakLimiter
 
 WORKING_LEVEL_LUFS = -18.0
@@ -109,7 +110,6 @@ def master(audio, sample_rate, *, preset="balanced", platform=None, target_lufs=
         TargetUnreachableError: the target needs more limiting than the preset allows, more than
             40 dB of gain, or the loudness/true-peak search does not settle.
     """
-    preload_for(preset, reference, fit_target)
     job = _prepare(audio, sample_rate, preset=preset, platform=platform, target_lufs=target_lufs,
                    ceiling_dbtp=ceiling_dbtp, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
                    reference=reference, fit_target=fit_target, explain=explain, analysis=analysis,
@@ -182,80 +182,34 @@ def is_auto(preset):
     return isinstance(preset, str) and preset.lower() == AUTO_PRESET
 
 
-_preloading = {}
 FIT_STEPS = 250  # Adam steps per round of a fit (roomtone.mastering.fit.fit_chain)
 FIT_STEPS_AUTO = 150  # one round after the assistant's proposal
 
 
-def preload_fit(auto=False, warm=None):
-    """Start importing the fit's modules (JAX, Flax for the assistant) in a background thread, so
-    that the import (about 1.2 s on a 2-core CPU) overlaps the decoding and metering of the input
-    instead of following them. ``warm``: ``(chain, sample_rate, channels, has_width, steps)`` of the
-    fit to come: once imported, the same thread traces its optimiser
-    (:func:`roomtone.mastering.fit.warm_up`) while the input is metered. Idempotent; an error
-    there is left for the job's own call to raise with its usual message."""
-    import importlib
-    import threading
-
-    modules = ("roomtone.mastering.fit",) + (("roomtone.mastering.assistant",) if auto else ())
-    for name in modules:
-        if name in _preloading:
-            continue
-        earlier = _import_threads()
-
-        def load(name=name, earlier=earlier):
-            for thread in earlier:  # one import of JAX at a time (module docstring of await_preload)
-                thread.join()
-            try:
-                module = importlib.import_module(name)
-                if hasattr(module, "preload"):  # what the module imports and loads at its first call (Flax, weights)
-                    module.preload()
-            except Exception:  # the job imports it again and reports there
-                pass
-
-        thread = threading.Thread(target=load, name="roomtone-preload", daemon=True)
-        _preloading[name] = thread
-        thread.start()
-    if warm is None:
-        return
-    key = ("warm", warm[1], warm[2] >= 2, bool(warm[3]), warm[4], len(warm[0]), *warm[5:])
-    if key in _preloading:
-        return
-
-    imports = _import_threads()
-
-    def warm_up():
-        for thread in imports:  # after every background import: JAX's own lazy imports meet no half-done module
-            thread.join()
-        try:
-            importlib.import_module("roomtone.mastering.fit").warm_up(*warm)
-        except Exception:  # the fit itself meets and reports whatever failed here
-            pass
-
-    thread = threading.Thread(target=warm_up, name="roomtone-warm-up", daemon=True)
-    _preloading[key] = thread
-    thread.start()
+def fit_modules(preset, match):
+    """The modules a job with ``preset`` and match target ``match`` (:func:`match_target`) imports
+    for its fit or proposal (JAX, Flax for the assistant); empty for a plain master. A command
+    imports them in the background (:func:`roomtone.startup.import_in_background`)."""
+    if match is None and not is_auto(preset):
+        return ()
+    return ("roomtone.mastering.fit",) + (("roomtone.mastering.assistant",) if is_auto(preset) else ())
 
 
-def _import_threads():
-    return [thread for key, thread in _preloading.items() if not isinstance(key, tuple)]
+def fit_warm_up_args(preset, match, sample_rate, channels):
+    """The arguments of :func:`roomtone.mastering.fit.warm_up` for the fit a job with ``preset``,
+    match target ``match`` (:func:`match_target`) and an input of ``sample_rate`` and ``channels``
+    will run: ``(chain, sample_rate, channels, has_width, steps, bells)``; None when it fits nothing.
+    A command traces that optimiser in the background while the input is metered
+    (:func:`roomtone.startup.after_imports`). numpy only."""
+    if match is None:
+        return None
+    from roomtone.mastering.targets import bells_for
 
-
-def await_preload():
-    """Wait until the background imports (:func:`preload_fit`) are done, not its warm-up. A job
-    calls this before it imports or calls into JAX itself: a second thread importing JAX while the
-    first is still initialising it meets half-initialised modules (``ImportError: cannot import
-    name ... from partially initialized module 'jax._src.dtypes'``, as ``--preset auto`` did when
-    the assistant imported ``jax.numpy`` in the job's thread)."""
-    for thread in _import_threads():
-        thread.join()
-
-
-def preload_for(preset, reference, fit_target):
-    """:func:`preload_fit` when a job with these options will fit or propose (a reference, the
-    preset's target, or ``auto``); else nothing (a plain master never imports JAX)."""
-    if reference is not None or fit_target or is_auto(preset):
-        preload_fit(auto=is_auto(preset))
+    # as fit_chain decides it: a mono input fits no width (the job's warm-up traced a stereo-width
+    # optimiser for mono inputs until the command took it over, a trace the fit never used)
+    has_width = channels >= 2 and match is not ASSISTANT_TARGET and match.width_db is not None
+    return (base_preset(preset).chain, int(sample_rate), int(channels), has_width,
+            FIT_STEPS_AUTO if is_auto(preset) else FIT_STEPS, bells_for(match))
 
 
 def base_preset(preset):
@@ -346,17 +300,6 @@ def _check_options(job, audio, sample_rate, *, preset, platform, target_lufs, ce
     return audio
 
 
-def _warm_fit(job, channels):
-    """The fit's optimiser traced in the background while the input is metered."""
-    if job.match is None:
-        return
-    has_width = job.match is not ASSISTANT_TARGET and job.match.width_db is not None
-    from roomtone.mastering.targets import bells_for
-
-    preload_fit(job.auto, warm=(job.preset.chain, job.input_rate, channels, has_width,
-                                FIT_STEPS_AUTO if job.auto else FIT_STEPS, bells_for(job.match)))
-
-
 def _meter_and_trim(job, audio, consume_input, pool):
     """Stage 2: the input's readings (true peak in ``pool`` beside the loudness pass), refused when
     silent or too quiet for the target; then the input trim, in place over an input given away."""
@@ -418,7 +361,7 @@ def _propose(job):
     if not job.auto:
         return
     job.say("proposing the chain")
-    await_preload()
+    await_imports()
     from roomtone.mastering import assistant  # JAX: only here
 
     job.preset, job.assistant, predicted = assistant.propose(job.signal, job.input_rate, job.preset,
@@ -435,7 +378,7 @@ def _fit(job):
     """Stage 5: the chain fitted to the match target (JAX), or an album track's shared fit."""
     if job.match is not None:
         job.say("fitting the chain")
-        await_preload()
+        await_imports()
         from roomtone.mastering.fit import fit_chain  # JAX: only here
 
         delivery = (job.goal.integrated_lufs, job.goal.ceiling_dbtp, job.input_lufs + job.trim_db)
@@ -528,7 +471,6 @@ def _prepare(audio, sample_rate, *, progress=None, consume_input=False, explain=
         audio = audio.pop()
     callers = None if consume_input else audio  # to tell whether the signal is still the caller's array
     audio = _check_options(job, audio, sample_rate, **options)
-    _warm_fit(job, int(audio.shape[0]))
     job.lap(None)
     # Metering (the input's true peak, each stage's loudness) runs in a second thread beside the
     # chain: the kernels release the GIL, so on two cores it costs little wall time.
@@ -744,39 +686,6 @@ def _album_and_analysis(job, result, report, aim, needed_lu):
     }
 
 
-_WARMED_UP = False
-
-
-def warm_up(preset="balanced", bit_depth="24"):
-    """Once per process, load every numba kernel a :func:`master_file` call uses
-    (:data:`roomtone.kernels.MASTER_KERNELS`) from numba's cache (about 0.3 s, mostly LLVM loading
-    object code), or on a first run compile them (:func:`roomtone.kernels.compile_kernels`: about
-    7 s of CPU, shared over up to one process per core; :func:`roomtone.kernels.cache_is_warm` tells
-    which), then run the whole job on 0.5 s of quiet noise and both PCM quantizers (the job's dither
-    and the file writer's) so that nothing is left to load. The ``master`` CLI calls it while the
-    input decodes; library calls never do it behind the caller's back (the first real call pays the
-    loading or compiling instead, in this process only). Later calls skip it. Errors are left for
-    the real run to report."""
-    global _WARMED_UP
-    if _WARMED_UP:
-        return
-    from roomtone.audio import pcm_frames, quantize_to_grid
-    from roomtone.kernels import compile_kernels
-
-    compile_kernels()
-    noise = (np.random.default_rng(0).standard_normal((2, 22050)) * 0.01).astype(np.float32)
-    if is_auto(preset):  # the assistant's chain runs the same kernels; its JAX set-up is the preload thread's
-        from roomtone.mastering.assistant import BASE_PRESET as preset
-    try:
-        out, _ = master(noise, 44100, preset=preset, bit_depth=bit_depth)
-    except RoomtoneError:
-        out = noise
-    if str(bit_depth) == "32f":
-        quantize_to_grid(out, 24)  # so that the cache holds every kernel whatever the depth
-    pcm_frames(out, "24", False, 0)  # the writer's quantizer (a master_file write of 16/24-bit output)
-    _WARMED_UP = True
-
-
 ENCODE_ATTEMPTS = 4  # encodings of one lossy output at most
 ENCODE_MARGIN_DB = 0.05  # a re-encode aims this much lower than the overshoot alone asks for
 
@@ -830,7 +739,6 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     if output_sample_rate is not None:  # refused before any work, the input not even read
         delivery_sample_rate(output_path, None, output_sample_rate)
     check_output_path(output_path, input_path, overwrite_input=overwrite_input)
-    preload_for(preset, reference, fit_target)  # JAX's import beside reading the reference and the input
     reference = match_target(preset, reference, fit_target)  # a bad reference is refused before the input is read
     fit_target = False
     say = progress or (lambda message: None)

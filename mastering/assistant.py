@@ -254,10 +254,7 @@ def _cached(path):
 
 def preload():
     """Load the shipped model and compile its forward pass (kept for the process): the first
-    :func:`propose`'s set-up, for :func:`roomtone.mastering.api.preload_fit`'s background thread."""
-    from roomtone.models import runtime
-
-    runtime.setup()
+    :func:`propose`'s set-up, for a command's background import (:func:`roomtone.startup.import_in_background`)."""
     _, forward = _cached(weights_path())
     np.asarray(forward(np.zeros((1, n_features()), np.float32)))
 
@@ -273,10 +270,8 @@ def propose(signal, sample_rate, preset=None, path=None, measured=None, with_ton
     import time
 
     from roomtone.mastering import fit
-    from roomtone.models import runtime
 
     started = time.perf_counter()
-    runtime.setup()
     config, forward = _cached(weights_path() if path is None else os.fspath(path))
     stereo = signal.shape[0] >= 2
     a = analysis(sample_rate)

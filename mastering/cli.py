@@ -349,13 +349,9 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
-    from roomtone.kernels import cache_is_warm
-    from roomtone.mastering.api import master_file, warm_up
+    from roomtone.mastering.api import master_file
 
-    if not quiet and not cache_is_warm():  # said once: later runs load the cached kernels
-        click.echo("  ... compiling the audio kernels for this machine (first run only: about 5-10 s on 2 idle cores, "
-                   "longer on a busy machine)", err=True)
-    warm_up(preset, bit_depth)  # loads (or compiles) the kernels while the input decodes
+    _start_up(preset, match, bit_depth, quiet)
     targeting = dict(preset=preset, platform=platform, target_lufs=target_lufs, ceiling_dbtp=ceiling_dbtp,
                      reference=match)
     rendering = dict(bit_depth=bit_depth, output_sample_rate=output_sample_rate, overwrite_input=overwrite_input,
@@ -365,7 +361,8 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
                                explain)
         raise SystemExit(status)
     results, status = _master_many(plan, reading, dict(targeting, **rendering), quiet, as_json, report_dir,
-                                   master_file, plots, line=_one_file_lines if len(plan) == 1 else None)
+                                   master_file, plots, line=_one_file_lines if len(plan) == 1 else None,
+                                   warm_fit=match is not None)
     if len(plan) == 1 and results[0][1] is not None:
         write_reports(results[0][1], report_path)
     elif len(plan) > 1 and not as_json and not quiet:
@@ -373,13 +370,51 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     raise SystemExit(status)
 
 
-def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots, line=None):
+def _start_up(preset, match, bit_depth, quiet):
+    """The command's start-up work (:mod:`roomtone.startup`), while the first input decodes: the
+    audio kernels loaded (or on a first run compiled, said once) and the job run once on noise;
+    then, for a master that fits or proposes (``match``, ``--preset auto``), JAX's import in the
+    background, beside the decoding and metering of the input."""
+    from roomtone import startup
+    from roomtone.mastering.api import fit_modules, is_auto, master
+
+    if not quiet and not startup.cache_is_warm():  # said once: later runs load the cached kernels
+        click.echo("  ... compiling the audio kernels for this machine (first run only: about 5-10 s on 2 idle cores, "
+                   "longer on a busy machine)", err=True)
+    chain = preset
+    if is_auto(preset):  # the assistant's chain runs the same kernels
+        from roomtone.mastering.assistant import BASE_PRESET as chain
+    startup.warm_up_master(master, chain, bit_depth)
+    startup.import_in_background(*fit_modules(preset, match))
+
+
+def _warm_fit(preset, match, reading):
+    """The fit's optimiser traced in the background (:func:`roomtone.startup.after_imports`) for
+    the input ``reading`` decodes, once decoded, while the job meters it. An input that cannot be
+    read is left for the job to report."""
+    from roomtone import startup
+    from roomtone.mastering.api import fit_warm_up_args
+
+    try:
+        _, rate, info = reading.result()
+    except Exception:  # noqa: BLE001 - master_file raises it again, with its usual message
+        return
+    args = fit_warm_up_args(preset, match, rate, info.channels)
+    chain, rate, channels, has_width, steps, bells = args
+    startup.after_imports(("fit", rate, channels >= 2, has_width, steps, len(chain), *bells),
+                          "roomtone.mastering.fit", "warm_up", *args)
+
+
+def _master_many(plan, reading, options, quiet, as_json, report_dir, master_file, plots, line=None, warm_fit=False):
     """Master every ``(input, output)`` of ``plan`` in turn on the batch runner, the next file
     decoding while one is mastered; a failing file is reported and the rest go on; each report
-    printed as ``line(report)`` (unless quiet or JSON). Returns ``(results, exit status)``."""
+    printed as ``line(report)`` (unless quiet or JSON); with ``warm_fit``, each file's fit warmed up
+    first (:func:`_warm_fit`). Returns ``(results, exit status)``."""
     from roomtone.audio import read_audio_async
 
     def master(source, target, reading, progress):
+        if warm_fit:
+            _warm_fit(options["preset"], options["reference"], reading)
         return master_file(source, target, progress=progress, reading=reading, plot_path=plots.get(target), **options)
 
     return run_batch(plan, master, quiet=quiet, as_json=as_json, report_dir=report_dir, read_ahead=read_audio_async,

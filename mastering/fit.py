@@ -284,10 +284,9 @@ def _bins_z(freqs, sample_rate):
 def warm_up(chain, sample_rate, channels, has_width, steps=250, bells=(tg.FIT_BELLS_HZ, tg.FIT_BELL_Q)):
     """Trace and load (from JAX's compilation cache) the fit's optimiser for a fit of ``chain`` at
     ``sample_rate`` with ``channels``, on placeholder arrays of the real shapes, so that a fit
-    that follows skips that cost (about 0.4 s of a 2-core CPU per process). :func:`roomtone.mastering.api.preload_fit`
-    runs this in a background thread while the input is metered. Returns the seconds spent."""
+    that follows skips that cost (about 0.4 s of a 2-core CPU per process). The ``master`` command
+    runs this in a background thread while the input is metered (:func:`roomtone.startup.after_imports`). Returns the seconds spent."""
     started = time.perf_counter()
-    runtime.setup()
     stereo = channels >= 2
     chain = with_fit_stages(chain, stereo, *bells)
     freqs, keep = _analysis_bins(sample_rate)
@@ -377,7 +376,6 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
     parameters, the seconds spent).
     """
     started = time.perf_counter()
-    runtime.setup()
     stereo = signal.shape[0] >= 2
     chain = with_fit_stages(preset.chain, stereo, *tg.bells_for(target))
     # The whole input's spectra (numpy's FFT releases the GIL) in a second thread beside the first

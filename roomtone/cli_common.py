@@ -174,7 +174,14 @@ def run_command(command):
     shutdown, JAX's compilation cache and anything else registered), then stdout and stderr are
     flushed and the process ends with ``os._exit`` and the command's exit status (141 if stdout
     was closed early). Only the console scripts do this; the library never exits.
+
+    Before the command runs, the process opts in to JAX's persistent compilation cache
+    (:func:`roomtone.startup.use_compilation_cache`: nothing is imported for it, so a command that
+    runs no model pays nothing).
     """
+    from roomtone.startup import use_compilation_cache
+
+    use_compilation_cache()
     try:
         command.main()  # standalone mode: always ends in SystemExit
         code = 0

@@ -246,7 +246,6 @@ class RoomtoneSeparator:
 
         from roomtone.models import runtime
 
-        runtime.setup()
         self.model, self.config = load_model(path)
         self.source = weights_path() if path is None else str(path)
         self.segment_s = float(segment_s)

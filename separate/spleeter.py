@@ -179,7 +179,6 @@ class SpleeterSeparator:
         from roomtone.models import runtime
         from roomtone.models.stft import frame_count, hann, window_envelope
 
-        runtime.setup()
         self.source = source
         self.segment = int(segment)
         self.segment_s = self.segment / SAMPLE_RATE

@@ -1,6 +1,12 @@
-"""Shared test fixtures."""
+"""Shared test fixtures. The suite opts in to JAX's persistent compilation cache as the commands do
+(:func:`roomtone.startup.use_compilation_cache`, before JAX is imported): the library itself sets
+no JAX option, and the model tests would otherwise compile everything again in every run."""
 
 import pytest
+
+from roomtone.startup import use_compilation_cache
+
+use_compilation_cache()
 
 
 @pytest.fixture

@@ -129,39 +129,73 @@ def test_master_with_reference_hits_reference_loudness_and_explains():
     assert any(line.startswith("chain fitted to <array>:1") for line in report["explain"])
 
 
-def test_a_fitting_master_preloads_the_fit_and_a_plain_one_does_not(monkeypatch):
+def test_the_command_imports_the_fit_in_the_background_and_a_plain_master_does_not(monkeypatch):
     import sys
 
+    from roomtone import startup
     from roomtone.mastering import api
 
-    monkeypatch.setattr(api, "_preloading", {})
-    api.preload_for("balanced", None, False)
-    assert api._preloading == {}
-    api.preload_for("balanced", None, True)
-    api.preload_for("balanced", "ref.wav", False)  # idempotent: one thread per module
-    assert list(api._preloading) == ["roomtone.mastering.fit"]
-    api._preloading["roomtone.mastering.fit"].join(60)
+    monkeypatch.setattr(startup, "_background", {})
+    target = tg.preset_target(load_preset("balanced"))
+    assert api.fit_modules("balanced", None) == () and api.fit_warm_up_args("balanced", None, SR, 2) is None
+    startup.import_in_background(*api.fit_modules("balanced", target))
+    startup.import_in_background(*api.fit_modules("balanced", target))  # idempotent: one thread per module
+    assert list(startup._background) == ["roomtone.mastering.fit"]
+    startup.await_imports()
     assert "roomtone.mastering.fit" in sys.modules
-    api.preload_for("AUTO", None, False)
-    assert set(api._preloading) == {"roomtone.mastering.fit", "roomtone.mastering.assistant"}
-    api._preloading["roomtone.mastering.assistant"].join(60)
+    startup.import_in_background(*api.fit_modules("AUTO", None))
+    assert set(startup._background) == {"roomtone.mastering.fit", "roomtone.mastering.assistant"}
+    startup.await_imports()
+
+
+_LIBRARY_FIT = r"""
+import json, os, threading
+import numpy as np
+before = dict(os.environ)
+from roomtone.mastering import master
+rng = np.random.default_rng(0)
+t = np.arange(6 * 44100) / 44100
+x = (0.1 * rng.standard_normal((2, t.size)) + 0.3 * np.sin(2 * np.pi * 55 * t)).astype(np.float32)
+out, report = master(x, 44100, fit_target=True)
+import jax
+print(json.dumps({"fitted": "fit" in report, "cache": jax.config.jax_compilation_cache_dir,
+                  "env_changed": sorted(k for k in set(os.environ) | set(before) if os.environ.get(k) != before.get(k)),
+                  "threads": sorted(t.name for t in threading.enumerate() if t is not threading.main_thread())}))
+"""
+
+
+def test_a_fitting_library_call_changes_no_jax_setting_and_starts_no_start_up_thread(tmp_path):
+    """``master(..., fit_target=True)`` from Python, in a fresh process: the fit runs, and JAX's
+    compilation cache stays unset (the library uses one only when JAX is configured with one); no
+    background import or warm-up thread is left (those are the command's, roomtone.startup)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    result = subprocess.run([sys.executable, "-c", _LIBRARY_FIT], env=env, cwd=tmp_path, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["fitted"] and found["cache"] is None and found["env_changed"] == []
+    assert not [name for name in found["threads"] if name.startswith("roomtone-startup")], found["threads"]
 
 
 @pytest.mark.parametrize("channels", [1, 2])
 def test_warm_up_traces_the_very_optimiser_the_fit_then_calls(channels):
     # The background warm-up only pays if its placeholders match the fit's arrays in shape, dtype
     # and structure: the fit that follows must find the optimiser already traced (no new entry).
-    from roomtone.mastering import fit
+    # Its arguments are those the master command computes (api.fit_warm_up_args).
+    from roomtone.mastering import api, fit
 
     base = load_preset("balanced")
     target = tg.preset_target(base)
     x = np.ascontiguousarray(music_like(8.0, seed=3)[:channels])
-    has_width = channels >= 2 and target.width_db is not None
     from roomtone.models import runtime
 
-    fit.warm_up(base.chain, SR, channels, has_width)
+    fit.warm_up(*api.fit_warm_up_args("balanced", target, SR, channels))
     sizes = {key: call._cache_size() for key, call in runtime._EXPORTS.items()}
-    fit.fit_chain(x, SR, base, target)
+    fit.fit_chain(x, SR, base, target, steps=api.FIT_STEPS)
     assert {key: call._cache_size() for key, call in runtime._EXPORTS.items()} == sizes
 
 

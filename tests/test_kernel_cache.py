@@ -1,10 +1,10 @@
-"""roomtone.kernels.cache_is_warm against numba's real on-disk cache, in fresh processes.
+"""roomtone.startup.cache_is_warm against numba's real on-disk cache, in fresh processes.
 
 A cold cache (``NUMBA_CACHE_DIR`` an empty folder, set in the child's environment only) reads
-False; after ``warm_up`` (which compiles through :func:`roomtone.kernels.compile_kernels`, in
-several processes where there are several cores) it reads True, and a second process then compiles
-nothing for a whole ``master_file`` job (a preset with a stereo-width high-pass, 24-bit output) and
-loads exactly the kernel signatures :data:`roomtone.kernels.MASTER_KERNELS` names.
+False; after ``warm_up_master`` (which compiles through :func:`roomtone.startup.compile_kernels`,
+in several processes where there are several cores) it reads True, and a second process then
+compiles nothing for a whole ``master_file`` job (a preset with a stereo-width high-pass, 24-bit
+output) and loads exactly the kernel signatures :data:`roomtone.startup.MASTER_KERNELS` names.
 """
 
 import json
@@ -18,14 +18,14 @@ import soundfile as sf
 CHILD = r"""
 import importlib, json, sys, time
 from numba.core.registry import CPUDispatcher
-from roomtone.kernels import MASTER_KERNELS, _arg_types, cache_is_warm
+from roomtone.startup import MASTER_KERNELS, _arg_types, cache_is_warm, warm_up_master
 import roomtone.kernels.biquad, roomtone.kernels.dynamics, roomtone.kernels.loudness, roomtone.kernels.multiband
 import roomtone.kernels.pcm, roomtone.kernels.saturation, roomtone.kernels.truepeak
 start = time.perf_counter()
 before = cache_is_warm()
 seconds = time.perf_counter() - start
-from roomtone.mastering.api import master_file, warm_up
-warm_up()
+from roomtone.mastering.api import master, master_file
+warm_up_master(master)
 after = cache_is_warm()
 master_file(sys.argv[1], sys.argv[2], preset="warm", bit_depth="24")
 used, compiled = [], []
@@ -58,19 +58,19 @@ def test_cache_is_warm_cold_then_warm(tmp_path):
 
     cold = _child(tmp_path, cache_dir, "cold")
     assert cold["before"] is False
-    assert cold["after"] is True  # warm_up compiled (and numba saved) everything the job loads
+    assert cold["after"] is True  # warm_up_master compiled (and numba saved) everything the job loads
     assert any(name.endswith(".nbi") for _, _, files in os.walk(cache_dir) for name in files)
 
     warm = _child(tmp_path, cache_dir, "warm")
     assert warm["before"] is True
     assert warm["seconds"] < 0.2  # a few ms: index files only
-    assert warm["compiled"] == []  # warm_up plus the real job compile nothing on a warm cache
+    assert warm["compiled"] == []  # warm_up_master plus the real job compile nothing on a warm cache
     assert warm["used"] == warm["master_kernels"]  # and load exactly the signatures cache_is_warm checks
 
 
 def test_cache_is_warm_false_for_a_stale_cpu_or_source(tmp_path, monkeypatch):
     """An index entry for another CPU does not count (numba would compile again)."""
-    from roomtone.kernels import _in_cache
+    from roomtone.startup import _in_cache
     from roomtone.kernels.pcm import quantize_codes
 
     quantize_codes(np.zeros((1, 4), dtype=np.float32), 16, False, 0, 16)  # in this process's cache
@@ -82,7 +82,7 @@ def test_cache_is_warm_false_for_a_stale_cpu_or_source(tmp_path, monkeypatch):
 
 
 def test_compile_shares_keep_groups_together():
-    from roomtone.kernels import MASTER_KERNELS, _shares
+    from roomtone.startup import MASTER_KERNELS, _shares
 
     for n in (1, 2, 3, 4):
         shares = _shares(MASTER_KERNELS, n)

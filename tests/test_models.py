@@ -3,6 +3,8 @@
 import functools
 import json
 import os
+import subprocess
+import sys
 import zipfile
 
 import jax
@@ -222,6 +224,38 @@ def test_runtime_cache_directory_is_private(tmp_path, monkeypatch):
     os.chmod(path, 0o777)
     assert not runtime._private_dir(path)  # others may write: not used
     assert runtime.device_name() in ("cpu", "gpu", "tpu")
+
+
+_OPT_IN = r"""
+import json
+from roomtone.startup import use_compilation_cache
+path = use_compilation_cache()
+import jax
+c = jax.config
+print(json.dumps([path, c.jax_compilation_cache_dir, c.jax_persistent_cache_min_compile_time_secs,
+                  c.jax_persistent_cache_min_entry_size_bytes]))
+"""
+
+
+@pytest.mark.parametrize("own", [False, True], ids=["ours", "the-users"])
+def test_a_command_opts_in_to_the_compilation_cache_and_keeps_the_users(tmp_path, own):
+    """roomtone.startup.use_compilation_cache (what every command runs first): JAX, imported later,
+    finds the private cache directory and the CPU thresholds that let it store anything; a cache the
+    user configured through JAX's own variable is kept, thresholds and all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    if own:
+        env["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path / "own")
+    result = subprocess.run([sys.executable, "-c", _OPT_IN], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    if own:
+        assert found == [str(tmp_path / "own"), str(tmp_path / "own"), 1.0, 0]
+    else:
+        ours = os.path.join(str(tmp_path), "roomtone", "jax")
+        assert found == [ours, ours, 0.0, -1]
+        assert os.stat(ours).st_mode & 0o777 == 0o700
 
 
 def test_exported_function_is_traced_once_then_read_back(tmp_path, monkeypatch):

@@ -1,22 +1,22 @@
-"""JAX runtime set-up for the model jobs: a persistent compilation cache in a private per-user
-directory, and the device models run on (GPU/TPU when JAX sees one, else the CPU).
+"""JAX runtime helpers for the model jobs: where roomtone keeps its per-user caches, the persistent
+compilation cache JAX is configured with (if any), functions traced once per machine, and the
+device models run on (GPU/TPU when JAX sees one, else the CPU).
 
-TOOLCHAIN.md: on CPU the persistent cache only stores entries with
+The library changes no JAX setting: a model job uses a persistent compilation cache only when JAX
+already has one (set by the host application, by JAX's environment variables, or by a roomtone
+command, which opts in to :func:`cache_dir` through :func:`roomtone.startup.use_compilation_cache`).
+TOOLCHAIN.md: on CPU that cache only stores entries with
 ``jax_persistent_cache_min_compile_time_secs=0`` and ``jax_persistent_cache_min_entry_size_bytes=-1``;
-it saves about 0.4 s per process start. :func:`setup` is called by the model jobs before their
-first compile; it changes JAX's configuration only (no environment variable).
+it saves about 0.4 s per process start.
 """
 
 import functools
 import os
 import threading
 
-_LOCK = threading.Lock()
-_DONE = False
-
 
 def cache_dir():
-    """The compilation cache directory: ``$XDG_CACHE_HOME/roomtone/jax`` (default
+    """The compilation cache directory the commands use: ``$XDG_CACHE_HOME/roomtone/jax`` (default
     ``~/.cache/roomtone/jax``), created with mode 0700 (compiled code is kept private to the user)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "roomtone", "jax")
@@ -38,23 +38,12 @@ def _private_dir(path):
 private_dir = _private_dir  # public name: model jobs keep their converted-weight caches the same way
 
 
-def setup():
-    """Once per process: turn on the persistent compilation cache (when its directory is private and
-    writable; else compile without it). Returns the cache directory or None."""
-    global _DONE
+def compilation_cache_dir():
+    """The directory of the persistent compilation cache JAX is configured with, or None. Read only:
+    the library never sets it (module docstring)."""
     import jax
 
-    with _LOCK:
-        path = cache_dir()
-        if _DONE:
-            return path if jax.config.jax_compilation_cache_dir else None
-        _DONE = True
-        if not _private_dir(path):
-            return None
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
-        return path
+    return jax.config.jax_compilation_cache_dir or None
 
 
 def device():
@@ -102,12 +91,12 @@ _EXPORT_LOCK = threading.Lock()
 def exported(name, fn, args, static, sources=()):
     """``fn`` (a :func:`jax.jit` function) for the shapes of ``args`` and the static keyword
     arguments ``static``, traced once per machine instead of once per process: its
-    :mod:`jax.export` (StableHLO) is kept in :func:`cache_dir`/``exported`` under a key of
+    :mod:`jax.export` (StableHLO) is kept in :func:`export_dir` under a key of
     ``name``, the JAX version, the backend, the argument shapes and dtypes, ``static`` and the bytes
     of ``sources`` (the files whose code it traces, so an edit re-traces), and later processes
     deserialise it (a few ms) where tracing took about 0.4 s and lowering more; the XLA compile
-    then comes from the persistent compilation cache as before. Without a private cache
-    directory, or when a stored file cannot be read, it traces as usual (and stores it where it
+    then comes from the persistent compilation cache. Without a compilation cache (or with one
+    that is not private), or when a stored file cannot be read, it traces as usual (and stores it where it
     may). Returns a jitted callable taking ``*args`` positionally (the same pytree out as ``fn``),
     one per key per process; threads asking for the same key wait for the first."""
     import hashlib
@@ -138,8 +127,9 @@ def _source_digest(path):
 
 
 def export_dir():
-    """Where :func:`exported` keeps the traced functions (None without a private cache)."""
-    folder = setup()
+    """Where :func:`exported` keeps the traced functions: ``exported`` beside JAX's persistent
+    compilation cache (None without one: then it traces in every process)."""
+    folder = compilation_cache_dir()
     return None if folder is None else os.path.join(folder, "exported")
 
 
