@@ -211,32 +211,10 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
         preset = load_preset(preset)
         match = api.match_target(preset, reference, fit_target)
     api.resolve_goal(platform, 2, target_lufs, ceiling_dbtp, match)  # a bad platform or target: before any reading
-    tracks, excerpts = [], {}
     whole = len(sources) == 1  # a one-track album fits on the whole track, as its own master does
-    for index, source in enumerate(sources):
-        name = _name(source, index)
-        is_path = isinstance(source, (str, os.PathLike))
-        ahead = None
-        if index + 1 < len(sources) and isinstance(sources[index + 1], (str, os.PathLike)):
-            ahead = read_audio_async(sources[index + 1])
-        say(f"analysing {os.path.basename(name)} ({index + 1} of {len(sources)})")
-        track = AlbumTrack(index=index, name=name, source=source)
-        try:
-            if is_path:
-                audio, rate, _ = reading.take() if reading is not None else read_audio(source)
-            else:
-                audio, rate = validate_audio(source[0], source[1], name=name), int(source[1])
-            track.input_lufs, track.blocks, track.loud_lufs = _track_loudness(audio, rate, name)
-            track.channels, track.sample_rate, track.duration_s = int(audio.shape[0]), int(rate), audio.shape[1] / rate
-            if match is not None or auto:
-                excerpts[index] = audio if whole else _excerpt(audio, rate, excerpt_s)
-            del audio
-        except InvalidAudioError as exc:
-            if not keep_going:
-                raise
-            track.error = exc
-        tracks.append(track)
-        reading = ahead
+    tracks, excerpts = _read_tracks(sources, reading, say, keep_going,
+                                    excerpt_s=(None if match is None and not auto else
+                                               float("inf") if whole else excerpt_s))
     usable = [t for t in tracks if t.error is None]
     if not usable:
         raise InvalidAudioError("no track of the album could be used: " + "; ".join(str(t.error) for t in tracks))
@@ -252,33 +230,74 @@ def analyse_album(sources, *, preset="balanced", platform=None, target_lufs=None
              for t in usable}
     fit = proposal = None
     if match is not None or auto:
-        signal, rate, segments, info = _album_signal(tracks, excerpts, loudest, trims, whole, excerpt_s)
+        album_signal = _album_signal(tracks, excerpts, loudest, trims, whole, excerpt_s)
         excerpts.clear()
-        if auto:
-            say("proposing the album's chain")
-            await_imports()
-            from roomtone.mastering import assistant  # JAX: only here
-
-            preset, proposal, predicted = assistant.propose(signal, rate, preset,
-                                                            with_tonal=match is api.ASSISTANT_TARGET)
-            proposal["album_analysis"] = info
-            if match is api.ASSISTANT_TARGET:
-                from roomtone.mastering.targets import MatchTarget
-
-                match = MatchTarget(tonal_db=predicted, sources=("assistant",))
-        if match is not None:
-            say("fitting the album's chain")
-            await_imports()
-            from roomtone.mastering.fit import fit_chain  # JAX: only here
-
-            preset, fit = fit_chain(signal, rate, preset, match, segments=segments,
-                                    delivery=(goal.integrated_lufs, goal.ceiling_dbtp),
-                                    **({"rounds": 1, "steps": 150} if proposal else {}))
-            fit["album_analysis"] = info
-        del signal
+        preset, match, proposal, fit = _album_chain(album_signal, preset, match, auto, goal, say)
+        del album_signal
     excerpts.clear()
     return Album(tracks=tracks, goal=goal, loudest=loudest.index, trims=trims, offsets=offsets, preset=preset,
                  fit=fit, match=match, assistant=proposal)
+
+
+def _read_tracks(sources, reading, say, keep_going, excerpt_s=None):
+    """Every source read (the next path decoding while one is metered) and metered: ``(tracks,
+    excerpts)``, an :class:`AlbumTrack` per source and, unless ``excerpt_s`` is None, each usable
+    track's excerpt for the analysis signal (``{index: audio}``; ``inf``: the whole track). A track
+    that cannot be used carries its error with ``keep_going``; else the error is raised."""
+    tracks, excerpts = [], {}
+    for index, source in enumerate(sources):
+        name = _name(source, index)
+        ahead = None
+        if index + 1 < len(sources) and isinstance(sources[index + 1], (str, os.PathLike)):
+            ahead = read_audio_async(sources[index + 1])
+        say(f"analysing {os.path.basename(name)} ({index + 1} of {len(sources)})")
+        track = AlbumTrack(index=index, name=name, source=source)
+        try:
+            if isinstance(source, (str, os.PathLike)):
+                audio, rate, _ = reading.take() if reading is not None else read_audio(source)
+            else:
+                audio, rate = validate_audio(source[0], source[1], name=name), int(source[1])
+            track.input_lufs, track.blocks, track.loud_lufs = _track_loudness(audio, rate, name)
+            track.channels, track.sample_rate, track.duration_s = int(audio.shape[0]), int(rate), audio.shape[1] / rate
+            if excerpt_s is not None:
+                excerpts[index] = audio if excerpt_s == float("inf") else _excerpt(audio, rate, excerpt_s)
+            del audio
+        except InvalidAudioError as exc:
+            if not keep_going:
+                raise
+            track.error = exc
+        tracks.append(track)
+        reading = ahead
+    return tracks, excerpts
+
+
+def _album_chain(album_signal, preset, match, auto, goal, say):
+    """The album's one chain from its analysis signal (:func:`_album_signal`'s tuple): the
+    assistant's proposal (``auto``) and the fit to ``match``. Returns ``(preset, match, proposal,
+    fit)`` (the match becomes the proposal's curve for :data:`~roomtone.mastering.api.ASSISTANT_TARGET`)."""
+    signal, rate, segments, info = album_signal
+    fit = proposal = None
+    if auto:
+        say("proposing the album's chain")
+        await_imports()
+        from roomtone.mastering import assistant  # JAX: only here
+
+        preset, proposal, predicted = assistant.propose(signal, rate, preset, with_tonal=match is api.ASSISTANT_TARGET)
+        proposal["album_analysis"] = info
+        if match is api.ASSISTANT_TARGET:
+            from roomtone.mastering.targets import MatchTarget
+
+            match = MatchTarget(tonal_db=predicted, sources=("assistant",))
+    if match is not None:
+        say("fitting the album's chain")
+        await_imports()
+        from roomtone.mastering.fit import fit_chain  # JAX: only here
+
+        preset, fit = fit_chain(signal, rate, preset, match, segments=segments,
+                                delivery=(goal.integrated_lufs, goal.ceiling_dbtp),
+                                **({"rounds": 1, "steps": 150} if proposal else {}))
+        fit["album_analysis"] = info
+    return preset, match, proposal, fit
 
 
 def placed_offsets(tracks):

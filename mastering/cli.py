@@ -325,27 +325,17 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     from roomtone.runtime import keep_freed_memory_for
 
     keep_freed_memory_for([source for source, _ in plan] if not demo else [])
+    destinations = dict(overwrite_input=overwrite_input, report_path=report_path, report_dir=report_dir)
     if demo:
-        # the mix is written beside OUT as <OUT stem>_mix.wav (the README command can be rerun)
-        check_destinations([(None, plan[0][1])], bit_depth, overwrite_input=overwrite_input, report_path=report_path,
-                           report_dir=report_dir)
-        inputs = [_write_demo_input(plan[0][1])]
-        plan = [(inputs[0], plan[0][1])]
-        if not quiet:
-            click.echo(f"  ... demo mix written to {inputs[0]}", err=True)
-    check_destinations(plan, bit_depth, overwrite_input=overwrite_input, report_path=report_path, report_dir=report_dir)
+        plan = _demo_plan(plan[0][1], bit_depth, destinations, quiet)
+        inputs = [plan[0][0]]
+    check_destinations(plan, bit_depth, **destinations)
     directory_target = _is_directory_target(output_path, inputs or ["demo_mix.wav"])
     if album and report_dir and any(os.path.splitext(os.path.basename(t))[0] == "album" for _, t in plan):
         fail("--album writes the album's report as album.json into --report-dir; an output named album.* "
              "would write its own report there too: rename it or use another folder", 2)
     plots = _plot_plan(plan, plot_path, directory_target)
-    match = None
-    if references or fit_target:  # read and measure the reference(s) before any input is decoded
-        from roomtone.mastering.api import match_target
-
-        with bad_options():
-            references = [parse_reference(text) for text in references]
-        match = match_target(preset, references or None, fit_target)
+    match = _match(preset, references, fit_target)
     from roomtone.audio import read_audio_async
 
     reading = read_audio_async(plan[0][0])  # decode while numba and the kernels load
@@ -368,6 +358,28 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     elif len(plan) > 1 and not as_json and not quiet:
         _print_summary(results)
     raise SystemExit(status)
+
+
+def _demo_plan(output_path, bit_depth, destinations, quiet):
+    """``--demo``: OUT checked, then the demo mix synthesized beside it as ``<OUT stem>_mix.wav``
+    (the README command can be rerun); the plan ``[(mix, OUT)]``."""
+    check_destinations([(None, output_path)], bit_depth, **destinations)
+    mix_path = _write_demo_input(output_path)
+    if not quiet:
+        click.echo(f"  ... demo mix written to {mix_path}", err=True)
+    return [(mix_path, output_path)]
+
+
+def _match(preset, references, fit_target):
+    """The match target of ``--reference``/``--fit-target`` (None without): the reference(s) read
+    and measured before any input is decoded; a bad ``REF:WEIGHT`` is a bad option (exit status 2)."""
+    if not references and not fit_target:
+        return None
+    from roomtone.mastering.api import match_target
+
+    with bad_options():
+        references = [parse_reference(text) for text in references]
+    return match_target(preset, references or None, fit_target)
 
 
 def _start_up(preset, match, bit_depth, quiet):

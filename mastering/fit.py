@@ -352,6 +352,50 @@ def _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments
     return report
 
 
+def _excerpt_pieces(signal, sample_rate, segments, excerpts, excerpt_s):
+    """The excerpts the nonlinear stages are measured on (:func:`fit_chain`): ``(starts, lengths,
+    pieces)``, ``excerpts`` spread over ``signal``, or one centred in each of ``segments``."""
+    if segments is None:
+        starts, length = excerpt_starts(signal.shape[1], sample_rate, excerpts, excerpt_s)
+        lengths = [length] * len(starts)
+    else:
+        starts, lengths = segment_starts(segments, sample_rate, excerpt_s)
+    return starts, lengths, [np.ascontiguousarray(signal[:, s:s + n]) for s, n in zip(starts, lengths)]
+
+
+def _round_powers(eq_in, outs, sample_rate, bands, keep, gather, whole, stereo):
+    """A round's power inputs of the optimiser: the whole input's total, mid and side powers at the
+    model points (``whole``: its spectra's ``(total, mid, side)``), and the ratios of the chain's
+    output to the EQ's input band powers on the excerpts (total, mid, side; 1 for mono)."""
+    f32 = lambda a: jnp.asarray(np.asarray(a, dtype=np.float32))  # noqa: E731
+    total, mid, side = whole
+    m_in, s_in, t_in = _band_powers(eq_in, sample_rate, bands, keep)
+    m_out, s_out, t_out = _band_powers(outs, sample_rate, bands, keep)
+    ratio = lambda a, b: f32(np.clip(a / np.maximum(b, 1e-30), 1e-3, 1e3)) if a is not None else f32(1.0)  # noqa: E731
+    return (f32(gather @ total[keep]), f32(gather @ mid[keep] if stereo else 0.0),
+            f32(gather @ side[keep] if stereo else 0.0),
+            ratio(t_out, t_in), ratio(m_out, m_in), ratio(s_out, s_in) if stereo else f32(1.0))
+
+
+def _apply_round(chain, eq_index, width_index, theta, mid, side, keep):
+    """One round's optimum ``theta`` written into ``chain`` (in place): the EQ's gains (dB, rounded
+    as the report shows them) and, with a ``width_index`` (stereo), the width held under the
+    mono-compatibility bound (:func:`~roomtone.mastering.targets.bound_width`, from the ``mid`` and
+    ``side`` powers of the bins ``keep`` selects) whatever the target asks. Returns the bound's
+    report (None for mono)."""
+    eq = chain[eq_index]
+    gains = np.asarray(GAIN_LIMIT_DB * np.tanh(np.asarray(theta["u"])), dtype=np.float64)
+    new_bands = tuple((f, round(float(g), 3), q) for (f, _, q), g in zip(eq.bands, gains[2:]))
+    chain[eq_index] = dataclasses.replace(eq, low_shelf_db=round(float(gains[0]), 3),
+                                          high_shelf_db=round(float(gains[1]), 3), bands=new_bands)
+    if width_index is None:
+        return None
+    width, width_report = tg.bound_width(float(WIDTH_LIMIT * jax.nn.sigmoid(theta["v"])), mid[keep], side[keep],
+                                         WIDTH_LIMIT)
+    chain[width_index] = dataclasses.replace(chain[width_index], width=round(min(max(width, 0.0), 2.0), 4))
+    return width_report
+
+
 def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0, steps=250, rounds=2,
               segments=None, delivery=None, measured=None):
     """Fit ``preset``'s chain to ``target`` (:class:`~roomtone.mastering.targets.MatchTarget`) on
@@ -385,12 +429,7 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
         pool = side_executor("spectra")
         whole = pool.submit(tg.spectra, signal, sample_rate)
         pool.shutdown(wait=False)
-    if segments is None:
-        starts, length = excerpt_starts(signal.shape[1], sample_rate, excerpts, excerpt_s)
-        lengths = [length] * len(starts)
-    else:
-        starts, lengths = segment_starts(segments, sample_rate, excerpt_s)
-    pieces = [np.ascontiguousarray(signal[:, s:s + n]) for s, n in zip(starts, lengths)]
+    starts, lengths, pieces = _excerpt_pieces(signal, sample_rate, segments, excerpts, excerpt_s)
     eq_index = [p.kind for p in chain].index("eq")
     first = _render_round(chain, eq_index, pieces, sample_rate)
     # what needs only the analysis bins, while the whole input's spectra may still be on their way
@@ -410,35 +449,21 @@ def fit_chain(signal, sample_rate, preset, target, *, excerpts=4, excerpt_s=6.0,
            "input": f32(input_np), "ask_sign": f32(ask_signs(input_np, target_np))}
     k2 = f32(k2_np)
     width_index = [p.kind for p in chain].index("width") if stereo else None
-    history = []
-    dyn_report = None
-    width_report = None
+    history, dyn_report, width_report = [], None, None
     before = _tonal_rms(in_tonal, target_np, k2_np)
     for round_index in range(rounds):
         if round_index == 1:  # the compressor fitted between the tonal rounds: the next re-measures its tonal effect
             dyn_report = _fit_dynamics(chain, eq_index, signal, sample_rate, preset, target, segments, delivery)
         eq = chain[eq_index]
         eq_in, outs = first if round_index == 0 else _render_round(chain, eq_index, pieces, sample_rate)
-        m_in, s_in, t_in = _band_powers(eq_in, sample_rate, bands, keep)
-        m_out, s_out, t_out = _band_powers(outs, sample_rate, bands, keep)
-        ratio = lambda a, b: f32(np.clip(a / np.maximum(b, 1e-30), 1e-3, 1e3)) if a is not None else f32(1.0)  # noqa: E731
         width_now = chain[width_index].width if stereo else 1.0
-        powers = (f32(gather @ total[keep]), f32(gather @ mid[keep] if stereo else 0.0),
-                  f32(gather @ side[keep] if stereo else 0.0),
-                  ratio(t_out, t_in), ratio(m_out, m_in), ratio(s_out, s_in) if stereo else f32(1.0))
+        powers = _round_powers(eq_in, outs, sample_rate, bands, keep, gather, (total, mid, side), stereo)
         theta, data = _round_inputs(eq, bins_z, point_bands, groups, k2, powers, width_now, tgt)
         theta, values = run_optimise(theta, data, sample_rate, stereo, has_width, steps)
         values = np.asarray(values)
         history.append({"round": round_index + 1, "loss_first": round(float(values[0]), 4),
                         "loss_last": round(float(values[-1]), 4)})
-        gains = np.asarray(GAIN_LIMIT_DB * np.tanh(np.asarray(theta["u"])), dtype=np.float64)
-        new_bands = tuple((f, round(float(g), 3), q) for (f, _, q), g in zip(eq.bands, gains[2:]))
-        chain[eq_index] = dataclasses.replace(eq, low_shelf_db=round(float(gains[0]), 3),
-                                              high_shelf_db=round(float(gains[1]), 3), bands=new_bands)
-        if stereo:  # held under the mono-compatibility bound (targets.bound_width), whatever the target asks
-            width, width_report = tg.bound_width(float(WIDTH_LIMIT * jax.nn.sigmoid(theta["v"])), mid[keep], side[keep],
-                                                 WIDTH_LIMIT)
-            chain[width_index] = dataclasses.replace(chain[width_index], width=round(min(max(width, 0.0), 2.0), 4))
+        width_report = _apply_round(chain, eq_index, width_index, theta, mid, side, keep)
     # Tidy: drop bells the fit left near 0 dB (a 0 dB bell is skipped by the numba EQ anyway).
     eq = chain[eq_index]
     chain[eq_index] = dataclasses.replace(eq, bands=tuple(b for b in eq.bands if abs(b[1]) >= 0.05))
