@@ -63,6 +63,10 @@ def load_rules(path=RULES_FILE, **overrides):
                          "alternate": bool(table.get("alternate", False)),
                          "highpass_hz": float(table.get("highpass_hz", 0.0))}
     values = {k: float(data[k]) for k in ("anchor_lufs", "share_exponent", "max_gain_db", "mix_lufs", "mix_peak_dbtp")}
+    measure = data.get("measure", "refined")
+    if measure not in ("refined", "centroid", "plain"):
+        raise PresetError(f"{path}: measure must be refined, centroid or plain; got {measure!r}")
+    values["measure"] = measure
     values.update({k: v for k, v in overrides.items() if k != "classes"})
     return Rules(classes={**classes, **overrides.get("classes", {})}, **values)
 
