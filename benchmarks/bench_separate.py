@@ -199,14 +199,14 @@ def real_excerpts(folders, per_source=8):
     return out
 
 
-def real_table(folders, ours):
+def real_table(folders, ours, per_source=8):
     """museval SDR per stem on each real excerpt (silent stems: NaN) for the trivial split, dsp,
     roomtone (and the network alone) and the p=1 oracle; then per set the mean over its excerpts."""
     from roomtone.separate import separate
 
     rate = 44100
     rows = []
-    for set_name, name, refs in real_excerpts(folders):
+    for set_name, name, refs in real_excerpts(folders, per_source):
         mix = refs.sum(axis=0)
         silent = np.sqrt(np.mean(refs ** 2, axis=(1, 2))) < 1e-4
         def score(est):
@@ -268,6 +268,7 @@ def main():
     parser.add_argument("--real", action="append", metavar="DIR",
                         help="a folder of staged real multitracks (roomtone.separate.training.multitrack / modules; "
                              "repeatable): add the per-excerpt table on their held-out songs and the MUSDB excerpt")
+    parser.add_argument("--real-songs", type=int, default=8, help="held-out songs per source in the --real table")
     parser.add_argument("--json", help="write every figure here")
     args = parser.parse_args()
     weights = spleeter_weights(args.spleeter_weights)
@@ -296,7 +297,7 @@ def main():
         out["validation"] = {"items": items, "four_stems": [{"tool": n, **dict(zip(STEMS, p))} for n, p in four],
                              "two_stems": [{"tool": n, "vocals": v[0], "accompaniment": v[1]} for n, v in two]}
     if args.real:
-        rows = real_table(args.real, ours)
+        rows = real_table(args.real, ours, args.real_songs)
         tools = list(rows[0][2])
         print("\nReal excerpts (museval SDR dB, median of 1 s frames; NaN: the stem is silent there)\n")
         print(markdown(["set", "excerpt", "tool", *STEMS, "mean"],
