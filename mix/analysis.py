@@ -49,6 +49,7 @@ class TrackAnalysis:
     centroid_hz: float
     spread_octaves: float
     low_share: float  # energy share under 150 Hz
+    low_edge_hz: float  # the frequency under which 1 % of the track's energy lies
     percussiveness: float  # 99th percentile of the 10 ms envelope over its median (dB), active part
     active_share: float  # frames within 40 dB of the track's loudest
     peak_dbfs: float
@@ -137,6 +138,8 @@ def analyse(audio, sample_rate):
     mean_log = (spectrum * logf).sum() / total
     spread = float(np.sqrt(max((spectrum * (logf - mean_log) ** 2).sum() / total, 0.0)))
     low_share = float(spectrum[freqs < 150.0].sum() / total)
+    cumulative = np.cumsum(spectrum) / total
+    low_edge = float(freqs[min(int(np.searchsorted(cumulative, 0.01)), freqs.size - 1)])
     hop10 = max(1, int(0.01 * sample_rate))
     m = mono.size // hop10
     env = np.sqrt(np.mean(mono[:m * hop10].reshape(m, hop10) ** 2, axis=1)) if m else np.zeros(1)
@@ -150,6 +153,6 @@ def analyse(audio, sample_rate):
     centroid_lufs = band_loudness(part, sample_rate, centroid_band, plain)
     return TrackAnalysis(loudness_lufs=plain, refined_lufs=refined, centroid_lufs=centroid_lufs, f0_hz=f0_hz,
                          voiced_share=voiced_share, band_hz=band, centroid_hz=centroid, spread_octaves=spread,
-                         low_share=low_share, percussiveness=percussive,
+                         low_share=low_share, low_edge_hz=low_edge, percussiveness=percussive,
                          active_share=float(active.mean()) if active.size else 0.0,
                          peak_dbfs=float(20 * np.log10(np.abs(stereo).max() + 1e-12)))

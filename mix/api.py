@@ -5,7 +5,8 @@ Stage 1 (the two-stage automatic mixing paper's first stage): each track is read
 measured (:func:`roomtone.mix.analysis.analyse`: loudness, refined loudness, f0, spectrum), classed
 and grouped (:mod:`roomtone.mix.groups`), and given by the rules of ``presets/mix/rules.toml`` a
 gain (its class's loudness offset against the mix anchor, shared among the class's tracks), a pan
-(mono tracks, by group convention) and a high-pass under its range. Then each track is read again,
+(mono tracks, by group convention) and a high-pass under its range (the rule's cutoff, never
+above half the frequency under which 1 % of the track's energy lies). Then each track is read again,
 run through its chain of processors from :mod:`roomtone.plugins` (gain, high-pass, pan) and summed
 into the mix (and its group's stem), so memory holds the mix, the stems asked for and one track.
 Finally one gain brings the mix to ``mix_lufs`` (BS.1770-4) with its true peak at most
@@ -31,6 +32,7 @@ from roomtone.processor import Chain
 
 RULES_FILE = PRESET_DIR / "mix" / "rules.toml"
 RULE_KEYS = {"offset_lu", "pan", "alternate", "highpass_hz"}
+MIN_HIGHPASS_HZ = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +163,10 @@ def plan_tracks(sources, rate, rules, table, progress=None):
         side = -1.0 if rule["alternate"] and turns[p["class"]] % 2 else 1.0
         turns[p["class"]] += 1
         p["pan"] = float(side * rule["pan"]) if p["channels"] == 1 else 0.0
-        p["highpass_hz"] = rule["highpass_hz"]
+        # under the track's own range only: never above half the frequency under which 1 % of its
+        # energy lies (a "synth" that plays the bass line keeps its low end); under 30 Hz: none
+        cutoff = min(rule["highpass_hz"], 0.5 * p["analysis"].low_edge_hz)
+        p["highpass_hz"] = round(cutoff, 1) if cutoff >= MIN_HIGHPASS_HZ else 0.0
     return plans, silent, longest
 
 

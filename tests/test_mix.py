@@ -216,3 +216,12 @@ def test_the_reference_fit_reduces_its_loss_and_moves_the_balance_towards_the_re
     distance = lambda out: np.sqrt(np.mean((features_db(band_powers(out, rate)) -
                                             features_db(band_powers(reference, rate))) ** 2))
     assert distance(fitted) < 0.6 * distance(plain)
+
+
+def test_the_high_pass_stays_under_each_tracks_own_range():
+    rate = 44100
+    tracks = {"synth low": _harmonic(45.0, 2.0, rate, 0.2), "lead vox": _harmonic(220.0, 2.0, rate, 0.1)}
+    plans, _, _ = plan_tracks(sources_of(tracks, rate), rate, load_rules(), load_groups())
+    by_name = {p["name"]: p for p in plans}
+    assert by_name["synth low"]["class"] == "synth" and by_name["synth low"]["highpass_hz"] == 0.0
+    assert by_name["lead vox"]["highpass_hz"] == load_rules().classes["lead_vocals"]["highpass_hz"]
