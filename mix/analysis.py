@@ -14,8 +14,8 @@ f0: YIN (:func:`roomtone.kernels.f0.yin`) on the channel mean decimated to
 :data:`ANALYSIS_RATE`, 46 ms frames every 23 ms, 40-1000 Hz. The spectral features (centroid,
 spread, low-frequency share, percussiveness) come from the same excerpt.
 
-Memory: at most :data:`ANALYSIS_S` seconds of a track (segments spread over its active part) are
-analysed; the loudness is the whole track's. Shape: a track (channels, samples) float32.
+Memory and time: at most :data:`ANALYSIS_S` seconds of a track (5 s segments spread over its
+active part) are analysed, with one FFT; the loudness is the whole track's. Shape: a track (channels, samples) float32.
 """
 
 import dataclasses
@@ -31,7 +31,7 @@ F0_MIN_HZ, F0_MAX_HZ = 40.0, 1000.0
 YIN_THRESHOLD = 0.15
 VOICED_SHARE = 0.5
 STABLE_OCTAVES = 1.0
-ANALYSIS_S = 60.0
+ANALYSIS_S = 30.0
 SEGMENT_S = 5.0
 BROAD_BAND_HZ = (50.0, 10000.0)
 
@@ -95,14 +95,23 @@ def f0_track(mono, sample_rate):
     return f0, aperiodicity, rms
 
 
-def band_loudness(audio, sample_rate, band_hz, plain_lufs):
+def fast_length(n):
+    """The FFT length used for ``n`` samples: the next power of two (pocketfft is slow on lengths
+    with large prime factors)."""
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def band_loudness(audio, sample_rate, band_hz, plain_lufs, spectrum=None):
     """Loudness in ``band_hz`` of ``audio`` (an excerpt) in LUFS of the whole track: the band's
     integrated loudness on the excerpt, less the excerpt's own, plus the whole track's
-    ``plain_lufs`` (so a track whose energy is all in the band reads its plain loudness)."""
+    ``plain_lufs`` (so a track whose energy is all in the band reads its plain loudness).
+    ``spectrum``: ``audio``'s rfft at :func:`fast_length`, when the caller has it."""
     n = audio.shape[1]
-    f = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    size = fast_length(n)
+    spectrum = np.fft.rfft(audio, n=size, axis=1) if spectrum is None else spectrum
+    f = np.fft.rfftfreq(size, 1.0 / sample_rate)
     keep = (f >= band_hz[0]) & (f <= band_hz[1])
-    band = np.fft.irfft(np.fft.rfft(audio, axis=1) * keep, n=n, axis=1).astype(np.float32)
+    band = np.fft.irfft(spectrum * keep, n=size, axis=1)[:, :n].astype(np.float32)
     whole = integrated_loudness(np.ascontiguousarray(audio), sample_rate)
     part = integrated_loudness(np.ascontiguousarray(band), sample_rate)
     if not (np.isfinite(whole) and np.isfinite(part)):
@@ -130,8 +139,9 @@ def analyse(audio, sample_rate):
         q25, q75 = np.percentile(octaves, [25, 75])
         if q75 - q25 <= STABLE_OCTAVES:
             f0_hz = float(2 ** np.median(octaves))
-    spectrum = np.abs(np.fft.rfft(mono)) ** 2
-    freqs = np.fft.rfftfreq(mono.size, 1.0 / sample_rate)
+    spec = np.fft.rfft(part, n=fast_length(part.shape[1]), axis=1)  # once: the features and both bands
+    spectrum = np.abs(spec.mean(axis=0)) ** 2  # the mono mean's
+    freqs = np.fft.rfftfreq(fast_length(part.shape[1]), 1.0 / sample_rate)
     total = spectrum.sum() + 1e-30
     centroid = float((spectrum * freqs).sum() / total)
     logf = np.log2(np.maximum(freqs, 20.0))
@@ -148,9 +158,9 @@ def analyse(audio, sample_rate):
         if env_active.size else 0.0
     band = (min(max(2 * f0_hz, BROAD_BAND_HZ[0]), BROAD_BAND_HZ[1]), min(4 * f0_hz, BROAD_BAND_HZ[1])) \
         if f0_hz else BROAD_BAND_HZ
-    refined = band_loudness(part, sample_rate, band, plain)
+    refined = band_loudness(part, sample_rate, band, plain, spec)
     centroid_band = (max(centroid / 2, 20.0), min(centroid * 2, 0.49 * sample_rate))
-    centroid_lufs = band_loudness(part, sample_rate, centroid_band, plain)
+    centroid_lufs = band_loudness(part, sample_rate, centroid_band, plain, spec)
     return TrackAnalysis(loudness_lufs=plain, refined_lufs=refined, centroid_lufs=centroid_lufs, f0_hz=f0_hz,
                          voiced_share=voiced_share, band_hz=band, centroid_hz=centroid, spread_octaves=spread,
                          low_share=low_share, low_edge_hz=low_edge, percussiveness=percussive,
