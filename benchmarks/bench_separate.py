@@ -209,9 +209,10 @@ def real_table(folders, ours, per_source=8):
     for set_name, name, refs in real_excerpts(folders, per_source):
         mix = refs.sum(axis=0)
         silent = np.sqrt(np.mean(refs ** 2, axis=(1, 2))) < 1e-4
-        def score(est):
-            values = bss_sdr(refs, est, rate)
-            return [float("nan") if silent[j] else v for j, v in enumerate(values)]
+        def score(est):  # museval refuses an all-zero reference: the silent stems are left out (NaN)
+            keep = np.flatnonzero(~silent)
+            values = dict(zip(keep, bss_sdr(refs[keep], np.asarray(est)[keep], rate)))
+            return [values.get(j, float("nan")) for j in range(len(STEMS))]
         results = {"trivial": score(np.stack([mix / 4] * 4))}
         stems, _ = separate(mix, rate, model="dsp")
         results["dsp"] = score(np.stack([stems[s] for s in STEMS]))
