@@ -58,8 +58,8 @@ def explain_lines(report):
               help="The mix: a stereo file (wav/flac/...), as long as the longest track, true peak at most -3 dBTP "
                    "(mastering headroom) unless --master.")
 @click.option("--reference", type=click.Path(dir_okay=False), metavar="REF",
-              help="A reference mix: stage 2 fits each group's gain, EQ and compression and a bus compressor to its "
-                   "loudness-normalised features (needs JAX).")
+              help="A reference mix: stage 2 fits each group's gain (within 6 dB of stage 1) and EQ (150 Hz shelf, "
+                   "1 kHz bell, 5 kHz shelf, within 6 dB) to its loudness-normalised 1/3-octave mid/side spectrum.")
 @click.option("--groups", type=click.Path(dir_okay=False), metavar="G.toml",
               help="Extra track classes (name patterns and groups), tried before the shipped table "
                    "(presets/mix/groups.toml has the shape).")
@@ -93,9 +93,9 @@ def main(inputs, output_path, reference, groups, do_master, preset, platform, sa
       mix session/ -o mix.wav --reference ref.wav --report mix.json
 
     Stage 1 sets each track by rule: its class from its name (kick, snare, hh, bass, vox, bgv, gtr,
-    keys, pad, fx, ...) or from its audio, its loudness measured where it speaks (from 2 to 4 times
-    its f0), a gain to its class's place in the mix, a pan for mono tracks and a high-pass under
-    its range. Stage 2 (--reference) fits a console to the reference. Memory holds the mix and one
+    keys, pad, fx, ...) or from its audio, its loudness (BS.1770-4; the f0-band and centroid-band
+    readings are reported too), a gain to its class's place in the mix (LU offsets fitted on real
+    multitracks), a pan for mono tracks and a high-pass under its range. Stage 2 (--reference) fits a console to the reference. Memory holds the mix and one
     track, whatever the track count. Exit status 2: bad input or options (a track that cannot be
     read stops the mix, naming it); 4: output not writable; 130: interrupted (nothing written).
     """
