@@ -40,6 +40,7 @@ from roomtone.platforms import resolve_target
 from roomtone.resample import check_output_sample_rate, resample
 from roomtone.startup import await_imports
 from roomtone.plugins import Gain, TruePeakLimiter
+from roomtone.processor import Processor
 
 WORKING_LEVEL_LUFS = -18.0
 MAX_TOTAL_GAIN_DB = 40.0  # more than this would mostly raise the noise floor
@@ -394,15 +395,16 @@ def _fit(job):
 
 def _run_chain(job, pool, explain):
     """Stage 6: the preset's chain, each stage's loudness metered in ``pool`` beside the next; with
-    ``explain``, the multiband compressor's reduction too."""
+    ``explain``, what each processor measures of its input (:meth:`Processor.measure`: the
+    multiband compressor's reduction) too."""
     job.reductions = {} if explain else None
     for index, processor in enumerate(job.preset.chain):
         if processor.bypassed:  # unchanged signal: nothing to run or meter
             job.level_futures.append(None)
             continue
         job.say(processor.kind)
-        if explain and processor.kind == "multiband":
-            job.reductions[index] = pool.submit(processor.gain_reduction_db, job.signal, job.input_rate)
+        if explain and type(processor).measure is not Processor.measure:  # the protocol's report hook
+            job.reductions[index] = pool.submit(processor.measure, job.signal, job.input_rate)
         job.signal = processor.render(job.signal, job.input_rate)
         job.level_futures.append(pool.submit(integrated_loudness, job.signal, job.input_rate))
         job.lap(processor.kind)
@@ -450,7 +452,8 @@ def _collect_readings(job, analysis):
         level = new_level
     job.level_lufs = level
     if job.reductions:
-        job.reductions = {index: future.result() for index, future in job.reductions.items()}
+        measured = {index: future.result() for index, future in job.reductions.items()}
+        job.reductions = {index: m["reduction_db"] for index, m in measured.items() if "reduction_db" in m}
     if analysis:
         job.analysis = {"input_tonal_db": _input_curve(job),
                         "input_short_term_lufs": _short_term_readings(job.input_blocks.result()[1]) - job.trim_db}

@@ -160,6 +160,13 @@ class Processor:
         out = np.array(audio, dtype=np.float32, order="C", copy=True)
         return out, self.run_in_place(out, sample_rate)
 
+    def measure(self, audio, sample_rate):
+        """What the processor does to ``audio``, in numbers a report can show, computed apart from
+        its render (a job may run it in another thread while the render goes on, for ``--explain``):
+        a dict, empty by default (the multiband compressor gives ``reduction_db``, its mean gain
+        reduction per band). A job asks only processors that override it."""
+        return {}
+
     def run_in_place(self, audio, sample_rate):
         """Write the output over ``audio`` (validated, C-contiguous, writeable float32
         (channels, samples)) and return ``info`` (see :meth:`run`). Processors that can work

@@ -156,6 +156,10 @@ class MultibandCompressor(Processor):
             peaks[:, start // block:start // block + p] = seg.reshape(n_b, n_ch, p, block).max(axis=(1, 3))
         return -self.smoothed_gain_db(self.target_gain_db(peaks), sample_rate).mean(axis=1)
 
+    def measure(self, audio, sample_rate):
+        """``{"reduction_db": (bands,)}``: :meth:`gain_reduction_db` (the protocol's report hook)."""
+        return {"reduction_db": self.gain_reduction_db(audio, sample_rate)}
+
     def twin_params(self):
         """The JAX twin's parameters (:mod:`roomtone.plugins.twin`): the fields as arrays."""
         return {name: np.asarray(getattr(self, name), dtype=np.float32) for name in
