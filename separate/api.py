@@ -3,7 +3,7 @@
 
 Stages, each a small function: pick the separator (:mod:`roomtone.separate.separators`), adapt the
 audio to it (its sample rate by soxr, stereo for a stereo model), run it in cross-faded segments
-(:mod:`roomtone.separate.chunking`), bring the stems back to the input's rate, channels and length,
+(:func:`roomtone.models.apply.separate_chunked`), bring the stems back to the input's rate, channels and length,
 give the residual ``mixture - sum(stems)`` to the model's last stem (``other``, ``accompaniment``)
 so the stems sum to the mixture to float precision, and pick the stems asked for. Writing
 (:func:`separate_file`) applies the output's clipping policy and writes every stem atomically: all
@@ -162,7 +162,7 @@ def separate(audio, sample_rate, *, stems=FOUR_STEMS, two_stems=None, model=None
         PresetError: unknown stem or model, a model that does not produce the stems asked for,
             weights that cannot be loaded.
     """
-    from roomtone.separate.chunking import segment_count, separate_chunked
+    from roomtone.models.apply import segment_count, separate_chunked
 
     started = time.perf_counter()
     say = progress or (lambda message: None)

@@ -14,7 +14,7 @@ A separator is any object with
   channels, samples) out, sample-aligned.
 
 The job (:func:`roomtone.separate.separate`) resamples to the native rate, chunks with cross-fades
-(:mod:`roomtone.separate.chunking`) and gives the residual to the last stem, so stems sum to the
+(:func:`roomtone.models.apply.separate_chunked`) and gives the residual to the last stem, so stems sum to the
 mixture whatever the model does.
 
 Register a model with :func:`register_separator`: ``factory(weights)`` builds it (``weights`` is the

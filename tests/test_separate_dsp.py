@@ -67,7 +67,7 @@ def test_masks_sum_to_one_and_shapes(sample_rate, channels):
 
 
 def test_chunked_equals_whole_without_clicks():
-    from roomtone.separate.chunking import separate_chunked
+    from roomtone.models.apply import separate_chunked
 
     sample_rate = 44100
     x = mixture(6.0, sample_rate)

@@ -8,7 +8,12 @@ output. The last segment is aligned to the input's end, so only an input shorter
 is ever padded (a model that normalises by its input's level sees no stretch of padding). ``delay`` samples of model latency are trimmed from the front, so the output is
 sample-aligned with the input and of the same length.
 
-Shape: x (channels, samples) float32 -> (channels, samples) float32.
+:func:`separate_chunked` does the same for a model that takes all channels of a segment at once and
+answers with several stems (the separators): a mixture the model splits exactly is still split
+exactly, and memory is the output plus one batch whatever the length.
+
+Shape: x (channels, samples) float32 -> (channels, samples) float32; for :func:`separate_chunked`,
+-> (stems, channels, samples) float32.
 """
 
 import numpy as np
@@ -140,3 +145,54 @@ def apply_chunked_in_place(run, x, *, segment, overlap, delay=0, batch=4, progre
         if progress is not None:
             progress(done, len(items))
     return x
+
+
+# ------------------------------------------------------------------ models that answer with several stems
+# A separator takes every channel of a segment at once and answers with several stems; the segments,
+# weights and cross-fades are the ones above.
+
+def separate_chunked(run, x, *, segment, overlap, stems, batch=1, progress=None):
+    """``run`` applied to ``x`` segment by segment, its stems cross-faded together.
+
+    Args:
+        run: ``callable(block) -> stems``: numpy float32 (batch, channels, segment) in, (batch,
+            stems, channels, segment) out (one compiled shape: the last batch is padded with
+            silent segments, the last segment with silence).
+        x: (channels, samples) float32.
+        segment: samples per segment; overlap: samples two neighbours share (cross-faded).
+        stems: how many stems ``run`` returns.
+        progress: optional ``callable(done, total)`` after each batch.
+
+    Returns: (stems, channels, samples) float32.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    channels, samples = x.shape
+    out = np.zeros((stems, channels, samples), np.float32)
+    if samples == 0:
+        return out
+    if not 0 <= overlap < segment:
+        raise ValueError(f"overlap of {overlap} samples must be shorter than the segment ({segment} samples)")
+    starts = segment_starts(samples, segment, segment - overlap)
+    weights, total = segment_weights(samples, segment, starts, overlap)
+    for first in range(0, len(starts), batch):
+        group = starts[first:first + batch]
+        block = np.zeros((batch, channels, segment), np.float32)
+        for i, s in enumerate(group):
+            piece = x[:, s:min(s + segment, samples)]
+            block[i, :, :piece.shape[1]] = piece
+        result = np.asarray(run(block), dtype=np.float32)
+        if result.shape != (batch, stems, channels, segment):
+            raise ValueError(f"the separator returned shape {result.shape}, expected {(batch, stems, channels, segment)}")
+        for i, s in enumerate(group):
+            y = result[i] * weights[s]
+            stop = min(s + segment, samples)
+            out[:, :, s:stop] += y[:, :, :stop - s]
+        if progress is not None:
+            progress(first + len(group), len(starts))
+    out /= total
+    return out
+
+
+def segment_count(samples, segment, overlap):
+    """How many segments :func:`separate_chunked` runs for ``samples`` samples."""
+    return len(segment_starts(samples, segment, segment - overlap)) if samples else 0
