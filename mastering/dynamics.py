@@ -60,7 +60,7 @@ import numpy as np
 from roomtone import filters
 from roomtone.concurrency import map_two
 from roomtone.kernels.biquad import sos_filter
-from roomtone.plugins import static_curve_db
+from roomtone.plugins.dynamics import control_block, static_curve_db
 from roomtone.meter import gated_spread, to_lufs
 from roomtone.processor import Chain
 
@@ -122,7 +122,7 @@ def measure_probes(multiband, eq, signal, sample_rate, windows):
     through ``eq`` (an :class:`~roomtone.plugins.eq.Equalizer`, or None) and the
     compressor's band split. The windows are shared between the calling thread and one worker
     (the kernels release the GIL)."""
-    block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
+    block = control_block(sample_rate)
     k_sos = np.asarray(filters.k_weighting_sos(sample_rate), dtype=np.float64)
 
     def probe(window):
@@ -175,7 +175,7 @@ def probe_spread(multiband, probes, sample_rate, threshold_offset_db=None):
     """The probes' pooled spread (LU) through ``multiband`` with its thresholds moved by
     ``threshold_offset_db`` (None: no compression, the makeup gains alone)."""
     if threshold_offset_db is None:
-        block = max(1, round(sample_rate * multiband.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         makeup = np.asarray(multiband.makeup_db, dtype=np.float64)[:, None]
         return pooled_spread([short_term_readings(p, np.broadcast_to(makeup, p.peaks.shape), sample_rate, block)
                               for p in probes])
@@ -189,7 +189,7 @@ def settings_spreads(compressors, probes, sample_rate):
     amount path): every setting's static curve, smoother and readings in one vectorised pass per
     probe. Returns a list, one per compressor."""
     first = compressors[0]
-    block = max(1, round(sample_rate * first.CONTROL_PERIOD_S))
+    block = control_block(sample_rate)
     threshold = np.array([c.threshold_db for c in compressors], dtype=np.float64)[:, :, None]
     ratio = np.array([c.ratio for c in compressors], dtype=np.float64)[:, :, None]
     makeup = np.asarray(first.makeup_db, dtype=np.float64)[:, None]

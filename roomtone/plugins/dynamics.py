@@ -60,6 +60,23 @@ def static_curve_db(levels_db, threshold_db, ratio, knee_db):
     return target
 
 
+def control_block(sample_rate):
+    """Samples per control period of the compressors' gain computer (1/3 ms, at least one)."""
+    return max(1, round(sample_rate * MultibandCompressor.CONTROL_PERIOD_S))
+
+
+def interpolation_fraction(n, block):
+    """Per-sample fraction ``(j + 1) / m`` of the compressors' gain interpolation across a control
+    period (``m``: the period's length, shorter for the last one), as the multiband kernel
+    interpolates. Shape: (n,) float64."""
+    j = np.arange(n)
+    period_len = np.full(n, block, dtype=np.float64)
+    last = (n // block) * block
+    if last < n:
+        period_len[last:] = n - last
+    return (j % block + 1.0) / period_len
+
+
 @register("multiband")
 @dataclasses.dataclass(frozen=True)
 class MultibandCompressor(Processor):
@@ -127,7 +144,7 @@ class MultibandCompressor(Processor):
 
     def smoothed_gain_db(self, target_db, sample_rate):
         """The kernel's attack/release smoother over control periods (zero state). Shape: (bands, periods)."""
-        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         return smooth_gain_trace(np.ascontiguousarray(target_db, dtype=np.float64),
                                  time_coef(self.attack_ms, sample_rate) ** block,
                                  time_coef(self.release_ms, sample_rate) ** block)
@@ -138,7 +155,7 @@ class MultibandCompressor(Processor):
         :meth:`settle_samples`, so memory stays a few chunks), the per-period peak, the static curve
         and the same smoother (:func:`roomtone.kernels.multiband.smooth_gain_trace`), averaged over
         the control periods. For ``--explain``. Shape: returns (bands,) float64."""
-        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         n_b, (n_ch, n) = len(self.crossovers_hz) + 1, audio.shape
         periods = -(-n // block)
         if n == 0:
@@ -189,7 +206,7 @@ class MultibandCompressor(Processor):
 
     def process(self, audio, sample_rate):
         lows, allpasses = _crossover_sos(sample_rate, self.crossovers_hz)
-        block = max(1, round(sample_rate * self.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         out = np.empty(audio.shape, dtype=np.float32)
         args = (audio, lows, allpasses, np.asarray(self.threshold_db, dtype=np.float64),
                 np.asarray(self.ratio, dtype=np.float64), np.asarray(self.makeup_db, dtype=np.float64),
@@ -396,7 +413,7 @@ class Compressor(Processor):
         return twin.compress(signal[None], p, ctx.sample_rate, ctx.frac)[0]
 
     def process(self, audio, sample_rate):
-        block = max(1, round(sample_rate * MultibandCompressor.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         out = np.empty(audio.shape, dtype=np.float32)
         return multiband_compress(audio, np.zeros((0, 2, 6)), np.zeros((0, 6)),
                                   np.array([self.threshold_db]), np.array([self.ratio]), np.array([self.makeup_db]),
@@ -437,7 +454,7 @@ class Gate(Processor):
 
     def gain_db(self, audio, sample_rate):
         """The smoothed gain in dB per control period (<= 0). Shape: (periods,) float64."""
-        block = max(1, round(sample_rate * MultibandCompressor.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         n = audio.shape[1]
         periods = -(-n // block)
         padded = np.pad(np.abs(audio), ((0, 0), (0, periods * block - n)))
@@ -451,12 +468,9 @@ class Gate(Processor):
 
     def process(self, audio, sample_rate):
         n = audio.shape[1]
-        block = max(1, round(sample_rate * MultibandCompressor.CONTROL_PERIOD_S))
+        block = control_block(sample_rate)
         gain = 10.0 ** (self.gain_db(audio, sample_rate) / 20.0)
         previous = np.concatenate(([1.0], gain[:-1]))
-        j = np.arange(n)
-        period = j // block
-        length = np.minimum(block, n - period * block)
-        frac = (j % block + 1.0) / length  # the multiband kernel's interpolation across a period
-        per_sample = previous[period] + (gain[period] - previous[period]) * frac
+        period = np.arange(n) // block
+        per_sample = previous[period] + (gain[period] - previous[period]) * interpolation_fraction(n, block)
         return (audio * per_sample[None, :]).astype(np.float32)

@@ -51,10 +51,10 @@ import numpy as np
 
 from roomtone import filters
 import roomtone.plugins  # noqa: F401 - registers every processor kind
-from roomtone.plugins.dynamics import MultibandCompressor
+from roomtone.plugins import dynamics
+from roomtone.plugins.dynamics import control_block
 from roomtone.processor import PROCESSORS, Chain
 
-CONTROL_PERIOD_S = MultibandCompressor.CONTROL_PERIOD_S
 LN10_20 = math.log(10.0) / 20.0
 
 
@@ -237,19 +237,10 @@ def _time_coef_pow(ms, sample_rate, power):
     return jnp.exp(-power / (jnp.maximum(ms, 1e-3) * 1e-3 * sample_rate))
 
 
-def control_block(sample_rate):
-    return max(1, round(sample_rate * CONTROL_PERIOD_S))
-
-
 def interpolation_fraction(n, block):
-    """Per-sample fraction ``(j + 1) / m`` of the kernel's gain interpolation (``m``: the period's
-    length, shorter for the last one). Computed on the host and passed in. Shape: (n,) float32."""
-    j = np.arange(n)
-    period_len = np.full(n, block, dtype=np.float64)
-    last = (n // block) * block
-    if last < n:
-        period_len[last:] = n - last
-    return ((j % block + 1.0) / period_len).astype(np.float32)
+    """:func:`roomtone.plugins.dynamics.interpolation_fraction` as float32, computed on the host and
+    passed in. Shape: (n,) float32."""
+    return dynamics.interpolation_fraction(n, block).astype(np.float32)
 
 
 def compress(bands, p, sample_rate, frac):
