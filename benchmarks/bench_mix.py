@@ -122,9 +122,6 @@ def track_weights(tracks):
     return out
 
 
-MEASURES = {"refined": "refined_lufs", "centroid": "centroid_lufs", "plain": "loudness_lufs"}
-
-
 def fit_offsets(analysed, measure, share, shrink=1.0):
     """``(class offsets, default)`` in LU against the mix: per class the median over the given
     songs' tracks of its loudness (``measure``) plus its share, less its mix's loudness, pulled
@@ -136,7 +133,7 @@ def fit_offsets(analysed, measure, share, shrink=1.0):
         for t in song["tracks"].values():
             counts[t["class"]] = counts.get(t["class"], 0) + 1
         for t in song["tracks"].values():
-            value = getattr(t["analysis"], MEASURES[measure])
+            value = t["analysis"].loudness(measure)
             per_class.setdefault(t["class"], []).append(value + share * 10 * np.log10(counts[t["class"]])
                                                         - song["mix_lufs"])
     default = float(np.median([v for values in per_class.values() for v in values]))
@@ -150,7 +147,7 @@ def rule_gains(analysed, perturbed_db, offsets, default, measure, share):
     for t in analysed["tracks"].values():
         counts[t["class"]] = counts.get(t["class"], 0) + 1
     return {k: offsets.get(t["class"], default) - share * 10 * np.log10(counts[t["class"]])
-            - (getattr(t["analysis"], MEASURES[measure]) + perturbed_db[k]) for k, t in analysed["tracks"].items()}
+            - (t["analysis"].loudness(measure) + perturbed_db[k]) for k, t in analysed["tracks"].items()}
 
 
 def analyse_song(song, tracks):
@@ -194,7 +191,9 @@ def run_balance(args):
         print(f"{song}: {len(tracks)} tracks, classes "
               + ", ".join(f"{k}={t['class']}({t['how'][0]})" for k, t in songs[song]["analysed"]["tracks"].items()),
               file=sys.stderr, flush=True)
-    grid = [(m, s_, k) for m in MEASURES for s_ in (0.0, 0.5, 1.0) for k in (0.25, 0.5, 0.75, 1.0)]
+    from roomtone.mix.analysis import TrackAnalysis
+
+    grid = [(m, s_, k) for m in TrackAnalysis.MEASURES for s_ in (0.0, 0.5, 1.0) for k in (0.25, 0.5, 0.75, 1.0)]
     perturbed = {song: {k: float(rng.uniform(-10, 10)) for k in songs[song]["tracks"]} for song in songs}
     rows = {song: {} for song in songs}
     # the rule's gains over the grid, leave one song out (gains only: no high-pass or pan rendered)

@@ -54,6 +54,12 @@ class TrackAnalysis:
     active_share: float  # frames within 40 dB of the track's loudest
     peak_dbfs: float
 
+    MEASURES = {"refined": "refined_lufs", "centroid": "centroid_lufs", "plain": "loudness_lufs"}
+
+    def loudness(self, measure):
+        """The reading ``measure`` names: ``"refined"``, ``"centroid"`` or ``"plain"`` (LUFS)."""
+        return getattr(self, self.MEASURES[measure])
+
     def as_dict(self):
         out = {k: (round(v, 3) if isinstance(v, float) and np.isfinite(v) else v) for k, v in
                dataclasses.asdict(self).items()}

@@ -23,7 +23,7 @@ import numpy as np
 
 from roomtone.errors import InvalidAudioError, PresetError
 from roomtone.meter import integrated_loudness, true_peak
-from roomtone.mix.analysis import analyse
+from roomtone.mix.analysis import TrackAnalysis, analyse
 from roomtone.mix.groups import classify, load_groups
 from roomtone.plugins import Gain, HighPass, Pan
 from roomtone.preset_data import read_toml
@@ -66,7 +66,7 @@ def load_rules(path=RULES_FILE, **overrides):
                          "highpass_hz": float(table.get("highpass_hz", 0.0))}
     values = {k: float(data[k]) for k in ("anchor_lufs", "share_exponent", "max_gain_db", "mix_lufs", "mix_peak_dbtp")}
     measure = data.get("measure", "refined")
-    if measure not in ("refined", "centroid", "plain"):
+    if measure not in TrackAnalysis.MEASURES:
         raise PresetError(f"{path}: measure must be refined, centroid or plain; got {measure!r}")
     values["measure"] = measure
     values.update({k: v for k, v in overrides.items() if k != "classes"})
@@ -155,8 +155,7 @@ def plan_tracks(sources, rate, rules, table, progress=None):
     turns = Counter()
     for p in plans:
         rule = rules.of(p["class"])
-        measured = {"refined": p["analysis"].refined_lufs, "centroid": p["analysis"].centroid_lufs,
-                    "plain": p["analysis"].loudness_lufs}[rules.measure]
+        measured = p["analysis"].loudness(rules.measure)
         target = rules.anchor_lufs + rule["offset_lu"] - rules.share_exponent * 10 * np.log10(counts[p["class"]])
         p["target_lufs"] = float(target)
         p["gain_db"] = float(np.clip(target - measured, -rules.max_gain_db, rules.max_gain_db))
@@ -191,7 +190,7 @@ def render(plans, rate, longest, stems=False, progress=None):
         audio = read_at(plan["source"], rate)
         if audio.shape[0] == 1:
             audio = np.repeat(audio, 2, axis=0)
-        y = plan.get("chain", track_chain(plan))(audio, rate)
+        y = (plan.get("chain") or track_chain(plan))(audio, rate)
         out[:, :y.shape[1]] += y
         if stems:
             stem = groups.setdefault(plan["group"], np.zeros((2, longest), np.float32))
@@ -211,8 +210,8 @@ def level_gain_db(mix, rate, rules):
 
 def mix(tracks, sample_rate=None, *, reference=None, groups=None, rules=None, stems=False, progress=None):
     """Mix ``tracks`` (a mapping of names to (channels, samples) arrays at ``sample_rate``, or a
-    list of paths) into a stereo mix. ``reference``: a reference mix (array at ``sample_rate``, or
-    a path) that stage 2 fits the console to; ``groups``: a user's group table (TOML path);
+    list of paths) into a stereo mix. ``reference``: a reference mix, (channels, samples) at the
+    session rate (:func:`mix_file` reads and resamples a path), that stage 2 fits the console to; ``groups``: a user's group table (TOML path);
     ``rules``: :class:`Rules` (default the shipped ones); ``stems``: also return the group stems.
 
     Returns ``(mix (2, n) float32, report)``, with ``report["stems"]`` holding ``{group: (2, n)}``
@@ -296,8 +295,7 @@ def mix_file(tracks, output_path, *, reference=None, groups=None, sample_rate=No
         if progress:
             progress("mastering the mix")
         out, master_report = job("master")(out, rate, bit_depth=bit_depth, progress=progress, **master)
-        report["master"] = {k: master_report[k] for k in ("platform", "target", "output") if k in master_report} or \
-            {k: v for k, v in master_report.items() if isinstance(v, (int, float, str))}
+        report["master"] = {k: master_report[k] for k in ("platform", "target")}
     written = {}
     if group_stems:
         os.makedirs(stems_dir, exist_ok=True)
