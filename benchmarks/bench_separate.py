@@ -190,10 +190,7 @@ def real_excerpts(folders, per_source=8):
 
     out = [("musdb", EVAL.name, np.stack([read_audio(EVAL / f"{stem}.flac")[0] for stem in STEMS]))]
     staged = data.load_staged(folders)["val"]
-    by_source = {}
-    for song in staged:
-        by_source.setdefault(song[2]["source"], []).append(song)
-    for source, songs in by_source.items():
+    for source, songs in data.songs_by_source(staged).items():
         for index, (sid, _, targets) in enumerate(data.real_excerpts(songs[:per_source])):
             out.append((source, f"{sid}#{index % 3}", targets))
     return out

@@ -339,6 +339,15 @@ SATURATED = {"other": 0.3, "bass": 0.2}  # share of a full-label item's stem giv
 BUS_LIMITED = 0.3  # share of items whose mixture (every stem alike) goes through _bus_gain
 
 
+def songs_by_source(songs):
+    """Staged songs ``[(id, stems, meta)]`` grouped by their ``meta["source"]``, each group in order:
+    ``{source: [song, ...]}``."""
+    out = {}
+    for song in songs:
+        out.setdefault(song[2]["source"], []).append(song)
+    return out
+
+
 MAX_SONG_S = 30.0
 MANY_SONGS = 20
 MULTITRACK_SHARE = 0.55  # share of items from the real multitrack songs, when there are any
@@ -354,9 +363,7 @@ def _multitrack_targets(rng, pool, rirs, n, augment=True):
     when it is a tracker module (clean renders; the AAC songs never get one, so that the codec is
     no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
     low-passed alike at its band."""
-    by_source = {}
-    for song in pool["multitrack"]:
-        by_source.setdefault(song[2]["source"], []).append(song)
+    by_source = songs_by_source(pool["multitrack"])
     sources = sorted(by_source)
 
     def draw():  # a source first, then one of its songs: 4 real songs weigh as much as 145 modules

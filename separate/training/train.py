@@ -163,10 +163,7 @@ def licences(sources, render_dirs):
 
 def real_songs(songs, per_source):
     """At most ``per_source`` of the held-out real multitrack ``songs`` of each source, in order."""
-    by_source = {}
-    for song in songs:
-        by_source.setdefault(song[2]["source"], []).append(song)
-    return [s for group in by_source.values() for s in group[:per_source]]
+    return [s for group in data.songs_by_source(songs).values() for s in group[:per_source]]
 
 
 class SeparatorJob:
