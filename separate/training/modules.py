@@ -65,6 +65,7 @@ scale) and sum residual.
 import argparse
 import ctypes
 import hashlib
+import io
 import json
 import os
 import re
@@ -76,6 +77,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+
+from roomtone.audio import write_bytes_atomic, write_text_atomic
 
 SAMPLE_RATE = 44100
 STEMS = ("vocals", "drums", "bass", "other")
@@ -255,15 +258,9 @@ def write_song(path, stems, meta):
         arrays[name] = np.zeros(shape, np.int16) if a is None else np.ascontiguousarray(a, np.int16)
     arrays["meta"] = np.array(json.dumps(meta))
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.stem, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def read_song(path):
@@ -275,10 +272,7 @@ def read_song(path):
 
 
 def _write_json(path, obj):
-    fd, tmp = tempfile.mkstemp(prefix=".manifest", suffix=".tmp", dir=Path(path).parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=1)
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=1))
 
 
 # --- fetching -------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ The arrays are data for training and validation only; nothing here ships in the 
 """
 
 import argparse
+import io
 import json
 import os
 import re
@@ -39,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from roomtone.audio import write_bytes_atomic
 from roomtone.separate.net import SAMPLE_RATE, STEMS
 
 RESERVED = ("6", "7")  # Caesium, Francium: evaluation only
@@ -131,10 +133,9 @@ def stage_song(repo, song, out_dir):
             "seconds": round(n / SAMPLE_RATE, 2)}
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, f"eir_{name.lower()}.npz")
-    fd, temp = tempfile.mkstemp(suffix=".npz", dir=out_dir)
-    os.close(fd)
-    np.savez(temp, meta=np.array(json.dumps(meta)), **arrays)
-    os.replace(temp, path)
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    write_bytes_atomic(path, buffer.getvalue())  # nothing half-written left on failure
     return path, meta
 
 
