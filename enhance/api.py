@@ -122,6 +122,24 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
                     bit_depth=bit_depth, progress=progress)
 
 
+def _run_chain(chain, signal, sample_rate, level, say):
+    """Run ``chain`` over ``signal`` (written over), reading the integrated loudness after each
+    stage. ``level``: the input's, LUFS. Returns (stage reports, seconds per stage, the final
+    loudness in LUFS)."""
+    timings = {}
+    stages = []
+    for processor in chain:
+        say(processor.kind)
+        clock = time.perf_counter()
+        info = _run_stage(processor, signal, sample_rate, say)
+        new_level = integrated_loudness(signal, sample_rate)
+        change = new_level - level if np.isfinite(new_level) and np.isfinite(level) else None
+        stages.append({"stage": processor.kind, "gain_db": None if change is None else round(change, 3), **info})
+        level = new_level
+        timings[processor.kind] = round(time.perf_counter() - clock, 3)
+    return stages, timings, level
+
+
 def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_depth, progress):
     """:func:`enhance`; ``owned``: the caller gives ``given`` away (a file job's own reading), so the
     chain works over it instead of over a copy."""
@@ -144,21 +162,10 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     if goal is not None and not np.isfinite(before.integrated_lufs):
         raise InvalidAudioError(f"input is silent (no 400 ms block above the {ABSOLUTE_GATE_LUFS:g} LUFS gate): "
                                 f"nothing to enhance to {goal.integrated_lufs:g} LUFS, no file written")
-    timings = {}
-    stages = []
-    level = before.integrated_lufs
     # the chain's own signal, every stage written over it
     signal = audio if owned or not np.may_share_memory(audio, given) else audio.copy()
     del given
-    for processor in preset.chain:
-        say(processor.kind)
-        clock = time.perf_counter()
-        info = _run_stage(processor, signal, sample_rate, say)
-        new_level = integrated_loudness(signal, sample_rate)
-        change = new_level - level if np.isfinite(new_level) and np.isfinite(level) else None
-        stages.append({"stage": processor.kind, "gain_db": None if change is None else round(change, 3), **info})
-        level = new_level
-        timings[processor.kind] = round(time.perf_counter() - clock, 3)
+    stages, timings, level = _run_chain(preset.chain, signal, sample_rate, before.integrated_lufs, say)
     target = None
     if goal is not None:
         say("loudness and true-peak limiting")

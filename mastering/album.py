@@ -300,6 +300,58 @@ def _album_chain(album_signal, preset, match, auto, goal, say):
     return preset, match, proposal, fit
 
 
+def _fmt2(value, missing="-inf"):
+    """Two decimals (``missing`` for None), and no "-0.00" for a reading a hair under zero."""
+    text = missing if value is None else f"{value:.2f}"
+    return "0.00" if text == "-0.00" else text
+
+
+def summary_lines(summary, explain=False):
+    """The album table of :meth:`Album.summary`'s ``summary`` as text lines: one row per track
+    (its input and output loudness, each relative to the album's target, true peak, limiting),
+    then the album's loudness as one programme; with ``explain``, the shared chain's decisions."""
+    lines = []
+    target, loudest = summary["target"], summary["loudest"]
+    lines.append(f"album: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}, placed by their loud "
+                 f"passages: the densest ({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
+                 f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every other at "
+                 f"most {summary['max_offset_lu']:g} LU under it; true peak <= {target['true_peak_dbtp']:.1f} dBTP")
+    lines.append(f"{'track':<28}{'in LUFS':>9}{'place LU':>9}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
+                 f"  result")
+    for row in summary["rows"]:
+        name = os.path.basename(row["input"])[:27]
+        if row["error"] is not None:
+            lines.append(f"{name:<28}{_fmt2(row['input_lufs'], ''):>9}{_fmt2(row['placed_offset_lu'], ''):>9}"
+                         f"{'':>10}{'':>8}{'':>9}{'':>10}  failed: {row['error']}")
+            continue
+        result = f"-> {row['output']}" if row["output"] else "done"
+        if not row["relation_kept"]:
+            result += f"  ({row['shortfall_lu']:.2f} LU under its place: limiting budget)"
+        lines.append(f"{name:<28}{_fmt2(row['input_lufs']):>9}{_fmt2(row['placed_offset_lu']):>9}"
+                     f"{_fmt2(row['output_lufs']):>10}{_fmt2(row['output_offset_lu']):>8}"
+                     f"{_fmt2(row['true_peak_dbtp']):>9}{_fmt2(row['limiting_lu']):>10}  {result}")
+    out = summary["output_album_lufs"]
+    lines.append(f"album as one programme: {summary['input_album_lufs']:.1f} LUFS in, "
+                 + (f"{out:.1f} LUFS out" + ("" if summary["output_album_tracks"] == summary["tracks"] else
+                                             f" (over the {summary['output_album_tracks']} tracks delivered)")
+                    if out is not None else "nothing delivered"))
+    line = (f"shared chain: {summary['preset']['name']}, each track trimmed to its place (input loudness spread "
+            f"{summary['input_spread_lu']:.1f} LU, placed {summary['placed_spread_lu']:.1f} LU)")
+    if summary["fit"]:
+        line += f"; fitted to {', '.join(summary['fit']['target']['sources'])} on {len(summary['fit']['album_analysis']['tracks'])} tracks"
+    lines.append(line)
+    if explain:
+        for text in summary["chain"]:
+            lines.append(f"  - {text}")
+    for note in summary["notes"]:
+        lines.append(f"note: {note}")
+    if not summary["relations_kept"]:
+        lines.append("not every track kept its place: see the rows above (each report's album.note)")
+    lines.append(f"{summary['mastered']} of {summary['tracks']} mastered"
+                 + (f", {summary['failed']} failed" if summary["failed"] else ""))
+    return lines
+
+
 def placed_offsets(tracks):
     """Each usable track's place (module docstring): ``{index: (musical offset, placed offset)}``
     in LU, the musical one ``(I_i - L95_i) - max_j (I_j - L95_j)`` (at or under 0), the placed one

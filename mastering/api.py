@@ -733,16 +733,10 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     when the encoded file cannot be brought under the ceiling in four encodings;
     :class:`~roomtone.errors.OptionalDependencyError` for ``plot_path`` without matplotlib.
     """
-    output_format(output_path, bit_depth)
-    if plot_path is not None:  # refused before any work: no matplotlib, or a bad place for the PNG
-        from roomtone.mastering.plot import check_plot_path
-
-        check_plot_path(plot_path, input_path, output_path)
-        analysis = True
-    if output_sample_rate is not None:  # refused before any work, the input not even read
-        delivery_sample_rate(output_path, None, output_sample_rate)
-    check_output_path(output_path, input_path, overwrite_input=overwrite_input)
-    reference = match_target(preset, reference, fit_target)  # a bad reference is refused before the input is read
+    reference = _refuse_early(input_path, output_path, bit_depth=bit_depth, output_sample_rate=output_sample_rate,
+                              overwrite_input=overwrite_input, plot_path=plot_path, preset=preset,
+                              reference=reference, fit_target=fit_target)
+    analysis = analysis or plot_path is not None
     fit_target = False
     say = progress or (lambda message: None)
     say("reading")
@@ -769,9 +763,8 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
     if report["resampled_to"] is not None:
         report["resampled_reason"] = ("requested" if output_sample_rate is not None else
                                       f"{codec.name} takes {codec.rates_text()}, not {sample_rate} Hz")
-    report["input"] = str(input_path)
-    report["output"] = str(output_path)
-    report["input_format"] = {"format": info.format, "subtype": info.subtype}
+    report.update(input=str(input_path), output=str(output_path),
+                  input_format={"format": info.format, "subtype": info.subtype})
     if plot_path is not None:
         from roomtone.mastering.plot import write_plot
 
@@ -779,6 +772,22 @@ def master_file(input_path, output_path, *, preset="balanced", platform=None, ta
         write_plot(report, plot_path)
         report["plot"] = str(plot_path)
     return report
+
+
+def _refuse_early(input_path, output_path, *, bit_depth, output_sample_rate, overwrite_input, plot_path, preset,
+                  reference, fit_target):
+    """:func:`master_file`'s checks before the input is read: the output's format, bit depth,
+    rate and path, the plot's place (and matplotlib), the reference. Returns the match target
+    (:func:`match_target`)."""
+    output_format(output_path, bit_depth)
+    if plot_path is not None:  # no matplotlib, or a bad place for the PNG
+        from roomtone.mastering.plot import check_plot_path
+
+        check_plot_path(plot_path, input_path, output_path)
+    if output_sample_rate is not None:
+        delivery_sample_rate(output_path, None, output_sample_rate)
+    check_output_path(output_path, input_path, overwrite_input=overwrite_input)
+    return match_target(preset, reference, fit_target)
 
 
 def _write_pcm(owned, sample_rate, rate_out, output_path, bit_depth, options, say):

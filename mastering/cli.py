@@ -118,87 +118,15 @@ def _print_summary(results):
     click.echo(count_line(results, "mastered"))
 
 
-def _fmt2(value, missing="-inf"):
-    """Two decimals, and no "-0.00" for a reading a hair under zero."""
-    text = fmt(value, 2, missing)
-    return "0.00" if text == "-0.00" else text
-
-
 def _print_album(summary, explain):
-    """The album table: one row per track (its input and output loudness, each relative to the
-    album's target, true peak, limiting), then the album's loudness as one programme."""
-    target, loudest = summary["target"], summary["loudest"]
-    click.echo(f"\nalbum: {summary['tracks']} track{'s' if summary['tracks'] != 1 else ''}, placed by their loud "
-               f"passages: the densest ({os.path.basename(loudest['input'])}, {loudest['input_lufs']:.1f} LUFS in) on "
-               f"{target['integrated_lufs']:.1f} LUFS ({target['platform'] or 'reference loudness'}), every other at "
-               f"most {summary['max_offset_lu']:g} LU under it; true peak <= {target['true_peak_dbtp']:.1f} dBTP")
-    click.echo(f"{'track':<28}{'in LUFS':>9}{'place LU':>9}{'out LUFS':>10}{'rel LU':>8}{'TP dBTP':>9}{'limit LU':>10}"
-               f"  result")
-    for row in summary["rows"]:
-        name = os.path.basename(row["input"])[:27]
-        if row["error"] is not None:
-            click.echo(f"{name:<28}{_fmt2(row['input_lufs'], ''):>9}{_fmt2(row['placed_offset_lu'], ''):>9}"
-                       f"{'':>10}{'':>8}{'':>9}{'':>10}  failed: {row['error']}")
-            continue
-        result = f"-> {row['output']}" if row["output"] else "done"
-        if not row["relation_kept"]:
-            result += f"  ({row['shortfall_lu']:.2f} LU under its place: limiting budget)"
-        click.echo(f"{name:<28}{_fmt2(row['input_lufs']):>9}{_fmt2(row['placed_offset_lu']):>9}"
-                   f"{_fmt2(row['output_lufs']):>10}{_fmt2(row['output_offset_lu']):>8}"
-                   f"{_fmt2(row['true_peak_dbtp']):>9}{_fmt2(row['limiting_lu']):>10}  {result}")
-    out = summary["output_album_lufs"]
-    click.echo(f"album as one programme: {summary['input_album_lufs']:.1f} LUFS in, "
-               + (f"{out:.1f} LUFS out" + ("" if summary["output_album_tracks"] == summary["tracks"] else
-                                           f" (over the {summary['output_album_tracks']} tracks delivered)")
-                  if out is not None else "nothing delivered"))
-    line = (f"shared chain: {summary['preset']['name']}, each track trimmed to its place (input loudness spread "
-            f"{summary['input_spread_lu']:.1f} LU, placed {summary['placed_spread_lu']:.1f} LU)")
-    if summary["fit"]:
-        line += f"; fitted to {', '.join(summary['fit']['target']['sources'])} on {len(summary['fit']['album_analysis']['tracks'])} tracks"
-    click.echo(line)
-    if explain:
-        for text in summary["chain"]:
-            click.echo(f"  - {text}")
-    for note in summary["notes"]:
-        click.echo(f"note: {note}")
-    if not summary["relations_kept"]:
-        click.echo("not every track kept its place: see the rows above (each report's album.note)")
-    click.echo(f"{summary['mastered']} of {summary['tracks']} mastered"
-               + (f", {summary['failed']} failed" if summary["failed"] else ""))
+    """The album table (:func:`roomtone.mastering.album.summary_lines`)."""
+    from roomtone.mastering.album import summary_lines
+
+    click.echo("\n" + "\n".join(summary_lines(summary, explain)))
 
 
 def _is_directory_target(output_path, inputs):
     return len(inputs) > 1 or output_path.endswith(("/", os.sep)) or os.path.isdir(output_path)
-
-
-def _plot_plan(plan, plot_path, directory_target):
-    """``{output: plot path}``: ``plot_path`` itself for one output file; for a folder target,
-    ``plot_path`` is a folder (created) and each plot ``PLOT_DIR/<output name>.png``. Refused
-    before any work: no matplotlib (one line naming the extra), a bad name, a clash with an output."""
-    if not plot_path:
-        return {}
-    from roomtone.mastering.plot import check_plot_path
-
-    if directory_target:
-        if plot_path.lower().endswith(".png"):
-            fail(f"--plot {plot_path}: with a folder of outputs, --plot names a folder (each plot written as "
-                 f"FOLDER/<output name>.png)", 2)
-        try:
-            os.makedirs(plot_path, exist_ok=True)
-        except OSError as exc:
-            fail(f"{plot_path}: cannot create the plot folder ({exc.strerror})", 4)
-        plots = {target: os.path.join(plot_path, os.path.splitext(os.path.basename(target))[0] + ".png")
-                 for _, target in plan}
-    else:
-        if not plot_path.lower().endswith(".png"):
-            fail(f"--plot {plot_path}: a plot is written as PNG; name it .png", 2)
-        plots = {plan[0][1]: plot_path}
-    outputs = {os.path.abspath(target) for _, target in plan}
-    for source, target in plan:
-        if os.path.abspath(plots[target]) in outputs:
-            fail(f"{plots[target]}: the plot path is an output path; choose another", 4)
-        check_plot_path(plots[target], source, target)
-    return plots
 
 
 def _plan(inputs, output_path, fmt_choice):
@@ -334,7 +262,9 @@ def main(inputs, output_path, fmt_choice, preset, platform, target_lufs, ceiling
     if album and report_dir and any(os.path.splitext(os.path.basename(t))[0] == "album" for _, t in plan):
         fail("--album writes the album's report as album.json into --report-dir; an output named album.* "
              "would write its own report there too: rename it or use another folder", 2)
-    plots = _plot_plan(plan, plot_path, directory_target)
+    from roomtone.mastering.plot import plot_paths
+
+    plots = plot_paths(plan, plot_path, directory_target)
     match = _match(preset, references, fit_target)
     from roomtone.audio import read_audio_async
 
@@ -364,7 +294,9 @@ def _demo_plan(output_path, bit_depth, destinations, quiet):
     """``--demo``: OUT checked, then the demo mix synthesized beside it as ``<OUT stem>_mix.wav``
     (the README command can be rerun); the plan ``[(mix, OUT)]``."""
     check_destinations([(None, output_path)], bit_depth, **destinations)
-    mix_path = _write_demo_input(output_path)
+    from roomtone.mastering.demo import write_demo_mix
+
+    mix_path = write_demo_mix(output_path)
     if not quiet:
         click.echo(f"  ... demo mix written to {mix_path}", err=True)
     return [(mix_path, output_path)]
@@ -467,17 +399,6 @@ def _master_album(plan, reading, targeting, rendering, plots, quiet, as_json, re
     elif not quiet:
         _print_album(summary, explain)
     return status
-
-
-def _write_demo_input(output_path):
-    """Synthesize the demo mix beside OUT as ``<OUT stem>_mix.wav`` and return its path."""
-    from roomtone.audio import write_audio
-    from roomtone.mastering.demo import SAMPLE_RATE, demo_track
-
-    stem, _ = os.path.splitext(output_path)
-    mix_path = f"{stem}_mix.wav"
-    write_audio(mix_path, demo_track(), SAMPLE_RATE, bit_depth="24")
-    return mix_path
 
 
 def run():

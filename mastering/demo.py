@@ -4,6 +4,8 @@ It is mixed quietly (about -24 LUFS, peaks well under full scale), like an unmas
 ``master --demo`` has real work to do: +10 dB of loudness under a -1 dBTP ceiling.
 """
 
+import os
+
 import numpy as np
 
 SAMPLE_RATE = 44100
@@ -72,3 +74,14 @@ def demo_track(seconds=12.0, sample_rate=SAMPLE_RATE, seed=7):
             _place(track, start + step, 0.35 * note * _envelope(note_len, sr, 0.005, 0.2), 0.0)
     track *= 10 ** (-9.0 / 20.0) / np.abs(track).max()  # an unmastered bounce: peaks at -9 dBFS
     return track.astype(np.float32)
+
+
+def write_demo_mix(output_path):
+    """Write :func:`demo_track` beside a master's ``output_path`` as ``<OUT stem>_mix.wav`` (24-bit,
+    atomically; rerunning the command rewrites it) and return its path."""
+    from roomtone.audio import write_audio
+
+    stem, _ = os.path.splitext(output_path)
+    mix_path = f"{stem}_mix.wav"
+    write_audio(mix_path, demo_track(), SAMPLE_RATE, bit_depth="24")
+    return mix_path

@@ -18,7 +18,7 @@ import os
 import numpy as np
 
 from roomtone.audio import check_output_path, write_bytes_atomic
-from roomtone.errors import OptionalDependencyError, OutputError
+from roomtone.errors import OptionalDependencyError, OutputError, PresetError
 
 INSTALL_HINT = "pip install 'roomtone[plot]'"
 
@@ -44,6 +44,37 @@ def check_plot_path(plot_path, input_path=None, output_path=None):
     check_output_path(plot_path, input_path)
     if output_path is not None and os.path.abspath(plot_path) == os.path.abspath(os.fspath(output_path)):
         raise OutputError(f"{plot_path}: the plot path is the output path; choose another")
+
+
+def plot_paths(plan, plot_path, folder):
+    """``{output: plot path}`` for a job's ``plan`` (``[(input, output)]``): ``plot_path`` itself
+    for one output file; with a ``folder`` of outputs, ``plot_path`` is a folder (created) and each
+    plot ``PLOT_DIR/<output name>.png``. Refused before any work: no matplotlib
+    (:class:`~roomtone.errors.OptionalDependencyError` naming the extra), a name that does not fit
+    the target (:class:`~roomtone.errors.PresetError`, a bad option), a clash with an output or
+    an unwritable place (:class:`~roomtone.errors.OutputError`). Empty without ``plot_path``."""
+    if not plot_path:
+        return {}
+    if folder:
+        if plot_path.lower().endswith(".png"):
+            raise PresetError(f"--plot {plot_path}: with a folder of outputs, --plot names a folder (each plot "
+                              f"written as FOLDER/<output name>.png)")
+        try:
+            os.makedirs(plot_path, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{plot_path}: cannot create the plot folder ({exc.strerror})") from None
+        plots = {target: os.path.join(plot_path, os.path.splitext(os.path.basename(target))[0] + ".png")
+                 for _, target in plan}
+    else:
+        if not plot_path.lower().endswith(".png"):
+            raise PresetError(f"--plot {plot_path}: a plot is written as PNG; name it .png")
+        plots = {plan[0][1]: plot_path}
+    outputs = {os.path.abspath(target) for _, target in plan}
+    for source, target in plan:
+        if os.path.abspath(plots[target]) in outputs:
+            raise OutputError(f"{plots[target]}: the plot path is an output path; choose another")
+        check_plot_path(plots[target], source, target)
+    return plots
 
 
 def _values(values):

@@ -103,6 +103,91 @@ def in_place_pays(audio):
     return audio.nbytes >= IN_PLACE_MIN_BYTES
 
 
+class _Search:
+    """One :func:`reach_loudness` run's state: the signal, its limiter detector, the latest gain
+    curve, the output built so far and the step count. It holds at most one gain curve and one
+    whole output at a time (memory)."""
+
+    def __init__(self, audio, sample_rate, limiter, detector, *, level, target, max_limiting_lu, bits,
+                 on_candidate):
+        self.audio, self.sample_rate, self.limiter, self.detector = audio, sample_rate, limiter, detector
+        self.level, self.target, self.max_limiting_lu = level, target, max_limiting_lu
+        self.bits, self.on_candidate = bits, on_candidate
+        self.curve = self.out = None
+        self.iterations = 0
+
+    def build(self):
+        """Build the output of the latest curve (not in place), letting the previous one go first."""
+        self.out = _supersede(self.out, self.on_candidate)
+        self.out = _render(self.audio, self.curve, self.bits, False, self.on_candidate)
+
+    def gain_steps(self, gain_db, limiter_ceiling, in_place):
+        """A secant search of the static gain (dB) at one limiter ceiling (dBTP), at most 16 steps,
+        until the reading is within :data:`TOLERANCE_LU` of the target or the limiter takes more
+        than half a LU beyond its budget. The first step meters ``audio * curve`` through the
+        curve; later ones (not ``in_place``) build the output and meter it in full.
+
+        Returns: (gain_db, linear gain, the output's readings or None when none was built, the
+        last reading in LUFS, the limiting in LU)."""
+        history = []  # (gain_db, loudness) at this limiter ceiling
+        after = None
+        for _ in range(16):
+            gain = 10.0 ** (gain_db / 20.0)
+            self.curve = None  # the last step's curve goes before the next is built (memory)
+            self.curve = self.limiter.gain_curve(self.detector, self.sample_rate, pre_gain=gain,
+                                                 ceiling_dbtp=limiter_ceiling)
+            self.curve *= np.float32(gain)
+            if history and not in_place:  # close: build and meter the real output
+                self.build()
+                after = measure(self.out, self.sample_rate)
+                result = after.integrated_lufs
+            else:
+                result = integrated_loudness(self.audio, self.sample_rate, gain=self.curve)  # audio * curve
+            error = self.target - result
+            history.append((gain_db, result))
+            self.iterations += 1
+            limiting_lu = self.level + gain_db - result
+            if limiting_lu > self.max_limiting_lu + 0.5 or abs(error) <= TOLERANCE_LU:
+                break
+            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
+                (g0, r0), (g1, r1) = history[-2], history[-1]
+                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
+            else:
+                gain_db += error
+        return gain_db, gain, after, result, limiting_lu
+
+    def check_settled(self, result, limiting_lu, ceiling):
+        """Raise :class:`TargetUnreachableError` when the search needed more limiting than allowed
+        or stopped further than :data:`ACCEPT_LU` from the target."""
+        target = self.target
+        if limiting_lu > self.max_limiting_lu:
+            raise TargetUnreachableError(
+                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
+                f"(this preset allows {self.max_limiting_lu:g} LU); lower the target, raise the ceiling, "
+                f"or use a preset with more compression", limiting_lu=float(limiting_lu),
+                max_limiting_lu=float(self.max_limiting_lu))
+        if abs(target - result) > ACCEPT_LU:
+            raise TargetUnreachableError(
+                f"the loudness search stopped at {result:.2f} LUFS, {abs(target - result):.2f} LU from the "
+                f"{target:g} LUFS target, after {self.iterations} steps")
+
+    def finish_in_place(self, ceiling, peak_dbtp):
+        """Write the output over the signal: the detector is released and the curve dropped before
+        the output is metered (float output: its true peak is the ``peak_dbtp`` read through the
+        curve). Returns its readings; raises when the quantizer's bound is broken after all."""
+        if hasattr(self.detector, "release"):
+            self.detector.release()
+        self.detector = None
+        self.out = _render(self.audio, self.curve, self.bits, True, self.on_candidate)
+        self.audio = self.curve = None
+        after = measure(self.out, self.sample_rate, true_peak_dbtp=None if self.bits else peak_dbtp)
+        if after.true_peak_dbtp > ceiling or abs(after.integrated_lufs - self.target) > ACCEPT_LU:
+            raise TargetUnreachableError(  # the quantizer's bound forbids it
+                f"the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP "
+                f"against {self.target:g} LUFS under {ceiling:g} dBTP")
+        return after
+
+
 def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=None, limiter=None,
                    detector=None, max_limiting_lu=DEFAULT_MAX_LIMITING_LU, bits=None, on_candidate=None,
                    in_place=False):
@@ -152,75 +237,32 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
         detector = limiter.lazy_detector(audio, sample_rate)
     level = integrated_loudness(audio, sample_rate) if level_lufs is None else float(level_lufs)
     target, ceiling = float(target_lufs), float(ceiling_dbtp)
+    search = _Search(audio, sample_rate, limiter, detector, level=level, target=target,
+                     max_limiting_lu=max_limiting_lu, bits=bits, on_candidate=on_candidate)
+    del audio, detector  # the search holds them (in place, it lets them go)
     # the most quantizing can add to the true peak (linear full scale): 0 for float output
     allowance = (interpolator_gain_bound(peak_interpolator(sample_rate)) * quantization_error_bound(bits)
                  if bits else 0.0)
     limiter_ceiling = ceiling
     gain_db = target - level
-    iterations = 0
     after = worst_dbtp = None
-    out = None
     for attempt in range(4):
-        history = []  # (gain_db, loudness) at this limiter ceiling
-        after = None
-        for step in range(16):
-            gain = 10.0 ** (gain_db / 20.0)
-            curve = None  # the last step's curve goes before the next is built (memory)
-            curve = limiter.gain_curve(detector, sample_rate, pre_gain=gain, ceiling_dbtp=limiter_ceiling)
-            curve *= np.float32(gain)
-            if history and not in_place:  # close: build and meter the real output
-                out = _supersede(out, on_candidate)
-                out = _render(audio, curve, bits, False, on_candidate)
-                after = measure(out, sample_rate)
-                result = after.integrated_lufs
-            else:
-                result = integrated_loudness(audio, sample_rate, gain=curve)  # meters audio * curve
-            error = target - result
-            history.append((gain_db, result))
-            iterations += 1
-            limiting_lu = level + gain_db - result
-            if limiting_lu > max_limiting_lu + 0.5 or abs(error) <= TOLERANCE_LU:
-                break
-            if len(history) >= 2 and history[-1][0] != history[-2][0] and history[-1][1] != history[-2][1]:
-                (g0, r0), (g1, r1) = history[-2], history[-1]
-                gain_db = g1 + error / max((r1 - r0) / (g1 - g0), 0.05)
-            else:
-                gain_db += error
-        if limiting_lu > max_limiting_lu:
-            raise TargetUnreachableError(
-                f"reaching {target:g} LUFS under {ceiling:g} dBTP needs {limiting_lu:.1f} LU of limiting "
-                f"(this preset allows {max_limiting_lu:g} LU); lower the target, raise the ceiling, "
-                f"or use a preset with more compression", limiting_lu=float(limiting_lu),
-                max_limiting_lu=float(max_limiting_lu))
-        if abs(error) > ACCEPT_LU:
-            raise TargetUnreachableError(
-                f"the loudness search stopped at {result:.2f} LUFS, {abs(error):.2f} LU from the "
-                f"{target:g} LUFS target, after {iterations} steps")
-        if in_place:  # the signal is overwritten below: check the true peak through the curve first
-            peak_dbtp = true_peak(audio, sample_rate, gain=curve)
+        gain_db, gain, after, result, limiting_lu = search.gain_steps(gain_db, limiter_ceiling, in_place)
+        search.check_settled(result, limiting_lu, ceiling)
+        if in_place:  # the signal is overwritten: check the true peak through the curve first
+            peak_dbtp = true_peak(search.audio, sample_rate, gain=search.curve)
             worst_dbtp = 20.0 * np.log10(10.0 ** (peak_dbtp / 20.0) + allowance)
             if worst_dbtp > ceiling:
                 limiter_ceiling -= worst_dbtp - ceiling + 0.01
                 continue
-            reduction = _reduction_stats(curve, gain)
-            if hasattr(detector, "release"):
-                detector.release()
-            detector = None
-            out = _render(audio, curve, bits, True, on_candidate)
-            del audio, curve
-            # float output is the very product read through the curve: its true peak is known
-            after = measure(out, sample_rate, true_peak_dbtp=None if bits else peak_dbtp)
-            if after.true_peak_dbtp > ceiling or abs(after.integrated_lufs - target) > ACCEPT_LU:
-                raise TargetUnreachableError(  # the quantizer's bound forbids it
-                    f"the output reads {after.integrated_lufs:.2f} LUFS and {after.true_peak_dbtp:.2f} dBTP "
-                    f"against {target:g} LUFS under {ceiling:g} dBTP")
+            reduction = _reduction_stats(search.curve, gain)
+            after = search.finish_in_place(ceiling, peak_dbtp)
             break
         if after is None:  # the first step landed: build and meter it
-            out = _supersede(out, on_candidate)
-            out = _render(audio, curve, bits, False, on_candidate)
-            after = measure(out, sample_rate)
+            search.build()
+            after = measure(search.out, sample_rate)
         if after.true_peak_dbtp <= ceiling and abs(after.integrated_lufs - target) <= ACCEPT_LU:
-            reduction = _reduction_stats(curve, gain)
+            reduction = _reduction_stats(search.curve, gain)
             break
         limiter_ceiling -= max(after.true_peak_dbtp - ceiling, 0.0) + 0.01
     else:
@@ -228,4 +270,4 @@ def reach_loudness(audio, sample_rate, *, target_lufs, ceiling_dbtp, level_lufs=
             f"after 4 attempts the output reads {result:.2f} LUFS and up to "
             f"{after.true_peak_dbtp if after is not None else worst_dbtp:.2f} dBTP; "
             f"the target is {target:g} LUFS under {ceiling:g} dBTP")
-    return LoudnessResult(out, after, gain_db, limiting_lu, *reduction, iterations)
+    return LoudnessResult(search.out, after, gain_db, limiting_lu, *reduction, search.iterations)

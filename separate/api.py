@@ -197,7 +197,18 @@ def separate(audio, sample_rate, *, stems=FOUR_STEMS, two_stems=None, model=None
         result = {stem: named[stem], wanted[1]: audio - named[stem]}
     else:
         result = {stem: named[stem] for stem in wanted}
-    report = {
+    report = _report(separator, wanted, result, two_stems=two_stems, audio_shape=audio.shape, sample_rate=sample_rate,
+                     rate=rate, segments=(total, segment, overlap), residual_max=residual_max,
+                     seconds=(time.perf_counter() - started, model_seconds))
+    return result, report
+
+
+def _report(separator, wanted, result, *, two_stems, audio_shape, sample_rate, rate, segments, residual_max,
+            seconds):
+    """:func:`separate`'s report (JSON-ready). ``segments``: (count, length, overlap) in samples
+    at the model's ``rate``; ``seconds``: (whole job, model)."""
+    total, segment, overlap = segments
+    return {
         "versions": _versions(),
         "job": "separate",
         "model": separator.name,
@@ -206,17 +217,16 @@ def separate(audio, sample_rate, *, stems=FOUR_STEMS, two_stems=None, model=None
         "residual_stem": wanted[1] if two_stems is not None else separator.stems[-1],
         "sample_rate": sample_rate,
         "model_sample_rate": rate,
-        "channels": int(audio.shape[0]),
-        "samples": int(audio.shape[1]),
+        "channels": int(audio_shape[0]),
+        "samples": int(audio_shape[1]),
         "segments": total,
         "segment_s": round(segment / rate, 3),
         "overlap_s": round(overlap / rate, 3),
         "residual_max": residual_max,
         "peaks": {stem: float(np.abs(y).max()) for stem, y in result.items()},
-        "seconds": round(time.perf_counter() - started, 3),
-        "model_seconds": round(model_seconds, 3),
+        "seconds": round(seconds[0], 3),
+        "model_seconds": round(seconds[1], 3),
     }
-    return result, report
 
 
 def clip_limit(bits):

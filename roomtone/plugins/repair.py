@@ -272,25 +272,11 @@ def find_clicks(score, sample_rate, *, threshold, burst_threshold, isolation, bu
     breaks = np.flatnonzero(np.diff(over) > joins)
     firsts = np.concatenate(([over[0]], over[breaks + 1]))
     lasts = np.concatenate((over[breaks], [over[-1]]))
+    scales = list(zip(widths, means, limits, ratios))
     spans, left = [], 0
     for first, last in zip(firsts.tolist(), lasts.tolist()):
-        best = None
-        impulsive = False
-        for w, m, limit, ratio in zip(widths, means, limits, ratios):
-            a, b = first, last + 1
-            peak = a + int(np.argmax(m[a:b]))
-            if m[peak] <= limit:
-                continue
-            impulsive = True
-            lo, hi = extent_of(ext, peak - w // 2, peak - w // 2 + w - 1, level, bridge, longest)
-            if hi + 1 - lo > longest:
-                continue
-            start, stop = max(0, lo - margin), min(n, hi + 1 + margin)
-            clear0, clear1 = max(0, start - guard - w // 2), min(n, stop + guard + w // 2)
-            around = np.concatenate((m[max(0, clear0 - context):clear0], m[clear1:clear1 + context]))
-            quality = m[peak] / (ratio * float(around.max())) if around.size and around.max() > 0 else np.inf
-            if quality > 1.0 and (best is None or quality > best[0]):
-                best = (quality, start, stop)
+        best, impulsive = _best_span(first, last, scales, ext, level=level, bridge=bridge, longest=longest,
+                                     margin=margin, guard=guard, context=context)
         if best is None:
             left += impulsive
             continue
@@ -300,6 +286,33 @@ def find_clicks(score, sample_rate, *, threshold, burst_threshold, isolation, bu
         else:
             spans.append((start, stop))
     return spans, left
+
+
+def _best_span(first, last, scales, ext, *, level, bridge, longest, margin, guard, context):
+    """:func:`find_clicks`' choice for one group of candidate samples ``first..last``: of the
+    windows ``scales`` (``[(width, mean power, limit, isolation ratio)]``) where the group's peak
+    is over the limit, short enough and isolated, the one where it stands most isolated.
+
+    Returns: ``((quality, start, stop) or None, whether any window found it impulsive)``."""
+    n = ext.size
+    best = None
+    impulsive = False
+    for w, m, limit, ratio in scales:
+        a, b = first, last + 1
+        peak = a + int(np.argmax(m[a:b]))
+        if m[peak] <= limit:
+            continue
+        impulsive = True
+        lo, hi = extent_of(ext, peak - w // 2, peak - w // 2 + w - 1, level, bridge, longest)
+        if hi + 1 - lo > longest:
+            continue
+        start, stop = max(0, lo - margin), min(n, hi + 1 + margin)
+        clear0, clear1 = max(0, start - guard - w // 2), min(n, stop + guard + w // 2)
+        around = np.concatenate((m[max(0, clear0 - context):clear0], m[clear1:clear1 + context]))
+        quality = m[peak] / (ratio * float(around.max())) if around.size and around.max() > 0 else np.inf
+        if quality > 1.0 and (best is None or quality > best[0]):
+            best = (quality, start, stop)
+    return best, impulsive
 
 
 def extent_of(ext, lo, hi, level, bridge, longest):

@@ -471,19 +471,10 @@ HAT_CLOSED, HAT_PEDAL, HAT_OPEN, RIDE, CRASH, CRASH2 = 42, 44, 46, 51, 49, 57
 TOMS = (50, 48, 47, 45, 43, 41)  # high to low floor
 
 
-def drum_part(ticks_per_beat, beats_per_bar, bars, rng, *, first_bar=0, kind=None):
-    """A drum part of ``bars`` bars on the 16th-note grid (bar 0 at tick 0), its groove chosen
-    per song: ``kind`` of :data:`DRUM_KINDS` (``halftime``: the backbeat on beat 3 only; ``disco``:
-    four-on-the-floor under open off-beat hats; ``ride``: ride cymbal 8ths; ``ballad``: side stick,
-    soft hats), a kick syncopation or two, ghost snares at 16th resolution; per bar: a crash on a
-    phrase start (bar ``first_bar + b`` a multiple of the 4- or 8-bar phrase) now and then, a fill
-    of 1-2 beats on snare and toms at some phrase ends, an open hat at some bar ends. Onsets are on
-    the grid exactly; only velocities are humanised. Returns (:class:`Note` s, info dict)."""
-    kind = kind or str(rng.choice(DRUM_KINDS))
-    if kind not in DRUM_KINDS:
-        raise ValueError(f"unknown drum kind {kind!r}; one of {', '.join(DRUM_KINDS)}")
+def _drum_groove(kind, beats_per_bar, rng):
+    """:func:`drum_part`'s per-song groove of ``kind``, drawn from ``rng``: (16th steps a bar, phrase
+    bars, kick key, snare key, hat every n 16ths, cymbal key, kick steps, backbeat steps, ghost-snare steps)."""
     steps = 4 * beats_per_bar
-    sixteenth = ticks_per_beat / 4
     phrase = int(rng.choice((4, 8)))
     kick = int(rng.choice((KICK, KICK2)))
     snare = SIDESTICK if kind == "ballad" else int(rng.choice((SNARE, SNARE2)))
@@ -507,6 +498,23 @@ def drum_part(ticks_per_beat, beats_per_bar, bars, rng, *, first_bar=0, kind=Non
     if hat_every == 1 or kind == "halftime":
         cand = [s for s in range(1, steps, 2) if s not in kick_steps]
         ghosts = [int(s) for s in rng.choice(cand, size=min(len(cand), int(rng.integers(0, 3))), replace=False)]
+    return steps, phrase, kick, snare, hat_every, hat_key, kick_steps, snare_steps, ghosts
+
+
+def drum_part(ticks_per_beat, beats_per_bar, bars, rng, *, first_bar=0, kind=None):
+    """A drum part of ``bars`` bars on the 16th-note grid (bar 0 at tick 0), its groove chosen
+    per song: ``kind`` of :data:`DRUM_KINDS` (``halftime``: the backbeat on beat 3 only; ``disco``:
+    four-on-the-floor under open off-beat hats; ``ride``: ride cymbal 8ths; ``ballad``: side stick,
+    soft hats), a kick syncopation or two, ghost snares at 16th resolution; per bar: a crash on a
+    phrase start (bar ``first_bar + b`` a multiple of the 4- or 8-bar phrase) now and then, a fill
+    of 1-2 beats on snare and toms at some phrase ends, an open hat at some bar ends. Onsets are on
+    the grid exactly; only velocities are humanised. Returns (:class:`Note` s, info dict)."""
+    kind = kind or str(rng.choice(DRUM_KINDS))
+    if kind not in DRUM_KINDS:
+        raise ValueError(f"unknown drum kind {kind!r}; one of {', '.join(DRUM_KINDS)}")
+    sixteenth = ticks_per_beat / 4
+    steps, phrase, kick, snare, hat_every, hat_key, kick_steps, snare_steps, ghosts = _drum_groove(
+        kind, beats_per_bar, rng)
     base = {"kick": 100, "snare": 60 if kind == "ballad" else 104, "ghost": 32, "hat": 78, "crash": 110, "fill": 80}
     hits = {}
 
