@@ -1,8 +1,13 @@
-"""Reading the tensors of a PyTorch checkpoint (``torch.save``'s zip format) as numpy arrays, without
-torch and without executing anything in it.
+"""Reading the tensors of a PyTorch checkpoint (``torch.save``'s zip format, or the legacy format
+of torch before 1.6) as numpy arrays, without torch and without executing anything in it.
 
 A checkpoint is a zip holding ``<name>/data.pkl`` (a pickle of the object saved) and, for torch
-tensors, their raw storages as ``<name>/data/<key>``. Unpickling an arbitrary pickle runs whatever
+tensors, their raw storages as ``<name>/data/<key>``. The legacy format (``torch.save`` with
+``_use_new_zipfile_serialization=False``, and every file written by torch < 1.6, e.g. Resemblyzer's
+``pretrained.pt``) is five pickles and the storages, one after another in one stream: the magic
+number 0x1950a86a20f9469cfc6c, the protocol version 1001, a dict of system facts (byte order, type
+sizes), the object saved, the list of storage keys; then per key, in that order, the element count
+(int64, little-endian) and the raw elements. Unpickling an arbitrary pickle runs whatever
 callables it names, so :class:`RestrictedUnpickler` resolves only the exact globals needed to
 rebuild arrays, each mapped to a builder of our own:
 
@@ -154,14 +159,20 @@ class RestrictedUnpickler(pickle.Unpickler):
             return _ALLOWED[(module, name)]()  # the storage type itself, as a marker
         return found
 
-    def persistent_load(self, pid):
-        # torch: ("storage", storage type, key, location, numel)
+    def _reference(self, pid):
+        """``(storage type, key)`` of a persistent reference: ``("storage", type, key, location,
+        count)``, or the legacy format's with a sixth entry, the view (refused unless None)."""
         if not isinstance(pid, tuple) or len(pid) < 5 or pid[0] != "storage" or not isinstance(pid[1], _Storage):
             raise ModelFileError(f"{self.where}: unknown persistent reference; refused")
-        key = str(pid[2])
+        if len(pid) > 5 and pid[5] is not None:
+            raise ModelFileError(f"{self.where}: a storage view (the legacy torch < 0.4 form); refused")
+        return pid[1], str(pid[2])
+
+    def persistent_load(self, pid):
+        storage, key = self._reference(pid)
         if key not in self.records:
             raise ModelFileError(f"{self.where}: storage {key!r} missing from the archive")
-        return np.frombuffer(self.records[key], dtype=pid[1].dtype).astype(np.dtype(pid[1].dtype).newbyteorder("="))
+        return np.frombuffer(self.records[key], dtype=storage.dtype).astype(np.dtype(storage.dtype).newbyteorder("="))
 
 
 def _resolve(value):
@@ -177,27 +188,98 @@ def _resolve(value):
     return value
 
 
-def loads(data, records=None, *, where="pickle"):
-    """Unpickle ``data`` with :class:`RestrictedUnpickler`; arrays come back as numpy."""
+def _run(unpickler, where):
+    """``unpickler.load()`` with every failure as :class:`ModelFileError`."""
     try:
-        return _resolve(RestrictedUnpickler(io.BytesIO(data), records, where=where).load())
+        return unpickler.load()
     except ModelFileError:
         raise
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
         raise ModelFileError(f"{where}: not a readable checkpoint pickle ({type(exc).__name__}: {exc})") from None
 
 
-def load_checkpoint(source, *, where=None):
-    """The ``{name: numpy array}`` of a torch zip checkpoint: a path, or its bytes.
+def loads(data, records=None, *, where="pickle"):
+    """Unpickle ``data`` with :class:`RestrictedUnpickler`; arrays come back as numpy."""
+    return _resolve(_run(RestrictedUnpickler(io.BytesIO(data), records, where=where), where))
 
-    Raises :class:`ModelFileError` for a file that is not a torch zip, a pickle naming anything but
-    tensor builders, or a top-level object that is not a dict of arrays.
-    """
-    where = where or (source if isinstance(source, str) else "checkpoint")
+
+class _StorageSurvey(RestrictedUnpickler):
+    """The legacy format's object pickle read once for its storages' types and sizes (they come
+    after it in the stream): every storage stands in as zeros of the size its reference declares."""
+
+    def __init__(self, file, *, where):
+        super().__init__(file, where=where)
+        self.storages = {}  # key -> (numpy dtype, element count)
+
+    def persistent_load(self, pid):
+        storage, key = self._reference(pid)
+        dtype, count = np.dtype(storage.dtype), int(pid[4])
+        if count < 0 or count * dtype.itemsize > 16 * MAX_PICKLE_BYTES:
+            raise ModelFileError(f"{self.where}: storage {key!r} declares {count} elements; refused")
+        self.storages[key] = (dtype, count)
+        return np.zeros(count, dtype=dtype)
+
+
+LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL = 1001
+_LEGACY_HEAD = pickle.dumps(LEGACY_MAGIC, protocol=2)  # torch.save writes protocol 2
+
+
+def _small(stream, where):
+    """One of the legacy format's small pickles (no globals are needed to read them)."""
+    return _run(RestrictedUnpickler(stream, where=where), where)
+
+
+def _load_legacy(data, where):
+    """The object of a legacy-format checkpoint (see the module) with its tensors as numpy arrays."""
+    import pickletools
+
+    stream = io.BytesIO(data)
+    if _small(stream, where) != LEGACY_MAGIC:
+        raise ModelFileError(f"{where}: not a torch checkpoint (wrong magic number)")
+    protocol = _small(stream, where)
+    if protocol != LEGACY_PROTOCOL:
+        raise ModelFileError(f"{where}: legacy torch checkpoint of protocol {protocol!r}; only {LEGACY_PROTOCOL} is read")
+    info = _small(stream, where)
+    if not isinstance(info, dict) or info.get("little_endian") is not True:
+        raise ModelFileError(f"{where}: a big-endian or unlabelled legacy torch checkpoint; refused")
+    start = stream.tell()
+    try:  # the object pickle's end, found by parsing its opcodes (nothing is built or called)
+        for _ in pickletools.genops(stream):
+            pass
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: not a readable legacy torch checkpoint ({exc})") from None
+    end = stream.tell()
+    if end - start > MAX_PICKLE_BYTES:
+        raise ModelFileError(f"{where}: the object pickle is {end - start} bytes; refused")
+    keys = _small(stream, where)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ModelFileError(f"{where}: the legacy storage key list is malformed; refused")
+    survey = _StorageSurvey(io.BytesIO(data[start:end]), where=where)
+    _run(survey, where)
+    records, position = {}, stream.tell()
+    for key in keys:
+        if key not in survey.storages:
+            raise ModelFileError(f"{where}: storage {key!r} is listed but never referred to; refused")
+        dtype, count = survey.storages[key]
+        stored = int.from_bytes(data[position:position + 8], "little", signed=True) if position + 8 <= len(data) else -1
+        if stored != count:
+            raise ModelFileError(f"{where}: storage {key!r} holds {stored} elements, its reference says {count}")
+        position += 8
+        size = count * dtype.itemsize
+        if position + size > len(data):
+            raise ModelFileError(f"{where}: storage {key!r} is cut short (the file ends); refused")
+        records[key] = data[position:position + size]
+        position += size
+    return loads(data[start:end], records, where=where)
+
+
+def _load_zip(source, where):
+    """The object of a zip-format checkpoint with its tensors as numpy arrays."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source)
     except (OSError, zipfile.BadZipFile) as exc:
-        raise ModelFileError(f"{where}: not a torch zip checkpoint ({exc})") from None
+        raise ModelFileError(f"{where}: not a torch checkpoint, neither a zip nor the legacy format ({exc})") from None
     with archive:
         pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") or n == "data.pkl"]
         if len(pickles) != 1:
@@ -208,7 +290,38 @@ def load_checkpoint(source, *, where=None):
             raise ModelFileError(f"{where}: data.pkl is {info.file_size} bytes; refused")
         data = archive.read(pickles[0])
         records = {n[len(prefix) + 5:]: archive.read(n) for n in archive.namelist() if n.startswith(prefix + "data/")}
-    tree = loads(data, records, where=where)
+    return loads(data, records, where=where)
+
+
+def load_checkpoint(source, *, where=None, entry=None):
+    """The ``{name: numpy array}`` of a torch checkpoint, zip or legacy format (see the module): a
+    path, or its bytes. ``entry``: the key of the state dict inside a saved dict (Resemblyzer's
+    ``{"step", "model_state", "optimizer_state"}``: ``entry="model_state"``); None: the object saved
+    is the state dict.
+
+    Raises :class:`ModelFileError` for a file that is neither form, a pickle naming anything but
+    tensor builders, or a state dict that is not a dict of arrays.
+    """
+    where = where or (source if isinstance(source, str) else "checkpoint")
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:len(_LEGACY_HEAD)])
+    else:
+        try:
+            with open(source, "rb") as handle:
+                head = handle.read(len(_LEGACY_HEAD))
+        except OSError as exc:
+            raise ModelFileError(f"{where}: unreadable ({exc})") from None
+    if head == _LEGACY_HEAD:
+        if not isinstance(source, (bytes, bytearray)):
+            with open(source, "rb") as handle:
+                source = handle.read()
+        tree = _load_legacy(bytes(source), where)
+    else:
+        tree = _load_zip(source, where)
+    if entry is not None:
+        if not isinstance(tree, dict) or entry not in tree:
+            raise ModelFileError(f"{where}: the checkpoint has no {entry!r} entry")
+        tree = tree[entry]
     if not isinstance(tree, dict) or not all(isinstance(v, np.ndarray) for v in tree.values()):
         raise ModelFileError(f"{where}: the checkpoint is not a dict of tensors")
     return tree

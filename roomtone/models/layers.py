@@ -1,12 +1,16 @@
 """Layers the model jobs share, in Flax NNX. Importing this module imports JAX and Flax: only the
-model modules import it (``*_model.py``, :mod:`roomtone.enhance.dfn3`), and they only from where a
-model is built.
+model modules import it (``*_model.py``, :mod:`roomtone.enhance.dfn3`,
+:mod:`roomtone.separate.speaker_encoder`), and they only from where a model is built.
 
 - :func:`gru_scan`: a GRU over time from precomputed input projections (``jax.lax.scan``), Cho et
   al. 2014 with the reset gate applied to the recurrent projection (the cuDNN/PyTorch variant,
   ONNX's ``linear_before_reset=1``): ``n = tanh(W_n x + r * (U_n h + b_n))``,
   ``h' = (1 - z) n + z h``; the gates' order in the weights is ``r, z, n`` (ours) or ``z, r, n``
   (PyTorch's and ONNX's, :class:`roomtone.enhance.dfn3.GRU`). The one GRU of the suite.
+- :func:`lstm_scan`: an LSTM over time from precomputed input projections (``jax.lax.scan``),
+  Hochreiter & Schmidhuber 1997 with the forget gate of Gers et al. 2000, no peepholes (PyTorch's
+  and cuDNN's ``nn.LSTM``): ``c' = f c + i g``, ``h' = o tanh(c')``, gates in PyTorch's order
+  ``i, f, g, o``. The one LSTM of the suite (the speaker encoder's).
 - :class:`BiGRU`: a bidirectional GRU layer (forward and backward over the frames, outputs
   concatenated), the unit of the enhance denoiser and the separator.
 """
@@ -41,6 +45,38 @@ def gru_scan(x_proj, w_h, b_h, reverse=False, *, h0=None, gates="rzn", precision
         h0 = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
     h, hs = jax.lax.scan(step, h0, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
     return jnp.swapaxes(hs, 0, 1), h
+
+
+def lstm_scan(x_proj, w_h, reverse=False, *, h0=None, c0=None, precision=None):
+    """LSTM over time from the input projections ``x_proj`` (``W x + b_i + b_h`` for every frame,
+    gates in PyTorch's order ``i, f, g, o``) and the recurrent weights ``w_h`` in the same order, from
+    the state ``(h0, c0)`` (None: zeros), backwards over the frames with ``reverse``; ``precision``:
+    the recurrent product's (``jax.lax.Precision``; None: JAX's default)::
+
+        i, f, o = sigmoid(x_i + h U_i), sigmoid(x_f + h U_f), sigmoid(x_o + h U_o)
+        g = tanh(x_g + h U_g);  c' = f c + i g;  h' = o tanh(c')
+
+    Shape: x_proj (batch, frames, 4H), w_h (H, 4H), h0 and c0 (batch, H) -> (outputs (batch,
+    frames, H), (last h (batch, H), last c (batch, H)))."""
+    hidden = w_h.shape[0]
+    if x_proj.shape[-1] != 4 * hidden:
+        raise ValueError(f"input projections of {x_proj.shape[-1]} features; an LSTM of {hidden} needs {4 * hidden}")
+
+    def step(state, xp):
+        h, c = state
+        z = xp + jnp.matmul(h, w_h, precision=precision)
+        i = jax.nn.sigmoid(z[:, :hidden])
+        f = jax.nn.sigmoid(z[:, hidden:2 * hidden])
+        g = jnp.tanh(z[:, 2 * hidden:3 * hidden])
+        o = jax.nn.sigmoid(z[:, 3 * hidden:])
+        c = f * c + i * g
+        h = o * jnp.tanh(c)
+        return (h, c), h
+
+    zeros = jnp.zeros((x_proj.shape[0], hidden), x_proj.dtype)
+    state = (zeros if h0 is None else h0, zeros if c0 is None else c0)
+    last, hs = jax.lax.scan(step, state, jnp.swapaxes(x_proj, 0, 1), reverse=reverse)
+    return jnp.swapaxes(hs, 0, 1), last
 
 
 class BiGRU(nnx.Module):
