@@ -291,29 +291,44 @@ created if missing.
     policy (before the input is read), an unwritable folder or a failed write.
     """
     wanted, _ = resolve(stems, two_stems, model, weights)
+
+    def work(audio, sample_rate):
+        return separate(audio, sample_rate, stems=stems, two_stems=two_stems, model=model, weights=weights,
+                        progress=progress)
+
+    return write_stem_set(input_path, output_dir, wanted, work, bit_depth=bit_depth, clip=clip, fmt=fmt,
+                          progress=progress)
+
+
+def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip=None, fmt="wav", progress=None,
+                   texts=()):
+    """Read ``input_path``, split it with ``work(audio, sample_rate) -> ({name: (channels, samples)},
+    report)`` and write ``DIR/<input name>/<name>.<fmt>`` for each name it returns (``names``: all it
+    may return, each checked before any work), atomically as a set
+    (every file to a temporary one beside its target, all renamed only when all were written; on any
+    failure or interrupt they are removed, and the folders if this call created them). ``texts``:
+    file names (in the same folder) of text files ``work``'s report carries under
+    ``report["texts"][name]``, written atomically after the audio (and removed with the set on failure).
+
+    The checks of the bit depth, the clipping policy (:func:`apply_clip_policy`) and the format come
+    before the input is read. Returns the report with ``input``, ``input_format``, ``outputs``,
+    ``bit_depth``, ``dither`` and ``clip`` added."""
+    from roomtone.audio import write_text_atomic
+
     apply_clip_policy({}, bit_depth, clip)  # checks the options before any work
-    paths = stem_paths(input_path, output_dir, wanted, fmt)
+    paths = stem_paths(input_path, output_dir, names, fmt)
     output_format(next(iter(paths.values())), bit_depth)  # a format or depth not written: before any work
     folder = os.path.dirname(next(iter(paths.values())))
-    created = []  # the folders this call made, innermost last
-    for path in (os.fspath(output_dir), folder):
-        if not os.path.isdir(path):
-            try:
-                os.mkdir(path)
-            except OSError as exc:
-                for made in reversed(created):
-                    os.rmdir(made)
-                raise OutputError(f"{path}: cannot create the output folder ({exc.strerror})") from None
-            created.append(path)
+    text_paths = {name: os.path.join(folder, name) for name in texts}
+    created = _make_folders((os.fspath(output_dir), folder))
     pending = []
     try:
-        for path in paths.values():
+        for path in [*paths.values(), *text_paths.values()]:
             check_output_path(path, input_path)
         say = progress or (lambda message: None)
         say("reading")
         audio, sample_rate, info = read_audio(input_path)
-        result, report = separate(audio, sample_rate, stems=stems, two_stems=two_stems, model=model, weights=weights,
-                                  progress=progress)
+        result, report = work(audio, sample_rate)
         del audio
         result, clip_info = apply_clip_policy(result, bit_depth, clip)
         say("writing")
@@ -324,15 +339,16 @@ created if missing.
             pending.append(PendingWrite(paths[stem], y, sample_rate, str(bit_depth)))
         for item in pending:  # wait for every write before any rename
             item.wait()
-        if progress is not None:
-            progress("committing")
+        say("committing")
         for item in pending:
             item.commit()
+        for name, path in text_paths.items():
+            write_text_atomic(path, report["texts"].pop(name))
     except BaseException:
         for item in pending:
             item.discard()  # after a commit there is nothing left to remove
         if folder in created:  # a folder this call made holds only its own files: leave nothing
-            for path in paths.values():
+            for path in [*paths.values(), *text_paths.values()]:
                 if os.path.exists(path):
                     os.unlink(path)
         for made in reversed(created):
@@ -341,10 +357,27 @@ created if missing.
             except OSError:
                 pass
         raise
+    report.pop("texts", None)
     report["input"] = str(input_path)
     report["input_format"] = {"format": info.format, "subtype": info.subtype}
-    report["outputs"] = dict(paths)
+    report["outputs"] = {**{stem: paths[stem] for stem in result}, **text_paths}
     report["bit_depth"] = str(bit_depth)
     report["dither"] = "tpdf" if bits else None
     report["clip"] = clip_info
     return report
+
+
+def _make_folders(paths):
+    """Create each missing folder of ``paths`` (outermost first); returns those this call made.
+    On a failure the ones made are removed and :class:`OutputError` names the folder."""
+    created = []
+    for path in paths:
+        if not os.path.isdir(path):
+            try:
+                os.mkdir(path)
+            except OSError as exc:
+                for made in reversed(created):
+                    os.rmdir(made)
+                raise OutputError(f"{path}: cannot create the output folder ({exc.strerror})") from None
+            created.append(path)
+    return created

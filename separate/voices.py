@@ -1,0 +1,417 @@
+"""Splitting a recording of several voices into one track per speaker, with the turns (who spoke
+when): the ``separate --speakers`` job (:func:`speakers`).
+
+The pipeline, on each channel of the input (the turns found once, on the mono mix):
+
+1. Voice activity (:mod:`roomtone.separate.vad`), speaker embeddings over short windows
+   (:mod:`roomtone.separate.speaker_encoder`), clustering and re-segmentation
+   (:mod:`roomtone.separate.diarize`): the turns, as 10 ms activity per speaker (overlaps
+   included).
+2. The separation model (:mod:`roomtone.separate.speakers_net`) at 16 kHz, on segments of
+   :data:`~roomtone.separate.speakers_net.SEGMENT_S` cross-faded together: two voices and a
+   residual (noise) per segment, the voices in no fixed order.
+3. Assembly (:func:`assign_segment`): in each segment, the two speakers the turns find most active
+   take the model's two voices, ordered by which voice holds each speaker's solo frames; where the
+   turns say one speaker talks alone, that speaker takes both voices (the model is trusted only
+   where voices overlap); a third speaker active in the segment takes its solo frames from both.
+   Gates are 10 ms activity smoothed over :data:`GATE_MS`.
+4. Back at the input's rate: whatever the 16 kHz outputs do not hold (the band above 8 kHz, the
+   resampler's error) is shared among the tracks and the residual by their short-time energy.
+
+The speaker tracks and the residual sum to the input (to float32 rounding): nothing is lost.
+
+Shape: audio (channels, samples) float32; tracks (speakers, channels, samples); residual
+(channels, samples).
+"""
+
+import os
+import time
+
+import numpy as np
+
+from roomtone.models.apply import segment_starts, segment_weights
+
+FRAME_S = 0.01  # the turns' activity resolution
+GATE_MS = 20.0  # activity edges smoothed over this (no clicks at a turn)
+SHARE_MS = 20.0  # the energy window that shares the band above the model's
+
+
+def _smooth(x, width):
+    """Centred moving mean over ``width`` samples along the last axis, edges cut. Shape kept."""
+    if width <= 1:
+        return x.astype(np.float32)
+    pad = [(0, 0)] * (x.ndim - 1) + [(width // 2, width - 1 - width // 2)]
+    padded = np.pad(x.astype(np.float64), pad, mode="edge")
+    csum = np.cumsum(padded, axis=-1)
+    csum = np.concatenate([np.zeros(x.shape[:-1] + (1,)), csum], axis=-1)
+    return ((csum[..., width:] - csum[..., :-width]) / width).astype(np.float32)
+
+
+def sample_gates(activity, start, stop, sample_rate, frame_s=FRAME_S):
+    """Per-sample gates in [0, 1] of the speakers' 10 ms ``activity`` (speakers, frames) bool over
+    samples ``start..stop``, edges smoothed over :data:`GATE_MS`. Shape: (speakers, stop - start)."""
+    hop = frame_s * sample_rate
+    margin = int(GATE_MS * 1e-3 * sample_rate)
+    lo, hi = max(0, start - margin), stop + margin
+    frames = np.minimum((np.arange(lo, hi) / hop).astype(np.int64), activity.shape[1] - 1)
+    raw = activity[:, frames].astype(np.float32)
+    gates = _smooth(raw, max(1, int(GATE_MS * 1e-3 * sample_rate)))
+    return gates[:, start - lo:start - lo + (stop - start)]
+
+
+def assign_segment(voices, gates):
+    """One segment's speaker tracks from the model's voices.
+
+    Args:
+        voices: (2, samples) the model's two voice outputs, in no fixed order.
+        gates: (speakers, samples) each speaker's smoothed activity (:func:`sample_gates`).
+    Returns: (speakers, samples) float32; the tracks sum to ``voices.sum(0)``.
+    """
+    speakers, n = gates.shape
+    out = np.zeros((speakers, n), np.float32)
+    both = voices[0] + voices[1]
+    if speakers == 0:
+        return out
+    ranked = np.argsort(-gates.sum(axis=1), kind="stable")
+    if speakers == 1 or gates[ranked[1]].sum() == 0.0:
+        out[ranked[0]] = both
+        return out
+    a, b = int(ranked[0]), int(ranked[1])
+    # solo_k: speaker k talks and no one else does (products of the soft gates)
+    silent = 1.0 - gates
+    solo = np.stack([gates[k] * np.prod(np.delete(silent, k, axis=0), axis=0) for k in range(speakers)])
+    energy = voices.astype(np.float64) ** 2
+    score = energy @ solo[[a, b]].T.astype(np.float64)  # (voice, a|b): a voice's energy where each talks alone
+    ja = 0 if score[0, 0] + score[1, 1] >= score[1, 0] + score[0, 1] else 1
+    rest = 1.0 - solo.sum(axis=0)  # overlap or silence: the model's voices as they are
+    out[:] = solo * both
+    out[a] += rest * voices[ja]
+    out[b] += rest * voices[1 - ja]
+    return out
+
+
+def separate_channel(run, x16, activity, *, segment, overlap, batch=4, progress=None):
+    """One channel at 16 kHz through the model, segment by segment, assembled into tracks.
+
+    Args:
+        run: ``callable(block (items, segment)) -> (items, 3, segment)`` (two voices, residual).
+        x16: (samples,) float32 at 16 kHz.
+        activity: (speakers, frames) bool at :data:`FRAME_S`.
+    Returns: (tracks (speakers, samples), residual (samples,)) float32; they sum to ``x16``
+    within the model's reconstruction (float32 rounding and the STFT's, about -100 dB).
+    """
+    n = x16.size
+    speakers = activity.shape[0]
+    segment = min(segment, n)
+    overlap = min(overlap, segment // 2)
+    starts = segment_starts(n, segment, segment - overlap)
+    weights, total = segment_weights(n, segment, starts, overlap)
+    tracks = np.zeros((speakers, n), np.float32)
+    residual = np.zeros(n, np.float32)
+    for first in range(0, len(starts), batch):
+        group = starts[first:first + batch]
+        block = np.zeros((batch, segment), np.float32)
+        for j, s in enumerate(group):
+            piece = x16[s:s + segment]
+            block[j, :piece.size] = piece
+        out = run(block)
+        for j, s in enumerate(group):
+            stop = min(s + segment, n)
+            w = weights[s][:stop - s]
+            gates = sample_gates(activity, s, stop, 16000)
+            tracks[:, s:stop] += assign_segment(out[j, :2, :stop - s], gates) * w
+            residual[s:stop] += out[j, 2, :stop - s] * w
+        if progress is not None:
+            progress(min(first + batch, len(starts)), len(starts))
+    tracks /= total
+    residual /= total
+    return tracks, residual
+
+
+def share_remainder(remainder, parts, sample_rate):
+    """Add ``remainder`` (samples,) to ``parts`` (k, samples) in place, shared by the parts'
+    short-time energy (over :data:`SHARE_MS`; equally where all are silent)."""
+    width = max(1, int(SHARE_MS * 1e-3 * sample_rate))
+    energy = _smooth(parts.astype(np.float64) ** 2, width).astype(np.float64) + 1e-20
+    parts += (remainder * (energy / energy.sum(axis=0, keepdims=True))).astype(np.float32)
+    return parts
+
+
+# ------------------------------------------------------------------ speaker embeddings without the wheel
+
+MFCC = 20  # cepstra kept (c0, the level, left out)
+
+
+class MelStatsEncoder:
+    """The speaker embedding when no GE2E weights are installed (ours, untrained): per window, the
+    mean and standard deviation of 19 mel cepstra (c1..c19 of the GE2E front end's 40 log-mel
+    bands, DCT-II), standardised over the recording's windows and scaled to unit length, as the
+    pre-neural diarization systems did (e.g. the BIC/GMM era's MFCC statistics). It separates
+    voices of different timbre; the GE2E encoder separates many more (``bench_speakers.py``)."""
+
+    name = "mel-stats"
+    sample_rate = 16000
+
+    def embed_windows(self, wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
+        """As :meth:`roomtone.separate.speaker_encoder.SpeakerEncoder.embed_windows`.
+        Shape: (samples,) -> (starts_s (n,), embeddings (n, 38) float32)."""
+        from roomtone.separate.speaker_encoder import HOP, _mel_span, frame_count
+        from roomtone.separate.speaker_encoder import _mono_16k
+
+        wav = _mono_16k(wav, sample_rate, "speaker windows")
+        frames = frame_count(wav.size)
+        window = max(1, int(round(window_s * 16000 / HOP)))
+        hop = max(1, int(round(hop_s * 16000 / HOP)))
+        count = 1 + max(0, -(-(frames - window) // hop))
+        mel = np.log(_mel_span(wav, 0, frames).astype(np.float64) + 1e-6)
+        bands = mel.shape[1]
+        k = np.arange(bands)
+        dct = np.cos(np.pi / bands * (k[None, :] + 0.5) * np.arange(1, MFCC)[:, None])  # (19, 40)
+        cep = mel @ dct.T  # (frames, 19)
+        out = np.empty((count, 2 * (MFCC - 1)), np.float64)
+        for i in range(count):
+            part = cep[i * hop:i * hop + window]
+            out[i, :MFCC - 1] = part.mean(axis=0)
+            out[i, MFCC - 1:] = part.std(axis=0)
+        out = (out - out.mean(axis=0)) / (out.std(axis=0) + 1e-9)
+        out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
+        return np.arange(count) * hop * (HOP / 16000), out.astype(np.float32)
+
+
+def load_embedder(path=None):
+    """The GE2E encoder (:func:`roomtone.separate.speaker_encoder.load_encoder`) when its weights are
+    found, else :class:`MelStatsEncoder`; ``path`` given and unreadable raises."""
+    from roomtone.errors import ModelUnavailableError, OptionalDependencyError
+    from roomtone.separate import speaker_encoder
+
+    try:
+        return speaker_encoder.load_encoder(path)
+    except (ModelUnavailableError, OptionalDependencyError):
+        if path is not None:
+            raise
+        return MelStatsEncoder()
+
+
+# ------------------------------------------------------------------ the job
+
+WINDOW_S = 1.5  # embedding windows, every HOP_S
+HOP_S = 0.75
+# the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
+# of the training speakers (benchmarks/bench_speakers.py --tune)
+DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.6, "mel-stats": 0.6}
+OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
+OVERLAP_SHARE = 0.1  # ... and holds at least this share of the frame's energy
+OVERLAP_MEDIAN_FRAMES = 11  # median filter of the overlap decision (110 ms)
+
+
+class SpeakerSplit(tuple):
+    """What :func:`speakers` returns: ``(tracks, turns, residual, report)``; ``tracks`` (speakers,
+    channels, samples) float32, ``turns`` a list of :class:`roomtone.separate.diarize.Turn`
+    (speakers named ``speaker_1``...), ``residual`` (channels, samples) what no speaker holds
+    (noise, room tone); tracks and residual sum to the input."""
+
+    def __new__(cls, tracks, turns, residual, report):
+        return super().__new__(cls, (tracks, turns, residual, report))
+
+    tracks = property(lambda self: self[0])
+    turns = property(lambda self: self[1])
+    residual = property(lambda self: self[2])
+    report = property(lambda self: self[3])
+
+
+def _frame_energy(x, frame):
+    """Energy per ``frame``-sample frame (the last one partial). Shape: (..., n) -> (..., frames)."""
+    frames = -(-x.shape[-1] // frame)
+    padded = np.zeros(x.shape[:-1] + (frames * frame,), np.float64)
+    padded[..., :x.shape[-1]] = x
+    return np.sum(padded.reshape(x.shape[:-1] + (frames, frame)) ** 2, axis=-1)
+
+
+def overlap_frames(run, x16, speech, *, segment, overlap, batch=4, progress=None):
+    """Per 10 ms frame, whether two voices talk at once: the model's two voices both hold energy
+    (the weaker within :data:`OVERLAP_RATIO_DB` of the stronger and at least :data:`OVERLAP_SHARE`
+    of the frame's), in speech, median-filtered. Shape: x16 (samples,), speech (frames,) -> (frames,) bool."""
+    n = x16.size
+    frame = int(FRAME_S * 16000)
+    segment = min(segment, n)
+    overlap = min(overlap, segment // 2)
+    starts = segment_starts(n, segment, segment - overlap)
+    frames = speech.size
+    flags = np.zeros(frames, bool)
+    for first in range(0, len(starts), batch):
+        group = starts[first:first + batch]
+        block = np.zeros((batch, segment), np.float32)
+        for j, s in enumerate(group):
+            piece = x16[s:s + segment]
+            block[j, :piece.size] = piece
+        out = run(block)
+        for j, s in enumerate(group):
+            stop = min(s + segment, n)
+            e = _frame_energy(out[j, :2, :stop - s], frame)
+            mix = _frame_energy(block[j, :stop - s], frame) + 1e-12
+            weak, strong = e.min(axis=0), e.max(axis=0) + 1e-12
+            both = (weak / strong >= 10.0 ** (OVERLAP_RATIO_DB / 10.0)) & (weak / mix >= OVERLAP_SHARE)
+            f0 = s // frame
+            count = min(both.size, frames - f0)
+            flags[f0:f0 + count] = both[:count]
+        if progress is not None:
+            progress(min(first + batch, len(starts)), len(starts))
+    flags &= speech
+    half = OVERLAP_MEDIAN_FRAMES // 2
+    padded = np.pad(flags.astype(np.int32), half)
+    window_sum = np.convolve(padded, np.ones(OVERLAP_MEDIAN_FRAMES, np.int32), mode="valid")
+    return (window_sum > half) & speech
+
+
+def activity_matrix(turns, names, frames, frame_s=FRAME_S):
+    """(speakers, frames) bool: speaker ``names[k]`` talks in the frame (its turns, overlaps included)."""
+    out = np.zeros((len(names), frames), bool)
+    index = {name: k for k, name in enumerate(names)}
+    for turn in turns:
+        lo = int(round(turn.start_s / frame_s))
+        hi = int(round((turn.start_s + turn.duration_s) / frame_s))
+        out[index[turn.speaker], max(0, lo):min(frames, hi)] = True
+    return out
+
+
+def _to_16k(x, sample_rate):
+    from roomtone.resample import resample
+
+    x = np.asarray(x, np.float32)
+    return x if sample_rate == 16000 else resample(x[None], sample_rate, 16000)[0]
+
+
+def _from_16k(x, sample_rate, samples):
+    """(k, samples_16k) back at ``sample_rate``, cut or zero-extended to ``samples``."""
+    from roomtone.resample import resample
+
+    y = x if sample_rate == 16000 else resample(np.ascontiguousarray(x, np.float32), 16000, sample_rate)
+    out = np.zeros((x.shape[0], samples), np.float32)
+    out[:, :min(samples, y.shape[1])] = y[:, :samples]
+    return out
+
+
+def find_turns(mono16, run, embedder, *, n="auto", segment, overlap, say):
+    """The turns of a 16 kHz mono mix: voice activity, overlap from the model's voices, window
+    embeddings, clustering. Returns (turns named ``speaker_1``..., speaker names in order, frames)."""
+    from roomtone.separate.diarize import Turn, diarize
+    from roomtone.separate.vad import voice_activity
+
+    say("voice activity")
+    _, speech = voice_activity(mono16, 16000)
+    say("overlapped speech")
+    both = overlap_frames(run, mono16, speech, segment=segment, overlap=overlap,
+                          progress=lambda done, count: say(f"overlap segment {done} of {count}"))
+    say("speaker embeddings")
+    starts_s, embeddings = embedder.embed_windows(mono16, 16000, window_s=WINDOW_S, hop_s=HOP_S)
+    threshold = DISTANCE_THRESHOLDS.get(getattr(embedder, "name", ""), 0.6)
+    say("clustering")
+    turns = diarize(embeddings, starts_s, WINDOW_S, speech, FRAME_S, n=n, second_speaker=both,
+                    distance_threshold=threshold)
+    names = sorted({t.speaker for t in turns}, key=lambda s: int(s.replace("speaker", "")))
+    if isinstance(n, int) and len(names) < n:  # a fixed count: speakers with no turn get silent tracks
+        names += [f"speaker{k}" for k in range(n) if f"speaker{k}" not in names]
+    rename = {old: f"speaker_{k + 1}" for k, old in enumerate(names)}
+    turns = sorted(Turn(t.start_s, t.duration_s, rename[t.speaker]) for t in turns)
+    if not names:  # no speech at all: one silent speaker
+        rename = {"speaker0": "speaker_1"}
+    return turns, list(rename.values()), speech.size, float(both.mean()) if both.size else 0.0
+
+
+def speakers(audio, sample_rate, *, n="auto", separator=None, embedder=None, progress=None):
+    """Split a recording of several voices into one track per speaker, and say who spoke when.
+
+    Args:
+        audio: (channels, samples) float (mono or more channels; each channel split alike).
+        sample_rate: Hz, from 8000.
+        n: ``"auto"`` (1 to 6 speakers found) or the number of speakers.
+        separator: the separation model (:class:`roomtone.separate.speakers_net.SpeakerSeparator`;
+            default the shipped one); embedder: the speaker embedding (default :func:`load_embedder`).
+        progress: optional ``callable(str)`` told of each stage.
+
+    Returns: :class:`SpeakerSplit` ``(tracks, turns, residual, report)``.
+
+    Example::
+
+        tracks, turns, residual, report = speakers(audio, 48000, n=2)
+    """
+    from roomtone.audio import validate_audio
+    from roomtone.separate import speakers_net
+
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    audio = validate_audio(audio, sample_rate)
+    sample_rate = int(sample_rate)
+    if sample_rate < 8000:
+        from roomtone.errors import InvalidAudioError
+
+        raise InvalidAudioError(f"sample rate {sample_rate} Hz: speakers are split from 8000 Hz up")
+    if n != "auto" and not (isinstance(n, (int, np.integer)) and 1 <= int(n) <= 6):
+        from roomtone.errors import PresetError
+
+        raise PresetError(f"speakers n={n!r}: 'auto' or a whole number from 1 to 6")
+    n = n if n == "auto" else int(n)
+    say("loading the speaker models")
+    separator = separator or speakers_net.SpeakerSeparator()
+    embedder = embedder or load_embedder()
+    segment = int(speakers_net.SEGMENT_S * 16000)
+    overlap = int(speakers_net.OVERLAP_S * 16000)
+    channels, samples = audio.shape
+    mono16 = _to_16k(audio.mean(axis=0), sample_rate)
+    turns, names, frames, overlap_share = find_turns(mono16, separator, embedder, n=n, segment=segment,
+                                                    overlap=overlap, say=say)
+    del mono16
+    activity = activity_matrix(turns, names, frames)
+    tracks = np.zeros((len(names), channels, samples), np.float32)
+    residual = np.zeros((channels, samples), np.float32)
+    for c in range(channels):
+        say(f"separating channel {c + 1} of {channels}")
+        x16 = _to_16k(audio[c], sample_rate)
+        t16, r16 = separate_channel(separator, x16, activity[:, :-(-x16.size // 160)], segment=segment,
+                                    overlap=overlap)
+        parts = _from_16k(np.concatenate([t16, r16[None]]), sample_rate, samples)
+        share_remainder(audio[c] - parts.sum(axis=0), parts, sample_rate)
+        tracks[:, c], residual[c] = parts[:-1], parts[-1]
+    from roomtone.separate.diarize import speaker_times
+
+    times = speaker_times(turns)
+    report = {"job": "separate", "mode": "speakers", "speakers": len(names), "names": names,
+              "count": "auto" if n == "auto" else "fixed", "embedding": getattr(embedder, "name", "?"),
+              "separator": speakers_net.KIND, "sample_rate": sample_rate, "channels": channels, "samples": samples,
+              "speech_s": {k: round(float(times["speech_s"].get(k, 0.0)), 2) for k in names},
+              "overlap_share": round(float(times["overlap_share"]), 4),
+              "overlap_frames_share": round(overlap_share, 4),
+              "residual_rms_dbfs": _rms_dbfs(residual), "turns": len(turns),
+              "seconds": round(time.perf_counter() - started, 3)}
+    return SpeakerSplit(tracks, turns, residual, report)
+
+
+def _rms_dbfs(x):
+    rms = float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+    return round(20.0 * np.log10(rms), 2) if rms > 0 else None
+
+
+def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=None, fmt="wav", separator=None,
+                  embedder=None, progress=None):
+    """Split a file by speaker into ``DIR/<input name>/speaker_1.wav ... speaker_N.wav``, the
+    ``residual.wav`` (what no speaker holds: noise, room tone; with the tracks it sums to the
+    input) and ``turns.rttm`` (NIST RTTM, overlaps included), as one set written atomically
+    (:func:`roomtone.separate.api.write_stem_set`). Same rate, length and channels as the input.
+
+    Returns the report of :func:`speakers` with ``input``, ``outputs``, ``clip``... added. Raises as
+    :func:`speakers` and :func:`~roomtone.separate.api.write_stem_set`."""
+    from roomtone.separate.api import write_stem_set
+    from roomtone.separate.rttm import rttm_text
+
+    file_id = os.path.splitext(os.path.basename(os.fspath(input_path)))[0].replace(" ", "_") or "recording"
+    names = [f"speaker_{k + 1}" for k in range(6)]  # the most there can be; those not found are not written
+
+    def work(audio, sample_rate):
+        result = speakers(audio, sample_rate, n=n, separator=separator, embedder=embedder, progress=progress)
+        stems = dict(zip(result.report["names"], result.tracks))
+        stems["residual"] = result.residual
+        report = dict(result.report, texts={"turns.rttm": rttm_text(result.turns, file_id)})
+        return stems, report
+
+    return write_stem_set(input_path, output_dir, names + ["residual"], work, bit_depth=bit_depth, clip=clip,
+                          fmt=fmt, progress=progress, texts=("turns.rttm",))
