@@ -135,7 +135,7 @@ def _at_rate(x, rate):
     return x if rate == RATE else resample(np.atleast_2d(x).astype(np.float32), RATE, rate)[0]
 
 
-def turns_table(sets, items, seed, thresholds):
+def turns_table(sets, items, seed, thresholds, embeddings=("ge2e", "mel-stats")):
     from roomtone.separate import speakers_net, voices
     from roomtone.separate.diarize import Turn, diarization_error_rate
     from roomtone.separate.vad import voice_activity
@@ -143,6 +143,7 @@ def turns_table(sets, items, seed, thresholds):
     by, noises, rirs = _pools()
     separator = speakers_net.SpeakerSeparator()
     embedders = {"ge2e": voices.load_embedder(), "mel-stats": voices.MelStatsEncoder()}
+    embedders = {k: v for k, v in embedders.items() if k in embeddings}
     rows = []
     for name in sets:
         rng = np.random.default_rng(seed + SETS.index(name))
@@ -152,7 +153,7 @@ def turns_table(sets, items, seed, thresholds):
                  for i in range(items)]
         rate = {"rooms": 48000, "phone": 8000}.get(name, RATE)
         for embed_name, embedder in embedders.items():
-            for threshold in thresholds:
+            for threshold in thresholds or [voices.DISTANCE_THRESHOLDS[embedder.name]]:
                 voices.DISTANCE_THRESHOLDS[embedder.name] = threshold
                 ders, right, base, seconds = [], 0, [], 0.0
                 for mix, sources, ref in convs:
@@ -251,18 +252,16 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=28)
     p.add_argument("--thresholds", default=None, help="speaker-count thresholds to try (default: the shipped)")
     p.add_argument("--no-separation", action="store_true")
+    p.add_argument("--embeddings", default="ge2e,mel-stats", help="speaker embeddings to score (ge2e, mel-stats)")
     p.add_argument("--json", help="write the tables here")
     args = p.parse_args(argv)
     from roomtone.separate import voices
 
-    thresholds = ([float(t) for t in args.thresholds.split(",")] if args.thresholds
-                  else [None])
-    out = {"command": " ".join(sys.argv)}
+    thresholds = [float(t) for t in args.thresholds.split(",")] if args.thresholds else None
+    out = {"command": " ".join(sys.argv), "thresholds": dict(voices.DISTANCE_THRESHOLDS)}
     if not args.no_separation:
         out["separation"] = separation_table(args.sep_items, args.seed)
-    if thresholds == [None]:
-        thresholds = [voices.DISTANCE_THRESHOLDS["resemblyzer-ge2e"]]
-    out["turns"] = turns_table(args.sets.split(","), args.items, args.seed, thresholds)
+    out["turns"] = turns_table(args.sets.split(","), args.items, args.seed, thresholds, args.embeddings.split(","))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -88,7 +88,8 @@ def _run_stage(processor, signal, sample_rate, say=None):
     return info
 
 
-def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=None, bit_depth="32f", progress=None):
+def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=None, bit_depth="32f", per_speaker=False,
+            progress=None):
     """Clean up a voice recording.
 
     Args:
@@ -101,6 +102,9 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
         atten_lim_db: the denoiser's attenuation limit in dB, 0..100 (100: unlimited); None: the
             preset's.
         bit_depth: ``"16"`` or ``"24"`` to quantize (TPDF dither) here, ``"32f"`` for float.
+        per_speaker: first split the voices (the ``speakers`` job, :func:`roomtone.separate.voices.speakers`)
+            and bring every speaker to the loudest one's level (:func:`level_speakers`), so a quiet
+            guest and a loud host end at one level; then the chain.
         progress: optional ``callable(str)`` told of each stage.
 
     The caller's ``audio`` is never modified: the chain works over one copy of it.
@@ -119,7 +123,7 @@ def enhance(audio, sample_rate, *, preset="podcast", model=None, atten_lim_db=No
             than the preset allows.
     """
     return _enhance(audio, sample_rate, owned=False, preset=preset, model=model, atten_lim_db=atten_lim_db,
-                    bit_depth=bit_depth, progress=progress)
+                    bit_depth=bit_depth, per_speaker=per_speaker, progress=progress)
 
 
 def _run_chain(chain, signal, sample_rate, level, say):
@@ -140,7 +144,35 @@ def _run_chain(chain, signal, sample_rate, level, say):
     return stages, timings, level
 
 
-def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_depth, progress):
+MAX_SPEAKER_GAIN_DB = 20.0  # the most --per-speaker raises a quiet speaker
+
+
+def level_speakers(audio, sample_rate, *, progress=None, max_gain_db=MAX_SPEAKER_GAIN_DB):
+    """Every speaker at the loudest one's level: the voices split (the ``speakers`` job), each
+    speaker's track measured (integrated loudness, BS.1770-4: its gating keeps the turns, not the
+    silence between them) and raised to the loudest speaker's (at most ``max_gain_db``), then summed
+    back with the residual (noise, room tone) as it was.
+
+    Returns ``(audio (channels, samples) float32, report)``; the report gives each speaker's level
+    (LUFS), gain (dB) and speech time."""
+    from roomtone.jobs import job
+
+    split = job("speakers")(audio, sample_rate, n="auto", progress=progress)
+    levels = [integrated_loudness(track, sample_rate) for track in split.tracks]
+    finite = [lv for lv in levels if np.isfinite(lv)]
+    top = max(finite) if finite else 0.0
+    out = split.residual.copy()
+    rows = {}
+    for name, track, lv in zip(split.report["names"], split.tracks, levels):
+        gain_db = float(min(max_gain_db, top - lv)) if np.isfinite(lv) else 0.0
+        out += track * np.float32(10.0 ** (gain_db / 20.0))
+        rows[name] = {"level_lufs": round(float(lv), 2) if np.isfinite(lv) else None, "gain_db": round(gain_db, 2),
+                      "speech_s": split.report["speech_s"].get(name, 0.0)}
+    return out, {"speakers": split.report["speakers"], "embedding": split.report["embedding"], "levels": rows,
+                 "overlap_share": split.report["overlap_share"]}
+
+
+def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_depth, progress, per_speaker=False):
     """:func:`enhance`; ``owned``: the caller gives ``given`` away (a file job's own reading), so the
     chain works over it instead of over a copy."""
     started = time.perf_counter()
@@ -165,6 +197,10 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     # the chain's own signal, every stage written over it
     signal = audio if owned or not np.may_share_memory(audio, given) else audio.copy()
     del given
+    speakers = None
+    if per_speaker:
+        say("leveling the speakers")
+        signal, speakers = level_speakers(signal, sample_rate, progress=progress)
     stages, timings, level = _run_chain(preset.chain, signal, sample_rate, before.integrated_lufs, say)
     target = None
     if goal is not None:
@@ -211,11 +247,13 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
         "seconds": round(time.perf_counter() - started, 3),
         "timings_s": timings,
     }
+    if speakers is not None:
+        report["per_speaker"] = speakers
     return signal, report
 
 
 def enhance_file(input_path, output_path, *, preset="podcast", model=None, atten_lim_db=None, bit_depth="24",
-                 overwrite_input=False, progress=None):
+                 overwrite_input=False, per_speaker=False, progress=None):
     """Enhance a file into ``output_path`` (``.wav``: 16, 24, 32f; ``.flac``: 16, 24), atomically:
     the output is written to a temporary file beside it and renamed into place only when the job
     succeeded; nothing is left on failure or interrupt. The input is never modified; an output
@@ -232,7 +270,7 @@ def enhance_file(input_path, output_path, *, preset="podcast", model=None, atten
     audio, sample_rate, info = read_audio(input_path)
     # the chain works over what was read (nothing else holds it)
     out, report = _enhance(audio, sample_rate, owned=True, preset=preset, model=model, atten_lim_db=atten_lim_db,
-                           bit_depth=bit_depth, progress=progress)
+                           bit_depth=bit_depth, per_speaker=per_speaker, progress=progress)
     del audio
     say("writing")
     pending = PendingWrite(output_path, out, sample_rate, str(bit_depth))  # on the grid already: no dither

@@ -87,6 +87,10 @@ def _summary_line(report):
               help="Most the denoiser may attenuate, in dB, 0..100 (100: unlimited; podcast preset: 30).")
 @click.option("--format", "fmt_choice", type=click.Choice(FORMATS, case_sensitive=False),
               help="Output format (default: the input's when WAV or FLAC, else WAV).")
+@click.option("--per-speaker", is_flag=True,
+              help="First split the voices (as separate --speakers auto) and bring every speaker to the loudest "
+                   "one's integrated loudness (LUFS; at most +20 dB), so a quiet guest and a loud host end at one "
+                   "level; then the preset's chain and its loudness target.")
 @click.option("--bit-depth", type=click.Choice(["16", "24", "32f"]), default="24", show_default=True,
               help="Output sample format: 16/24-bit PCM with TPDF dither, or 32-bit float (WAV only).")
 @report_dir_option
@@ -94,7 +98,8 @@ def _summary_line(report):
 @quiet_option
 @click.version_option(roomtone.__version__, "--version", prog_name="enhance (roomtone)")
 @friendly_errors
-def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth, report_dir, as_json, quiet):
+def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, per_speaker, bit_depth, report_dir, as_json,
+         quiet):
     """Clean up voice recordings: noise, hum, clicks and harsh sibilance reduced, level evened,
     delivered at podcast loudness (-16 LUFS stereo, -19 LUFS mono, true peak -1 dBTP; loudness per
     ITU-R BS.1770-4, true peak 4x oversampled).
@@ -104,6 +109,7 @@ def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth,
       enhance interview.wav -o cleaned/
       enhance *.wav -o cleaned/ --format flac --report-dir cleaned/reports
       enhance noisy.wav -o out/ --preset denoise --atten-lim-db 20
+      enhance interview.wav -o out/ --per-speaker     # a quiet guest and a loud host at one level
 
     Every output keeps the input's sample rate, channels and length, sample-aligned. With many
     files, one that fails is reported and the rest go on; the exit status is that of the last
@@ -120,7 +126,7 @@ def main(inputs, output_dir, preset, model, atten_lim_db, fmt_choice, bit_depth,
     check_destinations(plan, bit_depth, report_dir=report_dir)
     from roomtone.enhance.api import enhance_file
 
-    options = dict(preset=preset, model=model, atten_lim_db=atten_lim_db, bit_depth=bit_depth)
+    options = dict(preset=preset, model=model, atten_lim_db=atten_lim_db, bit_depth=bit_depth, per_speaker=per_speaker)
 
     def enhance(source, target, reading, progress):
         return enhance_file(source, target, progress=progress, **options)

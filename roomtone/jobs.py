@@ -12,6 +12,7 @@ ENTRY_POINTS = {
     "master": "roomtone.mastering.api:master",
     "enhance": "roomtone.enhance.api:enhance",
     "separate": "roomtone.separate.api:separate",
+    "speakers": "roomtone.separate.voices:speakers",
     "mix": "roomtone.mix.api:mix",
 }
 

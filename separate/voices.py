@@ -139,43 +139,57 @@ def share_remainder(remainder, parts, sample_rate):
 
 # ------------------------------------------------------------------ speaker embeddings without the wheel
 
-MFCC = 20  # cepstra kept (c0, the level, left out)
+DIMENSIONS = 24  # discriminant directions kept by the fallback embedding
+LDA_WEIGHTS = "weights/melstats_lda.npz"
+
+
+def mel_stats(wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
+    """Per window of ``window_s`` every ``hop_s``: the mean and standard deviation over its frames
+    of the 40 log-mel energies of the GE2E front end (16 kHz, 25 ms / 10 ms), the last window
+    reaching the end. Shape: (samples,) -> (starts_s (n,), features (n, 80) float64)."""
+    from roomtone.separate.speaker_encoder import HOP, _mel_span, _mono_16k, frame_count
+
+    wav = _mono_16k(wav, sample_rate, "speaker windows")
+    frames = frame_count(wav.size)
+    window = max(1, int(round(window_s * 16000 / HOP)))
+    hop = max(1, int(round(hop_s * 16000 / HOP)))
+    count = 1 + max(0, -(-(frames - window) // hop))
+    mel = np.log(_mel_span(wav, 0, frames).astype(np.float64) + 1e-6)
+    out = np.empty((count, 2 * mel.shape[1]), np.float64)
+    for i in range(count):
+        part = mel[i * hop:i * hop + window]
+        out[i, :mel.shape[1]] = part.mean(axis=0)
+        out[i, mel.shape[1]:] = part.std(axis=0)
+    return np.arange(count) * hop * (HOP / 16000), out
 
 
 class MelStatsEncoder:
-    """The speaker embedding when no GE2E weights are installed (ours, untrained): per window, the
-    mean and standard deviation of 19 mel cepstra (c1..c19 of the GE2E front end's 40 log-mel
-    bands, DCT-II), standardised over the recording's windows and scaled to unit length, as the
-    pre-neural diarization systems did (e.g. the BIC/GMM era's MFCC statistics). It separates
-    voices of different timbre; the GE2E encoder separates many more (``bench_speakers.py``)."""
+    """The speaker embedding when the GE2E weights are not installed (ours): per window the mean and
+    standard deviation of 40 log-mel energies (:func:`mel_stats`), less the recording's mean,
+    through a linear discriminant projection fitted on the training speakers
+    (``python -m roomtone.separate.training.speaker_lda``: Fisher's LDA, within-speaker scatter
+    whitened, :data:`DIMENSIONS` directions), scaled to unit length. It tells fewer voices apart
+    than GE2E (``benchmarks/bench_speakers.py``)."""
 
     name = "mel-stats"
     sample_rate = 16000
 
+    def __init__(self, path=None):
+        from importlib.resources import files
+
+        from roomtone.models import weights
+
+        path = str(files("roomtone.separate").joinpath(LDA_WEIGHTS)) if path is None else str(path)
+        arrays = weights.load_arrays(path)
+        self.projection = arrays["projection"].astype(np.float64)
+
     def embed_windows(self, wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
         """As :meth:`roomtone.separate.speaker_encoder.SpeakerEncoder.embed_windows`.
-        Shape: (samples,) -> (starts_s (n,), embeddings (n, 38) float32)."""
-        from roomtone.separate.speaker_encoder import HOP, _mel_span, frame_count
-        from roomtone.separate.speaker_encoder import _mono_16k
-
-        wav = _mono_16k(wav, sample_rate, "speaker windows")
-        frames = frame_count(wav.size)
-        window = max(1, int(round(window_s * 16000 / HOP)))
-        hop = max(1, int(round(hop_s * 16000 / HOP)))
-        count = 1 + max(0, -(-(frames - window) // hop))
-        mel = np.log(_mel_span(wav, 0, frames).astype(np.float64) + 1e-6)
-        bands = mel.shape[1]
-        k = np.arange(bands)
-        dct = np.cos(np.pi / bands * (k[None, :] + 0.5) * np.arange(1, MFCC)[:, None])  # (19, 40)
-        cep = mel @ dct.T  # (frames, 19)
-        out = np.empty((count, 2 * (MFCC - 1)), np.float64)
-        for i in range(count):
-            part = cep[i * hop:i * hop + window]
-            out[i, :MFCC - 1] = part.mean(axis=0)
-            out[i, MFCC - 1:] = part.std(axis=0)
-        out = (out - out.mean(axis=0)) / (out.std(axis=0) + 1e-9)
+        Shape: (samples,) -> (starts_s (n,), embeddings (n, DIMENSIONS) float32)."""
+        starts, features = mel_stats(wav, sample_rate, window_s=window_s, hop_s=hop_s)
+        out = (features - features.mean(axis=0)) @ self.projection
         out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
-        return np.arange(count) * hop * (HOP / 16000), out.astype(np.float32)
+        return starts, out.astype(np.float32)
 
 
 def load_embedder(path=None):
@@ -198,9 +212,9 @@ WINDOW_S = 1.5  # embedding windows, every HOP_S
 HOP_S = 0.75
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
-DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.6, "mel-stats": 0.6}
+DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.4, "mel-stats": 1.0}
 OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
-OVERLAP_SHARE = 0.1  # ... and holds at least this share of the frame's energy
+OVERLAP_SHARE = 0.25  # ... and holds at least this share of the frame's energy (chosen on tune)
 OVERLAP_MEDIAN_FRAMES = 11  # median filter of the overlap decision (110 ms)
 
 

@@ -131,7 +131,7 @@ def test_activity_matrix_from_turns():
 def test_mel_stats_embeddings_tell_two_voices_apart():
     x, _ = talk(16000, seconds=8.0)
     starts, emb = voices.MelStatsEncoder().embed_windows(x, 16000)
-    assert emb.shape[0] == starts.size and emb.shape[1] == 38
+    assert emb.shape[0] == starts.size and emb.shape[1] == voices.DIMENSIONS
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, rtol=1e-5)
     first = emb[(starts > 0.5) & (starts < 2.0)]
     second = emb[(starts > 4.5) & (starts < 6.0)]
@@ -210,3 +210,30 @@ def test_cli_speakers(tmp_path):
     clash = runner.invoke(main, [str(source), "-o", str(tmp_path / "w"), "--speakers", "auto", "--two-stems", "vocals"])
     assert clash.exit_code == 2
     assert not (tmp_path / "w" / "call").exists()
+
+
+def test_per_speaker_leveling_brings_a_quiet_guest_to_the_host(monkeypatch):
+    from roomtone.enhance.api import enhance, level_speakers
+    from roomtone.meter import integrated_loudness
+
+    # the same embedding with or without the GE2E wheel (synthetic vowels are not what GE2E learned)
+    monkeypatch.setattr(voices, "load_embedder", lambda path=None: voices.MelStatsEncoder())
+
+    rate = 16000
+    x, sources = talk(rate, seconds=8.0)
+    gap = int(0.75 * rate)  # a pause between the two (windows across a change of speaker mix the two)
+    sources = np.concatenate([sources[:, :4 * rate], np.zeros((2, gap), np.float32), sources[:, 4 * rate:]], axis=1)
+    quiet = (sources[0] + sources[1] * np.float32(10 ** (-18 / 20)))[None]  # the guest 18 dB under the host
+    half = 4 * rate + gap // 2
+
+    def spread(y):
+        return abs(integrated_loudness(y[:, :half], rate) - integrated_loudness(y[:, half:], rate))
+
+    assert spread(quiet) > 16.0
+    leveled, report = level_speakers(quiet, rate)
+    assert report["speakers"] == 2 and spread(leveled) < 1.5
+    assert max(row["gain_db"] for row in report["levels"].values()) > 15.0
+    out, full = enhance(quiet, rate, preset="podcast", model="classic", per_speaker=True)
+    plain, _ = enhance(quiet, rate, preset="podcast", model="classic")
+    assert spread(out) < 2.0 < spread(plain) - 5.0
+    assert full["per_speaker"]["speakers"] == 2 and out.shape == quiet.shape
