@@ -68,6 +68,9 @@ def main():
         ("enhance classic", ["enhance", voice, "-o", f"{out}/e_classic", "--model", "classic"]),
         ("separate four stems", ["separate", a, "-o", f"{out}/stems4"]),
         ("separate two stems", ["separate", a, "-o", f"{out}/stems2", "--two-stems", "vocals"]),
+        ("separate --speakers auto (no GE2E wheel: our LDA embedding)",
+         ["separate", voice, "-o", f"{out}/voices", "--speakers", "auto"]),
+        ("enhance --per-speaker", ["enhance", voice, "-o", f"{out}/e_speakers", "--per-speaker", "--model", "classic"]),
         ("mix a folder of stems and master it", ["mix", f"{out}/stems4/a", "-o", f"{out}/mix.wav", "--master"]),
     ]
     # Not in the base install: the dfn3 denoiser's weights come with the dfn3 extra. A clear one-line refusal.

@@ -13,15 +13,19 @@ Example, chained with the master job::
     stems, report = separate(audio, rate, two_stems="vocals")
     vocals_master, master_report = master(stems["vocals"], rate, preset="balanced", platform="spotify")
 
+Voices: ``speakers(audio, sample_rate, n="auto")`` returns one track per speaker, the turns (who
+spoke when), the residual and a report (:mod:`roomtone.separate.voices`).
+
 The API is imported on first use, so the CLI starts quickly.
 """
 
-__all__ = ["separate", "separate_file"]
+__all__ = ["separate", "separate_file", "speakers", "speakers_file"]
+_HOMES = {"speakers": "roomtone.separate.voices", "speakers_file": "roomtone.separate.voices"}
 
 
 def __getattr__(name):
     if name in __all__:
         import importlib
 
-        return getattr(importlib.import_module("roomtone.separate.api"), name)
+        return getattr(importlib.import_module(_HOMES.get(name, "roomtone.separate.api")), name)
     raise AttributeError(f"module 'roomtone.separate' has no attribute {name!r}")
