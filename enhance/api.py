@@ -149,25 +149,27 @@ MAX_SPEAKER_GAIN_DB = 20.0  # the most --per-speaker raises a quiet speaker
 
 def level_speakers(audio, sample_rate, *, progress=None, max_gain_db=MAX_SPEAKER_GAIN_DB):
     """Every speaker at the loudest one's level: the voices split (the ``speakers`` job), each
-    speaker's track measured (integrated loudness, BS.1770-4: its gating keeps the turns, not the
-    silence between them) and raised to the loudest speaker's (at most ``max_gain_db``), then summed
-    back with the residual (noise, room tone) as it was.
+    speaker measured where it talks (its track and the residual there; integrated loudness,
+    BS.1770-4: its gating keeps the turns, not the silence between them) and raised to the loudest
+    speaker's (at most ``max_gain_db``), the residual following whoever talks
+    (:meth:`roomtone.separate.voices.SpeakerSplit.remix`).
 
     Returns ``(audio (channels, samples) float32, report)``; the report gives each speaker's level
     (LUFS), gain (dB) and speech time."""
     from roomtone.jobs import job
 
     split = job("speakers")(audio, sample_rate, n="auto", progress=progress)
-    levels = [integrated_loudness(track, sample_rate) for track in split.tracks]
+    # each speaker's level where it talks, as recorded: the others and their turns' residual muted
+    count = len(split.tracks)
+    levels = [integrated_loudness(split.remix([0.0 if j == k else -300.0 for j in range(count)], sample_rate),
+                                  sample_rate) for k in range(count)]
     finite = [lv for lv in levels if np.isfinite(lv)]
     top = max(finite) if finite else 0.0
-    out = split.residual.copy()
-    rows = {}
-    for name, track, lv in zip(split.report["names"], split.tracks, levels):
-        gain_db = float(min(max_gain_db, top - lv)) if np.isfinite(lv) else 0.0
-        out += track * np.float32(10.0 ** (gain_db / 20.0))
-        rows[name] = {"level_lufs": round(float(lv), 2) if np.isfinite(lv) else None, "gain_db": round(gain_db, 2),
-                      "speech_s": split.report["speech_s"].get(name, 0.0)}
+    gains_db = [float(min(max_gain_db, top - lv)) if np.isfinite(lv) else 0.0 for lv in levels]
+    out = split.remix(gains_db, sample_rate)
+    rows = {name: {"level_lufs": round(float(lv), 2) if np.isfinite(lv) else None, "gain_db": round(g, 2),
+                   "speech_s": split.report["speech_s"].get(name, 0.0)}
+            for name, lv, g in zip(split.report["names"], levels, gains_db)}
     return out, {"speakers": split.report["speakers"], "embedding": split.report["embedding"], "levels": rows,
                  "overlap_share": split.report["overlap_share"]}
 

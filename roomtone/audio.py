@@ -520,6 +520,72 @@ class PendingWrite:
             pass
 
 
+class StreamWrite:
+    """An output file written block by block (a long job's output never whole in memory) into a
+    temporary file beside ``path``; :meth:`commit` renames it into place, :meth:`discard` removes
+    it, so nothing half-written is ever at ``path``. 16/24-bit blocks are TPDF-dithered (a seed per
+    block) after clamping to the code range (:attr:`clipped` counts the samples clamped);
+    32f is written as is.
+    """
+
+    def __init__(self, path, sample_rate, channels, bit_depth, *, seed=0):
+        self.path = os.fspath(path)
+        self.fmt, self.subtype = output_format(self.path, bit_depth)
+        check_output_path(self.path)
+        self.bit_depth, self.seed = str(bit_depth), int(seed)
+        self.blocks = self.clipped = 0
+        try:
+            fd, self.tmp = _temp_beside(self.path)
+        except OSError as exc:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            raise OutputError(f"{self.path}: cannot create a file in {folder} "
+                              f"({cannot_create_reason(exc, folder)})") from None
+        self._handle = os.fdopen(fd, "wb")
+        try:
+            self._file = sf.SoundFile(self._handle, "w", int(sample_rate), int(channels), self.subtype,
+                                      format=self.fmt)
+        except BaseException:
+            self.discard()
+            raise
+
+    def write(self, audio):
+        """Append ``audio`` (channels, samples) float32."""
+        audio = np.ascontiguousarray(audio, dtype=np.float32)
+        try:
+            if self.bit_depth != "32f":
+                limit = 1.0 - 3.0 / float(2 ** (int(self.bit_depth) - 1))  # dither and rounding stay in range
+                over = np.abs(audio) > limit
+                if over.any():
+                    self.clipped += int(np.count_nonzero(over))
+                    audio = np.clip(audio, -limit, limit)
+            self._file.write(pcm_frames(audio, self.bit_depth, self.bit_depth != "32f", self.seed + self.blocks))
+        except (OSError, sf.LibsndfileError) as exc:
+            raise OutputError(f"{self.path}: could not write ({exc})") from None
+        self.blocks += 1
+
+    def commit(self):
+        """Finish the file and rename it into place; raises :class:`OutputError`."""
+        try:
+            self._file.close()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            self._handle.close()
+        except (OSError, sf.LibsndfileError) as exc:
+            self.discard()
+            raise OutputError(f"{self.path}: could not write ({exc})") from None
+        _commit(self.tmp, self.path)
+
+    def discard(self):
+        """Close and remove the temporary file (nothing after a commit)."""
+        for close in (getattr(self, "_file", None), self._handle):
+            try:
+                if close is not None and not close.closed:
+                    close.close()
+            except Exception:  # noqa: BLE001 - the file is dropped either way
+                pass
+        _unlink(self.tmp)
+
+
 def write_text_atomic(path, text):
     """Write ``text`` to ``path`` via a temporary file and a rename (for JSON reports)."""
     path = os.fspath(path)

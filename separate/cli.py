@@ -147,9 +147,10 @@ def _speaker_count(text):
 def _speakers_line(report):
     speech = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in report["speech_s"].items())
     folder = os.path.dirname(next(iter(report["outputs"].values())))
+    clipped = report["clip"]["clipped_total"]
     return (f"{report['input']} -> {folder}/ {report['speakers']} speaker{'s' if report['speakers'] != 1 else ''} "
             f"({speech}; overlap {100 * report['overlap_share']:.1f} %)  [{report['embedding']}, "
-            f"{report['seconds']:.1f} s]")
+            f"{report['seconds']:.1f} s]" + (f"  (clamped {clipped} samples)" if clipped else ""))
 
 
 def _speakers(inputs, output_dir, speaker_count, *, stems, two_stems, model, weights, fmt, bit_depth, clip, report_dir,
@@ -158,8 +159,11 @@ def _speakers(inputs, output_dir, speaker_count, *, stems, two_stems, model, wei
     count = _speaker_count(speaker_count)
     if two_stems is not None or stems != STEMS or model is not None:
         fail("--speakers splits voices: --stems, --two-stems and --model do not apply", 2)
-    if clip is None and bit_depth != "32f":
-        clip = "rescale"
+    if clip == "rescale":
+        fail("--clip rescale: the speaker tracks are streamed (a long recording is never whole in memory), so "
+             "16/24-bit tracks are clamped where they pass full scale (--clip clamp, counted) or written as float "
+             "(--bit-depth 32f)", 2)
+    clip = "clamp" if bit_depth != "32f" else None
     check_format_option(fmt, bit_depth)
     plan = _plan(list(inputs), output_dir)
     make_output_folder(output_dir)

@@ -90,13 +90,14 @@ def assign_segment(voices, gates):
     return out
 
 
-def separate_channel(run, x16, activity, *, segment, overlap, batch=4, progress=None):
+def separate_channel(run, x16, activity, *, segment, overlap, offset=0, batch=4, progress=None):
     """One channel at 16 kHz through the model, segment by segment, assembled into tracks.
 
     Args:
         run: ``callable(block (items, segment)) -> (items, 3, segment)`` (two voices, residual).
         x16: (samples,) float32 at 16 kHz.
-        activity: (speakers, frames) bool at :data:`FRAME_S`.
+        activity: (speakers, frames) bool at :data:`FRAME_S`, frame 0 at ``x16``'s sample ``-offset``
+            (a block of a longer recording starts ``offset`` samples in).
     Returns: (tracks (speakers, samples), residual (samples,)) float32; they sum to ``x16``
     within the model's reconstruction (float32 rounding and the STFT's, about -100 dB).
     """
@@ -118,7 +119,7 @@ def separate_channel(run, x16, activity, *, segment, overlap, batch=4, progress=
         for j, s in enumerate(group):
             stop = min(s + segment, n)
             w = weights[s][:stop - s]
-            gates = sample_gates(activity, s, stop, 16000)
+            gates = sample_gates(activity, offset + s, offset + stop, 16000)
             tracks[:, s:stop] += assign_segment(out[j, :2, :stop - s], gates) * w
             residual[s:stop] += out[j, 2, :stop - s] * w
         if progress is not None:
@@ -128,12 +129,22 @@ def separate_channel(run, x16, activity, *, segment, overlap, batch=4, progress=
     return tracks, residual
 
 
-def share_remainder(remainder, parts, sample_rate):
+SHARE_BLOCK = 1 << 20  # samples per block of share_remainder (memory: a few blocks, whatever the length)
+
+
+def share_remainder(remainder, parts, sample_rate, block=SHARE_BLOCK):
     """Add ``remainder`` (samples,) to ``parts`` (k, samples) in place, shared by the parts'
-    short-time energy (over :data:`SHARE_MS`; equally where all are silent)."""
+    short-time energy (over :data:`SHARE_MS`; equally where all are silent), block by block.
+    Returns ``parts``."""
     width = max(1, int(SHARE_MS * 1e-3 * sample_rate))
-    energy = _smooth(parts.astype(np.float64) ** 2, width).astype(np.float64) + 1e-20
-    parts += (remainder * (energy / energy.sum(axis=0, keepdims=True))).astype(np.float32)
+    n = parts.shape[1]
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        lo, hi = max(0, start - width), min(n, stop + width)
+        energy = _smooth(parts[:, lo:hi].astype(np.float64) ** 2, width)[:, start - lo:stop - lo]
+        energy = energy.astype(np.float64) + 1e-20
+        parts[:, start:stop] += (remainder[start:stop] * (energy / energy.sum(axis=0, keepdims=True))).astype(
+            np.float32)
     return parts
 
 
@@ -232,6 +243,29 @@ class SpeakerSplit(tuple):
     residual = property(lambda self: self[2])
     report = property(lambda self: self[3])
 
+    def remix(self, gains_db, sample_rate):
+        """The recording again with speaker ``k``'s track at ``gains_db[k]`` dB, the residual (its
+        room and noise) following whoever talks: at the talking speakers' mean gain (the last
+        one's through pauses, 0 dB before anyone talks). Where one speaker talks alone this is the
+        input times that speaker's gain, whatever the separation. Shape: (channels, samples)."""
+        tracks, turns, residual, report = self
+        gains = 10.0 ** (np.asarray(gains_db, np.float64) / 20.0)
+        frames = -(-tracks.shape[2] // int(round(FRAME_S * sample_rate)))
+        activity = activity_matrix(turns, report["names"], frames)
+        gates = sample_gates(activity, 0, tracks.shape[2], sample_rate).astype(np.float64)
+        total = gates.sum(axis=0)
+        follow = np.where(total > 1e-6, (gains[:, None] * gates).sum(axis=0) / np.maximum(total, 1e-6), np.nan)
+        talking = np.flatnonzero(~np.isnan(follow))
+        if talking.size:  # hold the last gain through the pauses
+            held = np.maximum.accumulate(np.where(~np.isnan(follow), np.arange(follow.size), -1))
+            follow = np.where(held >= 0, follow[np.maximum(held, 0)], 1.0)
+        else:
+            follow = np.ones(follow.size)
+        out = residual * follow.astype(np.float32)
+        for g, track in zip(gains, tracks):
+            out += track * np.float32(g)
+        return out
+
 
 def _frame_energy(x, frame):
     """Energy per ``frame``-sample frame (the last one partial). Shape: (..., n) -> (..., frames)."""
@@ -305,11 +339,16 @@ def _from_16k(x, sample_rate, samples):
     return out
 
 
-def find_turns(mono16, run, embedder, *, n="auto", segment, overlap, say):
+def find_turns(mono16, run, embedder, *, n="auto", say=lambda message: None):
     """The turns of a 16 kHz mono mix: voice activity, overlap from the model's voices, window
-    embeddings, clustering. Returns (turns named ``speaker_1``..., speaker names in order, frames)."""
+    embeddings, clustering. Returns (turns named ``speaker_1``..., speaker names in order, activity
+    (speakers, frames) bool at :data:`FRAME_S`, the share of frames found overlapped)."""
+    from roomtone.separate import speakers_net
     from roomtone.separate.diarize import Turn, diarize
     from roomtone.separate.vad import voice_activity
+
+    segment = int(speakers_net.SEGMENT_S * 16000)
+    overlap = int(speakers_net.OVERLAP_S * 16000)
 
     say("voice activity")
     _, speech = voice_activity(mono16, 16000)
@@ -329,7 +368,102 @@ def find_turns(mono16, run, embedder, *, n="auto", segment, overlap, say):
     turns = sorted(Turn(t.start_s, t.duration_s, rename[t.speaker]) for t in turns)
     if not names:  # no speech at all: one silent speaker
         rename = {"speaker0": "speaker_1"}
-    return turns, list(rename.values()), speech.size, float(both.mean()) if both.size else 0.0
+    names = list(rename.values())
+    return turns, names, activity_matrix(turns, names, speech.size), float(both.mean()) if both.size else 0.0
+
+
+BLOCK_S = 60.0  # a long recording is split in blocks of this, cross-faded over BLOCK_OVERLAP_S
+BLOCK_OVERLAP_S = 1.0
+
+
+def block_parts(x, start, sample_rate, activity, run):
+    """One block of a recording split: ``x`` (channels, n) from sample ``start``, each channel
+    through the model at 16 kHz (:func:`separate_channel`), back at the input's rate with the
+    remainder shared (:func:`share_remainder`). Returns (speakers + 1, channels, n) float32: the
+    tracks and, last, the residual; they sum to ``x``."""
+    from roomtone.separate import speakers_net
+
+    segment = int(speakers_net.SEGMENT_S * 16000)
+    overlap = int(speakers_net.OVERLAP_S * 16000)
+    channels, n = x.shape
+    parts = np.zeros((activity.shape[0] + 1, channels, n), np.float32)
+    offset = int(round(start * 16000 / sample_rate))
+    for c in range(channels):
+        x16 = _to_16k(x[c], sample_rate)
+        t16, r16 = separate_channel(run, x16, activity, segment=segment, overlap=overlap, offset=offset)
+        p = _from_16k(np.concatenate([t16, r16[None]]), sample_rate, n)
+        parts[:, c] = share_remainder(x[c] - p.sum(axis=0), p, sample_rate)
+    return parts
+
+
+def split_blocks(read, samples, sample_rate, activity, run, sink, *, block_s=BLOCK_S, overlap_s=BLOCK_OVERLAP_S,
+                 say=lambda message: None):
+    """Split a recording of ``samples`` samples block by block (:func:`block_parts`), the blocks
+    cross-faded over ``overlap_s`` (:func:`roomtone.models.apply.segment_weight`), and hand each
+    stretch to ``sink(start, stop, parts (speakers + 1, channels, stop - start))`` in order, once
+    final. ``read(start, stop)`` gives (channels, stop - start) float32. Memory: two blocks,
+    whatever the length."""
+    from roomtone.models.apply import crossfade, segment_weight
+
+    keep = min(int(block_s * sample_rate), samples)
+    overlap = min(int(overlap_s * sample_rate), keep // 2)
+    starts = segment_starts(samples, keep, keep - overlap)
+    ramp = crossfade(overlap)
+    acc = wsum = None
+    for i, s in enumerate(starts):
+        say(f"separating block {i + 1} of {len(starts)}")
+        parts = block_parts(read(s, s + keep), s, sample_rate, activity, run)
+        if acc is None:
+            acc = np.zeros_like(parts)
+            wsum = np.zeros(keep, np.float32)
+        w = segment_weight(i, len(starts), keep, ramp)
+        acc += parts * w  # acc holds samples s .. s + keep (the previous block's tail first)
+        wsum += w
+        final = starts[i + 1] if i + 1 < len(starts) else samples
+        ready = final - s
+        sink(s, final, acc[..., :ready] / wsum[:ready])
+        rest = keep - ready
+        acc[..., :rest] = acc[..., ready:].copy()
+        acc[..., rest:] = 0.0
+        wsum[:rest] = wsum[ready:].copy()
+        wsum[rest:] = 0.0
+
+
+def _report(names, turns, n, embedder, sample_rate, channels, samples, overlap_share, started, residual_dbfs):
+    from roomtone.separate import speakers_net
+    from roomtone.separate.diarize import speaker_times
+
+    times = speaker_times(turns)
+    return {"job": "separate", "mode": "speakers", "speakers": len(names), "names": names,
+            "count": "auto" if n == "auto" else "fixed", "embedding": getattr(embedder, "name", "?"),
+            "separator": speakers_net.KIND, "sample_rate": sample_rate, "channels": channels, "samples": samples,
+            "speech_s": {k: round(float(times["speech_s"].get(k, 0.0)), 2) for k in names},
+            "overlap_share": round(float(times["overlap_share"]), 4),
+            "overlap_frames_share": round(overlap_share, 4),
+            "residual_rms_dbfs": residual_dbfs, "turns": len(turns),
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def _prepare(sample_rate, n, separator, embedder, say):
+    """Check the rate and the count, load the models not given. Returns (n, separator, embedder)."""
+    from roomtone.separate import speakers_net
+
+    if sample_rate < 8000:
+        from roomtone.errors import InvalidAudioError
+
+        raise InvalidAudioError(f"sample rate {sample_rate} Hz: speakers are split from 8000 Hz up")
+    check_count(n)
+    say("loading the speaker models")
+    return (n if n == "auto" else int(n), separator or speakers_net.SpeakerSeparator(),
+            embedder or load_embedder())
+
+
+def check_count(n):
+    """Refuse a speaker count other than ``"auto"`` or 1..6 (:class:`~roomtone.errors.PresetError`)."""
+    if n != "auto" and not (isinstance(n, (int, np.integer)) and 1 <= int(n) <= 6):
+        from roomtone.errors import PresetError
+
+        raise PresetError(f"speakers n={n!r}: 'auto' or a whole number from 1 to 6")
 
 
 def speakers(audio, sample_rate, *, n="auto", separator=None, embedder=None, progress=None):
@@ -350,53 +484,25 @@ def speakers(audio, sample_rate, *, n="auto", separator=None, embedder=None, pro
         tracks, turns, residual, report = speakers(audio, 48000, n=2)
     """
     from roomtone.audio import validate_audio
-    from roomtone.separate import speakers_net
 
     started = time.perf_counter()
     say = progress or (lambda message: None)
     audio = validate_audio(audio, sample_rate)
     sample_rate = int(sample_rate)
-    if sample_rate < 8000:
-        from roomtone.errors import InvalidAudioError
-
-        raise InvalidAudioError(f"sample rate {sample_rate} Hz: speakers are split from 8000 Hz up")
-    if n != "auto" and not (isinstance(n, (int, np.integer)) and 1 <= int(n) <= 6):
-        from roomtone.errors import PresetError
-
-        raise PresetError(f"speakers n={n!r}: 'auto' or a whole number from 1 to 6")
-    n = n if n == "auto" else int(n)
-    say("loading the speaker models")
-    separator = separator or speakers_net.SpeakerSeparator()
-    embedder = embedder or load_embedder()
-    segment = int(speakers_net.SEGMENT_S * 16000)
-    overlap = int(speakers_net.OVERLAP_S * 16000)
+    n, separator, embedder = _prepare(sample_rate, n, separator, embedder, say)
     channels, samples = audio.shape
-    mono16 = _to_16k(audio.mean(axis=0), sample_rate)
-    turns, names, frames, overlap_share = find_turns(mono16, separator, embedder, n=n, segment=segment,
-                                                    overlap=overlap, say=say)
-    del mono16
-    activity = activity_matrix(turns, names, frames)
+    turns, names, activity, overlap_share = find_turns(_to_16k(audio.mean(axis=0), sample_rate), separator, embedder,
+                                                       n=n, say=say)
     tracks = np.zeros((len(names), channels, samples), np.float32)
     residual = np.zeros((channels, samples), np.float32)
-    for c in range(channels):
-        say(f"separating channel {c + 1} of {channels}")
-        x16 = _to_16k(audio[c], sample_rate)
-        t16, r16 = separate_channel(separator, x16, activity[:, :-(-x16.size // 160)], segment=segment,
-                                    overlap=overlap)
-        parts = _from_16k(np.concatenate([t16, r16[None]]), sample_rate, samples)
-        share_remainder(audio[c] - parts.sum(axis=0), parts, sample_rate)
-        tracks[:, c], residual[c] = parts[:-1], parts[-1]
-    from roomtone.separate.diarize import speaker_times
 
-    times = speaker_times(turns)
-    report = {"job": "separate", "mode": "speakers", "speakers": len(names), "names": names,
-              "count": "auto" if n == "auto" else "fixed", "embedding": getattr(embedder, "name", "?"),
-              "separator": speakers_net.KIND, "sample_rate": sample_rate, "channels": channels, "samples": samples,
-              "speech_s": {k: round(float(times["speech_s"].get(k, 0.0)), 2) for k in names},
-              "overlap_share": round(float(times["overlap_share"]), 4),
-              "overlap_frames_share": round(overlap_share, 4),
-              "residual_rms_dbfs": _rms_dbfs(residual), "turns": len(turns),
-              "seconds": round(time.perf_counter() - started, 3)}
+    def sink(start, stop, parts):
+        tracks[:, :, start:stop] = parts[:-1]
+        residual[:, start:stop] = parts[-1]
+
+    split_blocks(lambda start, stop: audio[:, start:stop], samples, sample_rate, activity, separator, sink, say=say)
+    report = _report(names, turns, n, embedder, sample_rate, channels, samples, overlap_share, started,
+                     _rms_dbfs(residual))
     return SpeakerSplit(tracks, turns, residual, report)
 
 
@@ -405,27 +511,143 @@ def _rms_dbfs(x):
     return round(20.0 * np.log10(rms), 2) if rms > 0 else None
 
 
+MAX_SPEAKERS = 6
+
+
+def _mono_16k_stream(handle, block):
+    """The whole file of ``handle`` (an open :class:`soundfile.SoundFile`) as a 16 kHz mono mix,
+    read ``block`` frames at a time through libsoxr's streaming resampler (no whole input held).
+    Raises :class:`~roomtone.errors.InvalidAudioError` for samples that are not finite."""
+    from roomtone.errors import InvalidAudioError
+    from roomtone.resample import QUALITY
+
+    rate = int(handle.samplerate)
+    stream = None
+    if rate != 16000:
+        import soxr
+
+        stream = soxr.ResampleStream(rate, 16000, 1, dtype="float32", quality=QUALITY)
+    pieces = []
+    handle.seek(0)
+    while True:
+        x = handle.read(block, dtype="float32", always_2d=True)
+        last = x.shape[0] < block
+        if x.size and not np.all(np.isfinite(x)):
+            raise InvalidAudioError(f"{handle.name}: holds samples that are not finite (NaN or infinity)")
+        mono = np.ascontiguousarray(x.mean(axis=1), np.float32)
+        pieces.append(mono if stream is None else stream.resample_chunk(mono, last=last))
+        if last:
+            break
+    return np.concatenate(pieces) if pieces else np.zeros(0, np.float32)
+
+
 def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=None, fmt="wav", separator=None,
                   embedder=None, progress=None):
     """Split a file by speaker into ``DIR/<input name>/speaker_1.wav ... speaker_N.wav``, the
     ``residual.wav`` (what no speaker holds: noise, room tone; with the tracks it sums to the
-    input) and ``turns.rttm`` (NIST RTTM, overlaps included), as one set written atomically
-    (:func:`roomtone.separate.api.write_stem_set`). Same rate, length and channels as the input.
+    input) and ``turns.rttm`` (NIST RTTM, overlaps included), as one set: every file written to a
+    temporary one beside it and all renamed only when all were written; on any failure or
+    interrupt they are removed (and the folders, if this call made them). Same rate, length and
+    channels as the input.
 
-    Returns the report of :func:`speakers` with ``input``, ``outputs``, ``clip``... added. Raises as
-    :func:`speakers` and :func:`~roomtone.separate.api.write_stem_set`."""
-    from roomtone.separate.api import write_stem_set
+    The file is streamed: read once for the turns (a 16 kHz mono mix is kept: 230 MB an hour), then
+    block by block (:data:`BLOCK_S`) through the separation into the open output files, so memory
+    does not grow with the length beyond that mix. Integer output (``bit_depth`` 16/24) is dithered
+    per block and clamped to the code range where a track passes it (``clip``: ``None`` or
+    ``"clamp"``; the count is reported: no track is rescaled, as a stream cannot know its peak
+    before it is written).
+
+    Returns the report of :func:`speakers` with ``input``, ``outputs``, ``bit_depth`` and ``clip``
+    added. Raises as :func:`speakers`, and :class:`~roomtone.errors.OutputError` for a bad format,
+    depth or clipping policy (before the input is read), an unwritable folder or a failed write."""
+    import soundfile as sf
+
+    from roomtone.audio import StreamWrite, check_output_path, output_format, read_audio, write_text_atomic
+    from roomtone.errors import InvalidAudioError, OutputError
+    from roomtone.separate.api import _make_folders, stem_paths
     from roomtone.separate.rttm import rttm_text
 
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    if clip not in (None, "clamp"):
+        raise OutputError(f"clip={clip!r}: the speaker tracks are streamed, so integer output is clamped "
+                          f"(counted, reported) or written as float (bit depth 32f)")
+    check_count(n)
+    names = [f"speaker_{k + 1}" for k in range(MAX_SPEAKERS)] + ["residual"]
+    paths = stem_paths(input_path, output_dir, names, fmt)
+    output_format(paths["residual"], bit_depth)
+    folder = os.path.dirname(paths["residual"])
+    text_path = os.path.join(folder, "turns.rttm")
     file_id = os.path.splitext(os.path.basename(os.fspath(input_path)))[0].replace(" ", "_") or "recording"
-    names = [f"speaker_{k + 1}" for k in range(6)]  # the most there can be; those not found are not written
+    say("reading")
+    try:
+        handle = sf.SoundFile(os.fspath(input_path))
+    except (sf.LibsndfileError, RuntimeError, OSError):  # not for libsndfile (AAC...): read whole, as the others
+        audio, rate, info = read_audio(input_path)
+        handle = None
+        source_format = {"format": info.format, "subtype": info.subtype}
+    else:
+        rate, channels, samples = int(handle.samplerate), int(handle.channels), int(handle.frames)
+        source_format = {"format": handle.format, "subtype": handle.subtype}
+    created, writers = [], []
+    try:
+        created = _make_folders((os.fspath(output_dir), folder))
+        for path in [*paths.values(), text_path]:
+            check_output_path(path, input_path)
+        if handle is None:
+            channels, samples = audio.shape
+        if samples == 0:
+            raise InvalidAudioError(f"{input_path}: holds no samples")
+        n, separator, embedder = _prepare(rate, n, separator, embedder, say)
+        mono16 = (_mono_16k_stream(handle, int(BLOCK_S * rate)) if handle is not None
+                  else _to_16k(audio.mean(axis=0), rate))
+        turns, found, activity, overlap_share = find_turns(mono16, separator, embedder, n=n, say=say)
+        del mono16
+        writers = [StreamWrite(paths[name], rate, channels, bit_depth, seed=k)
+                   for k, name in enumerate([*found, "residual"])]
+        power = [0.0]
 
-    def work(audio, sample_rate):
-        result = speakers(audio, sample_rate, n=n, separator=separator, embedder=embedder, progress=progress)
-        stems = dict(zip(result.report["names"], result.tracks))
-        stems["residual"] = result.residual
-        report = dict(result.report, texts={"turns.rttm": rttm_text(result.turns, file_id)})
-        return stems, report
+        def read(start, stop):
+            if handle is None:
+                return audio[:, start:stop]
+            handle.seek(start)
+            x = handle.read(stop - start, dtype="float32", always_2d=True).T
+            if not np.all(np.isfinite(x)):
+                raise InvalidAudioError(f"{input_path}: holds samples that are not finite (NaN or infinity)")
+            return np.ascontiguousarray(x)
 
-    return write_stem_set(input_path, output_dir, names + ["residual"], work, bit_depth=bit_depth, clip=clip,
-                          fmt=fmt, progress=progress, texts=("turns.rttm",))
+        def sink(start, stop, parts):
+            for writer, part in zip(writers, parts):
+                writer.write(part)
+            power[0] += float(np.sum(np.square(parts[-1], dtype=np.float64)))
+
+        split_blocks(read, samples, rate, activity, separator, sink, say=say)
+        say("committing")
+        for writer in writers:
+            writer.commit()
+        write_text_atomic(text_path, rttm_text(turns, file_id))
+    except BaseException:
+        for writer in writers:
+            writer.discard()
+        if folder in created:
+            for path in [*paths.values(), text_path]:
+                if os.path.exists(path):
+                    os.unlink(path)
+        for made in reversed(created):
+            try:
+                os.rmdir(made)
+            except OSError:
+                pass
+        raise
+    finally:
+        if handle is not None:
+            handle.close()
+    rms = np.sqrt(power[0] / max(1, channels * samples))
+    report = _report(found, turns, n, embedder, rate, channels, samples, overlap_share, started,
+                     round(20.0 * np.log10(rms), 2) if rms > 0 else None)
+    clipped = {name: w.clipped for name, w in zip([*found, "residual"], writers)}
+    outputs = {**{k: paths[k] for k in [*found, "residual"]}, "turns.rttm": text_path}
+    report.update(input=str(input_path), input_format=source_format, outputs=outputs, bit_depth=str(bit_depth), dither="tpdf" if str(bit_depth) != "32f" else None,
+                  clip={"policy": None if str(bit_depth) == "32f" else "clamp", "clipped_samples": clipped,
+                        "clipped_total": int(sum(clipped.values()))})
+    return report

@@ -41,7 +41,7 @@ def segment_starts(samples, keep, step):
     return starts
 
 
-def _segment_weight(i, count, keep, ramp):
+def segment_weight(i, count, keep, ramp):
     """The overlap-add weight of segment ``i`` of ``count``, answering ``keep`` samples: ones, with
     ``ramp`` rising over the start a previous neighbour shares and falling over the end a next one
     shares. Shape: (keep,) float32."""
@@ -60,7 +60,7 @@ def segment_weights(samples, keep, starts, overlap):
     (exactly 1 where two regular neighbours cross, and right wherever the end-aligned last segment
     overlaps more). Returns ``({start: (keep,) float32}, (samples,) float32)``."""
     ramp = crossfade(min(overlap, keep // 2))
-    weights = {s: _segment_weight(i, len(starts), keep, ramp) for i, s in enumerate(starts)}
+    weights = {s: segment_weight(i, len(starts), keep, ramp) for i, s in enumerate(starts)}
     total = np.zeros(samples, np.float32)
     for s, w in weights.items():
         stop = min(s + keep, samples)
@@ -109,7 +109,7 @@ def apply_chunked_in_place(run, x, *, segment, overlap, delay=0, batch=4, progre
     keep = segment - delay  # output samples an item answers for
     starts = segment_starts(samples, keep, keep - overlap)
     ramp = crossfade(min(overlap, keep // 2))
-    weights = [_segment_weight(i, len(starts), keep, ramp) for i in range(len(starts))]
+    weights = [segment_weight(i, len(starts), keep, ramp) for i in range(len(starts))]
     # per channel: the pending output [base, base + keep): weighted sum and sum of weights
     base = [0] * channels
     acc = np.zeros((channels, keep), np.float32)
