@@ -237,3 +237,43 @@ def test_per_speaker_leveling_brings_a_quiet_guest_to_the_host(monkeypatch):
     plain, _ = enhance(quiet, rate, preset="podcast", model="classic")
     assert spread(out) < 2.0 < spread(plain) - 5.0
     assert full["per_speaker"]["speakers"] == 2 and out.shape == quiet.shape
+
+
+def test_blocks_cross_fade_into_the_same_sum(monkeypatch):
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal((2, 16000 * 7)) * 0.05).astype(np.float32)
+    activity = np.zeros((2, 700), bool)
+    activity[0, :400] = True
+    activity[1, 350:] = True
+    pieces = []
+
+    def sink(start, stop, parts):
+        pieces.append((start, stop, parts.copy()))
+
+    voices.split_blocks(lambda a, b: x[:, a:b], x.shape[1], 16000, activity, fake_separator, sink, block_s=2.0,
+                        overlap_s=0.5)
+    assert [p[0] for p in pieces] == sorted(p[0] for p in pieces) and pieces[0][0] == 0
+    assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:])) and pieces[-1][1] == x.shape[1]
+    whole = np.concatenate([p[2] for p in pieces], axis=2)
+    assert whole.shape == (3, 2, x.shape[1])
+    np.testing.assert_allclose(whole.sum(axis=0), x, atol=1e-6)
+    np.testing.assert_allclose(whole[-1], 0.2 * x, atol=1e-6)  # the residual, seamless across the blocks
+
+
+def test_stream_write_commits_or_leaves_nothing(tmp_path):
+    from roomtone.audio import StreamWrite
+
+    rng = np.random.default_rng(5)
+    blocks = [(rng.standard_normal((2, 1000)) * 0.1).astype(np.float32) for _ in range(3)]
+    blocks[1][0, 10] = 1.5  # over full scale: clamped and counted at 24 bits
+    writer = StreamWrite(tmp_path / "a.wav", 48000, 2, "24")
+    for b in blocks:
+        writer.write(b)
+    writer.commit()
+    y, rate, _ = read_audio(str(tmp_path / "a.wav"))
+    assert rate == 48000 and y.shape == (2, 3000) and writer.clipped == 1
+    assert np.abs(y - np.clip(np.concatenate(blocks, axis=1), -1, 1)).max() < 1e-5
+    dropped = StreamWrite(tmp_path / "b.wav", 48000, 2, "32f")
+    dropped.write(blocks[0])
+    dropped.discard()
+    assert sorted(os.listdir(tmp_path)) == ["a.wav"]
