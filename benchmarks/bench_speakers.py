@@ -16,7 +16,7 @@ overlaps, and per set reverberation, noise or the telephone band, beside a one-s
 ============ ===================================================================== ==========
 set          what                                                                  role
 ============ ===================================================================== ==========
-``tune``     training speakers, clean, 16 kHz                                      settings
+``tune``     the "select" half of the held-out speakers (never the benchmark's), 16 kHz settings
 ``clean``    the "evaluate" half of the held-out speakers, 16 kHz                  evaluation
 ``rooms``    the same speakers, each through a measured RIR, held-out real noise    evaluation
              at 10-20 dB under the voices, 48 kHz input
@@ -147,7 +147,7 @@ def turns_table(sets, items, seed, thresholds, embeddings=("ge2e", "mel-stats"))
     rows = []
     for name in sets:
         rng = np.random.default_rng(seed + SETS.index(name))
-        pool = by["train"] if name == "tune" else by["evaluate"]
+        pool = by["select"] if name == "tune" else by["evaluate"]
         convs = [conversation(rng, pool, COUNTS[i % len(COUNTS)],
                               rirs=rirs if name == "rooms" else None, noises=noises if name == "rooms" else None)
                  for i in range(items)]

@@ -223,7 +223,8 @@ WINDOW_S = 1.5  # embedding windows, every HOP_S
 HOP_S = 0.75
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
-DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.4, "mel-stats": 1.0}
+DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 1.0}
+MIN_CLUSTER_SHARE = 0.06  # a cluster of fewer windows than this share is no speaker (chosen on tune)
 OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
 OVERLAP_SHARE = 0.25  # ... and holds at least this share of the frame's energy (chosen on tune)
 OVERLAP_MEDIAN_FRAMES = 11  # median filter of the overlap decision (110 ms)
@@ -360,7 +361,7 @@ def find_turns(mono16, run, embedder, *, n="auto", say=lambda message: None):
     threshold = DISTANCE_THRESHOLDS.get(getattr(embedder, "name", ""), 0.6)
     say("clustering")
     turns = diarize(embeddings, starts_s, WINDOW_S, speech, FRAME_S, n=n, second_speaker=both,
-                    distance_threshold=threshold)
+                    distance_threshold=threshold, min_cluster_share=MIN_CLUSTER_SHARE)
     names = sorted({t.speaker for t in turns}, key=lambda s: int(s.replace("speaker", "")))
     if isinstance(n, int) and len(names) < n:  # a fixed count: speakers with no turn get silent tracks
         names += [f"speaker{k}" for k in range(n) if f"speaker{k}" not in names]
