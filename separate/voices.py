@@ -176,8 +176,8 @@ def mel_stats(wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
 
 class MelStatsEncoder:
     """The speaker embedding when the GE2E weights are not installed (ours): per window the mean and
-    standard deviation of 40 log-mel energies (:func:`mel_stats`), less the recording's mean,
-    through a linear discriminant projection fitted on the training speakers
+    standard deviation of 40 log-mel energies (:func:`mel_stats`), less the training windows' mean
+    (not the recording's: a monologue must stay one cloud), through a linear discriminant projection fitted on the training speakers
     (``python -m roomtone.separate.training.speaker_lda``: Fisher's LDA, within-speaker scatter
     whitened, :data:`DIMENSIONS` directions), scaled to unit length. It tells fewer voices apart
     than GE2E (``benchmarks/bench_speakers.py``)."""
@@ -192,13 +192,14 @@ class MelStatsEncoder:
 
         path = str(files("roomtone.separate").joinpath(LDA_WEIGHTS)) if path is None else str(path)
         arrays = weights.load_arrays(path)
+        self.mean = arrays["mean"].astype(np.float64)
         self.projection = arrays["projection"].astype(np.float64)
 
     def embed_windows(self, wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
         """As :meth:`roomtone.separate.speaker_encoder.SpeakerEncoder.embed_windows`.
         Shape: (samples,) -> (starts_s (n,), embeddings (n, DIMENSIONS) float32)."""
         starts, features = mel_stats(wav, sample_rate, window_s=window_s, hop_s=hop_s)
-        out = (features - features.mean(axis=0)) @ self.projection
+        out = (features - self.mean) @ self.projection
         out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-12
         return starts, out.astype(np.float32)
 
@@ -223,7 +224,7 @@ WINDOW_S = 1.5  # embedding windows, every HOP_S
 HOP_S = 0.75
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
-DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 1.0}
+DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 0.6}
 MIN_CLUSTER_SHARE = 0.06  # a cluster of fewer windows than this share is no speaker (chosen on tune)
 OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
 OVERLAP_SHARE = 0.25  # ... and holds at least this share of the frame's energy (chosen on tune)

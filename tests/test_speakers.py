@@ -18,7 +18,8 @@ from roomtone.testing import vowel
 
 
 def talk(sample_rate, seconds=6.0, overlap_s=0.0):
-    """Two synthetic talkers taking turns: A (110 Hz) for the first half, B (230 Hz) for the second,
+    """Two synthetic talkers taking turns: A (110 Hz) for the first half, B (230 Hz, formants 1.3x
+    higher) for the second,
     ``overlap_s`` of both in the middle, 0.3 s of silence at each end. Returns (mix (samples,),
     sources (2, samples))."""
     n = int(seconds * sample_rate)
@@ -28,8 +29,10 @@ def talk(sample_rate, seconds=6.0, overlap_s=0.0):
     a = np.zeros(n, np.float32)
     b = np.zeros(n, np.float32)
     a[edge:half + ov] = vowel((half + ov - edge) / sample_rate, sample_rate, f0=110.0, seed=1)[0][:half + ov - edge]
-    b[half - ov:n - edge] = vowel((n - edge - half + ov) / sample_rate, sample_rate, f0=230.0, seed=2)[0][
-        :n - edge - half + ov]
+    length = n - edge - half + ov
+    # B's vocal tract is shorter: its vowel made at a rate 1.3x lower and played at this one, so its
+    # formants sit 1.3x higher (780, 1560, 3250 Hz), as a child's or many women's do, not only its pitch
+    b[half - ov:n - edge] = vowel(length / sample_rate * 1.3, sample_rate / 1.3, f0=230.0 / 1.3, seed=2)[0][:length]
     return a + b, np.stack([a, b])
 
 
