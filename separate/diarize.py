@@ -341,16 +341,37 @@ def _turns(label, second, frame_s, names):
     return sorted(turns)
 
 
+def _nearest_centroid(unit, labels, refine, window_s, speech, frame_s, min_speech_share):
+    """Labels of the dense windows ``refine = (starts_s, embeddings)`` in speech: the nearest (cosine)
+    of the centroids of ``unit``'s clusters. Returns (labels, their starts), or None when no dense
+    window is in speech."""
+    starts, embeddings = refine
+    starts = np.asarray(starts, np.float64).reshape(-1)
+    dense = _unit_rows(embeddings)
+    if starts.size != dense.shape[0]:
+        raise DiarizationInputError(f"refine: {dense.shape[0]} embeddings but {starts.size} window starts")
+    centroids = np.stack([unit[labels == k].mean(axis=0) for k in range(int(labels.max()) + 1)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True) + 1e-12
+    keep = speech_windows(starts, window_s, speech, frame_s, min_speech_share=min_speech_share)
+    if not keep.any():
+        return None
+    return np.argmax(dense[keep] @ centroids.T, axis=1), starts[keep]
+
+
 def diarize(embeddings, starts_s, window_s, speech, frame_s=FRAME_S, *, n="auto", second_speaker=None,
-            min_speech_share=0.5, min_turn_ms=250.0, speaker_prefix="speaker", **cluster_options):
+            min_speech_share=0.5, min_turn_ms=250.0, speaker_prefix="speaker", refine=None, **cluster_options):
     """Speaker turns (module docstring) from window embeddings and per-frame speech activity.
 
     ``embeddings`` of the windows ``[starts_s, starts_s + window_s)`` (s); ``speech`` per frame of
     ``frame_s`` (s; :func:`roomtone.separate.vad.voice_activity`); ``n``: ``"auto"`` or a count;
     ``second_speaker``: optional per-frame activity (bool, or probability taken at 0.5) of a second
     voice; ``cluster_options``: :func:`cluster_embeddings`' keywords. Speakers are named
-    ``f"{speaker_prefix}{k}"``, k = 0 for the one with most windows. Shape: embeddings (windows,
-    dim), starts_s (windows,), speech and second_speaker (frames,) -> list of :class:`Turn`.
+    ``f"{speaker_prefix}{k}"``, k = 0 for the one with most windows. ``refine``: optional
+    ``(starts_s, embeddings)`` of denser windows of the same length (re-segmentation): the clusters'
+    centroids are found on ``embeddings``, then every dense window takes its nearest centroid
+    (cosine) and the frames are labelled from those, so turn changes are placed at the dense hop.
+    Shape: embeddings (windows, dim), starts_s (windows,), speech and second_speaker (frames,) ->
+    list of :class:`Turn`.
 
     Example::
 
@@ -367,7 +388,12 @@ def diarize(embeddings, starts_s, window_s, speech, frame_s=FRAME_S, *, n="auto"
     if not keep.any():
         return []
     labels = cluster_embeddings(unit[keep], n, **cluster_options)
-    label, scores = frame_labels(labels, starts_s[keep], window_s, speech, frame_s, min_turn_ms=min_turn_ms)
+    window_starts = starts_s[keep]
+    dense = None if refine is None else _nearest_centroid(unit[keep], labels, refine, window_s, speech, frame_s,
+                                                          min_speech_share)
+    if dense is not None:
+        labels, window_starts = dense
+    label, scores = frame_labels(labels, window_starts, window_s, speech, frame_s, min_turn_ms=min_turn_ms)
     second = np.full(label.size, -1)
     if second_speaker is not None:
         active = np.asarray(second_speaker, np.float64).reshape(-1)

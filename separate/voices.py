@@ -222,6 +222,7 @@ def load_embedder(path=None):
 
 WINDOW_S = 1.5  # embedding windows, every HOP_S
 HOP_S = 0.75
+DENSE_HOP_S = 0.25  # re-segmentation: windows this far apart take the nearest cluster (chosen on tune)
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
 DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 0.6}
@@ -358,11 +359,13 @@ def find_turns(mono16, run, embedder, *, n="auto", say=lambda message: None):
     both = overlap_frames(run, mono16, speech, segment=segment, overlap=overlap,
                           progress=lambda done, count: say(f"overlap segment {done} of {count}"))
     say("speaker embeddings")
-    starts_s, embeddings = embedder.embed_windows(mono16, 16000, window_s=WINDOW_S, hop_s=HOP_S)
+    # dense windows (every DENSE_HOP_S) for the re-segmentation; every HOP_S-th of them is clustered
+    dense_s, dense = embedder.embed_windows(mono16, 16000, window_s=WINDOW_S, hop_s=DENSE_HOP_S)
+    step = max(1, int(round(HOP_S / DENSE_HOP_S)))
     threshold = DISTANCE_THRESHOLDS.get(getattr(embedder, "name", ""), 0.6)
     say("clustering")
-    turns = diarize(embeddings, starts_s, WINDOW_S, speech, FRAME_S, n=n, second_speaker=both,
-                    distance_threshold=threshold, min_cluster_share=MIN_CLUSTER_SHARE)
+    turns = diarize(dense[::step], dense_s[::step], WINDOW_S, speech, FRAME_S, n=n, second_speaker=both,
+                    distance_threshold=threshold, min_cluster_share=MIN_CLUSTER_SHARE, refine=(dense_s, dense))
     names = sorted({t.speaker for t in turns}, key=lambda s: int(s.replace("speaker", "")))
     if isinstance(n, int) and len(names) < n:  # a fixed count: speakers with no turn get silent tracks
         names += [f"speaker{k}" for k in range(n) if f"speaker{k}" not in names]

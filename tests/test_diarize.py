@@ -354,3 +354,33 @@ def test_der_mapping_is_optimal():
         table = profit if rows <= cols else profit.T
         best = max(sum(table[i, p[i]] for i in range(small)) for p in itertools.permutations(range(large), small))
         assert sum(profit[i, j] for i, j in dz._hungarian(profit)) == best
+
+
+def test_refine_places_the_turn_change_at_the_dense_hop():
+    """Re-segmentation: clusters from windows every 1 s, then windows every 0.1 s take the nearest
+    centroid; the change of speaker at 5.45 s is placed within the dense hop, where the coarse
+    windows put it at a whole second."""
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((2, 32))
+    change_s, window_s, total_s = 5.45, 1.0, 10.0
+
+    def windows(hop_s):
+        starts = np.arange(0.0, total_s - window_s + 1e-9, hop_s)
+        mids = starts + window_s / 2
+        who = (mids >= change_s).astype(int)
+        return starts, centres[who] + 0.05 * rng.standard_normal((starts.size, 32))
+
+    speech = np.ones(int(total_s / 0.01), bool)
+    coarse_s, coarse = windows(1.0)
+    dense_s, dense = windows(0.1)
+    plain = dz.diarize(coarse, coarse_s, window_s, speech, n=2, min_turn_ms=0.0)
+    refined = dz.diarize(coarse, coarse_s, window_s, speech, n=2, min_turn_ms=0.0, refine=(dense_s, dense))
+
+    def change(turns):
+        first = min(turns, key=lambda t: t.start_s)
+        return first.end_s
+
+    assert abs(change(refined) - change_s) <= 0.1
+    assert abs(change(plain) - change_s) >= 0.3
+    with pytest.raises(dz.DiarizationInputError):
+        dz.diarize(coarse, coarse_s, window_s, speech, n=2, refine=(dense_s[:-1], dense))
