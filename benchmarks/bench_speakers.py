@@ -17,6 +17,8 @@ overlaps, and per set reverberation, noise or the telephone band, beside a one-s
 set          what                                                                  role
 ============ ===================================================================== ==========
 ``tune``     the "select" half of the held-out speakers (never the benchmark's), 16 kHz settings
+``tune-rooms`` the same speakers through measured RIRs, the "select" half of the held-out  settings
+             noises at 10-20 dB, 48 kHz input
 ``clean``    the "evaluate" half of the held-out speakers, 16 kHz                  evaluation
 ``rooms``    the same speakers, each through a measured RIR, held-out real noise    evaluation
              at 10-20 dB under the voices, 48 kHz input
@@ -40,7 +42,7 @@ import time
 import numpy as np
 
 RATE = 16000
-SETS = ("tune", "clean", "rooms", "phone")
+SETS = ("tune", "tune-rooms", "clean", "rooms", "phone")
 COUNTS = (2, 3, 2, 4, 3, 2, 3, 4)  # speakers per conversation, cycled
 
 
@@ -58,7 +60,8 @@ def _pools():
         for k, x in items:
             d.setdefault(k, []).append(x)
         by[part] = d
-    noises = [x for k, x in pools["val"]["noise"] if speech.held_out_part(k, "noise") == "evaluate"]
+    noises = {part: [x for k, x in pools["val"]["noise"] if speech.held_out_part(k, "noise") == part]
+              for part in ("select", "evaluate")}
     return by, noises, pools["rir"]
 
 
@@ -147,11 +150,12 @@ def turns_table(sets, items, seed, thresholds, embeddings=("ge2e", "mel-stats"))
     rows = []
     for name in sets:
         rng = np.random.default_rng(seed + SETS.index(name))
-        pool = by["select"] if name == "tune" else by["evaluate"]
-        convs = [conversation(rng, pool, COUNTS[i % len(COUNTS)],
-                              rirs=rirs if name == "rooms" else None, noises=noises if name == "rooms" else None)
+        part = "select" if name.startswith("tune") else "evaluate"
+        rooms = name.endswith("rooms")
+        convs = [conversation(rng, by[part], COUNTS[i % len(COUNTS)],
+                              rirs=rirs if rooms else None, noises=noises[part] if rooms else None)
                  for i in range(items)]
-        rate = {"rooms": 48000, "phone": 8000}.get(name, RATE)
+        rate = 48000 if rooms else (8000 if name == "phone" else RATE)
         for embed_name, embedder in embedders.items():
             for threshold in thresholds or [voices.DISTANCE_THRESHOLDS[embedder.name]]:
                 voices.DISTANCE_THRESHOLDS[embedder.name] = threshold

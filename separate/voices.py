@@ -226,6 +226,7 @@ DENSE_HOP_S = 0.25  # re-segmentation: windows this far apart take the nearest c
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
 DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 0.6}
+VAD_OPTIONS = {}  # voice_activity settings for the turns: its defaults (3 dB traded tune for tune-rooms, within the spread)
 MIN_CLUSTER_SHARE = 0.06  # a cluster of fewer windows than this share is no speaker (chosen on tune)
 OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
 OVERLAP_SHARE = 0.25  # ... and holds at least this share of the frame's energy (chosen on tune)
@@ -354,7 +355,7 @@ def find_turns(mono16, run, embedder, *, n="auto", say=lambda message: None):
     overlap = int(speakers_net.OVERLAP_S * 16000)
 
     say("voice activity")
-    _, speech = voice_activity(mono16, 16000)
+    _, speech = voice_activity(mono16, 16000, **VAD_OPTIONS)
     say("overlapped speech")
     both = overlap_frames(run, mono16, speech, segment=segment, overlap=overlap,
                           progress=lambda done, count: say(f"overlap segment {done} of {count}"))
