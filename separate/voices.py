@@ -225,7 +225,7 @@ HOP_S = 0.75
 DENSE_HOP_S = 0.25  # re-segmentation: windows this far apart take the nearest cluster (chosen on tune)
 # the speaker-count threshold (average cosine distance) per embedding, chosen on built conversations
 # of the training speakers (benchmarks/bench_speakers.py --tune)
-DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.35, "mel-stats": 0.6}
+DISTANCE_THRESHOLDS = {"resemblyzer-ge2e": 0.4, "mel-stats": 0.6}
 VAD_OPTIONS = {}  # voice_activity settings for the turns: its defaults (3 dB traded tune for tune-rooms, within the spread)
 MIN_CLUSTER_SHARE = 0.06  # a cluster of fewer windows than this share is no speaker (chosen on tune)
 OVERLAP_RATIO_DB = -10.0  # a frame overlaps when the weaker voice is within this of the stronger
