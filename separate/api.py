@@ -347,15 +347,7 @@ def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip
     except BaseException:
         for item in pending:
             item.discard()  # after a commit there is nothing left to remove
-        if folder in created:  # a folder this call made holds only its own files: leave nothing
-            for path in [*paths.values(), *text_paths.values()]:
-                if os.path.exists(path):
-                    os.unlink(path)
-        for made in reversed(created):
-            try:
-                os.rmdir(made)
-            except OSError:
-                pass
+        remove_set([*paths.values(), *text_paths.values()], created, folder)
         raise
     report.pop("texts", None)
     report["input"] = str(input_path)
@@ -365,6 +357,21 @@ def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip
     report["dither"] = "tpdf" if bits else None
     report["clip"] = clip_info
     return report
+
+
+def remove_set(paths, created, folder):
+    """After a failed set: where ``folder`` was made by this call (in ``created``) it holds only the
+    set's own files, so every one of ``paths`` there is removed; then the folders ``created``,
+    innermost first, where empty."""
+    if folder in created:
+        for path in paths:
+            if os.path.exists(path):
+                os.unlink(path)
+    for made in reversed(created):
+        try:
+            os.rmdir(made)
+        except OSError:
+            pass
 
 
 def _make_folders(paths):

@@ -91,6 +91,27 @@ def assign_segment(voices, gates):
     return out
 
 
+def model_segments(run, x16, segment, overlap, batch=4, progress=None):
+    """The model over ``x16`` (samples,) in segments of ``segment`` samples overlapping by
+    ``overlap`` (:func:`roomtone.models.apply.segment_starts`), ``batch`` at a time. Yields
+    ``(start, stop, outputs (3, stop - start), input (stop - start,))`` per segment, in order;
+    ``progress(done, count)`` after each batch."""
+    n = x16.size
+    starts = segment_starts(n, segment, segment - overlap)
+    for first in range(0, len(starts), batch):
+        group = starts[first:first + batch]
+        block = np.zeros((batch, segment), np.float32)
+        for j, s in enumerate(group):
+            piece = x16[s:s + segment]
+            block[j, :piece.size] = piece
+        out = run(block)
+        for j, s in enumerate(group):
+            stop = min(s + segment, n)
+            yield s, stop, out[j, :, :stop - s], block[j, :stop - s]
+        if progress is not None:
+            progress(min(first + batch, len(starts)), len(starts))
+
+
 def separate_channel(run, x16, activity, *, segment, overlap, offset=0, batch=4, progress=None):
     """One channel at 16 kHz through the model, segment by segment, assembled into tracks.
 
@@ -110,21 +131,11 @@ def separate_channel(run, x16, activity, *, segment, overlap, offset=0, batch=4,
     weights, total = segment_weights(n, segment, starts, overlap)
     tracks = np.zeros((speakers, n), np.float32)
     residual = np.zeros(n, np.float32)
-    for first in range(0, len(starts), batch):
-        group = starts[first:first + batch]
-        block = np.zeros((batch, segment), np.float32)
-        for j, s in enumerate(group):
-            piece = x16[s:s + segment]
-            block[j, :piece.size] = piece
-        out = run(block)
-        for j, s in enumerate(group):
-            stop = min(s + segment, n)
-            w = weights[s][:stop - s]
-            gates = sample_gates(activity, offset + s, offset + stop, 16000)
-            tracks[:, s:stop] += assign_segment(out[j, :2, :stop - s], gates) * w
-            residual[s:stop] += out[j, 2, :stop - s] * w
-        if progress is not None:
-            progress(min(first + batch, len(starts)), len(starts))
+    for s, stop, out, _ in model_segments(run, x16, segment, overlap, batch, progress):
+        w = weights[s][:stop - s]
+        gates = sample_gates(activity, offset + s, offset + stop, 16000)
+        tracks[:, s:stop] += assign_segment(out[:2], gates) * w
+        residual[s:stop] += out[2] * w
     tracks /= total
     residual /= total
     return tracks, residual
@@ -289,27 +300,16 @@ def overlap_frames(run, x16, speech, *, segment, overlap, batch=4, progress=None
     frame = int(FRAME_S * 16000)
     segment = min(segment, n)
     overlap = min(overlap, segment // 2)
-    starts = segment_starts(n, segment, segment - overlap)
     frames = speech.size
     flags = np.zeros(frames, bool)
-    for first in range(0, len(starts), batch):
-        group = starts[first:first + batch]
-        block = np.zeros((batch, segment), np.float32)
-        for j, s in enumerate(group):
-            piece = x16[s:s + segment]
-            block[j, :piece.size] = piece
-        out = run(block)
-        for j, s in enumerate(group):
-            stop = min(s + segment, n)
-            e = _frame_energy(out[j, :2, :stop - s], frame)
-            mix = _frame_energy(block[j, :stop - s], frame) + 1e-12
-            weak, strong = e.min(axis=0), e.max(axis=0) + 1e-12
-            both = (weak / strong >= 10.0 ** (OVERLAP_RATIO_DB / 10.0)) & (weak / mix >= OVERLAP_SHARE)
-            f0 = s // frame
-            count = min(both.size, frames - f0)
-            flags[f0:f0 + count] = both[:count]
-        if progress is not None:
-            progress(min(first + batch, len(starts)), len(starts))
+    for s, stop, out, piece in model_segments(run, x16, segment, overlap, batch, progress):
+        e = _frame_energy(out[:2], frame)
+        mix = _frame_energy(piece, frame) + 1e-12
+        weak, strong = e.min(axis=0), e.max(axis=0) + 1e-12
+        both = (weak / strong >= 10.0 ** (OVERLAP_RATIO_DB / 10.0)) & (weak / mix >= OVERLAP_SHARE)
+        f0 = s // frame
+        count = min(both.size, frames - f0)
+        flags[f0:f0 + count] = both[:count]
     flags &= speech
     half = OVERLAP_MEDIAN_FRAMES // 2
     padded = np.pad(flags.astype(np.int32), half)
@@ -580,7 +580,7 @@ def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=Non
 
     from roomtone.audio import StreamWrite, check_output_path, output_format, read_audio, write_text_atomic
     from roomtone.errors import InvalidAudioError, OutputError
-    from roomtone.separate.api import _make_folders, stem_paths
+    from roomtone.separate.api import _make_folders, remove_set, stem_paths
     from roomtone.separate.rttm import rttm_text
 
     started = time.perf_counter()
@@ -645,15 +645,7 @@ def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=Non
     except BaseException:
         for writer in writers:
             writer.discard()
-        if folder in created:
-            for path in [*paths.values(), text_path]:
-                if os.path.exists(path):
-                    os.unlink(path)
-        for made in reversed(created):
-            try:
-                os.rmdir(made)
-            except OSError:
-                pass
+        remove_set([*paths.values(), text_path], created, folder)
         raise
     finally:
         if handle is not None:
