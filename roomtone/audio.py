@@ -520,6 +520,12 @@ class PendingWrite:
             pass
 
 
+def clip_limit(bits):
+    """The largest magnitude a ``bits``-bit output may have so TPDF dither (1 LSB) and rounding (half
+    an LSB) never reach past the code range: ``1 - 3 LSB``."""
+    return 1.0 - 3.0 / float(2 ** (int(bits) - 1))
+
+
 class StreamWrite:
     """An output file written block by block (a long job's output never whole in memory) into a
     temporary file beside ``path``; :meth:`commit` renames it into place, :meth:`discard` removes
@@ -553,7 +559,7 @@ class StreamWrite:
         audio = np.ascontiguousarray(audio, dtype=np.float32)
         try:
             if self.bit_depth != "32f":
-                limit = 1.0 - 3.0 / float(2 ** (int(self.bit_depth) - 1))  # dither and rounding stay in range
+                limit = clip_limit(self.bit_depth)
                 over = np.abs(audio) > limit
                 if over.any():
                     self.clipped += int(np.count_nonzero(over))

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 import roomtone
-from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, output_format, quantize_to_grid, read_audio,
-                            too_short, validate_audio)
+from roomtone.audio import (BIT_DEPTHS, PendingWrite, check_output_path, clip_limit, output_format, quantize_to_grid,
+                            read_audio, too_short, validate_audio)
 from roomtone.errors import InvalidAudioError, OutputError, PresetError
 from roomtone.separate.separators import FOUR_STEMS, get_separator, separator_stems
 
@@ -229,12 +229,6 @@ def _report(separator, wanted, result, *, two_stems, audio_shape, sample_rate, r
     }
 
 
-def clip_limit(bits):
-    """The largest magnitude a ``bits``-bit stem may have so TPDF dither (1 LSB) and rounding (half
-    an LSB) never reach past the code range: ``1 - 3 LSB``."""
-    return 1.0 - 3.0 / float(2 ** (int(bits) - 1))
-
-
 def apply_clip_policy(stems, bit_depth, clip):
     """The stems made fit for ``bit_depth`` (``"16"``, ``"24"``: integer; ``"32f"``: float, untouched)
     under the ``clip`` policy: ``"rescale"`` (one common gain for every stem so that none clips:
@@ -300,30 +294,24 @@ created if missing.
                           progress=progress)
 
 
-def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip=None, fmt="wav", progress=None,
-                   texts=()):
+def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip=None, fmt="wav", progress=None):
     """Read ``input_path``, split it with ``work(audio, sample_rate) -> ({name: (channels, samples)},
     report)`` and write ``DIR/<input name>/<name>.<fmt>`` for each name it returns (``names``: all it
     may return, each checked before any work), atomically as a set
     (every file to a temporary one beside its target, all renamed only when all were written; on any
-    failure or interrupt they are removed, and the folders if this call created them). ``texts``:
-    file names (in the same folder) of text files ``work``'s report carries under
-    ``report["texts"][name]``, written atomically after the audio (and removed with the set on failure).
+    failure or interrupt they are removed, and the folders if this call created them).
 
     The checks of the bit depth, the clipping policy (:func:`apply_clip_policy`) and the format come
     before the input is read. Returns the report with ``input``, ``input_format``, ``outputs``,
     ``bit_depth``, ``dither`` and ``clip`` added."""
-    from roomtone.audio import write_text_atomic
-
     apply_clip_policy({}, bit_depth, clip)  # checks the options before any work
     paths = stem_paths(input_path, output_dir, names, fmt)
     output_format(next(iter(paths.values())), bit_depth)  # a format or depth not written: before any work
     folder = os.path.dirname(next(iter(paths.values())))
-    text_paths = {name: os.path.join(folder, name) for name in texts}
-    created = _make_folders((os.fspath(output_dir), folder))
+    created = make_folders((os.fspath(output_dir), folder))
     pending = []
     try:
-        for path in [*paths.values(), *text_paths.values()]:
+        for path in paths.values():
             check_output_path(path, input_path)
         say = progress or (lambda message: None)
         say("reading")
@@ -342,17 +330,14 @@ def write_stem_set(input_path, output_dir, names, work, *, bit_depth="32f", clip
         say("committing")
         for item in pending:
             item.commit()
-        for name, path in text_paths.items():
-            write_text_atomic(path, report["texts"].pop(name))
     except BaseException:
         for item in pending:
             item.discard()  # after a commit there is nothing left to remove
-        remove_set([*paths.values(), *text_paths.values()], created, folder)
+        remove_set(list(paths.values()), created, folder)
         raise
-    report.pop("texts", None)
     report["input"] = str(input_path)
     report["input_format"] = {"format": info.format, "subtype": info.subtype}
-    report["outputs"] = {**{stem: paths[stem] for stem in result}, **text_paths}
+    report["outputs"] = {stem: paths[stem] for stem in result}
     report["bit_depth"] = str(bit_depth)
     report["dither"] = "tpdf" if bits else None
     report["clip"] = clip_info
@@ -374,7 +359,7 @@ def remove_set(paths, created, folder):
             pass
 
 
-def _make_folders(paths):
+def make_folders(paths):
     """Create each missing folder of ``paths`` (outermost first); returns those this call made.
     On a failure the ones made are removed and :class:`OutputError` names the folder."""
     created = []

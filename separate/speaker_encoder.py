@@ -199,7 +199,7 @@ _FILTERS = mel_filterbank()
 _WINDOW = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(N_FFT) / N_FFT)  # periodic Hann
 
 
-def _mel_span(wav, first, stop):
+def mel_span(wav, first, stop):
     """Mel frames ``first .. stop - 1`` of ``wav`` (16 kHz), the signal zero-extended on both sides
     (the frames of ``center=True`` with zero padding, at any offset). Shape: (samples,) -> (stop -
     first, 40) float32."""
@@ -301,7 +301,7 @@ def build_model(state, *, where="checkpoint"):
 # the encoder
 
 
-def _mono_16k(wav, sample_rate, what):
+def mono_16k(wav, sample_rate, what):
     """``wav`` checked (mono, finite, at least 10 ms) and resampled to 16 kHz. Shape: (samples,) or
     (1, samples) -> (samples at 16 kHz,) float32."""
     from roomtone.audio import too_short, validate_audio
@@ -365,8 +365,8 @@ class SpeakerEncoder:
         """The encoder's power mel spectrogram of ``wav`` (resampled to 16 kHz; no volume change).
 
         Shape: (samples,) -> (1 + samples_16k // 160, 40) float32."""
-        wav = _mono_16k(wav, sample_rate, "a mel spectrogram")
-        return _mel_span(wav, 0, frame_count(wav.size))
+        wav = mono_16k(wav, sample_rate, "a mel spectrogram")
+        return mel_span(wav, 0, frame_count(wav.size))
 
     def _embed_at(self, wav, starts, frames):
         """Embeddings of the ``frames``-frame windows starting at the frames ``starts`` of ``wav``
@@ -374,7 +374,7 @@ class SpeakerEncoder:
         out = np.empty((len(starts), EMBEDDING), np.float32)
         for first in range(0, len(starts), self.batch):
             group = starts[first:first + self.batch]
-            mel = _mel_span(wav, int(group[0]), int(group[-1]) + frames)
+            mel = mel_span(wav, int(group[0]), int(group[-1]) + frames)
             windows = np.stack([mel[s - group[0]:s - group[0] + frames] for s in group])
             out[first:first + len(group)] = self.embed_frames(windows)
         return out
@@ -385,7 +385,7 @@ class SpeakerEncoder:
         averaged and renormalised (see the module; no silence trimming).
 
         Shape: (samples,) at ``sample_rate`` -> (256,) float32 unit vector."""
-        wav = volume_normalized(_mono_16k(wav, sample_rate, "a speaker embedding"))
+        wav = volume_normalized(mono_16k(wav, sample_rate, "a speaker embedding"))
         partials = self._embed_at(wav, partial_starts(wav.size, partials_per_s=partials_per_s,
                                                       min_coverage=min_coverage), PARTIAL_FRAMES)
         mean = partials.mean(axis=0)
@@ -400,7 +400,7 @@ class SpeakerEncoder:
         Shape: (samples,) at ``sample_rate`` -> (starts_s (n,) float64, embeddings (n, 256) float32)."""
         window = int(round(_check_seconds("window_s", window_s, 0.1, 10.0) * SAMPLE_RATE / HOP))
         hop = int(round(_check_seconds("hop_s", hop_s, 0.01, 10.0) * SAMPLE_RATE / HOP))
-        wav = volume_normalized(_mono_16k(wav, sample_rate, "speaker windows"))
+        wav = volume_normalized(mono_16k(wav, sample_rate, "speaker windows"))
         count = 1 + max(0, -(-(frame_count(wav.size) - window) // hop))
         starts = np.arange(count, dtype=np.int64) * hop
         return starts * (HOP / SAMPLE_RATE), self._embed_at(wav, starts, window)

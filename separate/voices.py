@@ -170,14 +170,14 @@ def mel_stats(wav, sample_rate=16000, *, window_s=1.5, hop_s=0.75):
     """Per window of ``window_s`` every ``hop_s``: the mean and standard deviation over its frames
     of the 40 log-mel energies of the GE2E front end (16 kHz, 25 ms / 10 ms), the last window
     reaching the end. Shape: (samples,) -> (starts_s (n,), features (n, 80) float64)."""
-    from roomtone.separate.speaker_encoder import HOP, _mel_span, _mono_16k, frame_count
+    from roomtone.separate.speaker_encoder import HOP, mel_span, mono_16k, frame_count
 
-    wav = _mono_16k(wav, sample_rate, "speaker windows")
+    wav = mono_16k(wav, sample_rate, "speaker windows")
     frames = frame_count(wav.size)
     window = max(1, int(round(window_s * 16000 / HOP)))
     hop = max(1, int(round(hop_s * 16000 / HOP)))
     count = 1 + max(0, -(-(frames - window) // hop))
-    mel = np.log(_mel_span(wav, 0, frames).astype(np.float64) + 1e-6)
+    mel = np.log(mel_span(wav, 0, frames).astype(np.float64) + 1e-6)
     out = np.empty((count, 2 * mel.shape[1]), np.float64)
     for i in range(count):
         part = mel[i * hop:i * hop + window]
@@ -580,7 +580,7 @@ def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=Non
 
     from roomtone.audio import StreamWrite, check_output_path, output_format, read_audio, write_text_atomic
     from roomtone.errors import InvalidAudioError, OutputError
-    from roomtone.separate.api import _make_folders, remove_set, stem_paths
+    from roomtone.separate.api import make_folders, remove_set, stem_paths
     from roomtone.separate.rttm import rttm_text
 
     started = time.perf_counter()
@@ -607,7 +607,7 @@ def speakers_file(input_path, output_dir, *, n="auto", bit_depth="32f", clip=Non
         source_format = {"format": handle.format, "subtype": handle.subtype}
     created, writers = [], []
     try:
-        created = _make_folders((os.fspath(output_dir), folder))
+        created = make_folders((os.fspath(output_dir), folder))
         for path in [*paths.values(), text_path]:
             check_output_path(path, input_path)
         if handle is None:

@@ -270,13 +270,13 @@ def voiced():
 
 def test_mel_frames_match_the_oracle_and_any_span_matches_the_whole(voiced):
     wav = voiced[:5000]
-    ours = se._mel_span(wav, 0, se.frame_count(wav.size))
+    ours = se.mel_span(wav, 0, se.frame_count(wav.size))
     ref = _oracle_mel(wav)
     assert ours.shape == (1 + 5000 // 160, 40)
     assert np.max(np.abs(ours - ref)) < 1e-5 * np.max(ref)
-    whole = se._mel_span(voiced, 0, se.frame_count(voiced.size) + 30)  # past the end: zero-extended
+    whole = se.mel_span(voiced, 0, se.frame_count(voiced.size) + 30)  # past the end: zero-extended
     for first, stop in ((0, 7), (5, 160), (200, 260), (220, 261)):
-        np.testing.assert_array_equal(se._mel_span(voiced, first, stop), whole[first:stop])
+        np.testing.assert_array_equal(se.mel_span(voiced, first, stop), whole[first:stop])
     assert not whole[-20:].any()
 
 
@@ -394,7 +394,7 @@ def test_volume_normalisation_only_raises():
 
 def test_utterance_is_the_mean_of_its_partials(random_encoder, voiced):
     wav = se.volume_normalized(voiced)
-    mel = se._mel_span(wav, 0, 400)
+    mel = se.mel_span(wav, 0, 400)
     partials = random_encoder.embed_frames(np.stack([mel[s:s + 160] for s in se.partial_starts(wav.size)]))
     mean = partials.mean(axis=0)
     np.testing.assert_allclose(random_encoder.embed_utterance(voiced), mean / np.linalg.norm(mean), atol=1e-6)
@@ -404,7 +404,7 @@ def test_windows_place_and_batch(random_encoder, random_state, voiced):
     starts_s, embeddings = random_encoder.embed_windows(voiced, window_s=1.0, hop_s=0.5)
     frames = se.frame_count(voiced.size)  # 231 frames: windows of 100 at 0, 50, 100, 150 (the last reaches 250)
     assert starts_s.tolist() == pytest.approx([0.0, 0.5, 1.0, 1.5]) and embeddings.shape == (4, 256)
-    mel = se._mel_span(se.volume_normalized(voiced), 0, frames + 50)
+    mel = se.mel_span(se.volume_normalized(voiced), 0, frames + 50)
     whole = random_encoder.embed_frames(np.stack([mel[s:s + 100] for s in (0, 50, 100, 150)]))
     np.testing.assert_allclose(embeddings, whole, atol=1e-6)
     wide = se.SpeakerEncoder(se.build_model(random_state), batch=64)  # one batch instead of two
@@ -468,7 +468,7 @@ def test_weights_from_a_wheel_file_and_a_checkpoint(tmp_path, monkeypatch, rando
     assert se.installed_weights() == str(folder / "pretrained.pt") and "resemblyzer" not in sys.modules
     encoder = se.load_encoder(folder / "pretrained.pt")
     assert "pretrained.pt" in repr(encoder)
-    mel = se._mel_span(voiced, 0, 30)[None]
+    mel = se.mel_span(voiced, 0, 30)[None]
     assert np.max(np.abs(encoder.embed_frames(mel) - _reference_forward(random_state, mel))) < 1e-5
 
 
