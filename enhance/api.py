@@ -161,12 +161,13 @@ def level_speakers(audio, sample_rate, *, progress=None, max_gain_db=MAX_SPEAKER
     split = job("speakers")(audio, sample_rate, n="auto", progress=progress)
     # each speaker's level where it talks, as recorded: the others and their turns' residual muted
     count = len(split.tracks)
-    levels = [integrated_loudness(split.remix([0.0 if j == k else -300.0 for j in range(count)], sample_rate),
+    gates = split.gates(sample_rate)  # once for every remix below
+    levels = [integrated_loudness(split.remix([0.0 if j == k else -300.0 for j in range(count)], sample_rate, gates),
                                   sample_rate) for k in range(count)]
     finite = [lv for lv in levels if np.isfinite(lv)]
     top = max(finite) if finite else 0.0
     gains_db = [float(min(max_gain_db, top - lv)) if np.isfinite(lv) else 0.0 for lv in levels]
-    out = split.remix(gains_db, sample_rate)
+    out = split.remix(gains_db, sample_rate, gates)
     rows = {name: {"level_lufs": round(float(lv), 2) if np.isfinite(lv) else None, "gain_db": round(g, 2),
                    "speech_s": split.report["speech_s"].get(name, 0.0)}
             for name, lv, g in zip(split.report["names"], levels, gains_db)}

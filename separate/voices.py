@@ -260,20 +260,26 @@ class SpeakerSplit(tuple):
     residual = property(lambda self: self[2])
     report = property(lambda self: self[3])
 
-    def remix(self, gains_db, sample_rate):
+    def gates(self, sample_rate):
+        """Each speaker's smoothed activity per sample (:func:`sample_gates` of the turns), float64.
+        Shape: (speakers, samples)."""
+        tracks, turns, _, report = self
+        frames = -(-tracks.shape[2] // int(round(FRAME_S * sample_rate)))
+        activity = activity_matrix(turns, report["names"], frames)
+        return sample_gates(activity, 0, tracks.shape[2], sample_rate).astype(np.float64)
+
+    def remix(self, gains_db, sample_rate, gates=None):
         """The recording again with speaker ``k``'s track at ``gains_db[k]`` dB, the residual (its
         room and noise) following whoever talks: at the talking speakers' mean gain (the last
         one's through pauses, 0 dB before anyone talks). Where one speaker talks alone this is the
-        input times that speaker's gain, whatever the separation. Shape: (channels, samples)."""
-        tracks, turns, residual, report = self
+        input times that speaker's gain, whatever the separation. ``gates``: :meth:`gates`, when
+        the caller remixes several times. Shape: (channels, samples)."""
+        tracks, _, residual, _ = self
         gains = 10.0 ** (np.asarray(gains_db, np.float64) / 20.0)
-        frames = -(-tracks.shape[2] // int(round(FRAME_S * sample_rate)))
-        activity = activity_matrix(turns, report["names"], frames)
-        gates = sample_gates(activity, 0, tracks.shape[2], sample_rate).astype(np.float64)
+        gates = self.gates(sample_rate) if gates is None else gates
         total = gates.sum(axis=0)
         follow = np.where(total > 1e-6, (gains[:, None] * gates).sum(axis=0) / np.maximum(total, 1e-6), np.nan)
-        talking = np.flatnonzero(~np.isnan(follow))
-        if talking.size:  # hold the last gain through the pauses
+        if not np.isnan(follow).all():  # hold the last gain through the pauses
             held = np.maximum.accumulate(np.where(~np.isnan(follow), np.arange(follow.size), -1))
             follow = np.where(held >= 0, follow[np.maximum(held, 0)], 1.0)
         else:
