@@ -204,7 +204,9 @@ def _enhance(given, sample_rate, *, owned, preset, model, atten_lim_db, bit_dept
     if per_speaker:
         say("leveling the speakers")
         signal, speakers = level_speakers(signal, sample_rate, progress=progress)
-    stages, timings, level = _run_chain(preset.chain, signal, sample_rate, before.integrated_lufs, say)
+    # the chain's first stage is measured against what it was given (after --per-speaker, the leveled mix)
+    start = before.integrated_lufs if speakers is None else integrated_loudness(signal, sample_rate)
+    stages, timings, level = _run_chain(preset.chain, signal, sample_rate, start, say)
     target = None
     if goal is not None:
         say("loudness and true-peak limiting")
