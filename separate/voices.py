@@ -355,15 +355,13 @@ def find_turns(mono16, run, embedder, *, n="auto", say=lambda message: None):
     """The turns of a 16 kHz mono mix: voice activity, overlap from the model's voices, window
     embeddings, clustering. Returns (turns named ``speaker_1``..., speaker names in order, activity
     (speakers, frames) bool at :data:`FRAME_S`, the share of frames found overlapped)."""
+    from roomtone.jobs import job
     from roomtone.separate import speakers_net
     from roomtone.separate.diarize import Turn, diarize
     from roomtone.separate.vad import voice_activity
 
     segment = int(speakers_net.SEGMENT_S * 16000)
     overlap = int(speakers_net.OVERLAP_S * 16000)
-
-    from roomtone.jobs import job
-
     say("denoising a copy for the turns")
     # voice activity and embeddings read the mix through our denoiser (the enhance job's, through
     # roomtone.jobs): in noisy rooms it cut the tune-rooms set's DER 32 -> 24 % (missed speech and
