@@ -21,6 +21,8 @@ Shape: audio (items, samples) float32 at 16 kHz.
 
 import dataclasses
 
+import numpy as np
+
 
 SAMPLE_RATE = 16000
 N_FFT = 512
@@ -133,8 +135,6 @@ class SpeakerSeparator:
 
     def __call__(self, block):
         import jax
-
-        import numpy as np
 
         block = np.ascontiguousarray(block, dtype=np.float32)
         length = block.shape[-1]
