@@ -63,7 +63,8 @@ AMPLITUDES = (0.4, 0.2, 0.1, 0.05)
 
 def _load_base(commit):
     """``(Declick, find_hum)`` as they were at ``commit``: its ``kernels/enhance.py`` and
-    ``enhance/processors.py`` loaded as private modules (the processors' registration skipped)."""
+    ``roomtone/plugins/repair.py`` (``enhance/processors.py`` before the plugin library) loaded as private
+    modules (the processors' registration skipped)."""
     tmp = Path(tempfile.mkdtemp(prefix="roomtone_base_"))
 
     def show(path):
@@ -80,13 +81,16 @@ def _load_base(commit):
         return module
 
     load("_base_kernels_enhance", show("kernels/enhance.py"))
-    source = show("enhance/processors.py")
+    try:  # the repair stages' home since the plugin library (issue 25)
+        source = show("roomtone/plugins/repair.py")
+    except subprocess.CalledProcessError:
+        source = show("enhance/processors.py")
     for old, new in (("from roomtone.kernels.enhance import", "from _base_kernels_enhance import"),
                      ("from roomtone.processor import Processor, param, register",
                       "from roomtone.processor import Processor, param\n\n\ndef register(kind):\n"
                       "    return lambda cls: cls")):
         if old not in source:
-            raise SystemExit(f"--base {commit}: enhance/processors.py has no {old!r}")
+            raise SystemExit(f"--base {commit}: its repair module has no {old!r}")
         source = source.replace(old, new)
     # the core's shared stages moved into roomtone.plugins after that file was written
     source = source.replace("from roomtone.stages import time_coef", "from roomtone.plugins.units import time_coef")

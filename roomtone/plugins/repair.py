@@ -212,10 +212,12 @@ def _log_between(w, longest_w, at_one, at_longest):
 
 
 def find_clicks(score, sample_rate, *, threshold, burst_threshold, isolation, burst_isolation, max_click_ms,
-                extent=2.0, located=None):
+                extent=2.0, located=None, qualities=None):
     """Clicks in one channel's normalised residual (``score``: |residual| over its robust scale,
     :func:`roomtone.kernels.enhance.lpc_residual_flags`): ``[(start, stop)]`` sample spans to
-    repair, and the number of impulsive spans left alone.
+    repair, and the number of impulsive spans left alone. Where ``qualities`` (a list) is given,
+    each span's isolation is appended to it: its window's power over ``isolation^2`` (or the ratio
+    between) times the most of its surroundings, over 1.
 
     A click is a short excess of the whitened residual's energy, found as a matched filter finds
     it: the residual's power ``p = score^2`` is averaged over windows of one sample to 2 ms
@@ -280,11 +282,15 @@ def find_clicks(score, sample_rate, *, threshold, burst_threshold, isolation, bu
         if best is None:
             left += impulsive
             continue
-        _, start, stop = best
+        quality, start, stop = best
         if spans and start <= spans[-1][1]:
             spans[-1] = (spans[-1][0], max(stop, spans[-1][1]))
+            if qualities is not None:
+                qualities[-1] = max(qualities[-1], quality)
         else:
             spans.append((start, stop))
+            if qualities is not None:
+                qualities.append(quality)
     return spans, left
 
 
@@ -313,6 +319,30 @@ def _best_span(first, last, scales, ext, *, level, bridge, longest, margin, guar
         if quality > 1.0 and (best is None or quality > best[0]):
             best = (quality, start, stop)
     return best, impulsive
+
+
+def residual_standout(row, start, stop, order, context, guard):
+    """How far a span stands out of its surroundings in the prediction residual: the energy of
+    the forward residual over ``row[start:stop]`` (an AR(``order``) model fitted on ``context``
+    samples either side, :func:`_lpc`, the span left out of the fit) over the most energy of any
+    window as long anywhere else within the context (``guard`` samples either side kept clear).
+
+    A click is new information: no model of what came before predicts it, and nothing like it
+    recurs. A glottal pulse stands as high over its own moment, but a pitch period away stands
+    another: its standout is near 1. Returns inf where no other window fits."""
+    lo, hi = max(0, start - context), min(row.size, stop + context)
+    a = _lpc((row[lo:start].astype(np.float64), row[stop:hi].astype(np.float64)), order)
+    residual = np.convolve(row[lo:hi].astype(np.float64), a)[:hi - lo]
+    residual[:min(order, residual.size)] = 0.0  # the filter's start from rest is no residual
+    width = stop - start
+    energy = np.concatenate(([0.0], np.cumsum(residual * residual)))
+    windows = energy[width:] - energy[:-width]  # window at i: residual[i:i + width]
+    own = windows[start - lo]
+    at = np.arange(windows.size)
+    away = (at + width <= start - lo - guard) | (at >= stop - lo + guard)
+    if not away.any() or windows[away].max() <= 0.0:
+        return np.inf
+    return float(own / windows[away].max())
 
 
 def extent_of(ext, lo, hi, level, bridge, longest):
@@ -347,7 +377,10 @@ class Declick(Processor):
     (:func:`find_clicks`: over ``threshold`` times the scale in one sample down to
     ``burst_threshold`` in RMS over 2 ms, ``isolation`` (one sample) to ``burst_isolation``
     (2 ms) times over the same window within 20 ms, which voiced speech's glottal pulses are not,
-    and at most ``max_click_ms`` long), and each click is repaired by least-squares AR
+    and at most ``max_click_ms`` long; candidates are taken at ``weak_isolation`` times less
+    isolation, then each is judged by its :func:`residual_standout`: over ``standout`` where it
+    passed the full isolation, over ``weak_standout`` where only the looser, as a click beside
+    voiced speech's pulses does), and each click is repaired by least-squares AR
     interpolation (:meth:`repair`: order 3x the gap, fitted on :data:`FILL_CONTEXT_MS` either
     side). In place, each channel's clicks are found in its input before its first repair, and the
     repairs go in order, each reading the ones before it, as on a copy."""
@@ -358,6 +391,9 @@ class Declick(Processor):
     isolation: float = param(7.0, 1.0, 20.0, "x residual within 20 ms")
     burst_isolation: float = param(4.5, 1.0, 20.0, "x residual within 20 ms")
     floor: float = param(2.0, 0.0, 10.0, "x median residual scale")
+    standout: float = param(3.0, 1.0, 1000.0, "x residual energy within 30 ms")
+    weak_isolation: float = param(3.0, 1.0, 4.0, "x less isolation")
+    weak_standout: float = param(30.0, 1.0, 1000.0, "x residual energy within 30 ms")
 
     def _order(self, sample_rate):
         return int(min(48, max(10, round(sample_rate / 1500.0))))
@@ -404,9 +440,25 @@ class Declick(Processor):
         score = np.sqrt(scores[0].astype(np.float64) * scores[1][::-1])
         # where it is, the lower of the two says: high on the click alone
         near = np.minimum(scores[0], scores[1][::-1])
-        return find_clicks(score, sample_rate, located=near, threshold=float(self.threshold),
-                           burst_threshold=float(self.burst_threshold), isolation=float(self.isolation),
-                           burst_isolation=float(self.burst_isolation), max_click_ms=float(self.max_click_ms))
+        # candidates at a looser isolation; each is then judged by its residual standout: a
+        # candidate isolated by the full measure needs ``standout``, one only by the looser (a click
+        # beside voiced speech's pulses, say) ``weak_standout``
+        weak = float(self.weak_isolation)
+        qualities = []
+        spans, left = find_clicks(score, sample_rate, located=near, threshold=float(self.threshold),
+                                  burst_threshold=float(self.burst_threshold), isolation=float(self.isolation) / weak,
+                                  burst_isolation=float(self.burst_isolation) / weak,
+                                  max_click_ms=float(self.max_click_ms), qualities=qualities)
+        context = self._fill_context(sample_rate)
+        guard = int(round(CLICK_GUARD_MS * 1e-3 * sample_rate))
+        kept = []
+        for (start, stop), quality in zip(spans, qualities):
+            need = self.standout if quality > weak * weak else self.weak_standout
+            if residual_standout(row, start, stop, order, context, guard) > need:
+                kept.append((start, stop))
+            elif quality > weak * weak:
+                left += 1
+        return kept, left
 
     def run_in_place(self, audio, sample_rate):
         repaired = skipped = 0
