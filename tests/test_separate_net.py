@@ -313,3 +313,18 @@ def test_a_fine_tuned_config_keeps_its_lineage_and_refuses_a_leak():
     now["data"]["train_song_ids"] = ["010"]
     with pytest.raises(ValueError, match="validation song"):
         train.with_lineage(now, before, "third", 1)
+
+
+def test_selection_weighs_each_validation_set_alike():
+    """The separator's weights are chosen on the mean over the validation sets: one held-out EIR
+    song weighs as much as eight tracker modules (each song's stem mean, NaN stems left out, then
+    the mean over its source's songs) and as the synthetic set."""
+    from roomtone.separate.training.train import by_set
+
+    figures = {"songs": {"eir_sodium": [3.0, 1.0, float("nan"), 2.0],
+                         **{f"modules_{k}": [float("nan"), 0.0, 4.0, 2.0] for k in range(8)}},
+               "synthetic": {"mean": 5.0}}
+    sets = by_set(figures)
+    assert sets == {"eir": 2.0, "modules": 2.0, "synthetic": 5.0}
+    figures["songs"]["modules_0"] = [float("nan"), 8.0, 8.0, 8.0]
+    assert by_set(figures)["modules"] == pytest.approx(2.75)

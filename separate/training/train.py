@@ -14,7 +14,8 @@ accompaniment. AdamW with warm-up and cosine decay, gradient clipping at 1. The 
 (:mod:`roomtone.models.training.loop`) keeps the checkpoint (``checkpoints/NAME.ckpt.npz`` beside
 OUT, no pickle: the parameters, the step, the best validation figure and the history; Adam's
 moments are not kept, so a resumed run warms up again) and the shipped weights: the parameters at
-the best validation mean SDR (of real held-out excerpts when ``--stems`` gives them), with their
+the best validation mean SDR (with ``--stems``: the mean over the validation sets, each real
+source's held-out songs and the synthetic set, :func:`by_set`), with their
 config (:meth:`SeparatorJob.weights_config`, with the lineage of ``--init``'s weights); both
 files store the parameters in float16 (:func:`roomtone.models.weights.half_precision`: 2.9 MB
 instead of 5.8), loaded back as float32.
@@ -161,6 +162,23 @@ def licences(sources, render_dirs):
             "never": "MUSDB18 (../shared/data/sep/eval: evaluation only)"}
 
 
+def by_set(figures):
+    """The mean SDR (dB) of each validation set in :meth:`SeparatorJob.evaluate`'s ``figures``:
+    each real source's songs (their ids ``source_name``: per song the mean of its stems, then
+    the mean over the source's songs) and the synthetic set's ``mean``. The weights are chosen
+    on the mean of these, so that the one held-out song with real sung vocals (the EIR song)
+    weighs as much as the eight tracker modules, and the synthetic items with real voices as
+    much as either: ``{set: dB}``."""
+    sets = {}
+    for sid, values in figures.get("songs", {}).items():
+        values = [v for v in values if v == v]  # a stem the song lacks is NaN
+        if values:
+            sets.setdefault(sid.split("_", 1)[0], []).append(float(np.mean(values)))
+    out = {name: round(float(np.mean(v)), 3) for name, v in sorted(sets.items())}
+    out["synthetic"] = figures["synthetic"]["mean"]
+    return out
+
+
 def real_songs(songs, per_source):
     """At most ``per_source`` of the held-out real multitrack ``songs`` of each source, in order."""
     return [s for group in data.songs_by_source(songs).values() for s in group[:per_source]]
@@ -190,6 +208,9 @@ class SeparatorJob:
         figures = evaluate(model, *self.val, fusion=self.fusion)
         if self.real:
             figures = {**evaluate_real(model, self.real, fusion=self.fusion), "synthetic": figures}
+            figures["by_set"] = by_set(figures)
+            figures["selection"] = round(float(np.mean(list(figures["by_set"].values()))), 3)
+            return Evaluation(figures["selection"], [figures], json.dumps(figures), figures)
         return Evaluation(figures["mean"], [figures], json.dumps(figures), figures)
 
     def arrays(self, model):
@@ -207,7 +228,8 @@ class SeparatorJob:
         args, real, fusion = self.args, self.real, self.fusion
         command = "python -m roomtone.separate.training.train " + " ".join(self.argv)
         chosen_on = ("real held-out multitrack excerpts: " + ", ".join(sorted({sid for sid, _, _ in real}))
-                     + f" ({len(real)} excerpts of 8 s), mean over songs") if real else "the synthetic validation set"
+                     + f" ({len(real)} excerpts of 8 s) and the synthetic validation set: the mean over the sets "
+                     "(each source's songs, the synthetic items; by_set)") if real else "the synthetic validation set"
         config = {"architecture": self.arch.as_dict(), "sample_rate": net.SAMPLE_RATE, "data": self.manifest,
                   "training": {"steps": step, "batch": args.batch, "item_seconds": args.seconds, "lr": args.lr,
                                "loss": "L1 of sqrt-compressed stem magnitudes (mask x mixture) / mixture level; "
