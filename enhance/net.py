@@ -154,21 +154,24 @@ def weights_path():
     return str(files("roomtone.enhance").joinpath(WEIGHTS))
 
 
+def architecture(config, path="weights"):
+    """The :class:`Architecture` of a weights config. Raises
+    :class:`~roomtone.models.weights.ModelFileError` for another model's file."""
+    from roomtone.models.weights import ModelFileError
+
+    arch = config["architecture"]
+    if arch.get("kind") != "roomtone-bigru" or config["sample_rate"] != SAMPLE_RATE:
+        raise ModelFileError(f"{path}: not a roomtone denoiser (architecture {arch.get('kind')!r})")
+    return Architecture(hidden=int(arch["hidden"]), embed=int(arch["embed"]), layers=int(arch["layers"]))
+
+
 def load_model(path=None):
     """(model, config) from a weight file (default: the shipped one), rebuilt with
-    ``nnx.eval_shape``. Raises :class:`~roomtone.models.weights.ModelFileError`."""
-    from flax import nnx
-
+    ``nnx.eval_shape`` (:func:`roomtone.models.weights.load_model`). Raises
+    :class:`~roomtone.models.weights.ModelFileError`."""
     from roomtone.models import weights
 
-    path = weights_path() if path is None else str(path)
-    config = weights.load_config(path)
-    arch_cfg = config["architecture"]
-    if arch_cfg.get("kind") != "roomtone-bigru" or config["sample_rate"] != SAMPLE_RATE:
-        raise weights.ModelFileError(f"{path}: not a roomtone denoiser (architecture {arch_cfg.get('kind')!r})")
-    arch = Architecture(hidden=int(arch_cfg["hidden"]), embed=int(arch_cfg["embed"]), layers=int(arch_cfg["layers"]))
-    model = weights.build(lambda: build_model(arch, nnx.Rngs(0)), weights.load_arrays(path), path=path)
-    return model, config
+    return weights.load_model(weights_path() if path is None else path, architecture, build_model)
 
 
 class RoomtoneDenoiser:

@@ -216,16 +216,11 @@ def architecture(config, path="weights"):
 
 def load_model(path=None):
     """(model, config) from a weight file (default: the shipped one), rebuilt with
-    ``nnx.eval_shape``. Raises :class:`~roomtone.models.weights.ModelFileError`."""
-    from flax import nnx
-
+    ``nnx.eval_shape`` (:func:`roomtone.models.weights.load_model`). Raises
+    :class:`~roomtone.models.weights.ModelFileError`."""
     from roomtone.models import weights
 
-    path = weights_path() if path is None else str(path)
-    config = weights.load_config(path)
-    arch = architecture(config, path)
-    model = weights.build(lambda: build_model(arch, nnx.Rngs(0)), weights.load_arrays(path), path=path)
-    return model, config
+    return weights.load_model(weights_path() if path is None else path, architecture, build_model)
 
 
 class RoomtoneSeparator:

@@ -174,6 +174,20 @@ def build(factory, arrays, *, path="weights"):
     return model
 
 
+def load_model(path, architecture, build_model):
+    """``(model, config)`` from the weight file at ``path``: its config read
+    (:func:`load_config`), ``architecture(config, path)`` (the model's own check that the file
+    is one of its kind, raising :class:`ModelFileError` otherwise, and its hyperparameters),
+    ``build_model(arch, rngs)`` rebuilt abstractly and filled with the file's arrays
+    (:func:`build`). One loader for every model we ship."""
+    from flax import nnx
+
+    path = str(path)
+    config = load_config(path)
+    arch = architecture(config, path)
+    return build(lambda: build_model(arch, nnx.Rngs(0)), load_arrays(path), path=path), config
+
+
 def half_precision(arrays):
     """``arrays`` with every float array stored as float16 (half the file; :func:`build` casts back
     to the model's dtype). For a model whose outputs are masks, the rounding (about 5e-4 relative)
