@@ -145,3 +145,23 @@ def test_fused_training_refuses_weights_without_powers_before_loading_any_data(t
         train.main(["--out", str(tmp_path / "run.npz"), "--init", str(init), "--fused", "--pop909",
                     str(tmp_path / "no-such-renders")])
     assert stop.value.code == 2 and "fusion entry" in capsys.readouterr().err
+
+
+def test_the_search_takes_several_sets_of_other_lengths():
+    """Masks of two validation sets (other lengths) are fused alike by one set of powers, and the
+    search reads the figure of both: rewarding the DSP's masks on the one set and the network's
+    on the other, it settles between the powers either alone would choose."""
+    rng = np.random.default_rng(4)
+    a1, d1 = random_masks(rng), random_masks(rng)
+    a2, d2 = random_masks(rng)[..., :5, :], random_masks(rng)[..., :5, :]
+    both = search.fused([a1, a2], [d1, d2], 1.0, [0.5] * 4)
+    assert [m.shape for m in both] == [a1.shape, a2.shape]
+    np.testing.assert_allclose(both[1], search.fused(a2, d2, 1.0, [0.5] * 4))
+
+    def evaluate(masks):
+        err = -float(np.mean(np.abs(masks[0] - d1)) + np.mean(np.abs(masks[1] - a2)))
+        return [err] * 4 + [err]
+
+    _, b_power, best, trail = search.tune([a1, a2], [d1, d2], evaluate)
+    assert best[-1] >= trail[0]["val_sdr_db"][-1]
+    assert all(0.0 <= b <= 1.5 for b in b_power)
