@@ -53,6 +53,18 @@ def test_staged_songs_load_by_their_split_and_items_sum_to_the_mixture(tmp_path)
             assert np.abs(mix).max() <= 0.99 + 1e-6
 
 
+def test_a_validation_run_reads_only_the_songs_it_needs(tmp_path):
+    """``splits`` and ``per_source``: a run that validates reads no training song, and of each
+    source only the first songs it asks for (the fusion search beside a training run)."""
+    _song(tmp_path / "a.npz", 2.0)
+    for k, source in enumerate(("everythingisremixed", "modules", "modules", "modules")):
+        _song(tmp_path / f"v{k}.npz", 2.0, split="val", seed=k, source=source)
+    staged = data.load_staged([tmp_path], splits=("val",), per_source=2)
+    assert staged["train"] == []
+    assert [s for s, _, _ in staged["val"]] == ["v0", "v1", "v2"]
+    assert len(data.load_staged([tmp_path])["val"]) == 4
+
+
 def test_an_item_drawing_on_a_band_limited_song_is_band_limited_in_every_stem(tmp_path):
     _song(tmp_path / "mobile.npz", 3.0, band=8000.0)
     staged = data.load_staged([tmp_path])

@@ -99,7 +99,7 @@ def load_rirs(speech=SPEECH):
     return rirs
 
 
-def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
+def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None, splits=("train", "val")):
     """``{"train"|"val": [(name, int16 (2, samples))]}``: one random ``seconds`` excerpt of each
     game-music file found (stereo, 44.1 kHz). With ``cache`` (an ``.npz`` path) the excerpts are
     kept there and read back when the file list and excerpt length are the same (decoding the OGG
@@ -114,8 +114,9 @@ def load_music(folders=None, seconds=MUSIC_EXCERPT_S, seed=0, cache=None):
             if str(saved["key"]) == key:
                 out = {"train": [], "val": []}
                 for i, name in enumerate(names):
-                    if f"m{i}" in saved.files:
-                        out["val" if held_out(name.split("/", 1)[1]) else "train"].append((name, saved[f"m{i}"]))
+                    split = "val" if held_out(name.split("/", 1)[1]) else "train"
+                    if f"m{i}" in saved.files and split in splits:
+                        out[split].append((name, saved[f"m{i}"]))
                 return out
     out = _decode_music(files, seconds, seed, held_out)
     if cache:
@@ -145,14 +146,16 @@ def _decode_music(files, seconds, seed, held_out):
     return out
 
 
-def load_staged(folders, max_seconds=None):
+def load_staged(folders, max_seconds=None, splits=("train", "val"), per_source=None):
     """Real multitrack songs staged as arrays (:mod:`roomtone.separate.training.multitrack`,
     :mod:`roomtone.separate.training.modules`): ``{"train"|"val": [(id, {stem: int16 (2, n)}, meta)]}``
     from every ``*.npz`` in each folder, split by the ``split`` their staging recorded. A training
     song of a source with more than :data:`MANY_SONGS` training songs keeps only its middle
     ``max_seconds`` (default :data:`MAX_SONG_S`): the 145 tracker modules whole hold some 15 GB of
     int16 stems, and a source of many songs needs variety more than length; validation songs stay
-    whole (their excerpts are chosen from all of them)."""
+    whole (their excerpts are chosen from all of them). Only the songs of ``splits`` are read, and
+    with ``per_source`` only the first that many of each source in each split (a validation run
+    that needs a few held-out songs does not hold the training set)."""
     max_seconds = MAX_SONG_S if max_seconds is None else max_seconds
     paths = [path for folder in folders or [] for path in sorted(Path(folder).glob("*.npz"))]
     metas = []
@@ -161,7 +164,11 @@ def load_staged(folders, max_seconds=None):
             metas.append(json.loads(str(f["meta"])))
     many = Counter(m["source"] for m in metas if m["split"] == "train")
     out = {"train": [], "val": []}
+    taken = Counter()
     for path, meta in zip(paths, metas):
+        if meta["split"] not in splits or (per_source and taken[meta["split"], meta["source"]] >= per_source):
+            continue
+        taken[meta["split"], meta["source"]] += 1
         crop = meta["split"] == "train" and many[meta["source"]] > MANY_SONGS and max_seconds
         with np.load(path, allow_pickle=False) as f:
             stems = {}
@@ -175,18 +182,20 @@ def load_staged(folders, max_seconds=None):
     return out
 
 
-def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None, stems=None):
+def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_cache=None, stems=None,
+                 splits=("train", "val"), per_source=None):
     """Everything the mixtures draw from: ``{"train"|"val": {"songs": [(id, {stem: int16 (2, n)})],
     "voices": [...], "music": [...], "multitrack": [(id, {stem: int16 (2, n)}, meta)]}, "rir": [...]}``
     (songs from the POP909 render folder ``pop909`` or each of a list of them, when given; real
-    multitrack songs from the staged folders ``stems``)."""
+    multitrack songs from the staged folders ``stems``). ``splits``: the splits whose songs, music
+    and staged multitracks are read (the others empty); ``per_source``: :func:`load_staged`'s."""
     voices = load_voices(speech, singing)
-    tunes = load_music(cache=music_cache) if music else {"train": [], "val": []}
-    staged = load_staged(stems)
+    tunes = load_music(cache=music_cache, splits=splits) if music else {"train": [], "val": []}
+    staged = load_staged(stems, splits=splits, per_source=per_source)
     out = {"rir": load_rirs(speech)}
     for split in ("train", "val"):
         songs = []
-        for folder in ([pop909] if isinstance(pop909, (str, os.PathLike)) else pop909 or []):
+        for folder in ([pop909] if isinstance(pop909, (str, os.PathLike)) else pop909 or []) if split in splits else []:
             from roomtone.separate.training import pop909 as renders
 
             songs += renders.load_stems(folder, split=split)

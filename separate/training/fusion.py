@@ -103,7 +103,9 @@ def main(argv=None):
     from roomtone.separate import net
     from roomtone.separate.training import data
 
-    sources = data.load_sources(args.pop909, music=True, music_cache=args.music_cache, stems=args.stems)
+    # the validation split alone, and of the real sources only the songs the search reads
+    sources = data.load_sources(args.pop909, music=True, music_cache=args.music_cache, stems=args.stems,
+                                splits=("val",), per_source=args.val_real_songs)
     mix, targets, full = data.validation_set(sources, items=args.val_items)
     model, config = net.load_model(args.weights)
     forward, inverse = net.stages(model, mix.shape[-1])
