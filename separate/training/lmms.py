@@ -1,99 +1,129 @@
 """Multitrack separation training data from the demo projects of Debian's ``lmms-common`` (LMMS
 1.2.2), rendered one LMMS track at a time so the tracks sum to the song.
 
-    apt-get install -y lmms      # lmms-common comes with it; the projects and samples live there
-    nice -n 19 python -m roomtone.separate.training.lmms --out ~/.cache/roomtone/stems/lmms
+    apt-get install -y lmms faketime  # lmms-common (projects, samples) comes with lmms
+    python -m roomtone.separate.training.lmms --out ~/.cache/roomtone/stems/lmms
 
 (``--max-seconds 60`` renders only the first minute of each song, ``--projects N`` the first N
-projects, ``--only NAME`` the projects whose name holds NAME; every LMMS process runs under
-``nice -n 19`` whatever this one's priority.)
+usable projects, ``--only NAME`` the projects whose file name holds NAME; every LMMS process runs
+under ``nice -n 19`` on one CPU, whatever this one's priority.)
 
-Sources: ``/usr/share/lmms/projects/demos/**/*.mmpz|*.mmp`` (:data:`DEMOS`; 20 files in 1.2.2+dfsg1,
-whose Debian source leaves out the demos of unclear licence, :func:`find_projects`). Each project's
-licence is read from ``/usr/share/doc/lmms-common/copyright`` (:data:`COPYRIGHT`, machine-readable
-DEP-5: the last ``Files:`` stanza whose pattern matches ``data/projects/<path>`` decides,
+Sources: ``/usr/share/lmms/projects/demos/**/*.mmpz|*.mmp`` (:data:`DEMOS`, :func:`find_projects`;
+20 files in 1.2.2+dfsg1-6, whose Debian source already leaves out the projects its copyright file
+lists under ``Files-Excluded``). Each
+project's licence is read from ``/usr/share/doc/lmms-common/copyright`` (:data:`COPYRIGHT`, DEP-5:
+the last ``Files:`` stanza whose pattern matches ``data/projects/<path>`` decides;
 :func:`parse_copyright`, :func:`project_licence`). A project named by a stanza of its own is used
 when that licence allows redistribution and derived works (:data:`FREE_LICENCES`): Artistic-2
-(12 demos), BSD-2-clause (1), CC-BY-SA-3 (2), CC-BY-SA-4 (3); the CC-BY-SA songs are derived works
-that must credit the authors (the stanza's ``Copyright`` lines are kept in the manifest) and keep
-the licence. A project that only the catch-all ``Files: *`` stanza covers is left out as unclear:
-that stanza is LMMS's code's (GPL-2+, its authors the programmers), Debian's own comment there
-points to a dispute over it (LMMS issue 2752), and upstream listed these two demos as lacking any
-licence information (LMMS pull request 4481): ``Shovon-ProgressiveHousePluckDemo.mmpz`` and
+(12 demos), BSD-2-clause (1), CC-BY-SA-3 (2), CC-BY-SA-4 (3), 18 in all. The staged stems are
+derived works: CC-BY-SA songs must credit their authors and keep their licence, so the meta and
+the manifest keep the stanza's ``Copyright`` lines. A project that only the catch-all ``Files: *``
+stanza covers is left out as unclear (the manifest's ``excluded`` says so): that stanza is the
+program's (GPL-2+, its authors LMMS's programmers), Debian's comment on it points to a dispute
+over it (LMMS issue 2752), and upstream listed both such demos as lacking licence information
+(LMMS pull request 4481): ``Shovon-ProgressiveHousePluckDemo.mmpz`` and
 ``StrictProduction-DearJonDoe.mmp``. Every song also sounds LMMS's stock samples and presets,
-which Debian ships under that same ``Files: *`` stanza (GPL-2+; upstream has doubted the
-provenance of some stock samples: LMMS issue 5126, LMMS/assets issue 43): the manifest lists the
-sample files each song plays.
+shipped under that same ``Files: *`` stanza (GPL-2+; upstream has doubted where some stock
+samples come from: LMMS issue 5126, LMMS/assets issue 43); the manifest lists the sample files
+each track plays.
 
-Renderer: the ``lmms`` binary, ``lmms --allowroot --config <empty> render <project> --format wav
---float --samplerate 44100 --interpolation sincfastest --oversampling 2 --output <wav>``
-(:func:`render_project`; ``QT_QPA_PLATFORM=offscreen``, no display needed), 32-bit float stereo,
-unclipped. LMMS 1.2.2 has a ``rendertracks`` action, but it is not used: it renders every track in
-one process, one after the other, and the state it carries from one render to the next shifts
-every later track by about 20 samples against the full render and leaves non-finite samples at
-the start of some (on Skiessi-C64 and CapDan-ReggaeTry the tracks summed to within only -4 dB of
-the song). Instead each track is rendered by its own process from a copy of the project in which
-every other instrument and sample track is muted (``muted="1"`` on its ``<track>``; the
-``<track type="1">`` beat/bassline tracks stay as they are, so a track inside a beat/bassline
-plays where the song editor places that beat/bassline), plus one render of the whole project
-(:func:`solo_project`, :func:`render_song`). A track's render may be shorter than the song's (LMMS
-renders up to one bar after the last sounding track's end) and is padded with zeros. Tracks muted
-in the project stay muted; tracks that render silent are dropped. ``--max-seconds`` is applied
-before rendering (:func:`limit_project`): patterns, samples and beat/bassline clips that start
-after that point (plus one bar) are removed, notes past it dropped and clips crossing it shortened,
-so a one-minute excerpt costs one minute of rendering; every render is then cut to the same length.
+Renderer: ``taskset -c <one cpu> nice -n 19 lmms --allowroot --config <own> render <project>
+--format wav --float --samplerate 44100 --interpolation sincfastest --oversampling 2 --output
+<wav>`` (:func:`render_project`; ``QT_QPA_PLATFORM=offscreen``, no display), 32-bit float stereo,
+unclipped. LMMS 1.2.2's ``rendertracks`` action is not used: it renders the tracks one after the
+other in one process, and the state carried between renders shifted every later track by about
+20 samples against the song and left non-finite samples at the start of some (their sum missed the
+song by -4 dB on CapDan-ReggaeTry). Instead every render is its own LMMS process, from its own
+copy of the project:
 
-The parts sum to the full render exactly where the mixing after the track is linear (LMMS sums
-tracks into FX-mixer channels, whose effects then act on the sum). Non-linear effects on a shared
-FX channel or the master (compressors, limiters, distortion, a peak controller that ducks one
-track by another) and instruments that are not deterministic from run to run make the sum
-inexact. :func:`render_song` measures the residual, the energy of (sum of the parts - the full
-render) in dB re the full render's energy, keeps it in the song's meta and the manifest, and a
-song whose residual is over :data:`RESIDUAL_LIMIT_DB` is skipped (the manifest says so). The
-training mixture is the sum of the stems, not the full render, so a small residual costs nothing
-but fidelity to the published song (a compressor that did not act on the sum); the limit keeps out
-songs where a part is badly wrong (a track ducked by another's sidechain, a render that drifted).
-The manifest also keeps ``repeat_db``: the residual of a second full render against the first,
-the floor that run-to-run differences alone put under the residual.
+- the whole song, twice (the second shows what run-to-run differences alone amount to);
+- per instrument or sample track, a copy where only that track is heard (:func:`solo_project`).
+  The other instrument tracks keep playing into their own FX-mixer channels but are silenced by
+  an Amplifier at 0 % appended to their own effect chains (:func:`silence_track`); sample tracks
+  are muted (``muted="1"``). Beat/bassline tracks (``type="1"``) stay as they are, so a track
+  inside a beat/bassline plays wherever the song editor places that beat/bassline.
 
-Grouping (:func:`group_of`), first rule that decides:
+Why not simply mute the other tracks: LMMS seeds the C library's random numbers from the wall
+clock (``srand(time(NULL))`` when its first ZynAddSubFX instance starts), ZynAddSubFX draws its
+random phases from that one sequence shared by every instance and by other plugins, and LMMS's
+mixer threads interleave the draws. Muted tracks stop drawing, so the kept ZynAddSubFX track got
+other random phases than in the song (sums off by -5 to +2 dB on Thomasso-AxeFromThe80s). So every
+render runs every instrument alike, sees the same clock (libfaketime's ``FAKETIME``, when Debian's
+``faketime`` is installed: :func:`faketime_library`), runs on one CPU (the threads then seldom
+race: of six pairs of full renders of Thomasso-AxeFromThe80s four agreed to -180 dB or better and
+two differed by -65 and -55 dB; not pinned, two of three pairs differed by -5 dB) and keeps
+every effect running (``disableautoquit``, :data:`LMMS_CONFIG`: by default an effect stops once
+its output stays under its gate for its decay time and wakes on input, a switch that depends on
+what else plays into its channel). A peak controller on a track's own chain should still duck
+what it controls, as its track still plays (not checked: no demo with one was rendered here).
 
-- **vocals**: a track whose name says vocal, vox, voice, choir, sing(er) *and* that plays a recorded
-  sample (AudioFileProcessor or a sample track); a synthesiser's "voice" or "choir" patch is not a
-  sung line. None of the 20 demos has one (Settel-InnerRecreation's "Choir" is a ZynAddSubFX pad,
-  DirtyLove's "Killed Voice" a TripleOscillator), so vocals are left empty;
-- **the track's name**: the tracker modules' drum and bass words (:func:`modules.classify` by name),
-  then LMMS's: ``sub`` is bass (:data:`BASS_NAME_EXTRA`), lead, pad, chord, strings, arp, piano, ...
-  and sound effects (woosh, riser, sweep, fx) are other (:data:`OTHER_NAME`);
-- **the sample it plays** (AudioFileProcessor's ``src`` or a sample track's clips, relative to
-  ``/usr/share/lmms/samples``): the file's own name by the same words, then its folder
+Each render is cut or zero-padded to the full render's length (LMMS renders up to one bar past
+the last sounding clip; a track alone may end earlier). ``--max-seconds`` is applied before
+rendering (:func:`limit_project`: clips starting past that point plus a bar are removed, notes
+past it dropped, crossing clips shortened), so a minute's excerpt costs a minute of rendering.
+Tracks muted in the project stay muted; tracks that render silent are dropped; a render with
+non-finite samples or a peak over :data:`MAX_PEAK` fails the song.
+
+Residual: the energy of (sum of the tracks - the full render) in dB re the full render's energy,
+against the nearer of the two full renders (:func:`render_song`), kept in the meta and the
+manifest with ``repeat_db`` (the two full renders against each other; -200 means identical). A
+song over :data:`RESIDUAL_LIMIT_DB` (-30 dB) is skipped, the manifest says why. Measured at
+60 s: CapDan-ReggaeTry (samples only) -148.5 dB, Thomasso-AxeFromThe80s (ZynAddSubFX, DrumSynth,
+reverb and delay FX channels) -138.1 dB (in one earlier run a thread race made its two full renders
+differ by -55.5 dB, and the tracks matched only one: hence the nearer), Skiessi-C64 -14.6 dB with
+its full renders agreeing to -50 dB (skipped: LMMS's SID instrument leaves part of its buffer unset
+when the emulator hands back too few samples, its "Not enough samples" message, so each render
+has clicks of its own). Where the mixing after the tracks is linear the sum
+is exact to float precision, so the limit only meets non-linear processing of several tracks
+together: a compressor, limiter or distortion on a shared FX channel or the master, a peak
+controller effect on an FX channel (its channel hears only the rendered track), an instrument
+that is not deterministic. Under -30 dB such processing acts on less than 3 % of the song's
+amplitude and the stems are still the tracks as heard; above it, part of the song is not in the
+stems the way it sounds, too much for a separation target. The training mixture is the stems'
+sum either way, never the full render.
+
+Grouping (:func:`group_of`), the first rule that decides:
+
+- **vocals**: a track whose name says vocal, vox, voice, choir, sing(er) *and* that plays a
+  recorded sample (AudioFileProcessor or a sample track): a synthesiser's "voice" or "choir" patch
+  is not a sung line. No demo has one (Settel-InnerRecreation's "Choir" is a ZynAddSubFX pad; of
+  the shorties, DirtyLove's "Killed Voice" is a TripleOscillator), so vocals stay empty;
+- **the track's name**: the tracker modules' drum and bass words (:func:`modules.classify` by
+  name), then LMMS's: ``sub`` is bass (:data:`BASS_NAME_EXTRA`); lead, pad, chord, strings, arp,
+  piano, organ, guitar, pluck, bell, brass, melody and sound effects (woosh, riser, sweep, fx) are
+  other (:data:`OTHER_NAME`);
+- **the sample it plays** (AudioFileProcessor's ``src``, a sample track's clips; relative to
+  ``/usr/share/lmms/samples``): the file's name by the same words, then its folder
   (:data:`SAMPLE_FOLDERS`): ``drums/``, ``beats/`` and the DrumSynth kits are drums (not
   ``drumsynth/instrument``, ``effects``, ``misc_fx``, ``misc_synth``, ``misc_bass``), ``basses/``
-  and ``bassloops/`` are bass, ``instruments/``, ``stringsnpads/``, ``latin/`` other;
-- **the instrument plugin** (:data:`PLUGIN_GROUPS`): ``lb302`` (the TB-303 bass line) is bass;
-  ``kicker`` is drums only inside a beat/bassline: Jousboxx-BuzzerBeater plays its leads, chords
-  and basses on kicker too;
-- **the audio**: :func:`modules.audio_features` and :func:`modules.classify_audio` (noisy or
-  fast-decaying parts are drums, mostly-under-250-Hz parts bass, the rest other). Beat/bassline
-  tracks are not drums by default: they also hold bass lines and chords.
+  and ``bassloops/`` bass, ``instruments/``, ``stringsnpads/``, ``latin/`` other;
+- **the instrument plugin** (:data:`PLUGIN_GROUPS`): ``lb302`` (LMMS's TB-303, a bass line synth)
+  is bass; ``kicker`` is drums only inside a beat/bassline (Jousboxx-BuzzerBeater plays its leads,
+  chords and basses on kicker too);
+- **the audio**: :func:`modules.audio_features`, :func:`modules.classify_audio` (noisy or fast
+  decaying: drums; mostly under 250 Hz: bass; else other). Beat/bassline tracks are not drums by
+  default: they hold bass lines and chords too.
 
-Output, as :mod:`roomtone.separate.training.modules` writes it (:func:`modules.write_song`):
-``OUT/lmms_<song>.npz`` with ``vocals``, ``drums``, ``bass``, ``other``, int16, shape (2, n), the
-same n for all, 44.1 kHz, one gain for all so the sum peaks at -1 dBFS; ``meta`` (JSON):
-``source`` ``"lmms"``, ``package`` ``"lmms-common"``, ``song``, ``licence``, ``channels`` (``"<track
-index>: <name> [<plugin>]"`` -> group, for every sounding track), ``split``, ``band_limited_hz``
-null, and ``project``, ``copyright``, ``residual_db``. Songs are trimmed of leading and trailing
-silence and to ``--max-seconds`` (default :data:`modules.MAX_SECONDS`); shorter than
-:data:`modules.MIN_SECONDS` or mostly silent: skipped. Split: :func:`modules.split_of` of
-``lmms-common_<song>`` (``val`` for about one in seven). Files are written atomically and a rerun
-skips the songs already in the folder and the manifest. ``OUT/manifest.json``: every staged song
-(licence, copyright, split, seconds, residual, repeat residual, group energies, per-track group
-and reason, samples, render seconds), every skipped song and why, every project left out for its
-licence and why.
+Output, as :mod:`roomtone.separate.training.modules` writes it (:func:`modules.write_song`,
+atomic): ``OUT/lmms_<song>.npz`` with ``vocals``, ``drums``, ``bass``, ``other``, int16, shape
+(2, n), the same n for all, 44.1 kHz, one gain for all so their sum peaks at -1 dBFS; ``meta``
+(JSON): ``source`` ``"lmms"``, ``package`` ``"lmms-common"``, ``song``, ``licence``, ``channels``
+(``"<track index>: <name> [<plugin>(, beat/bassline)]"`` -> group, for every sounding track),
+``split``, ``band_limited_hz`` null, and ``project``, ``copyright``, ``residual_db``. Songs are
+trimmed of leading and trailing silence and to ``--max-seconds`` (default
+:data:`modules.MAX_SECONDS`); shorter than :data:`modules.MIN_SECONDS` or mostly silent: skipped.
+Split: :func:`modules.split_of` of ``lmms-common_<song>`` (``val`` for about one in seven). A
+rerun skips the songs already in the folder and in its manifest. ``OUT/manifest.json`` (rewritten
+after each song; a narrower rerun keeps the entries of the projects it leaves alone): every
+staged song (licence, copyright, split, seconds, residual, repeat, group energies, each track's
+group, reason, energy and samples, render seconds), every skipped song and why, every project
+left out for its licence and why. Of the 18 usable demos, Oglsdl-PpTrip, Saber-FinalStep and
+Skiessi-Onion fall in ``val``.
 
-CPU: every song costs (tracks + 2) renders of its length; LMMS renders the sample-based demos
-some 30x faster than real time and the ZynAddSubFX ones slower (see the report that came with
-this module for measured times).
+Cost: a song of N sounding tracks takes N + 2 renders of its length, each running every
+instrument; the 18 usable demos hold 8 to 55 tracks, about 70,000 s of rendered audio at 240 s a
+song. On one CPU shared with a training run, niced, the measured renders ran 16x (ZynAddSubFX and
+samples) to 23x (samples only) faster than real time.
 """
 
 import argparse
@@ -136,6 +166,8 @@ FREE_LICENCES = frozenset(s.lower() for s in (
 RESIDUAL_LIMIT_DB = -30.0  # sum of the tracks vs the full render, energy dB re the full render
 TAIL_SECONDS = 1.0  # rendered past --max-seconds, so the trim finds the end of the last note
 TICKS_PER_QUARTER = 48  # LMMS: 192 ticks per 4/4 bar
+MAX_PEAK = 1000.0  # a render peaking over this (+60 dBFS) holds garbage (an instrument's unset buffer)
+FLOOR_DB = -200.0  # residuals are written no lower: -200 means the two agree to the last bit
 SILENT_PEAK = 1e-6  # a track render whose peak is under this (-120 dBFS) is silent
 RENDER_TIMEOUT_S = 3600.0
 # LMMS's settings for every render: effects never auto-quit (by default an effect stops after its
@@ -152,7 +184,6 @@ LMMS_CONFIG = """<?xml version="1.0"?>
 FAKE_CLOCK = "2020-01-01 00:00:00"  # the wall clock every LMMS process sees (libfaketime), when installed
 
 INSTRUMENT_TRACK, BB_TRACK, SAMPLE_TRACK = "0", "1", "2"
-SINK_NAME = "roomtone solo sink"  # the FX channel the tracks not being rendered play into
 CLIP_TAGS = ("pattern", "bbtco", "sampletco", "automationpattern")
 
 VOCAL_NAME = re.compile(r"vocal|\bvox\b|voice|choir|\bsing(er|ing)?\b", re.IGNORECASE)
@@ -249,52 +280,50 @@ def solo_project(root, keep):
     """A copy of the project in which only the instrument or sample track of index ``keep`` (of
     :func:`tracks`) is heard; ``keep=None``: the whole song. ``root`` itself is not changed.
 
-    The other instrument tracks keep playing but are routed to an FX-mixer channel of their own,
-    muted and at volume 0 (:data:`SINK_NAME`), so every render runs every instrument alike: the
-    C library's random numbers, which ZynAddSubFX and DrumSynth draw from one shared sequence, are
-    drawn in the same order in every copy, and a peak controller on a track's own effect chain
-    still ducks the tracks it controls. Sample tracks (no FX routing in LMMS 1.2) are muted
-    (``muted="1"``). Tracks muted in the project stay muted; beat/bassline and automation tracks
-    are left as they are; every solo flag is cleared."""
+    Every other instrument track keeps playing into its own FX-mixer channel, silenced by an
+    Amplifier at 0 % appended to its own effect chain (:func:`silence_track`; the effects already
+    there keep the state they had), so every render runs every instrument, effect and FX channel
+    alike: the C library's random numbers, which ZynAddSubFX and DrumSynth draw from one shared
+    sequence, are drawn in the same order in every copy, and a peak controller on a track's chain
+    still ducks the tracks it controls. (Muting the others, ``muted="1"``, stops them and shifts
+    that sequence: the kept ZynAddSubFX track then renders other random phases than in the song.)
+    Sample tracks, which draw no random numbers, are muted. Tracks muted in the project stay
+    muted; beat/bassline and automation tracks are left as they are; solo flags are cleared."""
     copy = copy_module.deepcopy(root)
     for el in copy.iter("track"):
         if el.get("solo") == "1":
             el.set("solo", "0")
     if keep is None:
         return copy
-    sink = None
     for t in tracks(copy):
         if t["index"] == keep or t["muted"]:
             continue
-        inst = t["element"].find("instrumenttrack")
-        if t["type"] == SAMPLE_TRACK or inst is None:
+        if t["type"] == SAMPLE_TRACK or t["element"].find("instrumenttrack") is None:
             t["element"].set("muted", "1")
-            continue
-        if sink is None:
-            sink = _add_sink_channel(copy)
-        inst.set("fxch", sink)
+        else:
+            silence_track(t["element"])
     return copy
 
 
-def _add_sink_channel(root):
-    """Append a muted, silent FX-mixer channel that sends nowhere; returns its number (a string)."""
-    song = root.find("song")
-    if song is None:
-        raise ValueError("no <song> in the project")
-    mixer = song.find("fxmixer")
-    if mixer is None:
-        mixer = ET.SubElement(song, "fxmixer")
-    numbers = [int(ch.get("num", "0")) for ch in mixer.findall("fxchannel")]
-    if 0 not in numbers:
-        master = ET.SubElement(mixer, "fxchannel", {"num": "0", "name": "Master", "muted": "0", "volume": "1",
-                                                    "soloed": "0"})
-        ET.SubElement(master, "fxchain", {"enabled": "0", "numofeffects": "0"})
-        numbers.append(0)
-    number = str(max(numbers) + 1)
-    channel = ET.SubElement(mixer, "fxchannel", {"num": number, "name": SINK_NAME, "muted": "1", "volume": "0",
-                                                 "soloed": "0"})
-    ET.SubElement(channel, "fxchain", {"enabled": "0", "numofeffects": "0"})
-    return number
+def silence_track(track):
+    """Append an Amplifier at 0 % volume, fully wet, to an instrument ``<track>``'s own effect chain
+    (enabling the chain; effects of a chain that was off are switched off one by one instead), so
+    the track plays on but sends exact zeros to its FX channel. In place."""
+    inst = track.find("instrumenttrack")
+    chain = inst.find("fxchain")
+    if chain is None:
+        chain = ET.SubElement(inst, "fxchain", {"enabled": "0", "numofeffects": "0"})
+    effects = chain.findall("effect")
+    if chain.get("enabled", "1") == "0":
+        for e in effects:
+            e.set("on", "0")
+    chain.set("enabled", "1")
+    amp = ET.SubElement(chain, "effect", {"name": "amplifier", "on": "1", "wet": "1", "gate": "0", "autoquit": "1",
+                                          "autoquit_numerator": "4", "autoquit_denominator": "4", "syncmode": "0"})
+    ET.SubElement(amp, "AmplifierControls", {"volume": "0", "pan": "0", "left": "100", "right": "100"})
+    ET.SubElement(amp, "key")
+    chain.set("numofeffects", str(len(effects) + 1))
+    return track
 
 
 def tempo_bpm(root):
@@ -523,6 +552,8 @@ def render_project(project, wav, timeout_s=RENDER_TIMEOUT_S):
     cmd = ["nice", "-n", "19", exe, "--allowroot", "--config", str(config), "render", str(project),
            "--format", "wav", "--float", "--samplerate", str(SAMPLE_RATE), "--interpolation", "sincfastest",
            "--oversampling", "2", "--output", str(wav)]
+    if shutil.which("taskset"):  # one CPU: LMMS's mixer threads then rarely race (see the module docstring)
+        cmd = ["taskset", "-c", str(min(os.sched_getaffinity(0)))] + cmd
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     fake = faketime_library()
     if fake:  # time() stands still at FAKE_CLOCK; the monotonic clock (Qt's timers) runs on
@@ -547,8 +578,8 @@ def render_project(project, wav, timeout_s=RENDER_TIMEOUT_S):
             x = x.T
             if x.shape[0] == 1:
                 x = np.repeat(x, 2, axis=0)
-            if not np.all(np.isfinite(x)):
-                raise RuntimeError("lmms wrote non-finite samples")
+            if not np.all(np.isfinite(x)) or np.max(np.abs(x), initial=0.0) > MAX_PEAK:
+                raise RuntimeError(f"lmms wrote non-finite or absurd samples (peak {np.max(np.abs(x)):.3g})")
             return np.ascontiguousarray(x[:2])
         last = err.decode("utf-8", "replace").replace("\r", "\n").strip().splitlines()[-1:] if err else ""
     raise RuntimeError(f"lmms failed (exit {proc.returncode}): {last}")
@@ -562,14 +593,14 @@ def _fit(x, n):
 
 
 def render_song(path, max_seconds=modules.MAX_SECONDS, workdir=None, timeout_s=RENDER_TIMEOUT_S, log=None):
-    """Render one project whole, then every one of its instrument and sample tracks alone, each
-    from its own copy (:func:`solo_project`) in its own LMMS process.
+    """Render one project whole, twice, then every one of its instrument and sample tracks alone,
+    each from its own copy (:func:`solo_project`) in its own LMMS process.
 
     Returns a dict: ``groups`` ({stem: float32 (2, n)}: the sounding tracks summed by group),
-    ``full`` (float32 (2, n), the whole render), ``tracks`` (per sounding track: ``key``, ``group``,
-    ``reason``, ``energy_db`` re the full render, ``samples``), ``silent`` (keys of tracks that
-    rendered silent), ``residual_db`` (sum of the tracks vs the full render), ``repeat_db`` (a second
-    full render vs the first) and ``render_s`` (wall seconds of all renders)."""
+    ``tracks`` (per sounding track: ``key``, ``group``, ``reason``, ``energy_db`` re the full
+    render, ``samples``), ``silent`` (keys of tracks that rendered silent), ``residual_db`` (sum of
+    the tracks vs the nearer of the two full renders: both are renders of the song), ``repeat_db``
+    (the second full render vs the first) and ``render_s`` (wall seconds of all renders)."""
     root = read_project(path)
     limit_project(root, max_seconds)
     listed = tracks(root)
@@ -587,16 +618,14 @@ def render_song(path, max_seconds=modules.MAX_SECONDS, workdir=None, timeout_s=R
         n = min(full.shape[1], n_max)
         full = full[:, :n]
         again = _fit(render(None, "again"), n)
-        repeat = residual_db(again, full)
-        del again
         groups = {s: np.zeros((2, n), np.float32) for s in STEMS}
         total = np.zeros((2, n), np.float64)
         ref = float(np.sum(full.astype(np.float64) ** 2))
         out, silent = [], []
         for t in listed:
-            key = f"{t['index']}: {t['name']} [{t['plugin']}{', beat/bassline' if t['in_beat'] else ''}]"
             if t["muted"]:
                 continue
+            key = f"{t['index']}: {t['name']} [{t['plugin']}{', beat/bassline' if t['in_beat'] else ''}]"
             audio = _fit(render(t["index"], f"track{t['index']}"), n)
             if np.max(np.abs(audio), initial=0.0) < SILENT_PEAK:
                 silent.append(key)
@@ -607,13 +636,13 @@ def render_song(path, max_seconds=modules.MAX_SECONDS, workdir=None, timeout_s=R
             energy = float(np.sum(audio.astype(np.float64) ** 2))
             out.append({"key": key, "group": group,
                         "reason": why if isinstance(why, str) else {k: round(v, 3) for k, v in why.items()},
-                        "energy_db": round(10 * math.log10(energy / ref), 1) if ref > 0 else None,
+                        "energy_db": _db(10 * math.log10(energy / ref)) if ref > 0 else None,
                         "samples": [_sample_key(s) for s in t["samples"]]})
             if log:
-                log(f"  {key} -> {group} ({out[-1]['reason'] if isinstance(why, str) else 'audio'})")
-    resid = residual_db(total, full)
-    return {"groups": groups, "full": full, "tracks": out, "silent": silent, "residual_db": resid,
-            "repeat_db": repeat, "render_s": time.time() - t0}
+                log(f"  {key} -> {group} ({why if isinstance(why, str) else 'audio'})")
+    return {"groups": groups, "tracks": out, "silent": silent,
+            "residual_db": min(residual_db(total, full), residual_db(total, again)),
+            "repeat_db": residual_db(again, full), "render_s": time.time() - t0}
 
 
 # --- staging ----------------------------------------------------------------------------------
@@ -628,7 +657,11 @@ def song_name(path):
 
 
 def _db(x):
-    return None if x is None or not math.isfinite(x) else round(x, 1)
+    """A level in dB for JSON, to 0.1 dB: at least :data:`FLOOR_DB` (-inf: identical), None for NaN
+    or +inf (a silent reference)."""
+    if x is None or math.isnan(x) or x == float("inf"):
+        return None
+    return round(max(float(x), FLOOR_DB), 1)
 
 
 def stage_song(path, licence, max_seconds=modules.MAX_SECONDS, workdir=None, timeout_s=RENDER_TIMEOUT_S, log=None):
@@ -659,25 +692,24 @@ def stage_song(path, licence, max_seconds=modules.MAX_SECONDS, workdir=None, tim
     song_id = f"{PACKAGE}_{song}"
     meta = {"source": SOURCE, "package": PACKAGE, "song": song, "licence": licence["licence"],
             "channels": {t["key"]: t["group"] for t in r["tracks"]}, "split": modules.split_of(song_id),
-            "band_limited_hz": None, "project": str(Path(path).relative_to(PROJECTS)) if _under(path, PROJECTS)
-            else Path(path).name, "copyright": licence["copyright"], "residual_db": info["residual_db"]}
-    q = sum(s.astype(np.float64) for s in stems.values()) / 32767 - seg * gain
-    info["int16_residual_db"] = _db(residual_db(q + seg * gain, seg * gain))
+            "band_limited_hz": None, "project": _project_name(path), "copyright": licence["copyright"],
+            "residual_db": info["residual_db"]}
+    info["int16_residual_db"] = _db(residual_db(sum(a.astype(np.float64) for a in stems.values()) / 32767, seg * gain))
     info["energy_db"] = {s: (round(float(10 * np.log10(np.mean((a / 32768.0) ** 2))), 1) if np.any(a) else None)
                          for s, a in stems.items()}
     return stems, meta, info
 
 
-def _under(path, folder):
+def _project_name(path):
+    """A project's path under :data:`PROJECTS` (``demos/X.mmpz``), else its file name."""
     try:
-        Path(path).relative_to(folder)
-        return True
+        return str(Path(path).relative_to(PROJECTS))
     except ValueError:
-        return False
+        return Path(path).name
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     ap.add_argument("--out", type=Path, default=Path("~/.cache/roomtone/stems/lmms"))
     ap.add_argument("--projects-dir", type=Path, default=DEMOS, help="where the projects are (default: the demos)")
     ap.add_argument("--copyright", type=Path, default=COPYRIGHT)
@@ -694,15 +726,22 @@ def main(argv=None):
         raise SystemExit("lmms is missing: apt-get install -y lmms")
     stanzas = parse_copyright(args.copyright.read_text(encoding="utf-8"))
     manifest_path = out / "manifest.json"
-    old = {}
-    if manifest_path.exists():
-        old = {e["file"]: e for e in json.loads(manifest_path.read_text()).get("songs", [])}
+    previous = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    old = {e["file"]: e for e in previous.get("songs", [])}
     entries, skipped, excluded = [], [], []
+
+    def save():  # this run's songs, and the earlier runs' for the projects this run left alone
+        seen = {e["project"] for e in entries + skipped + excluded}
+        kept = [e for e in previous.get("songs", []) if e["project"] not in seen and (out / e["file"]).exists()]
+        modules._write_json(manifest_path, _manifest(
+            entries + kept, skipped + [e for e in previous.get("skipped", []) if e["project"] not in seen],
+            excluded + [e for e in previous.get("excluded", []) if e["project"] not in seen]))
+
     usable = []
     for path in find_projects(args.projects_dir):
         if args.only and not any(o.lower() in path.name.lower() for o in args.only):
             continue
-        relative = path.relative_to(PROJECTS) if _under(path, PROJECTS) else path.name
+        relative = _project_name(path)
         lic = project_licence(relative, stanzas)
         if lic["licence"] is None:
             excluded.append({"project": str(relative), "why": lic["why"]})
@@ -723,28 +762,25 @@ def main(argv=None):
                                 log=lambda s: print(s, flush=True))
         except (ValueError, RuntimeError, ET.ParseError) as e:
             result = (f"render failed: {e}", {})
-        if len(result) == 2:
+        if isinstance(result[0], str):
             why, info = result
             print(f"skip {relative}: {why}", flush=True)
-            skipped.append({"project": str(relative), "licence": lic["licence"], "why": why, **info})
-            _write_json(manifest_path, _manifest(entries, skipped, excluded))
+            skipped.append({"project": str(relative), "licence": lic["licence"], "why": why,
+                            "max_seconds": args.max_seconds, **info})
+            save()
             continue
         stems, meta, info = result
         modules.write_song(target, stems, meta)
         entry = {"file": target.name, "song": song, "project": meta["project"], "licence": meta["licence"],
-                 "copyright": meta["copyright"], "split": meta["split"], **info}
+                 "copyright": meta["copyright"], "split": meta["split"], "max_seconds": args.max_seconds, **info}
         entries.append(entry)
         groups = {g: sum(1 for t in info["tracks"] if t["group"] == g) for g in STEMS}
         print(f"{relative}: {info['seconds']:.0f} s {meta['split']} residual {info['residual_db']} dB "
               f"(repeat {info['repeat_db']} dB) tracks per group {groups} ({info['render_s']:.0f} s)", flush=True)
-        _write_json(manifest_path, _manifest(entries, skipped, excluded))
-    _write_json(manifest_path, _manifest(entries, skipped, excluded))
-    print(json.dumps(_manifest(entries, skipped, excluded)["summary"], indent=1))
+        save()
+    save()
+    print(json.dumps(json.loads(manifest_path.read_text())["summary"], indent=1))
     return 0
-
-
-def _write_json(path, obj):
-    modules._write_json(path, obj)
 
 
 def _manifest(entries, skipped, excluded):
@@ -755,7 +791,9 @@ def _manifest(entries, skipped, excluded):
                 minutes[s] += e["seconds"] / 60
     residuals = [e["residual_db"] for e in entries if e["residual_db"] is not None]
     return {"source": SOURCE, "package": PACKAGE, "sample_rate": SAMPLE_RATE,
-            "renderer": "lmms 1.2.2 render, one process per track (others muted) plus the full song twice",
+            "renderer": "lmms 1.2.2 render, one process per track (other instrument tracks silenced by a 0 % "
+                        "Amplifier, sample tracks muted) plus the whole song twice; one CPU, effects never auto-quit",
+            "clock_pinned": faketime_library() is not None,
             "residual_limit_db": RESIDUAL_LIMIT_DB,
             "summary": {"songs": len(entries),
                         "train": sum(e["split"] == "train" for e in entries),
