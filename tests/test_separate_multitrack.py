@@ -65,6 +65,21 @@ def test_a_validation_run_reads_only_the_songs_it_needs(tmp_path):
     assert len(data.load_staged([tmp_path])["val"]) == 4
 
 
+@pytest.mark.parametrize("source, voiced", [("modules", True), ("lmms", True), ("everythingisremixed", False)])
+def test_a_real_voice_joins_only_clean_renders(tmp_path, source, voiced):
+    """A song with no voice gets a real one now and then only where it is a clean render (tracker
+    modules, LMMS demos): the AAC songs never do, so that the codec is no cue for "vocals"."""
+    _song(tmp_path / "s.npz", 3.0, source=source)
+    staged = data.load_staged([tmp_path])
+    for _, stems, _ in staged["train"]:
+        stems["vocals"][:] = 0
+    speech = (0.1 * np.sin(np.arange(SAMPLE_RATE) * 0.05)).astype(np.float32)
+    pool = {"multitrack": staged["train"], "songs": [], "voices": [("v", speech, SAMPLE_RATE)], "music": []}
+    rng = np.random.default_rng(5)
+    got = [np.any(data._multitrack_targets(rng, pool, [], SAMPLE_RATE // 2)[0]) for _ in range(20)]
+    assert any(got) == voiced
+
+
 def test_an_item_drawing_on_a_band_limited_song_is_band_limited_in_every_stem(tmp_path):
     _song(tmp_path / "mobile.npz", 3.0, band=8000.0)
     staged = data.load_staged([tmp_path])

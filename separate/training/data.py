@@ -361,6 +361,7 @@ MAX_SONG_S = 30.0
 MANY_SONGS = 20
 MULTITRACK_SHARE = 0.55  # share of items from the real multitrack songs, when there are any
 COHERENT = 0.5  # share of those whose stems come from one song at one time (its own arrangement)
+CLEAN_RENDERS = ("modules", "lmms")  # sources rendered here without a codec: a real voice may be added
 
 
 def _multitrack_targets(rng, pool, rirs, n, augment=True):
@@ -369,8 +370,8 @@ def _multitrack_targets(rng, pool, rirs, n, augment=True):
     stem from a random song and time at one level and a +-6 dB balance (remixed across songs, as
     the POP909 items are); each song drawn by source first (every source alike), then within it. A
     song with no voice at that time gets a real voice 40 % of the time
-    when it is a tracker module (clean renders; the AAC songs never get one, so that the codec is
-    no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
+    when it is a clean render (:data:`CLEAN_RENDERS`: the tracker modules, the LMMS demo projects;
+    the AAC songs never get one, so that the codec is no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
     low-passed alike at its band."""
     by_source = songs_by_source(pool["multitrack"])
     sources = sorted(by_source)
@@ -410,7 +411,7 @@ def _multitrack_targets(rng, pool, rirs, n, augment=True):
                 y = _saturate(rng, y)
             y = _eq(rng, y, 3.0)
         targets[j] = y
-    clean = all(meta.get("source") == "modules" for _, meta, _ in picks)
+    clean = all(meta.get("source") in CLEAN_RENDERS for _, meta, _ in picks)
     if augment and clean and not np.any(targets[0]) and pool["voices"] and rng.random() < 0.4:
         v = voice(rng, pool["voices"], rirs, n, augment)
         level = _rms(targets[1:].sum(axis=0)) * 10.0 ** (rng.uniform(-8.0, 4.0) / 20.0)
