@@ -677,7 +677,7 @@ def stage_song(path, licence, max_seconds=modules.MAX_SECONDS, workdir=None, tim
         return f"tracks do not sum to the song ({r['residual_db']:.1f} dB > {RESIDUAL_LIMIT_DB:.0f} dB)", info
     groups = r["groups"]
     mix = sum(g.astype(np.float64) for g in groups.values())
-    start, end, sounding = modules._active_span(mix)
+    start, end, sounding = modules.active_span(mix)
     end = min(end, start + int(max_seconds * SAMPLE_RATE))
     seconds = (end - start) / SAMPLE_RATE
     info["seconds"] = round(seconds, 2)
@@ -733,7 +733,7 @@ def main(argv=None):
     def save():  # this run's songs, and the earlier runs' for the projects this run left alone
         seen = {e["project"] for e in entries + skipped + excluded}
         kept = [e for e in previous.get("songs", []) if e["project"] not in seen and (out / e["file"]).exists()]
-        modules._write_json(manifest_path, _manifest(
+        modules.write_json(manifest_path, _manifest(
             entries + kept, skipped + [e for e in previous.get("skipped", []) if e["project"] not in seen],
             excluded + [e for e in previous.get("excluded", []) if e["project"] not in seen]))
 

@@ -271,7 +271,7 @@ def read_song(path):
     return stems, meta
 
 
-def _write_json(path, obj):
+def write_json(path, obj):
     write_text_atomic(path, json.dumps(obj, indent=1))
 
 
@@ -463,7 +463,7 @@ def render_song(data, max_seconds=MAX_SECONDS, tail_seconds=1.0, by="instrument"
     return full, parts, residual_db
 
 
-def _active_span(mix, rate=SAMPLE_RATE):
+def active_span(mix, rate=SAMPLE_RATE):
     """First and last sample above the silence level, and the share of sounding seconds."""
     mono = np.abs(mix).max(axis=0)
     peak = mono.max()
@@ -499,7 +499,7 @@ def stage_song(data, package, song, max_seconds=MAX_SECONDS):
         channels[key] = group
         reasons[key] = why if isinstance(why, str) else {k: round(v, 3) for k, v in why.items()}
     mix = sum(groups.values())
-    start, end, sounding = _active_span(mix)
+    start, end, sounding = active_span(mix)
     end = min(end, start + int(max_seconds * SAMPLE_RATE))
     seconds = (end - start) / SAMPLE_RATE
     if seconds < MIN_SECONDS:
@@ -576,8 +576,8 @@ def main(argv=None):
             entries.append(entry)
             print(f"{package}/{song}: {info['seconds']:.0f} s {meta['split']} residual {info['residual_db']} dB "
                   f"groups {sorted(set(meta['channels'].values()))} ({time.time() - t0:.1f} s)", flush=True)
-            _write_json(manifest_path, _manifest(entries, skipped))
-    _write_json(manifest_path, _manifest(entries, skipped))
+            write_json(manifest_path, _manifest(entries, skipped))
+    write_json(manifest_path, _manifest(entries, skipped))
     summary = _manifest(entries, skipped)["summary"]
     print(json.dumps(summary, indent=1))
     return 0
