@@ -80,7 +80,12 @@ controller effect on an FX channel (its channel hears only the rendered track), 
 that is not deterministic. Under -30 dB such processing acts on less than 3 % of the song's
 amplitude and the stems are still the tracks as heard; above it, part of the song is not in the
 stems the way it sounds, too much for a separation target. The training mixture is the stems'
-sum either way, never the full render.
+sum either way, never the full render. At full length (the 240 s cap, 2026-12-08) three of the
+first four demos were skipped: Alf42red-Mauiwowi (full renders -6.4 dB apart, tracks -21.1 dB) and
+CapDan-TwilightArea (full renders -0.8 dB apart) are not deterministic at that length despite the
+pinned clock; CapDan-ReggaetonTry's full renders agree exactly but its tracks miss the song by
+0.0 dB, which points at the silencing (a track silent in every render, or one heard twice), not
+yet examined.
 
 Grouping (:func:`group_of`), the first rule that decides:
 
