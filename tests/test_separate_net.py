@@ -319,7 +319,7 @@ def test_selection_weighs_each_validation_set_alike():
     """The separator's weights are chosen on the mean over the validation sets: one held-out EIR
     song weighs as much as eight tracker modules (each song's stem mean, NaN stems left out, then
     the mean over its source's songs) and as the synthetic set."""
-    from roomtone.separate.training.train import by_set
+    from roomtone.separate.training.train import by_set, selection
 
     figures = {"songs": {"eir_sodium": [3.0, 1.0, float("nan"), 2.0],
                          **{f"modules_{k}": [float("nan"), 0.0, 4.0, 2.0] for k in range(8)}},
@@ -328,3 +328,5 @@ def test_selection_weighs_each_validation_set_alike():
     assert sets == {"eir": 2.0, "modules": 2.0, "synthetic": 5.0}
     figures["songs"]["modules_0"] = [float("nan"), 8.0, 8.0, 8.0]
     assert by_set(figures)["modules"] == pytest.approx(2.75)
+    sets, figure = selection(figures)
+    assert sets == by_set(figures) and figure == pytest.approx((2.0 + 2.75 + 5.0) / 3, abs=1e-3)

@@ -33,10 +33,14 @@ def score(spec, masks, targets, full, inverse, batch=4):
     averages it (:func:`roomtone.separate.training.data.stem_means`), and the mean. Returns a list of 5."""
     from roomtone.separate.training import data
 
-    outs = np.concatenate([np.asarray(inverse(spec[i:i + batch], masks[i:i + batch]))
-                           for i in range(0, len(spec), batch)])
-    per = data.stem_means(data.sdr_db(outs, targets), full)
+    per = data.stem_means(data.sdr_db(_outputs(spec, masks, inverse, batch), targets), full)
     return per + [float(np.nanmean(per))]
+
+
+def _outputs(spec, masks, inverse, batch=4):
+    """The stems of ``masks`` applied to ``spec`` (``inverse``), ``batch`` items at a time."""
+    return np.concatenate([np.asarray(inverse(spec[i:i + batch], masks[i:i + batch]))
+                           for i in range(0, len(spec), batch)])
 
 
 def fused(net_m, dsp_m, a, b):
@@ -119,7 +123,7 @@ def main(argv=None):
         def evaluate(m):
             return [round(v, 3) for v in score(spec, m, targets, full, inverse)]
     else:
-        from roomtone.separate.training.train import by_set
+        from roomtone.separate.training.train import selection
 
         r_mix = np.stack([m for _, m, _ in real])
         r_targets = np.stack([t for _, _, t in real])
@@ -130,11 +134,10 @@ def main(argv=None):
 
         def evaluate(masks):
             synthetic = score(spec, masks[0], targets, full, inverse)
-            outs = np.concatenate([np.asarray(r_inverse(r_spec[i:i + 4], masks[1][i:i + 4]))
-                                   for i in range(0, len(r_spec), 4)])
+            outs = _outputs(r_spec, masks[1], r_inverse)
             per_song, per_stem = data.excerpt_table(data.sdr_db(outs, r_targets), r_ids)
-            sets = by_set({"songs": per_song, "synthetic": {"mean": synthetic[-1]}})
-            return [round(float(v), 3) for v in per_stem] + [round(float(np.mean(list(sets.values()))), 3)]
+            _, figure = selection({"songs": per_song, "synthetic": {"mean": synthetic[-1]}})
+            return [round(float(v), 3) for v in per_stem] + [figure]
 
     alone = evaluate(net_m)
     dsp_alone = evaluate(dsp_m)

@@ -179,6 +179,12 @@ def by_set(figures):
     return out
 
 
+def selection(figures):
+    """``(by_set(figures), the mean over those sets)``: the figure the weights are chosen on."""
+    sets = by_set(figures)
+    return sets, round(float(np.mean(list(sets.values()))), 3)
+
+
 def real_songs(songs, per_source):
     """At most ``per_source`` of the held-out real multitrack ``songs`` of each source, in order."""
     return [s for group in data.songs_by_source(songs).values() for s in group[:per_source]]
@@ -208,8 +214,7 @@ class SeparatorJob:
         figures = evaluate(model, *self.val, fusion=self.fusion)
         if self.real:
             figures = {**evaluate_real(model, self.real, fusion=self.fusion), "synthetic": figures}
-            figures["by_set"] = by_set(figures)
-            figures["selection"] = round(float(np.mean(list(figures["by_set"].values()))), 3)
+            figures["by_set"], figures["selection"] = selection(figures)
             return Evaluation(figures["selection"], [figures], json.dumps(figures), figures)
         return Evaluation(figures["mean"], [figures], json.dumps(figures), figures)
 
