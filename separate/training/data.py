@@ -192,13 +192,13 @@ def load_sources(pop909=None, speech=SPEECH, singing=SINGING, music=True, music_
     voices = load_voices(speech, singing)
     tunes = load_music(cache=music_cache, splits=splits) if music else {"train": [], "val": []}
     staged = load_staged(stems, splits=splits, per_source=per_source)
+    from roomtone.separate.training import pop909 as renders
+
+    folders = [pop909] if isinstance(pop909, (str, os.PathLike)) else list(pop909 or [])
     out = {"rir": load_rirs(speech)}
     for split in ("train", "val"):
-        songs = []
-        for folder in ([pop909] if isinstance(pop909, (str, os.PathLike)) else pop909 or []) if split in splits else []:
-            from roomtone.separate.training import pop909 as renders
-
-            songs += renders.load_stems(folder, split=split)
+        songs = ([song for folder in folders for song in renders.load_stems(folder, split=split)]
+                 if split in splits else [])
         out[split] = {"songs": songs, "voices": voices[split], "music": tunes[split], "multitrack": staged[split]}
     return out
 
@@ -371,8 +371,8 @@ def _multitrack_targets(rng, pool, rirs, n, augment=True):
     the POP909 items are); each song drawn by source first (every source alike), then within it. A
     song with no voice at that time gets a real voice 40 % of the time
     when it is a clean render (:data:`CLEAN_RENDERS`: the tracker modules, the LMMS demo projects;
-    the AAC songs never get one, so that the codec is no cue). Every stem of an item that draws on a band-limited song (the mobile copies) is
-    low-passed alike at its band."""
+    the AAC songs never get one, so that the codec is no cue). Every stem of an item that draws on
+    a band-limited song (the mobile copies) is low-passed alike at its band."""
     by_source = songs_by_source(pool["multitrack"])
     sources = sorted(by_source)
 
