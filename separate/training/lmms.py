@@ -680,28 +680,17 @@ def stage_song(path, licence, max_seconds=modules.MAX_SECONDS, workdir=None, tim
         return "no track sounds", info
     if r["residual_db"] > RESIDUAL_LIMIT_DB:
         return f"tracks do not sum to the song ({r['residual_db']:.1f} dB > {RESIDUAL_LIMIT_DB:.0f} dB)", info
-    groups = r["groups"]
-    mix = sum(g.astype(np.float64) for g in groups.values())
-    start, end, sounding = modules.active_span(mix)
-    end = min(end, start + int(max_seconds * SAMPLE_RATE))
-    seconds = (end - start) / SAMPLE_RATE
-    info["seconds"] = round(seconds, 2)
-    if seconds < modules.MIN_SECONDS:
-        return f"short ({seconds:.1f} s)", info
-    if sounding < 0.5:
-        return f"mostly silent ({sounding:.0%} sounding)", info
-    seg = mix[:, start:end]
-    peak = max([np.abs(seg).max()] + [np.abs(g[:, start:end]).max() for g in groups.values()])
-    gain = modules.PEAK / peak
-    stems = {s: np.round(g[:, start:end].astype(np.float64) * gain * 32767).astype(np.int16) for s, g in groups.items()}
+    stems, scaled = modules.scale_stems(r["groups"], max_seconds)
+    info["seconds"] = scaled["seconds"]
+    if stems is None:
+        return scaled["skip"], info
     song_id = f"{PACKAGE}_{song}"
     meta = {"source": SOURCE, "package": PACKAGE, "song": song, "licence": licence["licence"],
             "channels": {t["key"]: t["group"] for t in r["tracks"]}, "split": modules.split_of(song_id),
             "band_limited_hz": None, "project": _project_name(path), "copyright": licence["copyright"],
             "residual_db": info["residual_db"]}
-    info["int16_residual_db"] = _db(residual_db(sum(a.astype(np.float64) for a in stems.values()) / 32767, seg * gain))
-    info["energy_db"] = {s: (round(float(10 * np.log10(np.mean((a / 32768.0) ** 2))), 1) if np.any(a) else None)
-                         for s, a in stems.items()}
+    info["int16_residual_db"] = _db(scaled["int16_residual_db"])
+    info["energy_db"] = scaled["energy_db"]
     return stems, meta, info
 
 

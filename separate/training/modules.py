@@ -498,27 +498,42 @@ def stage_song(data, package, song, max_seconds=MAX_SECONDS):
         key = f"{index}: {name}" if by == "instrument" else f"channel {index}: {name}"
         channels[key] = group
         reasons[key] = why if isinstance(why, str) else {k: round(v, 3) for k, v in why.items()}
-    mix = sum(groups.values())
+    stems, scaled = scale_stems(groups, max_seconds)
+    if stems is None:
+        return scaled["skip"]
+    song_id = f"{package}_{song}"
+    meta = {"source": "modules", "package": package, "song": song, "licence": PACKAGES[package],
+            "channels": channels, "split": split_of(song_id), "band_limited_hz": None}
+    info = {"seconds": scaled["seconds"], "parts": by, "residual_db": round(residual_db, 1),
+            "int16_residual_db": round(scaled["int16_residual_db"], 1), "energy_db": scaled["energy_db"],
+            "reasons": reasons}
+    return stems, meta, info
+
+
+def scale_stems(groups, max_seconds=MAX_SECONDS):
+    """A rendered song's stems as staged: ``groups`` ({stem: (2, n) float}) trimmed to the span
+    where their sum sounds (:func:`active_span`, at most ``max_seconds``), scaled by one gain so
+    that neither the sum nor any stem peaks over :data:`PEAK`, and rounded to int16. Returns
+    ``(stems, figures)``: ``figures`` holds ``seconds``, the int16 rounding's ``int16_residual_db``
+    (the stems' sum against the scaled float sum, dB) and each stem's ``energy_db``; or ``(None,
+    {"seconds", "skip": why})`` for a song too short or mostly silent."""
+    mix = sum(g.astype(np.float64) for g in groups.values())
     start, end, sounding = active_span(mix)
     end = min(end, start + int(max_seconds * SAMPLE_RATE))
     seconds = (end - start) / SAMPLE_RATE
     if seconds < MIN_SECONDS:
-        return f"short ({seconds:.1f} s)"
+        return None, {"seconds": round(seconds, 2), "skip": f"short ({seconds:.1f} s)"}
     if sounding < 0.5:
-        return f"mostly silent ({sounding:.0%} sounding)"
-    peak = max([np.abs(mix[:, start:end]).max()] + [np.abs(g[:, start:end]).max() for g in groups.values()])
+        return None, {"seconds": round(seconds, 2), "skip": f"mostly silent ({sounding:.0%} sounding)"}
+    seg = mix[:, start:end]
+    peak = max([np.abs(seg).max()] + [np.abs(g[:, start:end]).max() for g in groups.values()])
     gain = PEAK / peak
-    stems = {s: np.round(g[:, start:end] * gain * 32767).astype(np.int16) for s, g in groups.items()}
-    song_id = f"{package}_{song}"
-    meta = {"source": "modules", "package": package, "song": song, "licence": PACKAGES[package],
-            "channels": channels, "split": split_of(song_id), "band_limited_hz": None}
-    q = sum(s.astype(np.float64) for s in stems.values()) / 32767 - mix[:, start:end] * gain
-    info = {"seconds": round(seconds, 2), "parts": by, "residual_db": round(residual_db, 1),
-            "int16_residual_db": round(float(10 * np.log10(np.sum(q ** 2) / np.sum((mix[:, start:end] * gain) ** 2))), 1),
-            "energy_db": {s: (round(float(10 * np.log10(np.mean((a / 32768.0) ** 2))), 1) if np.any(a) else None)
-                          for s, a in stems.items()},
-            "reasons": reasons}
-    return stems, meta, info
+    stems = {s: np.round(g[:, start:end].astype(np.float64) * gain * 32767).astype(np.int16) for s, g in groups.items()}
+    q = sum(a.astype(np.float64) for a in stems.values()) / 32767 - seg * gain
+    return stems, {"seconds": round(seconds, 2),
+                   "int16_residual_db": float(10 * np.log10(np.sum(q ** 2) / np.sum((seg * gain) ** 2))),
+                   "energy_db": {s: (round(float(10 * np.log10(np.mean((a / 32768.0) ** 2))), 1) if np.any(a) else None)
+                                 for s, a in stems.items()}}
 
 
 def song_name(path):
